@@ -1,0 +1,128 @@
+"""`create_app(settings)`: the registry's only constructor. Nothing connects at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from wharf_shared import keys as shared_keys
+from wharf_shared.config import Settings
+from wharf_shared.db.engine import Database
+from wharf_shared.db.migrate import check_schema
+from wharf_shared.events import EventPublisher
+from wharf_shared.logging import get_logger
+from wharf_shared.metrics import Metrics, metrics_middleware
+from wharf_shared.redis import open_redis
+from wharf_shared.storage.factory import open_storage
+from wharf_shared.web import add_health_and_metrics, request_id_middleware
+from wharf_registry import keys
+from wharf_registry.auth import Authorizer
+from wharf_registry.cache import ManifestCache
+from wharf_registry.middleware import auth_middleware, errors_middleware
+from wharf_registry.routes import add_routes
+from wharf_registry.uploads import Uploads
+
+log = get_logger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    metrics = Metrics("registry")
+    app = web.Application(
+        middlewares=[request_id_middleware, metrics_middleware(metrics), errors_middleware, auth_middleware],
+        handler_args={"max_field_size": 16384},
+    )
+    app[shared_keys.SETTINGS] = settings
+    app[shared_keys.METRICS] = metrics
+    reg = settings.registry
+    app[keys.AUTHORIZER] = Authorizer(
+        reg.auth,
+        realm=settings.token_realm,
+        service=settings.token.service,
+        issuer=settings.token.issuer,
+        keys_file=settings.token_keys_path if reg.auth == "token" else None,
+    )
+    app[keys.STORAGE] = open_storage(settings, metrics)
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_redis)
+    app.cleanup_ctx.append(_purger)
+    add_routes(app)
+    add_health_and_metrics(app, metrics, lambda: _readiness(app))
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[shared_keys.SETTINGS]
+    db = Database(settings.effective_database_url, pool_size=settings.database_pool_size)
+    try:
+        await check_schema(db)
+    except BaseException:
+        await db.close()
+        raise
+    app[shared_keys.DB] = db
+    yield
+    await db.close()
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    settings = app[shared_keys.SETTINGS]
+    redis = open_redis(settings.redis_url)
+    events = EventPublisher(redis, settings.events_stream, settings.events_max_len, app[shared_keys.METRICS])
+    app[shared_keys.REDIS] = redis
+    app[shared_keys.EVENTS] = events
+    app[keys.MANIFEST_CACHE] = ManifestCache(redis, settings.registry.cache_ttl_seconds)
+    app[keys.UPLOADS] = Uploads(
+        redis, app[keys.STORAGE], app[shared_keys.DB], expiry_seconds=settings.registry.upload_expiry_seconds
+    )
+    await events.start()
+    yield
+    await events.close()
+    await redis.aclose()
+
+
+async def _purger(app: web.Application) -> AsyncIterator[None]:
+    interval = app[shared_keys.SETTINGS].registry.upload_purge_interval_seconds
+    uploads = app[keys.UPLOADS]
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await uploads.purge(interval)
+            except Exception:
+                log.exception("upload_purge_failed")
+
+    task = asyncio.create_task(loop(), name="upload-purger")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _readiness(app: web.Application) -> dict[str, str]:
+    checks: dict[str, str] = {}
+    try:
+        async with app[shared_keys.DB].read() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        await app[shared_keys.REDIS].ping()  # type: ignore[misc]
+        checks["redis"] = "ok"
+    except (RedisError, OSError) as exc:
+        checks["redis"] = f"error: {type(exc).__name__}"
+    try:
+        # A write and a read back: storage that only answers stat would still fail pushes.
+        probe = f"_health/{socket.gethostname()}-{os.getpid()}"
+        await app[keys.STORAGE].put_content(probe, b"ok")
+        await app[keys.STORAGE].get_content(probe)
+        checks["storage"] = "ok"
+    except Exception as exc:
+        checks["storage"] = f"error: {type(exc).__name__}"
+    return checks

@@ -1,0 +1,106 @@
+"""Who may do what on `/v2/`: Docker token auth (a signed JWT with an `access` claim) or none.
+
+The registry never calls the token service: it checks signatures against its trusted key
+bundle (re-read when the file changes, so keys rotate without a restart) and compares the
+granted actions with what the route needs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from wharf_shared.errors.oci import Unauthorized
+from wharf_shared.logging import get_logger
+from wharf_shared.tokens import Grant, TokenError, TokenVerifier
+
+log = get_logger(__name__)
+
+_RELOAD_CHECK_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """What a request needs: `type` is `base`, `registry` (catalog) or `repository`."""
+
+    type: str
+    name: str = ""
+    action: str = ""
+    challenge_actions: str = ""
+
+    def scope(self) -> str | None:
+        if self.type == "repository":
+            return f"repository:{self.name}:{self.challenge_actions or self.action}"
+        if self.type == "registry":
+            return f"registry:{self.name}:{self.action}"
+        return None
+
+
+ALLOW_ALL = Grant(subject="", access=(), issued_at=0, expires_at=float("inf"), unrestricted=True)
+
+
+class Authorizer:
+    def __init__(self, mode: str, *, realm: str, service: str, issuer: str, keys_file: Path | None) -> None:
+        self.mode = mode
+        self.realm = realm
+        self.service = service
+        self.issuer = issuer
+        self._keys_file = keys_file
+        self._verifier: TokenVerifier | None = None
+        self._keys_mtime = 0.0
+        self._checked_at = 0.0
+        if mode == "token":
+            self._load_keys()
+
+    def _load_keys(self) -> None:
+        assert self._keys_file is not None
+        self._verifier = TokenVerifier.from_bundle(self._keys_file, service=self.service, issuer=self.issuer)
+        self._keys_mtime = self._keys_file.stat().st_mtime
+        self._checked_at = time.monotonic()
+
+    def _maybe_reload(self) -> None:
+        now = time.monotonic()
+        if self._keys_file is None or now - self._checked_at < _RELOAD_CHECK_SECONDS:
+            return
+        self._checked_at = now
+        try:
+            if self._keys_file.stat().st_mtime != self._keys_mtime:
+                self._load_keys()
+                log.info("token_keys_reloaded", path=str(self._keys_file))
+        except (OSError, TokenError) as exc:
+            log.error("token_keys_reload_failed", path=str(self._keys_file), error=str(exc))
+
+    def challenge(self, need: Need, error: str | None = None) -> str:
+        parts = [f'realm="{self.realm}"', f'service="{self.service}"']
+        scope = need.scope()
+        if scope:
+            parts.append(f'scope="{scope}"')
+        if error:
+            parts.append(f'error="{error}"')
+        return "Bearer " + ",".join(parts)
+
+    def authorize(self, authorization: str | None, need: Need) -> Grant:
+        """The caller's grant, if it covers `need`; raise Unauthorized with the challenge otherwise."""
+        if self.mode == "none":
+            return ALLOW_ALL
+        self._maybe_reload()
+        assert self._verifier is not None
+        scheme, _, credentials = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise Unauthorized(headers={"WWW-Authenticate": self.challenge(need)})
+        try:
+            grant = self._verifier.verify(credentials.strip())
+        except TokenError as exc:
+            raise Unauthorized(
+                detail={"reason": str(exc)},
+                message="authentication required: the token is not valid here",
+                headers={"WWW-Authenticate": self.challenge(need, "invalid_token")},
+            ) from None
+        if need.type == "base" or grant.allows(need.type, need.name, need.action):
+            return grant
+        raise Unauthorized(
+            detail=[{"Type": need.type, "Name": need.name, "Action": need.action}],
+            message="authentication required: the token does not grant this action",
+            headers={"WWW-Authenticate": self.challenge(need, "insufficient_scope")},
+        )

@@ -1,0 +1,59 @@
+"""Values the registry model hands out: frozen, never database rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Repository:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    artifact_type: str | None = None
+    annotations: dict[str, str] | None = None
+    urls: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        if self.artifact_type:
+            out["artifactType"] = self.artifact_type
+        if self.annotations:
+            out["annotations"] = self.annotations
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    id: int
+    repository_id: int
+    digest: str
+    media_type: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedManifest:
+    """What a pushed manifest says, once validated."""
+
+    media_type: str
+    digest: str
+    size: int
+    blobs: tuple[Descriptor, ...]  # config and layers that must be in the repository
+    children: tuple[Descriptor, ...]  # manifests an index references
+    subject: Descriptor | None
+    artifact_type: str | None
+    annotations: dict[str, str] | None

@@ -1,0 +1,87 @@
+"""Blob push: start (`POST`, with monolithic `?digest=` and cross-repository `?mount=&from=`),
+chunks (`PATCH`), status (`GET`), finish (`PUT`), cancel (`DELETE`)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from wharf_shared.references import is_valid_name
+from wharf_registry.handlers.common import content_length, content_range, parse_digest, repository_name
+from wharf_registry.keys import GRANT, UPLOADS
+from wharf_registry.uploads import UploadState
+
+
+def _upload_headers(name: str, state: UploadState) -> dict[str, str]:
+    return {
+        "Location": f"/v2/{name}/blobs/uploads/{state.id}",
+        "Range": state.range_header(),
+        "Docker-Upload-UUID": state.id,
+        "Content-Length": "0",
+    }
+
+
+def _blob_created(name: str, digest: str) -> web.Response:
+    return web.Response(
+        status=201, headers={"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest, "Content-Length": "0"}
+    )
+
+
+async def post_upload(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    uploads = request.app[UPLOADS]
+    mount = request.query.get("mount")
+    if mount is not None:
+        digest = parse_digest(mount, what="mount")
+        source = request.query.get("from", "")
+        # Mount only what the caller may pull; otherwise fall back to a normal upload (202).
+        if source and is_valid_name(source) and request[GRANT].allows("repository", source, "pull"):
+            blob = await uploads.mount(name, digest, source)
+            if blob is not None:
+                return _blob_created(name, blob.digest)
+    single = request.query.get("digest")
+    if single is not None:
+        digest = parse_digest(single)
+        state = await uploads.start(name)
+        try:
+            blob = await uploads.complete(state, digest, request.content, length=content_length(request))
+        except BaseException:
+            await uploads.cancel(state)
+            raise
+        return _blob_created(name, blob.digest)
+    state = await uploads.start(name)
+    return web.Response(status=202, headers=_upload_headers(name, state))
+
+
+async def get_upload(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    state = await request.app[UPLOADS].get(name, request.match_info["upload_id"])
+    return web.Response(status=204, headers=_upload_headers(name, state))
+
+
+async def patch_upload(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    uploads = request.app[UPLOADS]
+    state = await uploads.get(name, request.match_info["upload_id"])
+    chunk = content_range(request)
+    start, length = chunk if chunk is not None else (None, content_length(request))
+    state = await uploads.write(state, request.content, start=start, length=length)
+    return web.Response(status=202, headers=_upload_headers(name, state))
+
+
+async def put_upload(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    uploads = request.app[UPLOADS]
+    state = await uploads.get(name, request.match_info["upload_id"])
+    digest = parse_digest(request.query.get("digest"))
+    chunk = content_range(request)
+    start, length = chunk if chunk is not None else (None, content_length(request))
+    blob = await uploads.complete(state, digest, request.content, start=start, length=length)
+    return _blob_created(name, blob.digest)
+
+
+async def delete_upload(request: web.Request) -> web.Response:
+    name = repository_name(request)
+    uploads = request.app[UPLOADS]
+    state = await uploads.get(name, request.match_info["upload_id"])
+    await uploads.cancel(state)
+    return web.Response(status=204, headers={"Content-Length": "0"})

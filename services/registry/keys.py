@@ -1,0 +1,18 @@
+"""The registry's typed app and request keys."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from wharf_shared.storage.base import Instrumented
+from wharf_shared.tokens import Grant
+from wharf_registry.auth import Authorizer
+from wharf_registry.cache import ManifestCache
+from wharf_registry.uploads import Uploads
+
+STORAGE = web.AppKey("storage", Instrumented)
+UPLOADS = web.AppKey("uploads", Uploads)
+MANIFEST_CACHE = web.AppKey("manifest_cache", ManifestCache)
+AUTHORIZER = web.AppKey("authorizer", Authorizer)
+
+GRANT = web.RequestKey("grant", Grant)

@@ -1,0 +1,78 @@
+"""The `/v2/` edge: OCI error bodies, the API version header, name checks and authorization."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from wharf_shared.errors.oci import BlobUploadInvalid, NameInvalid, OCIError, RouteUnknown, Unknown, Unsupported
+from wharf_shared.logging import get_logger
+from wharf_shared.references import is_valid_name
+from wharf_shared.storage.base import StorageError
+from wharf_shared.web import REQUEST_ID
+from wharf_registry.auth import Need
+from wharf_registry.keys import AUTHORIZER, GRANT
+from wharf_registry.routes import BY_NAME
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = get_logger(__name__)
+
+API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
+
+
+def render(error: OCIError) -> web.Response:
+    body = json.dumps({"errors": [error.to_dict()]}).encode()
+    return web.Response(
+        status=error.status, body=body, content_type="application/json", headers={**API_VERSION, **error.headers}
+    )
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as an OCI error body; an unexpected one as `UNKNOWN` with the request id."""
+    try:
+        response = await handler(request)
+    except OCIError as exc:
+        if exc.status >= 500:
+            log.error("request_failed", code=exc.code, detail=exc.detail)
+        return render(exc)
+    except web.HTTPNotFound:
+        return render(RouteUnknown(detail={"path": request.path}))
+    except web.HTTPMethodNotAllowed:
+        return render(Unsupported(detail={"method": request.method, "path": request.path}))
+    except web.HTTPException:
+        raise
+    except ConnectionResetError:
+        # The client went away mid-body; nothing it sent past the last commit is kept.
+        log.info("client_disconnected", method=request.method, path=request.path)
+        return render(BlobUploadInvalid(detail={"reason": "connection lost"}))
+    except StorageError as exc:
+        log.exception("storage_failed", error=str(exc))
+        return render(Unknown(detail={"request_id": request.get(REQUEST_ID, "")}, message="storage error"))
+    except Exception:
+        log.exception("unhandled_error", method=request.method, path=request.path)
+        return render(Unknown(detail={"request_id": request.get(REQUEST_ID, "")}))
+    if not response.prepared:
+        response.headers.update(API_VERSION)
+    return response
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = request.match_info.route
+    spec = BY_NAME.get(route.name or "") if route is not None else None
+    if spec is None:
+        return await handler(request)
+    name = request.match_info.get("name", "")
+    if spec.need in ("pull", "push", "delete") and not is_valid_name(name):
+        raise NameInvalid(detail={"name": name[:300]})
+    if spec.need == "base":
+        need = Need("base")
+    elif spec.need == "catalog":
+        need = Need("registry", "catalog", "*")
+    else:
+        need = Need("repository", name, spec.need, spec.challenge)
+    request[GRANT] = request.app[AUTHORIZER].authorize(request.headers.get("Authorization"), need)
+    return await handler(request)

@@ -1,0 +1,155 @@
+"""`wharf`: the admin command — migrate, init, config, token, run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+from wharf_shared.config import ConfigError, Settings, load_settings, masked
+
+
+def _print(*parts: object) -> None:
+    print(*parts)  # noqa: T201 - a CLI talks on stdout
+
+
+def _fail(message: str, code: int = 2) -> None:
+    print(f"wharf: {message}", file=sys.stderr)  # noqa: T201
+    sys.exit(code)
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
+    from wharf_shared.db.engine import Database
+    from wharf_shared.db.migrate import upgrade
+
+    async def go() -> tuple[str | None, str | None]:
+        db = Database(settings.effective_database_url, pool_size=1)
+        try:
+            return await upgrade(db, args.revision)
+        finally:
+            await db.close()
+
+    before, after = asyncio.run(go())
+    if before == after:
+        _print(f"schema is up to date ({after})")
+    else:
+        _print(f"schema upgraded: {before or 'empty'} -> {after}")
+
+
+def cmd_init(settings: Settings, _args: argparse.Namespace) -> None:
+    from wharf_shared.setup import ensure_files
+
+    report = ensure_files(settings)
+    for path in report.created:
+        _print(f"created {path}")
+    for path in report.kept:
+        _print(f"kept    {path}")
+
+
+def cmd_config(settings: Settings, args: argparse.Namespace) -> None:
+    if args.markdown:
+        from wharf_shared.docs import settings_table
+
+        _print(settings_table())
+        return
+    values = masked(settings)
+    values["(effective) database"] = masked_url(settings.effective_database_url)
+    values["(effective) storage root"] = str(settings.storage_root)
+    values["(effective) token realm"] = settings.token_realm
+    if args.json:
+        _print(json.dumps(values, indent=2))
+        return
+    width = max(len(k) for k in values)
+    for key, value in values.items():
+        _print(f"{key.ljust(width)}  {'' if value is None else value}")
+
+
+def masked_url(url: str) -> str:
+    from wharf_shared.config import _mask_url
+
+    return _mask_url(url) if "@" in url else url
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> None:
+    from wharf_shared.tokens import Access, TokenError, TokenIssuer, load_private_key
+
+    access = []
+    for scope in args.scope:
+        parts = scope.split(":")
+        if len(parts) < 3:
+            _fail(f"scope {scope!r} is not type:name:actions")
+        access.append(Access(parts[0], ":".join(parts[1:-1]), frozenset(a for a in parts[-1].split(",") if a)))
+    try:
+        issuer = TokenIssuer(
+            load_private_key(settings.token_private_key_path), service=settings.token.service, issuer=settings.token.issuer
+        )
+    except TokenError as exc:
+        _fail(f"{exc} (run `wharf init` first)")
+        return
+    token, _ = issuer.issue(args.subject, access, args.lifetime or settings.token.lifetime_seconds)
+    _print(token)
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
+    from wharf_shared.suite import run_suite
+
+    sys.exit(run_suite(settings))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wharf",
+        description="Wharf admin command. Settings come from WHARF_* variables (see `wharf config`).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("migrate", help="upgrade the database schema (safe to run on many hosts at once)")
+    p.add_argument("--revision", default="head", help="target revision (default: head)")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("init", help="create the data dir, token keys and secret key when missing")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("config", help="print the effective settings (secrets masked)")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p.add_argument("--markdown", action="store_true", help="the README's settings table")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("token", help="mint a registry token with this host's signing key (for admins and scripts)")
+    p.add_argument("--scope", action="append", default=[], help="e.g. repository:library/app:pull,push (repeatable)")
+    p.add_argument("--subject", default="admin", help="the token's `sub` (default: admin)")
+    p.add_argument("--lifetime", type=int, default=0, help="seconds (default: WHARF_TOKEN__LIFETIME_SECONDS)")
+    p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("run", help="run every service on this host on embedded defaults (what `make run` does)")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    from wharf_shared.logging import configure_logging
+
+    configure_logging("warning", "wharf")
+    try:
+        args.func(settings, args)
+    except ConfigError as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        from wharf_shared.db.engine import DatabaseURLError
+        from wharf_shared.db.migrate import SchemaError
+
+        if isinstance(exc, SchemaError | DatabaseURLError | OSError):
+            _fail(str(exc), 1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

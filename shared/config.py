@@ -1,0 +1,228 @@
+"""The one settings scheme of every Wharf service.
+
+Every field is read from `WHARF_<FIELD>`, nested groups with double underscores
+(`WHARF_STORAGE__DRIVER`, `WHARF_REGISTRY__AUTH`), or from the TOML file that
+`WHARF_CONFIG_FILE` names (same keys, nested tables). Environment wins over the file.
+All services share one model so that a host running only the registry still knows the
+token service's variables: a `WHARF_*` name that no service knows is a typo and stops
+start-up with its name.
+
+Settings are read once, in a service's `__main__`, and passed down; nothing else reads
+`os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "WHARF_"
+NESTED_DELIMITER = "__"
+CONFIG_FILE_VAR = "WHARF_CONFIG_FILE"
+
+
+class ConfigError(Exception):
+    """Settings that cannot start a service; the message names the offending key."""
+
+
+class _Group(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class FilesystemStorageSettings(_Group):
+    root: Path | None = Field(
+        default=None, description="Directory holding blobs and uploads (default: `<data_dir>/storage`)."
+    )
+
+
+class StorageSettings(_Group):
+    driver: Literal["filesystem"] = Field(default="filesystem", description="Storage driver for image bytes.")
+    filesystem: FilesystemStorageSettings = FilesystemStorageSettings()
+
+
+class TokenSettings(_Group):
+    service: str = Field(
+        default="wharf-registry", description="Token `aud`/`service`: the name the registry answers to."
+    )
+    issuer: str = Field(default="wharf-token-issuer", description="Token `iss` claim.")
+    private_key_file: Path | None = Field(
+        default=None,
+        description="PEM private key (EC P-256 or RSA) that signs tokens (default: `<data_dir>/token.key`).",
+    )
+    lifetime_seconds: int = Field(default=1800, ge=60, description="Lifetime of issued tokens.")
+
+
+class RegistrySettings(_Group):
+    host: str = Field(default="127.0.0.1", description="Address the registry listens on.")
+    port: int = Field(default=5000, ge=0, le=65535, description="Port the registry listens on.")
+    workers: int = Field(default=1, ge=1, le=64, description="Worker processes sharing the port.")
+    auth: Literal["token", "none"] = Field(
+        default="token", description="`token`: Docker token auth; `none`: an open standalone registry."
+    )
+    token_keys_file: Path | None = Field(
+        default=None,
+        description="PEM bundle of public keys whose tokens are trusted (default: `<data_dir>/token-keys.pem`).",
+    )
+    realm: str | None = Field(
+        default=None, description="Token realm in the challenge (default: `<external_url>/service/token`)."
+    )
+    upload_expiry_seconds: int = Field(
+        default=86400, ge=60, description="Idle time after which an unfinished upload is purged."
+    )
+    upload_purge_interval_seconds: int = Field(
+        default=600, ge=1, description="How often each instance looks for expired uploads."
+    )
+    manifest_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="Largest manifest accepted.")
+    cache_ttl_seconds: int = Field(
+        default=300, ge=0, description="Lifetime of cached tag and manifest lookups in Redis (0 = no cache)."
+    )
+    page_size_max: int = Field(default=1000, ge=1, description="Largest `n` for tags list and catalog pages.")
+
+
+class Settings(BaseSettings):
+    """Settings of every Wharf service; one instance per process, built by `load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        case_sensitive=False,
+        extra="forbid",
+    )
+
+    data_dir: Path = Field(default=Path("var"), description="Directory for the embedded defaults' state.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQL database: `postgresql://`, `mysql://` (MariaDB too) or `sqlite:///path` "
+        "(default: SQLite at `<data_dir>/wharf.db`).",
+    )
+    database_pool_size: int = Field(default=10, ge=1, description="SQL connections per process.")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis for sessions, caches, events.")
+    external_url: str = Field(
+        default="http://127.0.0.1:8080", description="The address clients use (the proxy's), without a path."
+    )
+    secret_key_file: Path | None = Field(
+        default=None, description="Key that encrypts stored credentials (default: `<data_dir>/secret.key`)."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+    events_stream: str = Field(default="wharf:events", description="Redis stream that carries events.")
+    events_max_len: int = Field(default=1_000_000, ge=1000, description="Approximate length cap of the stream.")
+    storage: StorageSettings = StorageSettings()
+    registry: RegistrySettings = RegistrySettings()
+    token: TokenSettings = TokenSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init carries the TOML file's values (see load_settings); env overrides them.
+        return (env_settings, init_settings)
+
+    # Paths derived from data_dir, so one variable relocates the embedded defaults.
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'wharf.db').resolve()}"
+
+    @property
+    def storage_root(self) -> Path:
+        return (self.storage.filesystem.root or self.data_dir / "storage").resolve()
+
+    @property
+    def token_private_key_path(self) -> Path:
+        return (self.token.private_key_file or self.data_dir / "token.key").resolve()
+
+    @property
+    def token_keys_path(self) -> Path:
+        return (self.registry.token_keys_file or self.data_dir / "token-keys.pem").resolve()
+
+    @property
+    def secret_key_path(self) -> Path:
+        return (self.secret_key_file or self.data_dir / "secret.key").resolve()
+
+    @property
+    def token_realm(self) -> str:
+        return self.registry.realm or self.external_url.rstrip("/") + "/service/token"
+
+
+def _field_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, field in model.model_fields.items():
+        path = (*prefix, name)
+        yield path
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _field_paths(annotation, path)
+
+
+def known_variables() -> set[str]:
+    """Every `WHARF_*` variable name some service understands."""
+    names = {ENV_PREFIX + NESTED_DELIMITER.join(p).upper() for p in _field_paths(Settings)}
+    return names | {CONFIG_FILE_VAR}
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    known = known_variables()
+    return sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+
+
+def load_settings() -> Settings:
+    """Read settings once: the TOML file (if named), then `WHARF_*` variables over it."""
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise ConfigError(f"unknown setting {', '.join(unknown)}: no Wharf service reads it (a typo?)")
+    file_values: dict[str, Any] = {}
+    config_file = os.environ.get(CONFIG_FILE_VAR)
+    if config_file:
+        try:
+            file_values = tomllib.loads(Path(config_file).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{CONFIG_FILE_VAR}={config_file}: {exc}") from exc
+    try:
+        return Settings(**file_values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ENV_PREFIX + NESTED_DELIMITER.join(str(p) for p in err["loc"]).upper()
+        parts.append(f"{loc}: {err['msg']}")
+    return "invalid settings: " + "; ".join(parts)
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective settings as a flat `WHARF_*` → value map, secrets and URL passwords masked."""
+    flat: dict[str, Any] = {}
+
+    def visit(model: BaseModel, prefix: str) -> None:
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            key = f"{prefix}{name.upper()}"
+            if isinstance(value, BaseModel):
+                visit(value, key + NESTED_DELIMITER)
+            elif isinstance(value, SecretStr):
+                flat[key] = "********" if value.get_secret_value() else ""
+            elif isinstance(value, str) and "://" in value and "@" in value:
+                flat[key] = _mask_url(value)
+            else:
+                flat[key] = None if value is None else str(value)
+
+    visit(settings, ENV_PREFIX)
+    return flat
+
+
+def _mask_url(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:********@{host}" if ":" in creds else url

@@ -1,0 +1,1 @@
+"""The SQL layer: one async engine per process (SQLAlchemy Core), tables, queries, migrations."""

@@ -1,0 +1,158 @@
+"""One async SQL engine per process on PostgreSQL (asyncpg), MySQL/MariaDB (aiomysql) or SQLite (aiosqlite).
+
+`Database.transaction()` is a write transaction; `Database.run(fn)` runs `fn(conn)` in one and
+retries it when the engine reports a transient conflict (deadlock, serialization failure, a
+busy SQLite file). The rule for "transient" is written once, in `is_transient`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.dml import Insert
+
+T = TypeVar("T")
+Dialect = Literal["postgresql", "mysql", "sqlite"]
+
+_DRIVERS: dict[str, tuple[Dialect, str]] = {
+    "postgresql": ("postgresql", "postgresql+asyncpg"),
+    "postgres": ("postgresql", "postgresql+asyncpg"),
+    "postgresql+asyncpg": ("postgresql", "postgresql+asyncpg"),
+    "mysql": ("mysql", "mysql+aiomysql"),
+    "mariadb": ("mysql", "mysql+aiomysql"),
+    "mysql+aiomysql": ("mysql", "mysql+aiomysql"),
+    "mariadb+aiomysql": ("mysql", "mysql+aiomysql"),
+    "sqlite": ("sqlite", "sqlite+aiosqlite"),
+    "sqlite+aiosqlite": ("sqlite", "sqlite+aiosqlite"),
+}
+
+# PostgreSQL SQLSTATEs and MySQL error numbers worth a retry.
+_PG_TRANSIENT = {"40001", "40P01", "55P03"}
+_MYSQL_TRANSIENT = {1205, 1213, 2006, 2013}
+
+
+class DatabaseURLError(ValueError):
+    pass
+
+
+def normalize_url(url: str) -> tuple[Dialect, str]:
+    """Map the user's URL (`postgresql://…`, `mysql://…`, `sqlite:///…`) to its async driver."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with an unhelpful message
+        raise DatabaseURLError(f"not a database URL: {url!r}") from exc
+    entry = _DRIVERS.get(parsed.drivername)
+    if entry is None:
+        raise DatabaseURLError(
+            f"unsupported database {parsed.drivername!r}: use postgresql://, mysql:// (or mariadb://) or sqlite:///"
+        )
+    dialect, driver = entry
+    return dialect, parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate in _PG_TRANSIENT:
+        return True
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _MYSQL_TRANSIENT:
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(orig)
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.dialect, self.url = normalize_url(url)
+        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": self.dialect != "sqlite"}
+        if self.dialect == "sqlite":
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+        if self.dialect == "mysql":
+            # Fewer gap locks and deadlocks than REPEATABLE READ; every write is idempotent anyway.
+            kwargs["isolation_level"] = "READ COMMITTED"
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        if self.dialect == "sqlite":
+            _configure_sqlite(self.engine)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads outside a transaction (no BEGIN/ROLLBACK round trips)."""
+        async with self._autocommit.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction; SQLite takes its write lock at BEGIN, so writers queue, not fail."""
+        async with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn = await conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+            async with conn.begin():
+                yield conn
+
+    async def run(
+        self, fn: Callable[[AsyncConnection], Awaitable[T]], *, attempts: int = 6, retry_on: tuple[type[Exception], ...] = ()
+    ) -> T:
+        """Run `fn(conn)` in one transaction, again on transient conflicts (and on `retry_on`)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self.transaction() as conn:
+                    return await fn(conn)
+            except Exception as exc:
+                if attempt == attempts or not (is_transient(exc) or isinstance(exc, retry_on)):
+                    raise
+                await asyncio.sleep(min(0.5, 0.01 * 2**attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # Dialect-specific statements, kept here so that query modules stay portable.
+
+    def insert_ignore(self, table: Table, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Insert:
+        """INSERT that leaves an existing row (same unique key) alone."""
+        if self.dialect == "mysql":
+            stmt = mysql.insert(table).values(rows)
+            key = next(iter(table.primary_key.columns))
+            return stmt.on_duplicate_key_update({key.name: stmt.inserted[key.name]})
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        return dialect_insert(table).values(rows).on_conflict_do_nothing()
+
+    def upsert(self, table: Table, row: Mapping[str, Any], keys: Sequence[str], update: Sequence[str]) -> Insert:
+        """INSERT, or UPDATE the `update` columns of the row that has the same `keys`."""
+        if self.dialect == "mysql":
+            stmt = mysql.insert(table).values(row)
+            return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update})
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt2 = dialect_insert(table).values(row)
+        return stmt2.on_conflict_do_update(index_elements=list(keys), set_={c: stmt2.excluded[c] for c in update})
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # We emit BEGIN ourselves (below); pysqlite's implicit transactions would defeat it.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL", "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return
+        conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))

@@ -1,0 +1,189 @@
+"""Schema migrations (Alembic) under a database-wide lock, and the start-up schema check.
+
+`wharf migrate` upgrades; services call `check_schema` and refuse to start on an older (or
+newer) schema than their code expects. The lock makes concurrent `wharf migrate` runs on many
+hosts safe: one migrates, the others wait and then find nothing to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wharf_shared.config import Settings
+from wharf_shared.db.engine import Database
+from wharf_shared.db.tables import metadata
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_PG_LOCK_KEY = 0x5748_4152_46  # "WHARF"
+_LOCK_WAIT_SECONDS = 600
+
+
+class SchemaError(Exception):
+    """The database schema does not match this code; the message says what to run."""
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+async def current_revision(db: Database) -> str | None:
+    async with db.read() as conn:
+        return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+
+
+async def check_schema(db: Database) -> None:
+    current = await current_revision(db)
+    head = head_revision()
+    if current == head:
+        return
+    script = ScriptDirectory.from_config(alembic_config())
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current is None:
+        raise SchemaError("the database has no Wharf schema yet: run `wharf migrate`")
+    if current not in known:
+        raise SchemaError(
+            f"the database schema ({current}) is newer than this Wharf ({head}): upgrade this service"
+        )
+    raise SchemaError(f"the database schema ({current}) is older than this Wharf ({head}): run `wharf migrate`")
+
+
+async def preflight(settings: Settings) -> None:
+    """Connect once and check the schema: what a service does before it starts serving."""
+    db = Database(settings.effective_database_url, pool_size=1)
+    try:
+        await check_schema(db)
+    finally:
+        await db.close()
+
+
+@asynccontextmanager
+async def _migration_lock(db: Database, conn: AsyncConnection) -> AsyncIterator[None]:
+    if db.dialect == "postgresql":
+        await conn.execute(text("SET lock_timeout = 0"))
+        await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
+        await conn.commit()
+        try:
+            # Once we hold the lock, DDL must not wait forever behind live traffic.
+            await conn.execute(text("SET lock_timeout = '10s'"))
+            yield
+        finally:
+            await conn.rollback()
+            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
+            await conn.commit()
+    elif db.dialect == "mysql":
+        got = (await conn.execute(text("SELECT GET_LOCK('wharf_migrate', :t)"), {"t": _LOCK_WAIT_SECONDS})).scalar()
+        if got != 1:
+            raise SchemaError("timed out waiting for another `wharf migrate` to finish")
+        await conn.commit()
+        try:
+            yield
+        finally:
+            await conn.rollback()
+            await conn.execute(text("SELECT RELEASE_LOCK('wharf_migrate')"))
+            await conn.commit()
+    else:
+        database = make_url(db.url).database
+        lock_path = Path(database + ".migrate.lock") if database and database != ":memory:" else None
+        if lock_path is None:
+            yield
+            return
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # noqa: ASYNC230 - a blocking wait is the point here
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_alembic(action: Callable[[Config], None]) -> Callable[[Connection], None]:
+    def run(sync_conn: Connection) -> None:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = sync_conn
+        action(cfg)
+
+    return run
+
+
+async def upgrade(db: Database, revision: str = "head") -> tuple[str | None, str | None]:
+    """Upgrade to `revision`; returns (before, after)."""
+    if db.dialect == "sqlite":
+        database = make_url(db.url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    async with db.engine.connect() as conn:
+        async with _migration_lock(db, conn):
+            before = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+            await conn.run_sync(_run_alembic(lambda cfg: command.upgrade(cfg, revision)))
+            await conn.commit()
+            after = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+            await conn.commit()
+    return before, after
+
+
+async def downgrade(db: Database, revision: str) -> None:
+    async with db.engine.connect() as conn:
+        async with _migration_lock(db, conn):
+            await conn.run_sync(_run_alembic(lambda cfg: command.downgrade(cfg, revision)))
+            await conn.commit()
+
+
+async def schema_diff(db: Database) -> list[Any]:
+    """Differences between the migrated schema and `tables.metadata` (empty when in step)."""
+    async with db.engine.connect() as conn:
+        return await conn.run_sync(
+            lambda c: compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), metadata)
+        )
+
+
+async def autogenerate(db: Database, message: str) -> None:
+    """Developer tool: write the next numbered revision from the difference between head and `tables`.
+
+    Run it on an empty SQLite file: `python -m wharf_shared.db.migrate "add projects"`.
+    """
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    next_id = f"{int(head) + 1:04d}" if head else "0001"
+    if head:
+        await upgrade(db)
+    async with db.engine.connect() as conn:
+        await conn.run_sync(
+            _run_alembic(lambda cfg: command.revision(cfg, message=message, autogenerate=True, rev_id=next_id))
+        )
+
+
+if __name__ == "__main__":
+    import sys
+    import tempfile
+
+    async def _main(message: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Database(f"sqlite:///{tmp}/autogen.db")
+            try:
+                await autogenerate(db, message)
+            finally:
+                await db.close()
+
+    asyncio.run(_main(" ".join(sys.argv[1:]) or "change"))

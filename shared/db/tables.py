@@ -1,0 +1,116 @@
+"""Every table, in one MetaData: the schema's source of truth (migrations are generated from it).
+
+Registry metadata: a repository holds blob links (what may be pulled or referenced in it),
+manifests (by digest), and tags pointing at manifests. Bytes live in storage; these rows are
+what makes them visible, written in the transaction that makes a manifest visible.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from wharf_shared.db.types import BigId, UTCDateTime, binary_string
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+DIGEST_LEN = 150  # "sha512:" + 128 hex, with room
+MEDIA_TYPE_LEN = 255
+
+repository = Table(
+    "repository",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", binary_string(255), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("name"),
+)
+
+blob = Table(
+    "blob",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("digest", String(DIGEST_LEN), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("digest"),
+)
+
+# A blob may be pulled from, and referenced by manifests in, the repositories it is linked to.
+repository_blob = Table(
+    "repository_blob",
+    metadata,
+    Column("repository_id", BigId, ForeignKey("repository.id", ondelete="CASCADE"), nullable=False),
+    Column("blob_id", BigId, ForeignKey("blob.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("repository_id", "blob_id"),
+    Index(None, "blob_id"),
+)
+
+manifest = Table(
+    "manifest",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("repository_id", BigId, ForeignKey("repository.id", ondelete="CASCADE"), nullable=False),
+    Column("digest", String(DIGEST_LEN), nullable=False),
+    Column("media_type", String(MEDIA_TYPE_LEN), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    # The referrers API's artifactType: the manifest's own, else its config's media type.
+    Column("artifact_type", String(MEDIA_TYPE_LEN), nullable=True),
+    Column("subject_digest", String(DIGEST_LEN), nullable=True),
+    Column("annotations", Text, nullable=True),  # JSON object, for referrers descriptors
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("repository_id", "digest"),
+    Index(None, "repository_id", "subject_digest"),
+)
+
+# Blobs (config and layers) a manifest references; garbage collection keeps these.
+manifest_blob = Table(
+    "manifest_blob",
+    metadata,
+    Column("manifest_id", BigId, ForeignKey("manifest.id", ondelete="CASCADE"), nullable=False),
+    Column("blob_id", BigId, ForeignKey("blob.id"), nullable=False),
+    PrimaryKeyConstraint("manifest_id", "blob_id"),
+    Index(None, "blob_id"),
+)
+
+# Manifests an index (or manifest list) references. A referenced child cannot be deleted.
+manifest_child = Table(
+    "manifest_child",
+    metadata,
+    Column("parent_id", BigId, ForeignKey("manifest.id", ondelete="CASCADE"), nullable=False),
+    Column("child_id", BigId, ForeignKey("manifest.id"), nullable=False),
+    PrimaryKeyConstraint("parent_id", "child_id"),
+    Index(None, "child_id"),
+)
+
+tag = Table(
+    "tag",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("repository_id", BigId, ForeignKey("repository.id", ondelete="CASCADE"), nullable=False),
+    Column("name", binary_string(128), nullable=False),
+    Column("manifest_id", BigId, ForeignKey("manifest.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("repository_id", "name"),
+    Index(None, "manifest_id"),
+)

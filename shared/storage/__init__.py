@@ -1,0 +1,1 @@
+"""Storage drivers: bytes only, behind one small interface (`base.StorageDriver`)."""

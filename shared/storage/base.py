@@ -1,0 +1,198 @@
+"""The storage driver interface, its errors, and the wrapper every driver runs inside.
+
+Modelled on distribution's StorageDriver: drivers move bytes and know nothing of blobs,
+repositories or tags. `Instrumented` wraps any driver to validate paths and time each call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from wharf_shared.metrics import Metrics
+
+DEFAULT_CHUNK = 1024 * 1024
+_PATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+
+
+class StorageError(Exception):
+    def __init__(self, path: str, message: str = "", *, driver: str = "") -> None:
+        super().__init__(f"{driver + ': ' if driver else ''}{message or type(self).__name__}: {path}")
+        self.path = path
+        self.driver = driver
+
+
+class PathNotFoundError(StorageError):
+    pass
+
+
+class InvalidPathError(StorageError):
+    pass
+
+
+class InvalidOffsetError(StorageError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    path: str
+    size: int
+    modified: dt.datetime
+    is_dir: bool
+
+
+class FileWriter(Protocol):
+    """Writes at the end of a file; nothing is durable until `commit`."""
+
+    @property
+    def size(self) -> int:
+        """Bytes in the file, including what this writer wrote."""
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    async def commit(self) -> None:
+        """Make everything written durable; the writer is closed afterwards."""
+
+    async def cancel(self) -> None:
+        """Discard what this writer wrote (the file is as it was when opened); closes it."""
+
+
+class StorageDriver(Protocol):
+    name: str
+
+    async def get_content(self, path: str) -> bytes: ...
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        """Replace the file atomically: readers see the old or the new content, never a mix."""
+
+    def reader(self, path: str, offset: int = 0, chunk_size: int = DEFAULT_CHUNK) -> AsyncIterator[bytes]:
+        """The file's bytes from `offset`; PathNotFoundError if missing, InvalidOffsetError past the end."""
+
+    async def writer(self, path: str, offset: int = 0) -> FileWriter:
+        """Write from `offset` on, dropping anything after it; InvalidOffsetError if past the end.
+
+        Offset 0 creates (or empties) the file. Continuing at the size last committed lets
+        another process, or this one after a crash, resume an upload.
+        """
+
+    async def stat(self, path: str) -> FileInfo: ...
+
+    async def list(self, path: str) -> list[str]:
+        """Direct children of a directory, as full paths."""
+
+    async def move(self, source: str, dest: str) -> None:
+        """Rename atomically, replacing `dest`."""
+
+    async def delete(self, path: str) -> None:
+        """Delete a file or a whole directory tree."""
+
+    async def redirect_url(self, path: str, method: str = "GET") -> str | None:
+        """A URL the client may fetch the file from directly, or None."""
+
+    def local_path(self, path: str) -> Path | None:
+        """The file on the local file system, for sendfile, or None."""
+
+
+def check_path(path: str, driver: str = "") -> str:
+    if not _PATH.match(path) or any(part in (".", "..") for part in path.split("/")):
+        raise InvalidPathError(path, "invalid path", driver=driver)
+    return path
+
+
+class Instrumented:
+    """Any driver, with paths validated and every call timed per driver and operation."""
+
+    def __init__(self, driver: StorageDriver, metrics: Metrics) -> None:
+        self.driver = driver
+        self.name = driver.name
+        self._latency = metrics.storage_latency
+        self._errors = metrics.storage_errors
+
+    def _observe(self, operation: str, start: float, failed: bool) -> None:
+        self._latency.labels(self.name, operation).observe(time.perf_counter() - start)
+        if failed:
+            self._errors.labels(self.name, operation).inc()
+
+    async def get_content(self, path: str) -> bytes:
+        start, failed = time.perf_counter(), True
+        try:
+            data = await self.driver.get_content(check_path(path, self.name))
+            failed = False
+            return data
+        finally:
+            self._observe("get_content", start, failed)
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        start, failed = time.perf_counter(), True
+        try:
+            await self.driver.put_content(check_path(path, self.name), data)
+            failed = False
+        finally:
+            self._observe("put_content", start, failed)
+
+    async def reader(self, path: str, offset: int = 0, chunk_size: int = DEFAULT_CHUNK) -> AsyncIterator[bytes]:
+        start, failed = time.perf_counter(), True
+        try:
+            async for chunk in self.driver.reader(check_path(path, self.name), offset, chunk_size):
+                yield chunk
+            failed = False
+        finally:
+            self._observe("reader", start, failed)
+
+    async def writer(self, path: str, offset: int = 0) -> FileWriter:
+        start, failed = time.perf_counter(), True
+        try:
+            writer = await self.driver.writer(check_path(path, self.name), offset)
+            failed = False
+            return writer
+        finally:
+            self._observe("writer", start, failed)
+
+    async def stat(self, path: str) -> FileInfo:
+        start, failed = time.perf_counter(), True
+        try:
+            info = await self.driver.stat(check_path(path, self.name))
+            failed = False
+            return info
+        except PathNotFoundError:
+            failed = False  # an answer, not a failure
+            raise
+        finally:
+            self._observe("stat", start, failed)
+
+    async def list(self, path: str) -> list[str]:
+        start, failed = time.perf_counter(), True
+        try:
+            entries = await self.driver.list(check_path(path, self.name))
+            failed = False
+            return entries
+        finally:
+            self._observe("list", start, failed)
+
+    async def move(self, source: str, dest: str) -> None:
+        start, failed = time.perf_counter(), True
+        try:
+            await self.driver.move(check_path(source, self.name), check_path(dest, self.name))
+            failed = False
+        finally:
+            self._observe("move", start, failed)
+
+    async def delete(self, path: str) -> None:
+        start, failed = time.perf_counter(), True
+        try:
+            await self.driver.delete(check_path(path, self.name))
+            failed = False
+        finally:
+            self._observe("delete", start, failed)
+
+    async def redirect_url(self, path: str, method: str = "GET") -> str | None:
+        return await self.driver.redirect_url(check_path(path, self.name), method)
+
+    def local_path(self, path: str) -> Path | None:
+        return self.driver.local_path(check_path(path, self.name))

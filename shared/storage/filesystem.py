@@ -1,0 +1,201 @@
+"""The filesystem driver: a directory tree; atomic renames; blocking calls off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+
+from wharf_shared.storage.base import (
+    DEFAULT_CHUNK,
+    FileInfo,
+    InvalidOffsetError,
+    PathNotFoundError,
+    StorageError,
+    check_path,
+)
+
+
+class FilesystemDriver:
+    name = "filesystem"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _full(self, path: str) -> Path:
+        return self.root / check_path(path, self.name)
+
+    async def get_content(self, path: str) -> bytes:
+        full = self._full(path)
+        try:
+            return await asyncio.to_thread(full.read_bytes)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+            raise PathNotFoundError(path, driver=self.name) from exc
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        await asyncio.to_thread(self._put_sync, self._full(path), data)
+
+    @staticmethod
+    def _put_sync(full: Path, data: bytes) -> None:
+        full.parent.mkdir(parents=True, exist_ok=True)
+        tmp = full.parent / f".{full.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            with tmp.open("wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, full)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(full.parent)
+
+    async def reader(self, path: str, offset: int = 0, chunk_size: int = DEFAULT_CHUNK) -> AsyncIterator[bytes]:
+        full = self._full(path)
+        try:
+            handle = await asyncio.to_thread(full.open, "rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+            raise PathNotFoundError(path, driver=self.name) from exc
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            if offset < 0 or offset > size:
+                raise InvalidOffsetError(path, f"offset {offset} outside 0..{size}", driver=self.name)
+            handle.seek(offset)
+            while True:
+                chunk = await asyncio.to_thread(handle.read, chunk_size)
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            handle.close()
+
+    async def writer(self, path: str, offset: int = 0) -> FilesystemWriter:
+        return await asyncio.to_thread(FilesystemWriter.open, self._full(path), path, offset)
+
+    async def stat(self, path: str) -> FileInfo:
+        full = self._full(path)
+        try:
+            st = await asyncio.to_thread(full.stat)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise PathNotFoundError(path, driver=self.name) from exc
+        is_dir = full.is_dir()
+        return FileInfo(
+            path=path,
+            size=0 if is_dir else st.st_size,
+            modified=dt.datetime.fromtimestamp(st.st_mtime, dt.UTC),
+            is_dir=is_dir,
+        )
+
+    async def list(self, path: str) -> list[str]:
+        full = self._full(path)
+        try:
+            names = await asyncio.to_thread(os.listdir, full)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise PathNotFoundError(path, driver=self.name) from exc
+        return sorted(f"{path}/{name}" for name in names if not name.startswith("."))
+
+    async def move(self, source: str, dest: str) -> None:
+        await asyncio.to_thread(self._move_sync, self._full(source), self._full(dest), source)
+
+    def _move_sync(self, source: Path, dest: Path, label: str) -> None:
+        if not source.exists():
+            raise PathNotFoundError(label, driver=self.name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, dest)
+        _fsync_dir(dest.parent)
+
+    async def delete(self, path: str) -> None:
+        await asyncio.to_thread(self._delete_sync, self._full(path), path)
+
+    def _delete_sync(self, full: Path, label: str) -> None:
+        if full.is_dir() and not full.is_symlink():
+            shutil.rmtree(full)
+        else:
+            try:
+                full.unlink()
+            except FileNotFoundError as exc:
+                raise PathNotFoundError(label, driver=self.name) from exc
+
+    async def redirect_url(self, path: str, method: str = "GET") -> str | None:
+        return None
+
+    def local_path(self, path: str) -> Path | None:
+        return self._full(path)
+
+
+class FilesystemWriter:
+    def __init__(self, handle: BinaryIO, path: str, start: int) -> None:
+        self._handle = handle
+        self._path = path
+        self._start = start
+        self._size = start
+        self._closed = False
+
+    @classmethod
+    def open(cls, full: Path, path: str, offset: int) -> FilesystemWriter:
+        full.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            handle: BinaryIO = full.open("r+b")
+        except FileNotFoundError:
+            if offset != 0:
+                raise InvalidOffsetError(path, f"offset {offset} on a missing file", driver="filesystem") from None
+            handle = full.open("w+b")
+        size = os.fstat(handle.fileno()).st_size
+        if offset < 0 or offset > size:
+            handle.close()
+            raise InvalidOffsetError(path, f"offset {offset} outside 0..{size}", driver="filesystem")
+        handle.truncate(offset)
+        handle.seek(offset)
+        return cls(handle, path, offset)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError(self._path, "writer is closed", driver="filesystem")
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._check_open()
+        await asyncio.to_thread(self._handle.write, data)
+        self._size += len(data)
+
+    async def commit(self) -> None:
+        self._check_open()
+        self._closed = True
+        await asyncio.to_thread(self._commit_sync)
+
+    def _commit_sync(self) -> None:
+        try:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        finally:
+            self._handle.close()
+
+    async def cancel(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._cancel_sync)
+
+    def _cancel_sync(self) -> None:
+        try:
+            self._handle.truncate(self._start)
+        finally:
+            self._handle.close()
+        self._size = self._start
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

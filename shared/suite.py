@@ -1,0 +1,173 @@
+"""`wharf run`: every service that exists, on one host, on embedded defaults.
+
+SQLite and the filesystem under the data dir, and a private Redis (persisted under the data
+dir) unless `WHARF_REDIS_URL` names one. Ctrl-C stops everything; a second run reuses the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from wharf_shared.config import Settings
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)  # noqa: T201
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_http(url: str, child: Child, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            raise RuntimeError(f"{child.name} exited with status {child.process.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own loopback URL
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{child.name} did not answer {url} within {timeout:.0f}s")
+
+
+def _start_redis(data_dir: Path) -> tuple[Child, str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (`make run` installs it) and WHARF_REDIS_URL is not set")
+    port = free_port()
+    directory = data_dir / "redis"
+    directory.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--appendonly", "yes",
+         "--save", "", "--daemonize", "no", "--logfile", str(directory / "redis.log")],
+        stdin=subprocess.DEVNULL,
+    )
+    child = Child("redis", process)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited ({process.returncode}); see {directory / 'redis.log'}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return child, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the private redis-server did not start")
+
+
+def run_suite(settings: Settings) -> int:
+    from wharf_shared.db.engine import Database
+    from wharf_shared.db.migrate import upgrade
+    from wharf_shared.setup import ensure_files
+
+    env = dict(os.environ)
+    data_dir = settings.data_dir.resolve()
+    env["WHARF_DATA_DIR"] = str(data_dir)
+    children: list[Child] = []
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        if "WHARF_REDIS_URL" not in os.environ:
+            redis_child, redis_url = _start_redis(data_dir)
+            children.append(redis_child)
+            env["WHARF_REDIS_URL"] = redis_url
+
+        async def migrate() -> None:
+            db = Database(settings.effective_database_url, pool_size=1)
+            try:
+                await upgrade(db)
+            finally:
+                await db.close()
+
+        asyncio.run(migrate())
+        ensure_files(settings)
+
+        reg = settings.registry
+        registry_url = f"http://{reg.host}:{reg.port}"
+        # Until the proxy exists the registry is the front door, so it names itself in challenges.
+        env.setdefault("WHARF_EXTERNAL_URL", registry_url)
+        registry = Child("registry", subprocess.Popen([sys.executable, "-m", "wharf_registry"], env=env))
+        children.append(registry)
+        _wait_http(f"{registry_url}/health", registry)
+        _banner(settings, registry_url)
+        while not stopping:
+            for child in children:
+                if child.process.poll() is not None:
+                    _say(f"wharf: {child.name} exited with status {child.process.returncode}; stopping")
+                    return 1
+            time.sleep(0.5)
+        return 0
+    except RuntimeError as exc:
+        _say(f"wharf: {exc}")
+        return 1
+    finally:
+        _stop_all(children)
+
+
+def _stop_all(children: list[Child]) -> None:
+    for child in reversed(children):
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    for child in reversed(children):
+        try:
+            child.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+    if children:
+        _say("wharf: stopped")
+
+
+def _banner(settings: Settings, registry_url: str) -> None:
+    host = registry_url.removeprefix("http://")
+    mode = settings.registry.auth
+    lines = [
+        "",
+        f"Wharf is running: registry {registry_url} (auth: {mode})",
+        f"  data:      {settings.data_dir.resolve()}",
+        f"  database:  {settings.effective_database_url}",
+        "",
+    ]
+    if mode == "token":
+        lines += [
+            "Push an image with a token minted by this host's key (the token service comes later):",
+            "  TOKEN=$(.venv/bin/wharf token --scope repository:library/hello:pull,push)",
+            f"  skopeo copy --dest-tls-verify=false --dest-registry-token \"$TOKEN\" \\\n"
+            f"      docker-archive:hello.tar docker://{host}/library/hello:latest",
+        ]
+    else:
+        lines += [
+            "Push an image:",
+            f"  skopeo copy --dest-tls-verify=false docker-archive:hello.tar docker://{host}/library/hello:latest",
+        ]
+    lines += ["", "Ctrl-C stops every service."]
+    _say("\n".join(lines))

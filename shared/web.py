@@ -1,0 +1,170 @@
+"""Pieces every aiohttp service uses: request ids, health and metrics routes, the process runner."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+import uvloop
+from aiohttp import web
+
+from wharf_shared.logging import get_logger
+from wharf_shared.metrics import Metrics
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+REQUEST_ID = web.RequestKey("request_id", str)
+
+log = get_logger(__name__)
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Take the proxy's `X-Request-Id` (or make one), bind it to every log line, echo it back."""
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers[REQUEST_ID_HEADER] = request_id
+        raise
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id")
+    if not response.prepared:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+def add_health_and_metrics(
+    app: web.Application, metrics: Metrics, ready: Callable[[], Awaitable[dict[str, str]]]
+) -> None:
+    """`/health` (alive), `/health/ready` (own dependencies answer), `/metrics` (Prometheus)."""
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readiness(_request: web.Request) -> web.Response:
+        checks = await ready()
+        ok = all(v == "ok" for v in checks.values())
+        return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+    async def metrics_route(_request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    app.router.add_get("/health", health, name="health")
+    app.router.add_get("/health/ready", readiness, name="health_ready")
+    app.router.add_get("/metrics", metrics_route, name="metrics")
+
+
+async def serve_forever(
+    app_factory: Callable[[], Awaitable[web.Application]] | Callable[[], web.Application],
+    host: str,
+    port: int,
+    *,
+    sock: socket.socket | None = None,
+    shutdown_timeout: float = 30.0,
+) -> None:
+    """Run one app until SIGTERM/SIGINT, then stop accepting and let requests in flight finish."""
+    made = app_factory()
+    app = await made if asyncio.iscoroutine(made) else made
+    assert isinstance(app, web.Application)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    site: web.BaseSite
+    if sock is not None:
+        site = web.SockSite(runner, sock, shutdown_timeout=shutdown_timeout)
+    else:
+        site = web.TCPSite(runner, host, port, reuse_port=True, shutdown_timeout=shutdown_timeout)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("listening", host=host, port=port, pid=os.getpid())
+    await stop.wait()
+    log.info("stopping", pid=os.getpid())
+    await runner.cleanup()
+
+
+def run(
+    app_factory: Callable[[], Awaitable[web.Application]] | Callable[[], web.Application],
+    host: str,
+    port: int,
+    workers: int = 1,
+) -> None:
+    """Serve with `workers` processes on one port.
+
+    The socket is bound once, before forking, and inherited: the kernel spreads connections
+    across the workers, and port 0 works (the chosen port is printed). The parent restarts a
+    worker that dies and forwards SIGTERM/SIGINT to all.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.set_inheritable(True)
+    actual_port = sock.getsockname()[1]
+    if workers <= 1:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve_forever(app_factory, host, actual_port, sock=sock))
+        return
+    children: dict[int, int] = {}
+    started: dict[int, float] = {}
+
+    def spawn(slot: int) -> None:
+        started[slot] = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 0
+            try:
+                with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                    runner.run(serve_forever(app_factory, host, actual_port, sock=sock))
+            except BaseException:
+                log.exception("worker_failed", slot=slot)
+                code = 1
+            finally:
+                os._exit(code)
+        children[pid] = slot
+
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for slot in range(workers):
+        spawn(slot)
+    log.info("workers_started", workers=workers, port=actual_port, pid=os.getpid())
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        slot = children.pop(pid, None)
+        if slot is not None and not stopping:
+            log.error("worker_exited", pid=pid, status=status, slot=slot)
+            if time.monotonic() - started.get(slot, 0) < 5:
+                time.sleep(1)  # a worker that dies at start would otherwise spin
+            spawn(slot)
+    sock.close()
+    sys.exit(0)
