@@ -80,10 +80,14 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> None:
         parts = scope.split(":")
         if len(parts) < 3:
             _fail(f"scope {scope!r} is not type:name:actions")
-        access.append(Access(parts[0], ":".join(parts[1:-1]), frozenset(a for a in parts[-1].split(",") if a)))
+        access.append(
+            Access(parts[0], ":".join(parts[1:-1]), frozenset(a for a in parts[-1].split(",") if a))
+        )
     try:
         issuer = TokenIssuer(
-            load_private_key(settings.token_private_key_path), service=settings.token.service, issuer=settings.token.issuer
+            load_private_key(settings.token_private_key_path),
+            service=settings.token.service,
+            issuer=settings.token.issuer,
         )
     except TokenError as exc:
         _fail(f"{exc} (run `wharf init` first)")
@@ -117,13 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="the README's settings table")
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("token", help="mint a registry token with this host's signing key (for admins and scripts)")
-    p.add_argument("--scope", action="append", default=[], help="e.g. repository:library/app:pull,push (repeatable)")
+    p = sub.add_parser(
+        "token", help="mint a registry token with this host's signing key (for admins and scripts)"
+    )
+    p.add_argument(
+        "--scope", action="append", default=[], help="e.g. repository:library/app:pull,push (repeatable)"
+    )
     p.add_argument("--subject", default="admin", help="the token's `sub` (default: admin)")
     p.add_argument("--lifetime", type=int, default=0, help="seconds (default: WHARF_TOKEN__LIFETIME_SECONDS)")
     p.set_defaults(func=cmd_token)
 
-    p = sub.add_parser("run", help="run every service on this host on embedded defaults (what `make run` does)")
+    p = sub.add_parser(
+        "run", help="run every service on this host on embedded defaults (what `make run` does)"
+    )
     p.set_defaults(func=cmd_run)
     return parser
 

@@ -67,7 +67,8 @@ class RegistrySettings(_Group):
     )
     token_keys_file: Path | None = Field(
         default=None,
-        description="PEM bundle of public keys whose tokens are trusted (default: `<data_dir>/token-keys.pem`).",
+        description="PEM bundle of public keys whose tokens are trusted "
+        "(default: `<data_dir>/token-keys.pem`).",
     )
     realm: str | None = Field(
         default=None, description="Token realm in the challenge (default: `<external_url>/service/token`)."
@@ -78,7 +79,9 @@ class RegistrySettings(_Group):
     upload_purge_interval_seconds: int = Field(
         default=600, ge=1, description="How often each instance looks for expired uploads."
     )
-    manifest_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="Largest manifest accepted.")
+    manifest_max_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Largest manifest accepted."
+    )
     cache_ttl_seconds: int = Field(
         default=300, ge=0, description="Lifetime of cached tag and manifest lookups in Redis (0 = no cache)."
     )
@@ -102,7 +105,9 @@ class Settings(BaseSettings):
         "(default: SQLite at `<data_dir>/wharf.db`).",
     )
     database_pool_size: int = Field(default=10, ge=1, description="SQL connections per process.")
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis for sessions, caches, events.")
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="Redis for sessions, caches, events."
+    )
     external_url: str = Field(
         default="http://127.0.0.1:8080", description="The address clients use (the proxy's), without a path."
     )
@@ -111,7 +116,9 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
     events_stream: str = Field(default="wharf:events", description="Redis stream that carries events.")
-    events_max_len: int = Field(default=1_000_000, ge=1000, description="Approximate length cap of the stream.")
+    events_max_len: int = Field(
+        default=1_000_000, ge=1000, description="Approximate length cap of the stream."
+    )
     storage: StorageSettings = StorageSettings()
     registry: RegistrySettings = RegistrySettings()
     token: TokenSettings = TokenSettings()

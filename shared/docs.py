@@ -25,7 +25,9 @@ def settings_table() -> str:
             rows.append(f"| `{key}` | {shown} | {(info.description or '').replace('|', '/')} |")
 
     visit(Settings, ENV_PREFIX)
-    rows.append("| `WHARF_CONFIG_FILE` |  | A TOML file with the same keys (nested tables); variables override it. |")
+    rows.append(
+        "| `WHARF_CONFIG_FILE` |  | A TOML file with the same keys (nested tables); variables override it. |"
+    )
     return "\n".join([BEGIN, *rows, END])
 
 

@@ -8,6 +8,7 @@ many and small: they are buffered and appended in batches by a background task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import uuid
@@ -28,7 +29,9 @@ DELETE = "delete"
 
 
 class EventPublisher:
-    def __init__(self, redis: Redis, stream: str, max_len: int, metrics: Metrics, *, flush_interval: float = 0.2):
+    def __init__(
+        self, redis: Redis, stream: str, max_len: int, metrics: Metrics, *, flush_interval: float = 0.2
+    ) -> None:
         self._redis = redis
         self._stream = stream
         self._max_len = max_len
@@ -98,9 +101,7 @@ class EventPublisher:
 
     async def _flush_loop(self) -> None:
         while not self._closing:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._flush_interval)
-            except TimeoutError:
-                pass
             self._wakeup.clear()
             await self.flush()

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -23,7 +24,10 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         prefix = f"wharf_{service}"
         self.http_requests = Counter(
-            f"{prefix}_http_requests", "HTTP requests served", ["method", "route", "status"], registry=self.registry
+            f"{prefix}_http_requests",
+            "HTTP requests served",
+            ["method", "route", "status"],
+            registry=self.registry,
         )
         self.http_latency = Histogram(
             f"{prefix}_http_request_duration_seconds",
@@ -32,7 +36,9 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.http_in_flight = Gauge(f"{prefix}_http_in_flight_requests", "Requests in flight", registry=self.registry)
+        self.http_in_flight = Gauge(
+            f"{prefix}_http_in_flight_requests", "Requests in flight", registry=self.registry
+        )
         self.storage_latency = Histogram(
             f"{prefix}_storage_operation_duration_seconds",
             "Storage driver call latency",
@@ -41,7 +47,9 @@ class Metrics:
             registry=self.registry,
         )
         self.storage_errors = Counter(
-            f"{prefix}_storage_operation_errors", "Storage driver calls that failed", ["driver", "operation"],
+            f"{prefix}_storage_operation_errors",
+            "Storage driver calls that failed",
+            ["driver", "operation"],
             registry=self.registry,
         )
         self.events_published = Counter(
@@ -63,7 +71,7 @@ def route_label(request: web.Request) -> str:
     return route.resource.canonical
 
 
-def metrics_middleware(metrics: Metrics) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def metrics_middleware(metrics: Metrics) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         route = route_label(request)

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wharf_shared.config import Settings
-from wharf_shared.tokens import generate_private_key, key_id, load_private_key, load_public_keys, private_key_pem, public_key_pem
+from wharf_shared.tokens import (
+    generate_private_key,
+    key_id,
+    load_private_key,
+    load_public_keys,
+    private_key_pem,
+    public_key_pem,
+)
 
 
 @dataclass
@@ -41,7 +48,7 @@ def ensure_files(settings: Settings) -> InitReport:
         report.created.append(str(key_path))
 
     # The registry trusts the bundle; make sure it holds the signing key's public half.
-    public_key = private_key.public_key()  # type: ignore[union-attr]
+    public_key = private_key.public_key()
     bundle = settings.token_keys_path
     existing = bundle.read_bytes() if bundle.exists() else b""
     if key_id(public_key) not in {key_id(k) for k in load_public_keys(existing)}:

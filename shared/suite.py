@@ -55,13 +55,30 @@ def _wait_http(url: str, child: Child, timeout: float = 30.0) -> None:
 def _start_redis(data_dir: Path) -> tuple[Child, str]:
     binary = shutil.which("redis-server")
     if binary is None:
-        raise RuntimeError("redis-server is not installed (`make run` installs it) and WHARF_REDIS_URL is not set")
+        raise RuntimeError(
+            "redis-server is not installed (`make run` installs it) and WHARF_REDIS_URL is not set"
+        )
     port = free_port()
     directory = data_dir / "redis"
     directory.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--appendonly", "yes",
-         "--save", "", "--daemonize", "no", "--logfile", str(directory / "redis.log")],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(directory),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(directory / "redis.log"),
+        ],
         stdin=subprocess.DEVNULL,
     )
     child = Child("redis", process)
@@ -161,7 +178,7 @@ def _banner(settings: Settings, registry_url: str) -> None:
         lines += [
             "Push an image with a token minted by this host's key (the token service comes later):",
             "  TOKEN=$(.venv/bin/wharf token --scope repository:library/hello:pull,push)",
-            f"  skopeo copy --dest-tls-verify=false --dest-registry-token \"$TOKEN\" \\\n"
+            f'  skopeo copy --dest-tls-verify=false --dest-registry-token "$TOKEN" \\\n'
             f"      docker-archive:hello.tar docker://{host}/library/hello:latest",
         ]
     else:

@@ -87,7 +87,9 @@ def generate_private_key(kind: str = "ec") -> ec.EllipticCurvePrivateKey | rsa.R
 
 
 def private_key_pem(key: PrivateKeyTypes) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def public_key_pem(key: PublicKeyTypes) -> bytes:
@@ -106,7 +108,7 @@ def load_public_keys(pem: bytes) -> list[PublicKeyTypes]:
     keys: list[PublicKeyTypes] = []
     for block in _pem_blocks(pem):
         if b"CERTIFICATE" in block.split(b"\n", 1)[0]:
-            keys.append(x509.load_pem_x509_certificate(block).public_key())  # type: ignore[arg-type]
+            keys.append(x509.load_pem_x509_certificate(block).public_key())
         elif b"PUBLIC KEY" in block.split(b"\n", 1)[0]:
             keys.append(serialization.load_pem_public_key(block))
     return keys
@@ -125,11 +127,13 @@ class TokenIssuer:
     def __init__(self, private_key: PrivateKeyTypes, *, service: str, issuer: str) -> None:
         self._key = private_key
         self.algorithm = algorithm_for(private_key)
-        self.kid = key_id(private_key.public_key())  # type: ignore[union-attr]
+        self.kid = key_id(private_key.public_key())
         self.service = service
         self.issuer = issuer
 
-    def issue(self, subject: str, access: Sequence[Access], lifetime: int, *, now: float | None = None) -> tuple[str, float]:
+    def issue(
+        self, subject: str, access: Sequence[Access], lifetime: int, *, now: float | None = None
+    ) -> tuple[str, float]:
         issued = time.time() if now is None else now
         claims = {
             "iss": self.issuer,
@@ -148,7 +152,9 @@ class TokenIssuer:
 class TokenVerifier:
     """Verifies tokens against a trusted key bundle; keeps recent results for their lifetime."""
 
-    def __init__(self, keys: Sequence[PublicKeyTypes], *, service: str, issuer: str, cache_size: int = 10_000):
+    def __init__(
+        self, keys: Sequence[PublicKeyTypes], *, service: str, issuer: str, cache_size: int = 10_000
+    ) -> None:
         if not keys:
             raise TokenError("the trusted key bundle holds no public key")
         self._keys = {key_id(k): k for k in keys}
@@ -225,7 +231,11 @@ def _grant(claims: dict[str, Any]) -> Grant:
         if not isinstance(item, dict) or not isinstance(item.get("actions", []), list):
             raise TokenError("token `access` claim is malformed")
         access.append(
-            Access(type=str(item.get("type", "")), name=str(item.get("name", "")), actions=frozenset(map(str, item.get("actions") or [])))
+            Access(
+                type=str(item.get("type", "")),
+                name=str(item.get("name", "")),
+                actions=frozenset(map(str, item.get("actions") or [])),
+            )
         )
     return Grant(
         subject=str(claims.get("sub", "")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -57,10 +58,14 @@ def add_health_and_metrics(
     async def readiness(_request: web.Request) -> web.Response:
         checks = await ready()
         ok = all(v == "ok" for v in checks.values())
-        return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+        return web.json_response(
+            {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
+        )
 
     async def metrics_route(_request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+        return web.Response(
+            body=metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+        )
 
     app.router.add_get("/health", health, name="health")
     app.router.add_get("/health/ready", readiness, name="health_ready")
@@ -145,10 +150,8 @@ def run(
         nonlocal stopping
         stopping = True
         for pid in list(children):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
@@ -160,8 +163,8 @@ def run(
             pid, status = os.wait()
         except ChildProcessError:
             break
-        slot = children.pop(pid, None)
-        if slot is not None and not stopping:
+        slot = children.pop(pid, -1)
+        if slot >= 0 and not stopping:
             log.error("worker_exited", pid=pid, status=status, slot=slot)
             if time.monotonic() - started.get(slot, 0) < 5:
                 time.sleep(1)  # a worker that dies at start would otherwise spin

@@ -72,7 +72,9 @@ def make_image(seed: str, *, arch: str = "amd64", layer_sizes: tuple[int, ...] =
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "config": {"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
-            "layers": [{"mediaType": OCI_LAYER, "digest": sha256(layer), "size": len(layer)} for layer in layers],
+            "layers": [
+                {"mediaType": OCI_LAYER, "digest": sha256(layer), "size": len(layer)} for layer in layers
+            ],
         },
         sort_keys=True,
     ).encode()
@@ -85,7 +87,12 @@ def make_index(images: list[Image]) -> bytes:
             "schemaVersion": 2,
             "mediaType": OCI_INDEX,
             "manifests": [
-                {"mediaType": OCI_MANIFEST, "digest": img.digest, "size": len(img.manifest), "platform": img.platform}
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": img.digest,
+                    "size": len(img.manifest),
+                    "platform": img.platform,
+                }
                 for img in images
             ],
         },
@@ -102,7 +109,9 @@ def _noise(seed: str, size: int) -> bytes:
     return bytes(out[:size])
 
 
-def write_layout(directory: Path, images: list[Image], *, tag: str = "latest", index: bytes | None = None) -> str:
+def write_layout(
+    directory: Path, images: list[Image], *, tag: str = "latest", index: bytes | None = None
+) -> str:
     """Write an OCI image layout; `oci:<directory>:<tag>` then names the image (or the index).
 
     Returns the digest the tag points at.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sys
 
-
 from wharf_shared.config import ConfigError, load_settings
 from wharf_shared.db.engine import DatabaseURLError
 from wharf_shared.db.migrate import SchemaError, preflight

@@ -11,6 +11,12 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from wharf_registry import keys
+from wharf_registry.auth import Authorizer
+from wharf_registry.cache import ManifestCache
+from wharf_registry.middleware import auth_middleware, errors_middleware
+from wharf_registry.routes import add_routes
+from wharf_registry.uploads import Uploads
 from wharf_shared import keys as shared_keys
 from wharf_shared.config import Settings
 from wharf_shared.db.engine import Database
@@ -21,12 +27,6 @@ from wharf_shared.metrics import Metrics, metrics_middleware
 from wharf_shared.redis import open_redis
 from wharf_shared.storage.factory import open_storage
 from wharf_shared.web import add_health_and_metrics, request_id_middleware
-from wharf_registry import keys
-from wharf_registry.auth import Authorizer
-from wharf_registry.cache import ManifestCache
-from wharf_registry.middleware import auth_middleware, errors_middleware
-from wharf_registry.routes import add_routes
-from wharf_registry.uploads import Uploads
 
 log = get_logger(__name__)
 
@@ -113,7 +113,7 @@ async def _readiness(app: web.Application) -> dict[str, str]:
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"
     try:
-        await app[shared_keys.REDIS].ping()  # type: ignore[misc]
+        await app[shared_keys.REDIS].ping()
         checks["redis"] = "ok"
     except (RedisError, OSError) as exc:
         checks["redis"] = f"error: {type(exc).__name__}"

@@ -55,7 +55,9 @@ class ManifestCache:
         if not self.enabled:
             return "", None
         try:
-            gen, raw = await self._script(keys=[_gen_key(repository)], args=[_entry_prefix(repository), reference])
+            gen, raw = await self._script(
+                keys=[_gen_key(repository)], args=[_entry_prefix(repository), reference]
+            )
         except RedisError as exc:
             log.warning("manifest_cache_unavailable", error=str(exc))
             return "", None

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from wharf_shared.storage.base import Instrumented
-from wharf_shared.tokens import Grant
 from wharf_registry.auth import Authorizer
 from wharf_registry.cache import ManifestCache
 from wharf_registry.uploads import Uploads
+from wharf_shared.storage.base import Instrumented
+from wharf_shared.tokens import Grant
 
 STORAGE = web.AppKey("storage", Instrumented)
 UPLOADS = web.AppKey("uploads", Uploads)

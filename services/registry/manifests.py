@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from wharf_registry.datatypes import Descriptor, ParsedManifest
+from wharf_registry.metadata import artifact_type_of
 from wharf_shared import media_types as mt
 from wharf_shared.digests import Digest, DigestError
 from wharf_shared.errors.oci import ManifestInvalid
-from wharf_registry.datatypes import Descriptor, ParsedManifest
-from wharf_registry.metadata import artifact_type_of
 
 _GENERIC_TYPES = {"", "application/json", "application/octet-stream"}
 
@@ -47,7 +47,9 @@ def _descriptor(value: Any, where: str) -> Descriptor:
 def _annotations(value: Any, where: str) -> dict[str, str] | None:
     if value is None:
         return None
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
         raise _fail(f"{where} must map strings to strings")
     return value
 
@@ -63,7 +65,9 @@ def _media_type(content_type: str | None, document: dict[str, Any]) -> str:
         # Neither says: OCI allows an absent mediaType; the shape decides.
         return mt.OCI_INDEX if "manifests" in document else mt.OCI_MANIFEST
     if in_body and in_body != declared:
-        raise _fail("Content-Type does not match the manifest's mediaType", content_type=declared, media_type=in_body)
+        raise _fail(
+            "Content-Type does not match the manifest's mediaType", content_type=declared, media_type=in_body
+        )
     return declared
 
 

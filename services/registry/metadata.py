@@ -13,12 +13,12 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wharf_registry.datatypes import Blob, Descriptor, Manifest, ParsedManifest, Repository
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
 from wharf_shared.db.types import utcnow
 from wharf_shared.errors.oci import ManifestReferenced
 from wharf_shared.media_types import IMAGE_MANIFESTS
-from wharf_registry.datatypes import Blob, Descriptor, Manifest, ParsedManifest, Repository
 
 
 async def get_repository(conn: AsyncConnection, name: str) -> Repository | None:
@@ -79,7 +79,9 @@ async def unlink_blob(conn: AsyncConnection, repository: str, digest: str) -> bo
     return result.rowcount > 0
 
 
-async def _linked_blob_ids(conn: AsyncConnection, repository_id: int, digests: Iterable[str]) -> dict[str, int]:
+async def _linked_blob_ids(
+    conn: AsyncConnection, repository_id: int, digests: Iterable[str]
+) -> dict[str, int]:
     wanted = sorted(set(digests))
     if not wanted:
         return {}
@@ -136,12 +138,16 @@ async def put_manifest(
     )
     manifest_id = (
         await conn.execute(
-            select(t.manifest.c.id).where(t.manifest.c.repository_id == repo.id, t.manifest.c.digest == parsed.digest)
+            select(t.manifest.c.id).where(
+                t.manifest.c.repository_id == repo.id, t.manifest.c.digest == parsed.digest
+            )
         )
     ).scalar_one()
     if blob_ids:
         await conn.execute(
-            db.insert_ignore(t.manifest_blob, [{"manifest_id": manifest_id, "blob_id": b} for b in blob_ids.values()])
+            db.insert_ignore(
+                t.manifest_blob, [{"manifest_id": manifest_id, "blob_id": b} for b in blob_ids.values()]
+            )
         )
     if child_ids:
         await conn.execute(
@@ -153,7 +159,13 @@ async def put_manifest(
         await conn.execute(
             db.upsert(
                 t.tag,
-                {"repository_id": repo.id, "name": tag, "manifest_id": manifest_id, "created_at": now, "updated_at": now},
+                {
+                    "repository_id": repo.id,
+                    "name": tag,
+                    "manifest_id": manifest_id,
+                    "created_at": now,
+                    "updated_at": now,
+                },
                 keys=("repository_id", "name"),
                 update=("manifest_id", "updated_at"),
             )
@@ -171,11 +183,15 @@ _MANIFEST_COLUMNS = (
 )
 
 
-async def find_manifest(conn: AsyncConnection, repository: str, reference: str, *, by_digest: bool) -> Manifest | None:
+async def find_manifest(
+    conn: AsyncConnection, repository: str, reference: str, *, by_digest: bool
+) -> Manifest | None:
     joined = t.manifest.join(t.repository, t.repository.c.id == t.manifest.c.repository_id)
     if by_digest:
-        query = select(*_MANIFEST_COLUMNS).select_from(joined).where(
-            t.repository.c.name == repository, t.manifest.c.digest == reference
+        query = (
+            select(*_MANIFEST_COLUMNS)
+            .select_from(joined)
+            .where(t.repository.c.name == repository, t.manifest.c.digest == reference)
         )
     else:
         query = (
@@ -213,7 +229,9 @@ async def delete_tag(conn: AsyncConnection, repository: str, tag: str) -> Manife
     found = await find_manifest(conn, repository, tag, by_digest=False)
     if found is None:
         return None
-    await conn.execute(delete(t.tag).where(and_(t.tag.c.repository_id == found.repository_id, t.tag.c.name == tag)))
+    await conn.execute(
+        delete(t.tag).where(and_(t.tag.c.repository_id == found.repository_id, t.tag.c.name == tag))
+    )
     return found
 
 
@@ -237,7 +255,11 @@ async def list_referrers(
     conn: AsyncConnection, repository_id: int, subject: str, artifact_type: str | None
 ) -> list[Descriptor]:
     query = select(
-        t.manifest.c.digest, t.manifest.c.media_type, t.manifest.c.size, t.manifest.c.artifact_type, t.manifest.c.annotations
+        t.manifest.c.digest,
+        t.manifest.c.media_type,
+        t.manifest.c.size,
+        t.manifest.c.artifact_type,
+        t.manifest.c.annotations,
     ).where(t.manifest.c.repository_id == repository_id, t.manifest.c.subject_digest == subject)
     if artifact_type is not None:
         query = query.where(t.manifest.c.artifact_type == artifact_type)

@@ -7,14 +7,21 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from wharf_shared.errors.oci import BlobUploadInvalid, NameInvalid, OCIError, RouteUnknown, Unknown, Unsupported
+from wharf_registry.auth import Need
+from wharf_registry.keys import AUTHORIZER, GRANT
+from wharf_registry.routes import BY_NAME
+from wharf_shared.errors.oci import (
+    BlobUploadInvalid,
+    NameInvalid,
+    OCIError,
+    RouteUnknown,
+    Unknown,
+    Unsupported,
+)
 from wharf_shared.logging import get_logger
 from wharf_shared.references import is_valid_name
 from wharf_shared.storage.base import StorageError
 from wharf_shared.web import REQUEST_ID
-from wharf_registry.auth import Need
-from wharf_registry.keys import AUTHORIZER, GRANT
-from wharf_registry.routes import BY_NAME
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = get_logger(__name__)
@@ -25,7 +32,10 @@ API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 def render(error: OCIError) -> web.Response:
     body = json.dumps({"errors": [error.to_dict()]}).encode()
     return web.Response(
-        status=error.status, body=body, content_type="application/json", headers={**API_VERSION, **error.headers}
+        status=error.status,
+        body=body,
+        content_type="application/json",
+        headers={**API_VERSION, **error.headers},
     )
 
 

@@ -34,15 +34,53 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"/v2/{NAME}/tags/list", discovery.list_tags, "tags", "pull"),
     Route("GET", f"/v2/{NAME}/referrers/{{digest}}", discovery.list_referrers, "referrers", "pull"),
     Route("GET", f"/v2/{NAME}/manifests/{{reference}}", manifests.get_manifest, "manifest", "pull"),
-    Route("PUT", f"/v2/{NAME}/manifests/{{reference}}", manifests.put_manifest, "manifest_put", "push", "pull,push"),
-    Route("DELETE", f"/v2/{NAME}/manifests/{{reference}}", manifests.delete_manifest, "manifest_delete", "delete"),
+    Route(
+        "PUT",
+        f"/v2/{NAME}/manifests/{{reference}}",
+        manifests.put_manifest,
+        "manifest_put",
+        "push",
+        "pull,push",
+    ),
+    Route(
+        "DELETE",
+        f"/v2/{NAME}/manifests/{{reference}}",
+        manifests.delete_manifest,
+        "manifest_delete",
+        "delete",
+    ),
     Route("POST", f"/v2/{NAME}/blobs/uploads/", uploads.post_upload, "upload_start", "push", "pull,push"),
     # Some clients leave out the trailing slash of the upload-start URL.
-    Route("POST", f"/v2/{NAME}/blobs/uploads", uploads.post_upload, "upload_start_noslash", "push", "pull,push"),
-    Route("GET", f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.get_upload, "upload", "push", "pull,push"),
-    Route("PATCH", f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.patch_upload, "upload_patch", "push", "pull,push"),
-    Route("PUT", f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.put_upload, "upload_put", "push", "pull,push"),
-    Route("DELETE", f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.delete_upload, "upload_delete", "push", "pull,push"),
+    Route(
+        "POST", f"/v2/{NAME}/blobs/uploads", uploads.post_upload, "upload_start_noslash", "push", "pull,push"
+    ),
+    Route(
+        "GET", f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.get_upload, "upload", "push", "pull,push"
+    ),
+    Route(
+        "PATCH",
+        f"/v2/{NAME}/blobs/uploads/{{upload_id}}",
+        uploads.patch_upload,
+        "upload_patch",
+        "push",
+        "pull,push",
+    ),
+    Route(
+        "PUT",
+        f"/v2/{NAME}/blobs/uploads/{{upload_id}}",
+        uploads.put_upload,
+        "upload_put",
+        "push",
+        "pull,push",
+    ),
+    Route(
+        "DELETE",
+        f"/v2/{NAME}/blobs/uploads/{{upload_id}}",
+        uploads.delete_upload,
+        "upload_delete",
+        "push",
+        "pull,push",
+    ),
     Route("GET", f"/v2/{NAME}/blobs/{{digest}}", blobs.get_blob, "blob", "pull"),
     Route("DELETE", f"/v2/{NAME}/blobs/{{digest}}", blobs.delete_blob, "blob_delete", "delete"),
 )

@@ -18,18 +18,24 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
 
+from wharf_registry import metadata
+from wharf_registry.datatypes import Blob
 from wharf_shared.db.engine import Database
 from wharf_shared.digests import Digest
-from wharf_shared.errors.oci import BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
+from wharf_shared.errors.oci import (
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    RangeInvalid,
+    SizeInvalid,
+)
 from wharf_shared.logging import get_logger
 from wharf_shared.storage import paths
 from wharf_shared.storage.base import PathNotFoundError, StorageDriver
-from wharf_registry import metadata
-from wharf_registry.datatypes import Blob
 
 log = get_logger(__name__)
 
@@ -72,7 +78,13 @@ def _key(upload_id: str) -> str:
 
 class Uploads:
     def __init__(
-        self, redis: Redis, storage: StorageDriver, db: Database, *, expiry_seconds: int, hash_cache_size: int = 256
+        self,
+        redis: Redis,
+        storage: StorageDriver,
+        db: Database,
+        *,
+        expiry_seconds: int,
+        hash_cache_size: int = 256,
     ) -> None:
         self._redis = redis
         self._storage = storage
@@ -97,7 +109,7 @@ class Uploads:
     async def get(self, repository: str, upload_id: str) -> UploadState:
         if not _ID.match(upload_id):
             raise BlobUploadUnknown(detail={"upload": upload_id})
-        raw = await self._redis.hgetall(_key(upload_id))  # type: ignore[misc]
+        raw = cast(dict[bytes, bytes], await self._redis.hgetall(_key(upload_id)))
         if not raw or raw.get(b"repository", b"").decode() != repository:
             raise BlobUploadUnknown(detail={"upload": upload_id})
         return UploadState(upload_id, repository, int(raw[b"offset"]), float(raw[b"started"]))
@@ -116,7 +128,9 @@ class Uploads:
         deadline = time.monotonic() + _LOCK_WAIT_SECONDS
         while not await self._redis.set(lock_key, token, nx=True, px=_LOCK_TTL_MS):
             if time.monotonic() > deadline:
-                raise BlobUploadInvalid(detail={"upload": state.id, "reason": "another request is writing this upload"})
+                raise BlobUploadInvalid(
+                    detail={"upload": state.id, "reason": "another request is writing this upload"}
+                )
             await asyncio.sleep(0.05)
         extender = asyncio.create_task(self._keep_lock(lock_key, token))
         try:
@@ -125,12 +139,12 @@ class Uploads:
             extender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await extender
-            await self._redis.eval(_RELEASE, 1, lock_key, token)  # type: ignore[misc]
+            await self._redis.eval(_RELEASE, 1, lock_key, token)
 
     async def _keep_lock(self, lock_key: str, token: str) -> None:
         while True:
             await asyncio.sleep(_LOCK_TTL_MS / 3000)
-            await self._redis.eval(_EXTEND, 1, lock_key, token, _LOCK_TTL_MS)  # type: ignore[misc]
+            await self._redis.eval(_EXTEND, 1, lock_key, token, _LOCK_TTL_MS)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -141,7 +155,8 @@ class Uploads:
         async with self._locked(state) as current:
             if start is not None and start != current.offset:
                 raise RangeInvalid(
-                    detail={"offset": current.offset, "start": start}, headers={"Range": current.range_header()}
+                    detail={"offset": current.offset, "start": start},
+                    headers={"Range": current.range_header()},
                 )
             return await self._append(current, body, length)
 
@@ -189,13 +204,20 @@ class Uploads:
             if remaining <= 0:
                 break
         if remaining:
-            raise BlobUploadInvalid(detail={"upload": state.id, "reason": "stored upload is shorter than its offset"})
+            raise BlobUploadInvalid(
+                detail={"upload": state.id, "reason": "stored upload is shorter than its offset"}
+            )
         return hasher
 
     # -- completing ----------------------------------------------------------------------
 
     async def complete(
-        self, state: UploadState, digest: Digest, body: ByteSource | None = None, *, start: int | None = None,
+        self,
+        state: UploadState,
+        digest: Digest,
+        body: ByteSource | None = None,
+        *,
+        start: int | None = None,
         length: int | None = None,
     ) -> Blob:
         """Append the final body (if any), verify the digest, and make the blob visible."""
@@ -203,7 +225,8 @@ class Uploads:
             if body is not None and (length is None or length > 0):
                 if start is not None and start != current.offset:
                     raise RangeInvalid(
-                        detail={"offset": current.offset, "start": start}, headers={"Range": current.range_header()}
+                        detail={"offset": current.offset, "start": start},
+                        headers={"Range": current.range_header()},
                     )
                 current = await self._append(current, body, length)
             hasher = await self._hasher(current, digest.algorithm)
@@ -226,7 +249,9 @@ class Uploads:
         if existing is None or existing.size != state.offset:
             await self._storage.move(source, dest)
         size = state.offset
-        return await self._db.run(lambda conn: metadata.link_blob(self._db, conn, state.repository, str(digest), size))
+        return await self._db.run(
+            lambda conn: metadata.link_blob(self._db, conn, state.repository, str(digest), size)
+        )
 
     async def mount(self, repository: str, digest: Digest, source: str) -> Blob | None:
         """Link a blob from `source` into `repository`; None when `source` does not have it."""
@@ -243,7 +268,9 @@ class Uploads:
 
     async def purge(self, interval_seconds: int) -> int:
         """Delete stored uploads whose Redis state expired; one instance at a time does it."""
-        if not await self._redis.set("wharf:uploads:purge", str(time.time()), nx=True, ex=max(1, interval_seconds)):
+        if not await self._redis.set(
+            "wharf:uploads:purge", str(time.time()), nx=True, ex=max(1, interval_seconds)
+        ):
             return 0
         try:
             entries = await self._storage.list(paths.UPLOADS)

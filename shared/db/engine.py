@@ -104,7 +104,11 @@ class Database:
                 yield conn
 
     async def run(
-        self, fn: Callable[[AsyncConnection], Awaitable[T]], *, attempts: int = 6, retry_on: tuple[type[Exception], ...] = ()
+        self,
+        fn: Callable[[AsyncConnection], Awaitable[T]],
+        *,
+        attempts: int = 6,
+        retry_on: tuple[type[Exception], ...] = (),
     ) -> T:
         """Run `fn(conn)` in one transaction, again on transient conflicts (and on `retry_on`)."""
         for attempt in range(1, attempts + 1):
@@ -131,14 +135,18 @@ class Database:
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         return dialect_insert(table).values(rows).on_conflict_do_nothing()
 
-    def upsert(self, table: Table, row: Mapping[str, Any], keys: Sequence[str], update: Sequence[str]) -> Insert:
+    def upsert(
+        self, table: Table, row: Mapping[str, Any], keys: Sequence[str], update: Sequence[str]
+    ) -> Insert:
         """INSERT, or UPDATE the `update` columns of the row that has the same `keys`."""
         if self.dialect == "mysql":
             stmt = mysql.insert(table).values(row)
             return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update})
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         stmt2 = dialect_insert(table).values(row)
-        return stmt2.on_conflict_do_update(index_elements=list(keys), set_={c: stmt2.excluded[c] for c in update})
+        return stmt2.on_conflict_do_update(
+            index_elements=list(keys), set_={c: stmt2.excluded[c] for c in update}
+        )
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

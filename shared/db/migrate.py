@@ -66,7 +66,9 @@ async def check_schema(db: Database) -> None:
         raise SchemaError(
             f"the database schema ({current}) is newer than this Wharf ({head}): upgrade this service"
         )
-    raise SchemaError(f"the database schema ({current}) is older than this Wharf ({head}): run `wharf migrate`")
+    raise SchemaError(
+        f"the database schema ({current}) is older than this Wharf ({head}): run `wharf migrate`"
+    )
 
 
 async def preflight(settings: Settings) -> None:
@@ -93,7 +95,9 @@ async def _migration_lock(db: Database, conn: AsyncConnection) -> AsyncIterator[
             await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
             await conn.commit()
     elif db.dialect == "mysql":
-        got = (await conn.execute(text("SELECT GET_LOCK('wharf_migrate', :t)"), {"t": _LOCK_WAIT_SECONDS})).scalar()
+        got = (
+            await conn.execute(text("SELECT GET_LOCK('wharf_migrate', :t)"), {"t": _LOCK_WAIT_SECONDS})
+        ).scalar()
         if got != 1:
             raise SchemaError("timed out waiting for another `wharf migrate` to finish")
         await conn.commit()
@@ -111,14 +115,14 @@ async def _migration_lock(db: Database, conn: AsyncConnection) -> AsyncIterator[
             return
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         with lock_path.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # noqa: ASYNC230 - a blocking wait is the point here
+            fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _run_alembic(action: Callable[[Config], None]) -> Callable[[Connection], None]:
+def _run_alembic(action: Callable[[Config], object]) -> Callable[[Connection], None]:
     def run(sync_conn: Connection) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = sync_conn
@@ -133,21 +137,19 @@ async def upgrade(db: Database, revision: str = "head") -> tuple[str | None, str
         database = make_url(db.url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-    async with db.engine.connect() as conn:
-        async with _migration_lock(db, conn):
-            before = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
-            await conn.run_sync(_run_alembic(lambda cfg: command.upgrade(cfg, revision)))
-            await conn.commit()
-            after = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
-            await conn.commit()
+    async with db.engine.connect() as conn, _migration_lock(db, conn):
+        before = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+        await conn.run_sync(_run_alembic(lambda cfg: command.upgrade(cfg, revision)))
+        await conn.commit()
+        after = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+        await conn.commit()
     return before, after
 
 
 async def downgrade(db: Database, revision: str) -> None:
-    async with db.engine.connect() as conn:
-        async with _migration_lock(db, conn):
-            await conn.run_sync(_run_alembic(lambda cfg: command.downgrade(cfg, revision)))
-            await conn.commit()
+    async with db.engine.connect() as conn, _migration_lock(db, conn):
+        await conn.run_sync(_run_alembic(lambda cfg: command.downgrade(cfg, revision)))
+        await conn.commit()
 
 
 async def schema_diff(db: Database) -> list[Any]:
@@ -170,7 +172,9 @@ async def autogenerate(db: Database, message: str) -> None:
         await upgrade(db)
     async with db.engine.connect() as conn:
         await conn.run_sync(
-            _run_alembic(lambda cfg: command.revision(cfg, message=message, autogenerate=True, rev_id=next_id))
+            _run_alembic(
+                lambda cfg: command.revision(cfg, message=message, autogenerate=True, rev_id=next_id)
+            )
         )
 
 

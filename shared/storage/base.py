@@ -136,7 +136,9 @@ class Instrumented:
         finally:
             self._observe("put_content", start, failed)
 
-    async def reader(self, path: str, offset: int = 0, chunk_size: int = DEFAULT_CHUNK) -> AsyncIterator[bytes]:
+    async def reader(
+        self, path: str, offset: int = 0, chunk_size: int = DEFAULT_CHUNK
+    ) -> AsyncIterator[bytes]:
         start, failed = time.perf_counter(), True
         try:
             async for chunk in self.driver.reader(check_path(path, self.name), offset, chunk_size):

@@ -56,7 +56,9 @@ class FilesystemDriver:
             raise
         _fsync_dir(full.parent)
 
-    async def reader(self, path: str, offset: int = 0, chunk_size: int = DEFAULT_CHUNK) -> AsyncIterator[bytes]:
+    async def reader(
+        self, path: str, offset: int = 0, chunk_size: int = DEFAULT_CHUNK
+    ) -> AsyncIterator[bytes]:
         full = self._full(path)
         try:
             handle = await asyncio.to_thread(full.open, "rb")
@@ -144,7 +146,9 @@ class FilesystemWriter:
             handle: BinaryIO = full.open("r+b")
         except FileNotFoundError:
             if offset != 0:
-                raise InvalidOffsetError(path, f"offset {offset} on a missing file", driver="filesystem") from None
+                raise InvalidOffsetError(
+                    path, f"offset {offset} on a missing file", driver="filesystem"
+                ) from None
             handle = full.open("w+b")
         size = os.fstat(handle.fileno()).st_size
         if offset < 0 or offset > size:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from wharf_registry import metadata
+from wharf_registry.handlers.common import parse_digest, repository_name
+from wharf_registry.keys import STORAGE
 from wharf_shared import events
 from wharf_shared.errors.oci import BlobUnknown, RangeNotSatisfiable
 from wharf_shared.keys import DB, EVENTS
 from wharf_shared.logging import get_logger
 from wharf_shared.storage import paths
 from wharf_shared.storage.base import PathNotFoundError
-from wharf_registry import metadata
-from wharf_registry.handlers.common import parse_digest, repository_name
-from wharf_registry.keys import STORAGE
 
 log = get_logger(__name__)
 

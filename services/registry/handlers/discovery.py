@@ -6,11 +6,11 @@ import json
 
 from aiohttp import web
 
+from wharf_registry import metadata
+from wharf_registry.handlers.common import next_link, page, parse_digest, repository_name
 from wharf_shared import media_types as mt
 from wharf_shared.errors.oci import NameUnknown
 from wharf_shared.keys import DB
-from wharf_registry import metadata
-from wharf_registry.handlers.common import next_link, page, parse_digest, repository_name
 
 
 async def list_tags(request: web.Request) -> web.Response:

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from wharf_shared import events
-from wharf_shared import media_types as mt
-from wharf_shared.digests import Digest, is_digest
-from wharf_shared.errors.oci import DigestInvalid, ManifestBlobUnknown, ManifestTooLarge, ManifestUnknown, TagInvalid
-from wharf_shared.keys import DB, EVENTS, SETTINGS
-from wharf_shared.logging import get_logger
-from wharf_shared.references import is_valid_tag
-from wharf_shared.storage import paths
-from wharf_shared.storage.base import PathNotFoundError
 from wharf_registry import metadata
 from wharf_registry.cache import CachedManifest
 from wharf_registry.handlers.common import content_length, parse_digest, repository_name
 from wharf_registry.keys import MANIFEST_CACHE, STORAGE
 from wharf_registry.manifests import parse_manifest
+from wharf_shared import events
+from wharf_shared import media_types as mt
+from wharf_shared.digests import Digest, is_digest
+from wharf_shared.errors.oci import (
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestTooLarge,
+    ManifestUnknown,
+    TagInvalid,
+)
+from wharf_shared.keys import DB, EVENTS, SETTINGS
+from wharf_shared.logging import get_logger
+from wharf_shared.references import is_valid_tag
+from wharf_shared.storage import paths
+from wharf_shared.storage.base import PathNotFoundError
 
 log = get_logger(__name__)
 
@@ -38,7 +44,9 @@ def _negotiate(request: web.Request, media_type: str, digest: str) -> None:
     if media_type not in mt.INDEXES:
         return
     accepted = {
-        part.split(";", 1)[0].strip().lower() for value in request.headers.getall("Accept", []) for part in value.split(",")
+        part.split(";", 1)[0].strip().lower()
+        for value in request.headers.getall("Accept", [])
+        for part in value.split(",")
     }
     if not accepted & mt.MANIFESTS or media_type in accepted or "*/*" in accepted:
         return
@@ -66,11 +74,19 @@ async def get_manifest(request: web.Request) -> web.Response:
         entry = CachedManifest(found.digest, found.media_type, body)
         await cache.put(name, generation, reference, entry)
     _negotiate(request, entry.media_type, entry.digest)
-    headers = {"Docker-Content-Digest": entry.digest, "ETag": f'"{entry.digest}"', "Content-Type": entry.media_type}
+    headers = {
+        "Docker-Content-Digest": entry.digest,
+        "ETag": f'"{entry.digest}"',
+        "Content-Type": entry.media_type,
+    }
     if request.method == "HEAD":
         return web.Response(status=200, headers={**headers, "Content-Length": str(len(entry.body))})
     request.app[EVENTS].publish_soon(
-        events.PULL, repository=name, digest=entry.digest, tag=None if digest else reference, media_type=entry.media_type
+        events.PULL,
+        repository=name,
+        digest=entry.digest,
+        tag=None if digest else reference,
+        media_type=entry.media_type,
     )
     return web.Response(body=entry.body, headers=headers)
 
@@ -113,7 +129,12 @@ async def put_manifest(request: web.Request) -> web.Response:
         raise ManifestBlobUnknown(detail={"digests": exc.digests}) from None
     await request.app[MANIFEST_CACHE].invalidate(name)
     await request.app[EVENTS].publish(
-        events.PUSH, repository=name, digest=manifest.digest, tag=tag, media_type=manifest.media_type, size=manifest.size
+        events.PUSH,
+        repository=name,
+        digest=manifest.digest,
+        tag=tag,
+        media_type=manifest.media_type,
+        size=manifest.size,
     )
     headers = {
         "Location": f"/v2/{name}/manifests/{manifest.digest}",

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from wharf_shared.references import is_valid_name
 from wharf_registry.handlers.common import content_length, content_range, parse_digest, repository_name
 from wharf_registry.keys import GRANT, UPLOADS
 from wharf_registry.uploads import UploadState
+from wharf_shared.references import is_valid_name
 
 
 def _upload_headers(name: str, state: UploadState) -> dict[str, str]:
@@ -22,7 +22,12 @@ def _upload_headers(name: str, state: UploadState) -> dict[str, str]:
 
 def _blob_created(name: str, digest: str) -> web.Response:
     return web.Response(
-        status=201, headers={"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest, "Content-Length": "0"}
+        status=201,
+        headers={
+            "Location": f"/v2/{name}/blobs/{digest}",
+            "Docker-Content-Digest": digest,
+            "Content-Length": "0",
+        },
     )
 
 

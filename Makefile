@@ -1,0 +1,40 @@
+# Wharf — `make help` lists the targets.
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_WORKERS ?= 2
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint fmt bench unit service e2e readme clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+run: ## start every service on this host (SQLite, filesystem, private Redis) and print the URL
+	@scripts/bootstrap.sh run
+	@$(BIN)/wharf run
+
+test: ## lint, then the whole test suite on real PostgreSQL, MariaDB, SQLite, Redis and skopeo
+	@scripts/bootstrap.sh test
+	@$(MAKE) --no-print-directory lint
+	WHARF_TEST_REQUIRE_SERVICES=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+lint: ## ruff and mypy
+	@scripts/bootstrap.sh venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	@mkdir -p .typecheck && ln -sfn ../shared .typecheck/wharf_shared && ln -sfn ../services/registry .typecheck/wharf_registry
+	$(BIN)/mypy
+
+fmt: ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: ## measure Wharf beside the reference registry (never fails the build)
+	@scripts/bootstrap.sh test
+	-$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+readme: ## regenerate the README's settings table
+	$(BIN)/python -c "import pathlib; from wharf_shared.docs import replace_table; p = pathlib.Path('README.md'); p.write_text(replace_table(p.read_text()))"
+
+clean: ## remove the venv, caches and the local data dir
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
