@@ -95,9 +95,16 @@ class ServiceProcess:
 
 
 def registry_process(
-    env_values: dict[str, str], log_dir: Path, *, host: str = "127.0.0.1", port: int | None = None, name: str = "registry"
+    env_values: dict[str, str],
+    log_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    name: str = "registry",
 ) -> ServiceProcess:
     """A `python -m wharf_registry` process (not started) listening on host:port."""
     port = port or free_port(host)
     env = service_env({**env_values, "WHARF_REGISTRY__HOST": host, "WHARF_REGISTRY__PORT": str(port)})
-    return ServiceProcess(name, [sys.executable, "-m", "wharf_registry"], env, host, port, log_dir / f"{name}-{port}.log")
+    return ServiceProcess(
+        name, [sys.executable, "-m", "wharf_registry"], env, host, port, log_dir / f"{name}-{port}.log"
+    )
