@@ -23,7 +23,8 @@ ensure_venv() {
   # Reinstall only when pyproject.toml changed since the last install.
   if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
     say "installing Wharf and its pinned dependencies into $VENV"
-    "$VENV/bin/pip" install -q -e '.[all,dev]'
+    "$VENV/bin/pip" install -q -e '.[all,dev]' >"$VENV/install.log" 2>&1 \
+      || { cat "$VENV/install.log" >&2; say "pip install failed (log: $VENV/install.log)"; return 1; }
     touch "$VENV/.installed"
   fi
 }

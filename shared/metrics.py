@@ -10,8 +10,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from wharf_shared.procmetrics import multiprocess_enabled
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -37,7 +39,10 @@ class Metrics:
             registry=self.registry,
         )
         self.http_in_flight = Gauge(
-            f"{prefix}_http_in_flight_requests", "Requests in flight", registry=self.registry
+            f"{prefix}_http_in_flight_requests",
+            "Requests in flight",
+            multiprocess_mode="livesum",
+            registry=self.registry,
         )
         self.storage_latency = Histogram(
             f"{prefix}_storage_operation_duration_seconds",
@@ -60,6 +65,11 @@ class Metrics:
         )
 
     def render(self) -> bytes:
+        if multiprocess_enabled():
+            # Each worker writes its own files; any worker can answer for all of them.
+            combined = CollectorRegistry()
+            multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+            return generate_latest(combined)
         return generate_latest(self.registry)
 
 

@@ -179,12 +179,13 @@ def _banner(settings: Settings, registry_url: str) -> None:
             "Push an image with a token minted by this host's key (the token service comes later):",
             "  TOKEN=$(.venv/bin/wharf token --scope repository:library/hello:pull,push)",
             f'  skopeo copy --dest-tls-verify=false --dest-registry-token "$TOKEN" \\\n'
-            f"      docker-archive:hello.tar docker://{host}/library/hello:latest",
+            f"      docker://docker.io/library/alpine:latest docker://{host}/library/hello:latest",
         ]
     else:
         lines += [
             "Push an image:",
-            f"  skopeo copy --dest-tls-verify=false docker-archive:hello.tar docker://{host}/library/hello:latest",
+            f"  skopeo copy --dest-tls-verify=false docker://docker.io/library/alpine:latest \\\n"
+            f"      docker://{host}/library/hello:latest",
         ]
     lines += ["", "Ctrl-C stops every service."]
     _say("\n".join(lines))

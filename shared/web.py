@@ -19,6 +19,7 @@ from aiohttp import web
 
 from wharf_shared.logging import get_logger
 from wharf_shared.metrics import Metrics
+from wharf_shared.procmetrics import multiprocess_enabled
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -164,6 +165,10 @@ def run(
         except ChildProcessError:
             break
         slot = children.pop(pid, -1)
+        if multiprocess_enabled():
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
         if slot >= 0 and not stopping:
             log.error("worker_exited", pid=pid, status=status, slot=slot)
             if time.monotonic() - started.get(slot, 0) < 5:

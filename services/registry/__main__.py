@@ -9,8 +9,8 @@ from wharf_shared.config import ConfigError, load_settings
 from wharf_shared.db.engine import DatabaseURLError
 from wharf_shared.db.migrate import SchemaError, preflight
 from wharf_shared.logging import configure_logging, get_logger
+from wharf_shared.procmetrics import use_multiprocess_metrics
 from wharf_shared.tokens import TokenError
-from wharf_shared.web import run
 
 
 def main() -> None:
@@ -21,7 +21,10 @@ def main() -> None:
         sys.exit(2)
     configure_logging(settings.log_level, "registry")
     log = get_logger("wharf_registry")
+    if settings.registry.workers > 1:
+        use_multiprocess_metrics("registry")
     from wharf_registry.app import create_app
+    from wharf_shared.web import run
 
     reg = settings.registry
     if reg.auth == "token" and not settings.token_keys_path.is_file():

@@ -130,8 +130,9 @@ class Database:
         """INSERT that leaves an existing row (same unique key) alone."""
         if self.dialect == "mysql":
             stmt = mysql.insert(table).values(rows)
+            # `SET id = id`: a no-op that MySQL still counts as handling the duplicate.
             key = next(iter(table.primary_key.columns))
-            return stmt.on_duplicate_key_update({key.name: stmt.inserted[key.name]})
+            return stmt.on_duplicate_key_update({key.name: key})
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         return dialect_insert(table).values(rows).on_conflict_do_nothing()
 

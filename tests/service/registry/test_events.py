@@ -1,0 +1,61 @@
+"""Push, pull and delete are appended to the event stream, each with its own id."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from redis.asyncio import Redis
+
+from tests.support.oci import V2
+from wharf_shared.config import Settings
+
+
+async def _events(settings: Settings, want: int, timeout: float = 3.0) -> list[dict[str, Any]]:
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            entries = await redis.xrange(settings.events_stream)
+            if len(entries) >= want or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+    out = []
+    for _id, fields in entries:
+        decoded = {k.decode(): v.decode() for k, v in fields.items()}
+        decoded["data"] = json.loads(decoded["data"])
+        out.append(decoded)
+    return out
+
+
+async def test_push_pull_delete_events(v2: V2, settings: Settings) -> None:
+    digest, _ = await v2.push_image("library/app", "v1")
+    resp = await v2.request("GET", "/v2/library/app/manifests/v1")
+    assert resp.status == 200
+    resp = await v2.request("HEAD", "/v2/library/app/manifests/v1")  # a HEAD is not a pull
+    assert resp.status == 200
+    resp = await v2.request("DELETE", "/v2/library/app/manifests/v1")
+    assert resp.status == 202
+
+    events = await _events(settings, 3)
+    kinds = [(e["type"], e["data"].get("kind")) for e in events]
+    assert ("push", None) in kinds
+    assert ("pull", None) in kinds
+    assert ("delete", "tag") in kinds
+    assert len(events) == 3
+    assert len({e["id"] for e in events}) == 3
+    push = next(e for e in events if e["type"] == "push")
+    assert push["data"] == {
+        "repository": "library/app",
+        "digest": digest,
+        "tag": "v1",
+        "media_type": "application/vnd.oci.image.manifest.v1+json",
+        "size": push["data"]["size"],
+    }
+    assert push["request_id"]
+    pull = next(e for e in events if e["type"] == "pull")
+    assert pull["data"]["digest"] == digest
+    assert pull["data"]["tag"] == "v1"
