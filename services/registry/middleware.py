@@ -6,6 +6,9 @@ import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from wharf_registry.auth import Need
 from wharf_registry.keys import AUTHORIZER, GRANT
@@ -15,6 +18,7 @@ from wharf_shared.errors.oci import (
     NameInvalid,
     OCIError,
     RouteUnknown,
+    Unavailable,
     Unknown,
     Unsupported,
 )
@@ -58,6 +62,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         # The client went away mid-body; nothing it sent past the last commit is kept.
         log.info("client_disconnected", method=request.method, path=request.path)
         return render(BlobUploadInvalid(detail={"reason": "connection lost"}))
+    except (RedisConnectionError, RedisTimeoutError, OperationalError, InterfaceError) as exc:
+        # A dependency is down or overloaded: tell the client to retry, not that it erred.
+        log.error("dependency_unavailable", error=str(exc)[:500], kind=type(exc).__name__)
+        return render(
+            Unavailable(detail={"request_id": request.get(REQUEST_ID, "")}, headers={"Retry-After": "5"})
+        )
     except StorageError as exc:
         log.exception("storage_failed", error=str(exc))
         return render(Unknown(detail={"request_id": request.get(REQUEST_ID, "")}, message="storage error"))
