@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aiohttp.test_utils import TestClient
 
@@ -13,18 +14,18 @@ from wharf_registry.app import create_app
 
 
 async def test_redis_outage(
-    aiohttp_client: object, tmp_path: Path, database_url: str, redis_url: str
+    aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
     healthy: TestClient = await aiohttp_client(
         create_app(registry_settings(tmp_path, database_url, redis_url))
-    )  # type: ignore[operator]
-    digest, body = await V2(healthy).push_image("library/app", "v1")
+    )
+    _digest, body = await V2(healthy).push_image("library/app", "v1")
 
     # The same database and storage, but Redis on a port where nothing listens.
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
     broken: TestClient = await aiohttp_client(
         create_app(registry_settings(tmp_path, database_url, dead_redis))
-    )  # type: ignore[operator]
+    )
     v2 = V2(broken)
     resp = await v2.request("GET", "/v2/library/app/manifests/v1")
     assert resp.status == 200
