@@ -96,6 +96,7 @@ class Settings(BaseSettings):
         env_nested_delimiter=NESTED_DELIMITER,
         case_sensitive=False,
         extra="forbid",
+        env_ignore_empty=True,  # `WHARF_X=` means "unset", not "the empty path"
     )
 
     data_dir: Path = Field(default=Path("var"), description="Directory for the embedded defaults' state.")

@@ -38,6 +38,8 @@ class Digest:
 
     @classmethod
     def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
+        if algorithm not in ALGORITHMS:
+            raise DigestError(f"unsupported digest algorithm {algorithm!r}")
         return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
 
     def hasher(self) -> Any:

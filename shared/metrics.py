@@ -5,6 +5,7 @@ HTTP metrics are labelled by route template, never the raw path, to keep cardina
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -94,6 +95,11 @@ def metrics_middleware(metrics: Metrics) -> Middleware:
             return response
         except web.HTTPException as exc:
             status = exc.status
+            raise
+        except asyncio.CancelledError:
+            # aiohttp cancels a handler whose client hung up (handler_cancellation): no answer
+            # was given, and a client that left is no server error. nginx's "client closed request".
+            status = 499
             raise
         finally:
             metrics.http_in_flight.dec()

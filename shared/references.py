@@ -12,8 +12,8 @@ TAG_PATTERN = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 
 
 def is_valid_name(name: str) -> bool:
-    return len(name) <= NAME_MAX_LENGTH and NAME_PATTERN.match(name) is not None
+    return len(name) <= NAME_MAX_LENGTH and NAME_PATTERN.fullmatch(name) is not None
 
 
 def is_valid_tag(tag: str) -> bool:
-    return TAG_PATTERN.match(tag) is not None
+    return TAG_PATTERN.fullmatch(tag) is not None

@@ -211,15 +211,32 @@ class TokenVerifier:
                     audience=self.service,
                     issuer=self.issuer,
                     leeway=LEEWAY_SECONDS,
-                    options={"require": ["exp", "iss", "aud"], "verify_iat": False},
+                    # exp and nbf are checked below against `now`, the clock cached grants use too.
+                    options={
+                        "require": ["exp", "iss", "aud"],
+                        "verify_iat": False,
+                        "verify_exp": False,
+                        "verify_nbf": False,
+                    },
                 )
             except jwt.InvalidSignatureError as exc:
                 last = exc
                 continue
             except jwt.PyJWTError as exc:
                 raise TokenError(str(exc)) from exc
+            _check_lifetime(claims, now)
             return _grant(claims)
         raise TokenError(f"token signature does not verify{': ' + str(last) if last else ''}")
+
+
+def _check_lifetime(claims: dict[str, Any], now: float) -> None:
+    expires, not_before = claims["exp"], claims.get("nbf", now)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (expires, not_before)):
+        raise TokenError("token `exp` or `nbf` is not a number")
+    if expires + LEEWAY_SECONDS <= now:
+        raise TokenError("token has expired")
+    if not_before - LEEWAY_SECONDS > now:
+        raise TokenError("token is not yet valid (nbf)")
 
 
 def _grant(claims: dict[str, Any]) -> Grant:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from wharf_registry.datatypes import Descriptor, ParsedManifest
@@ -12,6 +13,9 @@ from wharf_shared.digests import Digest, DigestError
 from wharf_shared.errors.oci import ManifestInvalid
 
 _GENERIC_TYPES = {"", "application/json", "application/octet-stream"}
+# RFC 6838 section 4.2: type "/" subtype, each a restricted-name of at most 127 characters.
+# The artifact type is stored (and indexed), so it is held to this before it reaches SQL.
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 
 
 def _fail(reason: str, **detail: Any) -> ManifestInvalid:
@@ -75,7 +79,9 @@ def parse_manifest(body: bytes, content_type: str | None, digest: Digest) -> Par
     """Validate a pushed manifest; raise ManifestInvalid with the reason."""
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and over-long integers;
+        # RecursionError, nesting deeper than the parser goes.
         raise _fail(f"not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise _fail("not a JSON object")
@@ -91,6 +97,8 @@ def parse_manifest(body: bytes, content_type: str | None, digest: Digest) -> Par
     artifact_type = document.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
         raise _fail("artifactType must be a string")
+    if artifact_type is not None and not _MEDIA_TYPE.fullmatch(artifact_type):
+        raise _fail("artifactType is not a media type (RFC 6838)")
     if media_type in mt.INDEXES:
         raw_children = document.get("manifests")
         if not isinstance(raw_children, list):
@@ -116,6 +124,8 @@ def parse_manifest(body: bytes, content_type: str | None, digest: Digest) -> Par
     layers = tuple(_descriptor(layer, f"layers[{i}]") for i, layer in enumerate(raw_layers))
     # Foreign layers (with urls) live elsewhere and need not be in the registry.
     blobs = (config, *(layer for layer in layers if not layer.urls))
+    if artifact_type is None and not _MEDIA_TYPE.fullmatch(config.media_type):
+        raise _fail("config.mediaType is not a media type (RFC 6838)")
     return ParsedManifest(
         media_type=media_type,
         digest=str(digest),

@@ -7,7 +7,8 @@ return values from `datatypes`. The only place the registry's tables are queried
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,8 @@ from wharf_shared.db.engine import Database
 from wharf_shared.db.types import utcnow
 from wharf_shared.errors.oci import ManifestReferenced
 from wharf_shared.media_types import IMAGE_MANIFESTS
+
+_T = TypeVar("_T")
 
 
 async def get_repository(conn: AsyncConnection, name: str) -> Repository | None:
@@ -79,34 +82,56 @@ async def unlink_blob(conn: AsyncConnection, repository: str, digest: str) -> bo
     return result.rowcount > 0
 
 
+# Bound parameters per statement stay well under every driver's cap (asyncpg: 32767), however
+# many descriptors a manifest lists: IN lists and multi-row inserts go in batches of this many.
+_BATCH = 1000
+
+
+def _batches(items: list[_T]) -> Iterator[list[_T]]:
+    return (items[start : start + _BATCH] for start in range(0, len(items), _BATCH))
+
+
 async def _linked_blob_ids(
     conn: AsyncConnection, repository_id: int, digests: Iterable[str]
 ) -> dict[str, int]:
-    wanted = sorted(set(digests))
-    if not wanted:
-        return {}
-    query = (
-        select(t.blob.c.digest, t.blob.c.id)
-        .select_from(t.blob.join(t.repository_blob, t.repository_blob.c.blob_id == t.blob.c.id))
-        .where(t.repository_blob.c.repository_id == repository_id, t.blob.c.digest.in_(wanted))
-    )
-    return {row.digest: row.id for row in await conn.execute(query)}
+    found: dict[str, int] = {}
+    for wanted in _batches(sorted(set(digests))):
+        query = (
+            select(t.blob.c.digest, t.blob.c.id)
+            .select_from(t.blob.join(t.repository_blob, t.repository_blob.c.blob_id == t.blob.c.id))
+            .where(t.repository_blob.c.repository_id == repository_id, t.blob.c.digest.in_(wanted))
+        )
+        found.update({row.digest: row.id for row in await conn.execute(query)})
+    return found
 
 
 async def _manifest_ids(conn: AsyncConnection, repository_id: int, digests: Iterable[str]) -> dict[str, int]:
-    wanted = sorted(set(digests))
-    if not wanted:
-        return {}
-    query = select(t.manifest.c.digest, t.manifest.c.id).where(
-        t.manifest.c.repository_id == repository_id, t.manifest.c.digest.in_(wanted)
-    )
-    return {row.digest: row.id for row in await conn.execute(query)}
+    found: dict[str, int] = {}
+    for wanted in _batches(sorted(set(digests))):
+        query = select(t.manifest.c.digest, t.manifest.c.id).where(
+            t.manifest.c.repository_id == repository_id, t.manifest.c.digest.in_(wanted)
+        )
+        found.update({row.digest: row.id for row in await conn.execute(query)})
+    return found
 
 
 class MissingReferences(Exception):
     def __init__(self, digests: list[str]) -> None:
         super().__init__(", ".join(digests))
         self.digests = digests
+
+
+async def missing_references(conn: AsyncConnection, repository: str, parsed: ParsedManifest) -> list[str]:
+    """What the manifest references that the repository lacks (a read-only `put_manifest` check)."""
+    wanted = {d.digest for d in parsed.blobs} | {d.digest for d in parsed.children}
+    repo = await get_repository(conn, repository)
+    if repo is None:
+        return sorted(wanted)
+    found = await _linked_blob_ids(conn, repo.id, (d.digest for d in parsed.blobs))
+    found |= await _manifest_ids(conn, repo.id, (d.digest for d in parsed.children))
+    missing = {d.digest for d in parsed.blobs if d.digest not in found}
+    missing |= {d.digest for d in parsed.children if d.digest not in found}
+    return sorted(missing)
 
 
 async def put_manifest(
@@ -143,17 +168,13 @@ async def put_manifest(
             )
         )
     ).scalar_one()
-    if blob_ids:
+    for batch in _batches(list(blob_ids.values())):
         await conn.execute(
-            db.insert_ignore(
-                t.manifest_blob, [{"manifest_id": manifest_id, "blob_id": b} for b in blob_ids.values()]
-            )
+            db.insert_ignore(t.manifest_blob, [{"manifest_id": manifest_id, "blob_id": b} for b in batch])
         )
-    if child_ids:
+    for batch in _batches(list(child_ids.values())):
         await conn.execute(
-            db.insert_ignore(
-                t.manifest_child, [{"parent_id": manifest_id, "child_id": c} for c in child_ids.values()]
-            )
+            db.insert_ignore(t.manifest_child, [{"parent_id": manifest_id, "child_id": c} for c in batch])
         )
     if tag is not None:
         await conn.execute(

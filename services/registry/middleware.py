@@ -11,6 +11,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from wharf_registry.auth import Need
+from wharf_registry.handlers.common import API_VERSION
 from wharf_registry.keys import AUTHORIZER, GRANT
 from wharf_registry.routes import BY_NAME
 from wharf_shared.errors.oci import (
@@ -29,8 +30,6 @@ from wharf_shared.web import REQUEST_ID
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = get_logger(__name__)
-
-API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 
 def render(error: OCIError) -> web.Response:

@@ -247,7 +247,11 @@ class Uploads:
             existing = None
         # Content-addressed: bytes already there under this digest are these bytes.
         if existing is None or existing.size != state.offset:
-            await self._storage.move(source, dest)
+            if state.offset == 0:
+                # An empty blob: no bytes were ever written, so there is no upload file to move.
+                await self._storage.put_content(dest, b"")
+            else:
+                await self._storage.move(source, dest)
         size = state.offset
         return await self._db.run(
             lambda conn: metadata.link_blob(self._db, conn, state.repository, str(digest), size)

@@ -2,7 +2,8 @@
 
 Each condition is a class whose code, message and HTTP status come from the table below, so
 call sites never pick a status: `raise BlobUnknown(detail={"digest": d})`. Codes are the
-spec's, plus distribution's `UNKNOWN`, `RANGE_INVALID` and `PAGINATION_NUMBER_INVALID`.
+spec's, plus `UNKNOWN` (an unexpected failure, as distribution names it) and `UNAVAILABLE`
+(a dependency is down: retry).
 """
 
 from __future__ import annotations

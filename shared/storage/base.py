@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -71,7 +71,9 @@ class StorageDriver(Protocol):
     async def put_content(self, path: str, data: bytes) -> None:
         """Replace the file atomically: readers see the old or the new content, never a mix."""
 
-    def reader(self, path: str, offset: int = 0, chunk_size: int = DEFAULT_CHUNK) -> AsyncIterator[bytes]:
+    def reader(
+        self, path: str, offset: int = 0, chunk_size: int = DEFAULT_CHUNK
+    ) -> AsyncGenerator[bytes, None]:
         """The file's bytes from `offset`; PathNotFoundError if missing, InvalidOffsetError past the end."""
 
     async def writer(self, path: str, offset: int = 0) -> FileWriter:
@@ -100,7 +102,7 @@ class StorageDriver(Protocol):
 
 
 def check_path(path: str, driver: str = "") -> str:
-    if not _PATH.match(path) or any(part in (".", "..") for part in path.split("/")):
+    if not _PATH.fullmatch(path) or any(part in (".", "..") for part in path.split("/")):
         raise InvalidPathError(path, "invalid path", driver=driver)
     return path
 
@@ -138,7 +140,7 @@ class Instrumented:
 
     async def reader(
         self, path: str, offset: int = 0, chunk_size: int = DEFAULT_CHUNK
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         start, failed = time.perf_counter(), True
         try:
             async for chunk in self.driver.reader(check_path(path, self.name), offset, chunk_size):

@@ -7,7 +7,7 @@ import datetime as dt
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -58,7 +58,7 @@ class FilesystemDriver:
 
     async def reader(
         self, path: str, offset: int = 0, chunk_size: int = DEFAULT_CHUNK
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         full = self._full(path)
         try:
             handle = await asyncio.to_thread(full.open, "rb")
@@ -132,16 +132,27 @@ class FilesystemDriver:
 
 
 class FilesystemWriter:
-    def __init__(self, handle: BinaryIO, path: str, start: int) -> None:
+    def __init__(
+        self,
+        handle: BinaryIO,
+        path: str,
+        start: int,
+        *,
+        created: Path | None = None,
+        tail: Path | None = None,
+    ) -> None:
         self._handle = handle
         self._path = path
         self._start = start
+        self._created = created  # removed by cancel: the file did not exist before
+        self._tail = tail  # the bytes past `start` this writer dropped, put back by cancel
         self._size = start
         self._closed = False
 
     @classmethod
     def open(cls, full: Path, path: str, offset: int) -> FilesystemWriter:
         full.parent.mkdir(parents=True, exist_ok=True)
+        created = None
         try:
             handle: BinaryIO = full.open("r+b")
         except FileNotFoundError:
@@ -150,13 +161,21 @@ class FilesystemWriter:
                     path, f"offset {offset} on a missing file", driver="filesystem"
                 ) from None
             handle = full.open("w+b")
+            created = full
         size = os.fstat(handle.fileno()).st_size
         if offset < 0 or offset > size:
             handle.close()
             raise InvalidOffsetError(path, f"offset {offset} outside 0..{size}", driver="filesystem")
+        tail = None
+        if offset < size:
+            # Keep what this writer drops until it commits, so that cancel can restore it.
+            tail = full.parent / f".{full.name}.{uuid.uuid4().hex}.tail"
+            handle.seek(offset)
+            with tail.open("wb") as saved:
+                shutil.copyfileobj(handle, saved, DEFAULT_CHUNK)
         handle.truncate(offset)
         handle.seek(offset)
-        return cls(handle, path, offset)
+        return cls(handle, path, offset, created=created, tail=tail)
 
     @property
     def size(self) -> int:
@@ -182,6 +201,8 @@ class FilesystemWriter:
             os.fsync(self._handle.fileno())
         finally:
             self._handle.close()
+            if self._tail is not None:
+                self._tail.unlink(missing_ok=True)
 
     async def cancel(self) -> None:
         if self._closed:
@@ -192,8 +213,16 @@ class FilesystemWriter:
     def _cancel_sync(self) -> None:
         try:
             self._handle.truncate(self._start)
+            if self._tail is not None:
+                self._handle.seek(self._start)
+                with self._tail.open("rb") as saved:
+                    shutil.copyfileobj(saved, self._handle, DEFAULT_CHUNK)
         finally:
             self._handle.close()
+            if self._tail is not None:
+                self._tail.unlink(missing_ok=True)
+            if self._created is not None:
+                self._created.unlink(missing_ok=True)
         self._size = self._start
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from wharf_registry import metadata
-from wharf_registry.handlers.common import parse_digest, repository_name
+from wharf_registry.handlers.common import API_VERSION, parse_digest, repository_name
 from wharf_registry.keys import STORAGE
 from wharf_shared import events
 from wharf_shared.errors.oci import BlobUnknown, RangeNotSatisfiable
@@ -30,7 +30,6 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         "Docker-Content-Digest": str(digest),
         "Content-Type": "application/octet-stream",
         "Accept-Ranges": "bytes",
-        "ETag": f'"{digest}"',
         "Cache-Control": "max-age=31536000",
     }
     if request.method == "HEAD":
@@ -48,37 +47,53 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     return await _stream(request, path, blob.size, headers)
 
 
-async def _stream(request: web.Request, path: str, size: int, headers: dict[str, str]) -> web.StreamResponse:
-    start, end = 0, size - 1
-    status = 200
-    rng = request.http_range
-    if request.headers.get("Range"):
-        try:
-            start = rng.start or 0
-            end = (rng.stop - 1) if rng.stop is not None else size - 1
-            if rng.start is not None and rng.start < 0:  # suffix range: the last N bytes
-                start, end = max(size + rng.start, 0), size - 1
-        except ValueError:
-            raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"}) from None
-        if start >= size or end < start:
-            raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
-        end = min(end, size - 1)
-        status = 206
-        headers = {**headers, "Content-Range": f"bytes {start}-{end}/{size}"}
-    response = web.StreamResponse(status=status, headers=headers)
-    response.content_length = end - start + 1
-    await response.prepare(request)
-    remaining = end - start + 1
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The inclusive (start, end) a `Range: bytes=…` header asks for; None for the whole blob."""
+    if not header:
+        return None
+    unit, _, spec = header.strip().partition("=")
+    first, dash, last = spec.strip().partition("-")
+    if unit.strip().lower() != "bytes" or not dash or "," in spec:
+        raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
     try:
-        async for chunk in request.app[STORAGE].reader(path, start):
-            piece = chunk[:remaining]
-            await response.write(piece)
-            remaining -= len(piece)
-            if remaining <= 0:
-                break
+        if first:
+            start = int(first)
+            end = int(last) if last else size - 1
+        else:  # a suffix range: the last N bytes
+            start, end = max(size - int(last), 0), size - 1
+    except ValueError:
+        raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"}) from None
+    if start >= size or end < start or (not first and int(last) == 0):
+        raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+    return start, min(end, size - 1)
+
+
+async def _stream(request: web.Request, path: str, size: int, headers: dict[str, str]) -> web.StreamResponse:
+    """Stream from a driver without local files, honouring one byte range."""
+    wanted = byte_range(request.headers.get("Range"), size)
+    start, end = wanted if wanted is not None else (0, size - 1)
+    remaining = end - start + 1
+    chunks = request.app[STORAGE].reader(path, start)
+    # Read the first chunk before answering, so that missing bytes are still a clean 404.
+    try:
+        first = await anext(chunks, b"")
     except PathNotFoundError:
         log.error("blob_bytes_missing", path=path)
-        raise
+        raise BlobUnknown(detail={"path": path}) from None
+    status = 200
+    if wanted is not None:
+        status = 206
+        headers = {**headers, "Content-Range": f"bytes {start}-{end}/{size}"}
+    response = web.StreamResponse(status=status, headers={**headers, **API_VERSION})
+    response.content_length = remaining
+    await response.prepare(request)
+    chunk = first
+    while chunk and remaining > 0:
+        piece = chunk[:remaining]
+        await response.write(piece)
+        remaining -= len(piece)
+        chunk = await anext(chunks, b"") if remaining > 0 else b""
+    await chunks.aclose()
     await response.write_eof()
     return response
 

@@ -13,6 +13,7 @@ from wharf_shared.keys import SETTINGS
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
 UNPAGED_LIMIT = 10_000
+API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 
 def repository_name(request: web.Request) -> str:
@@ -61,7 +62,7 @@ def page(request: web.Request) -> tuple[int, str | None, bool]:
     last = request.query.get("last") or None
     if raw_n is None or raw_n == "":
         return UNPAGED_LIMIT, last, False
-    if not raw_n.isdigit():
+    if not (raw_n.isascii() and raw_n.isdigit()):  # str.isdigit alone takes "²", which int() refuses
         raise PaginationNumberInvalid(detail={"n": raw_n})
     return min(int(raw_n), request.app[SETTINGS].registry.page_size_max), last, True
 

@@ -45,9 +45,8 @@ async def list_referrers(request: web.Request) -> web.Response:
     artifact_type = request.query.get("artifactType") or None
     async with request.app[DB].read() as conn:
         repo = await metadata.get_repository(conn, name)
-        if repo is None:
-            raise NameUnknown(detail={"name": name})
-        referrers = await metadata.list_referrers(conn, repo.id, str(subject), artifact_type)
+        # The spec: a registry with the referrers API never answers it with 404.
+        referrers = await metadata.list_referrers(conn, repo.id, str(subject), artifact_type) if repo else []
     headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type is not None else {}
     index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [r.to_json() for r in referrers]}
     return web.Response(body=json.dumps(index).encode(), content_type=mt.OCI_INDEX, headers=headers)

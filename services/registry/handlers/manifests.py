@@ -115,13 +115,18 @@ async def put_manifest(request: web.Request) -> web.Response:
     if by_digest is not None and digest != by_digest:
         raise DigestInvalid(detail={"digest": str(by_digest), "actual": str(digest)})
     parsed = parse_manifest(body, request.headers.get("Content-Type"), digest)
+    db = request.app[DB]
+    # Checked before the bytes are stored, so that a refused manifest leaves none behind.
+    async with db.read() as conn:
+        missing = await metadata.missing_references(conn, name, parsed)
+    if missing:
+        raise ManifestBlobUnknown(detail={"digests": missing})
     storage = request.app[STORAGE]
     path = paths.blob_path(digest)
     try:
         await storage.stat(path)
     except PathNotFoundError:
         await storage.put_content(path, body)
-    db = request.app[DB]
     tag = None if by_digest else reference
     try:
         manifest = await db.run(lambda conn: metadata.put_manifest(db, conn, name, parsed, tag))

@@ -12,10 +12,10 @@ from tests.support.oci import V2
 from wharf_shared.config import Settings
 
 
-async def _events(settings: Settings, want: int, timeout: float = 3.0) -> list[dict[str, Any]]:
+async def _events(settings: Settings, want: int, wait_seconds: float = 3.0) -> list[dict[str, Any]]:
     redis = Redis.from_url(settings.redis_url)
     try:
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + wait_seconds
         while True:
             entries = await redis.xrange(settings.events_stream)
             if len(entries) >= want or asyncio.get_running_loop().time() > deadline:

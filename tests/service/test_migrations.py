@@ -1,0 +1,255 @@
+"""Migrations on every backend, each on a fresh empty database: up to head (and in step with
+`tables`), down and up again with seeded rows, the start-up schema check, and several
+`wharf migrate` processes started at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.script import ScriptDirectory
+
+from tests.support import backends
+from tests.support.processes import service_env
+from wharf_shared.db import tables as t
+from wharf_shared.db.engine import Database
+from wharf_shared.db.migrate import (
+    SchemaError,
+    alembic_config,
+    check_schema,
+    current_revision,
+    downgrade,
+    head_revision,
+    schema_diff,
+    upgrade,
+)
+
+WHARF = Path(sys.executable).parent / "wharf"
+NOW = dt.datetime(2024, 5, 1, 12, 30, 45, 123456, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def empty_url(db_kind: str, tmp_path: Path) -> Iterator[str]:
+    with backends.fresh_database(db_kind, str(tmp_path), migrated=False) as url:
+        yield url
+
+
+@pytest.fixture
+async def db(empty_url: str) -> AsyncIterator[Database]:
+    database = Database(empty_url, pool_size=1)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+async def table_names(db: Database) -> set[str]:
+    async with db.read() as conn:
+        names = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
+    return set(names) - {"alembic_version"}
+
+
+async def row_counts(db: Database, names: set[str]) -> dict[str, int]:
+    counts = {}
+    async with db.read() as conn:
+        for name in sorted(names):
+            query = sa.select(sa.func.count()).select_from(sa.table(name))
+            counts[name] = (await conn.execute(query)).scalar_one()
+    return counts
+
+
+# Rows for every table, parents first. A new table needs rows here (the test says so).
+SEED: dict[str, list[dict[str, Any]]] = {
+    "repository": [
+        {"id": 1, "name": "library/app", "created_at": NOW, "updated_at": NOW},
+        {"id": 2, "name": "library/other", "created_at": NOW, "updated_at": NOW},
+    ],
+    "blob": [
+        {"id": 1, "digest": "sha256:" + "1" * 64, "size": 2**40, "created_at": NOW},
+        {"id": 2, "digest": "sha512:" + "2" * 128, "size": 0, "created_at": NOW},
+    ],
+    "repository_blob": [
+        {"repository_id": 1, "blob_id": 1, "created_at": NOW},
+        {"repository_id": 1, "blob_id": 2, "created_at": NOW},
+        {"repository_id": 2, "blob_id": 1, "created_at": NOW},
+    ],
+    "manifest": [
+        {
+            "id": 1,
+            "repository_id": 1,
+            "digest": "sha256:" + "a" * 64,
+            "media_type": "application/vnd.oci.image.manifest.v1+json",
+            "size": 500,
+            "artifact_type": "application/vnd.oci.image.config.v1+json",
+            "subject_digest": None,
+            "annotations": None,
+            "created_at": NOW,
+        },
+        {
+            "id": 2,
+            "repository_id": 1,
+            "digest": "sha256:" + "b" * 64,
+            "media_type": "application/vnd.oci.image.index.v1+json",
+            "size": 300,
+            "artifact_type": "application/vnd.example.sig",
+            "subject_digest": "sha256:" + "a" * 64,
+            "annotations": '{"a": "b"}',
+            "created_at": NOW,
+        },
+    ],
+    "manifest_blob": [{"manifest_id": 1, "blob_id": 1}, {"manifest_id": 1, "blob_id": 2}],
+    "manifest_child": [{"parent_id": 2, "child_id": 1}],
+    "tag": [
+        # Tags differ by case: the schema compares names byte-wise on every backend.
+        {
+            "id": 1,
+            "repository_id": 1,
+            "name": "latest",
+            "manifest_id": 2,
+            "created_at": NOW,
+            "updated_at": NOW,
+        },
+        {
+            "id": 2,
+            "repository_id": 1,
+            "name": "Latest",
+            "manifest_id": 1,
+            "created_at": NOW,
+            "updated_at": NOW,
+        },
+    ],
+}
+
+
+async def seed(db: Database) -> None:
+    missing = {table.name for table in t.metadata.sorted_tables} - set(SEED)
+    assert not missing, f"add seed rows for {sorted(missing)} to SEED in {__file__}"
+    async with db.transaction() as conn:
+        for table in t.metadata.sorted_tables:
+            await conn.execute(sa.insert(table), SEED[table.name])
+
+
+def revisions_newest_first() -> list[tuple[str, str]]:
+    """(revision, the revision it revises or "base"), from head down."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [(rev.revision, rev.down_revision or "base") for rev in script.walk_revisions()]  # type: ignore[misc]
+
+
+# -- up to head ----------------------------------------------------------------------------
+
+
+async def test_upgrade_to_head_matches_tables(db: Database) -> None:
+    assert await current_revision(db) is None
+    assert await table_names(db) == set()
+    before, after = await upgrade(db)
+    assert (before, after) == (None, head_revision())
+    assert await current_revision(db) == head_revision()
+    assert await table_names(db) == set(t.metadata.tables)
+    # `alembic check`: the migrated schema is exactly what `tables` declares.
+    assert await schema_diff(db) == []
+    # A second run finds nothing to do.
+    assert await upgrade(db) == (head_revision(), head_revision())
+    assert await schema_diff(db) == []
+
+
+async def test_schema_keeps_what_tables_promise(db: Database) -> None:
+    await upgrade(db)
+    await seed(db)
+    async with db.read() as conn:
+        names = (await conn.execute(sa.select(t.tag.c.name).order_by(t.tag.c.name))).scalars().all()
+        stamp = (
+            await conn.execute(sa.select(t.manifest.c.created_at).where(t.manifest.c.id == 1))
+        ).scalar_one()
+        big = (await conn.execute(sa.select(t.blob.c.size).where(t.blob.c.id == 1))).scalar_one()
+    assert names == ["Latest", "latest"]  # byte order, not a locale's
+    assert stamp == NOW  # UTC, microseconds kept
+    assert big == 2**40
+    async with db.transaction() as conn:
+        await conn.execute(sa.delete(t.repository).where(t.repository.c.id == 2))
+    # ON DELETE CASCADE came through the migration
+    assert (await row_counts(db, {"repository_blob"}))["repository_blob"] == 2
+
+
+# -- down and up again ---------------------------------------------------------------------
+
+
+async def test_each_revision_down_and_up_keeps_rows(db: Database) -> None:
+    await upgrade(db)
+    await seed(db)
+    seeded = await row_counts(db, await table_names(db))
+    assert all(seeded.values())
+    for revision, previous in revisions_newest_first():
+        at_revision = await table_names(db)
+        await downgrade(db, previous)
+        assert await current_revision(db) == (None if previous == "base" else previous)
+        kept = await table_names(db)
+        # Tables that exist on both sides of a revision keep their rows through it...
+        assert await row_counts(db, kept & at_revision) == {n: seeded[n] for n in kept & at_revision}
+        await upgrade(db, revision)
+        assert await table_names(db) == at_revision
+        # ...and keep them on the way back up.
+        assert await row_counts(db, kept & at_revision) == {n: seeded[n] for n in kept & at_revision}
+        await downgrade(db, previous)
+    # At base no Wharf table is left, and the start-up check says what to do.
+    assert await current_revision(db) is None
+    assert await table_names(db) == set()
+    with pytest.raises(SchemaError, match="run `wharf migrate`"):
+        await check_schema(db)
+    # Up again from nothing: in step with `tables`, and usable.
+    assert await upgrade(db) == (None, head_revision())
+    assert await schema_diff(db) == []
+    await check_schema(db)
+    await seed(db)
+    assert await row_counts(db, set(t.metadata.tables)) == seeded
+
+
+# -- the start-up check --------------------------------------------------------------------
+
+
+async def test_check_schema(db: Database) -> None:
+    with pytest.raises(SchemaError, match="run `wharf migrate`") as info:
+        await check_schema(db)
+    assert "no Wharf schema" in str(info.value)
+    await upgrade(db)
+    await check_schema(db)
+    # A schema from a newer Wharf than this code: upgrade the service, not the database.
+    async with db.transaction() as conn:
+        await conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(SchemaError, match="newer than this Wharf") as info:
+        await check_schema(db)
+    assert "upgrade this service" in str(info.value)
+
+
+# -- many `wharf migrate` at once ----------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_concurrent_wharf_migrate(db: Database, empty_url: str, tmp_path: Path) -> None:
+    env = service_env({"WHARF_DATABASE_URL": empty_url, "WHARF_DATA_DIR": str(tmp_path / "var")})
+
+    async def run() -> tuple[int | None, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            str(WHARF), "migrate", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 120)
+        return process.returncode, out.decode(), err.decode()
+
+    results = await asyncio.gather(*(run() for _ in range(4)))
+    for code, out, err in results:
+        assert code == 0, f"stdout: {out}\nstderr: {err}"
+    outputs = [out.strip() for _, out, _ in results]
+    head = head_revision()
+    # One process migrated; the others waited for the lock and found nothing to do.
+    assert sorted(outputs) == sorted(
+        [f"schema upgraded: empty -> {head}"] + [f"schema is up to date ({head})"] * 3
+    ), outputs
+    assert await current_revision(db) == head
+    assert await schema_diff(db) == []
+    await check_schema(db)
