@@ -235,8 +235,14 @@ class Uploads:
                 await self.cancel(current)
                 raise DigestInvalid(detail={"digest": str(digest), "actual": f"{digest.algorithm}:{actual}"})
             blob = await self._publish(current, digest)
-        await self.cancel(current)
+            # Still under the lock: a request queued behind this one must find the upload gone.
+            await self.cancel(current)
         return blob
+
+    async def abort(self, state: UploadState) -> None:
+        """Cancel on a client's request, after any request writing to the upload finished."""
+        async with self._locked(state) as current:
+            await self.cancel(current)
 
     async def _publish(self, state: UploadState, digest: Digest) -> Blob:
         source = paths.upload_data_path(state.id)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
 
 from wharf_shared.db.types import BigId, UTCDateTime, binary_string
 
@@ -76,7 +77,8 @@ manifest = Table(
     # The referrers API's artifactType: the manifest's own, else its config's media type.
     Column("artifact_type", String(MEDIA_TYPE_LEN), nullable=True),
     Column("subject_digest", String(DIGEST_LEN), nullable=True),
-    Column("annotations", Text, nullable=True),  # JSON object, for referrers descriptors
+    # JSON object, for referrers descriptors; a manifest may be 4 MiB, past MySQL's 64 KiB TEXT.
+    Column("annotations", Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("repository_id", "digest"),
     Index(None, "repository_id", "subject_digest"),

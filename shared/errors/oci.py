@@ -127,15 +127,15 @@ class TooManyRequests(OCIError):
 
 
 class RangeInvalid(OCIError):
-    code, message, status = "RANGE_INVALID", "invalid content range", 416
+    code, message, status = "BLOB_UPLOAD_INVALID", "invalid content range", 416
 
 
 class RangeNotSatisfiable(OCIError):
-    code, message, status = "RANGE_INVALID", "requested range not satisfiable", 416
+    code, message, status = "SIZE_INVALID", "requested range not satisfiable", 416
 
 
 class PaginationNumberInvalid(OCIError):
-    code, message, status = "PAGINATION_NUMBER_INVALID", "invalid number of results requested", 400
+    code, message, status = "UNSUPPORTED", "invalid number of results requested", 400
 
 
 class RouteUnknown(OCIError):

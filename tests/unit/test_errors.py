@@ -26,8 +26,8 @@ SPEC = {
     "UNSUPPORTED",
     "TOOMANYREQUESTS",
 }
-# Codes distribution adds (registry/api/errcode/register.go, registry/api/v2/errors.go).
-DISTRIBUTION_EXTRAS = {"UNKNOWN", "UNAVAILABLE", "RANGE_INVALID", "PAGINATION_NUMBER_INVALID"}
+# The only codes outside the spec's list: failures that are not the client's (5xx).
+DISTRIBUTION_EXTRAS = {"UNKNOWN", "UNAVAILABLE"}
 
 # The class a handler raises for each spec code, and the status the spec's workflows give it.
 EXPECTED = {
@@ -45,7 +45,7 @@ EXPECTED = {
     oci.Denied: ("DENIED", 403),
     oci.Unsupported: ("UNSUPPORTED", 405),
     oci.TooManyRequests: ("TOOMANYREQUESTS", 429),
-    oci.RangeInvalid: ("RANGE_INVALID", 416),
+    oci.RangeInvalid: ("BLOB_UPLOAD_INVALID", 416),
     oci.Unknown: ("UNKNOWN", 500),
     oci.Unavailable: ("UNAVAILABLE", 503),
 }
@@ -117,7 +117,7 @@ def test_to_dict_defaults(cls: type[oci.OCIError]) -> None:
 
 def test_custom_message_and_headers() -> None:
     error = oci.RangeInvalid(detail=[1, 2], message="range 5-3 is backwards", headers={"Range": "0-4"})
-    assert error.to_dict() == {"code": "RANGE_INVALID", "message": "range 5-3 is backwards", "detail": [1, 2]}
+    assert error.to_dict() == {"code": "BLOB_UPLOAD_INVALID", "message": "range 5-3 is backwards", "detail": [1, 2]}
     assert str(error) == "range 5-3 is backwards"
     assert error.headers == {"Range": "0-4"}
     assert error.status == 416

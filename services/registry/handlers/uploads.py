@@ -88,5 +88,5 @@ async def delete_upload(request: web.Request) -> web.Response:
     name = repository_name(request)
     uploads = request.app[UPLOADS]
     state = await uploads.get(name, request.match_info["upload_id"])
-    await uploads.cancel(state)
+    await uploads.abort(state)
     return web.Response(status=204, headers={"Content-Length": "0"})

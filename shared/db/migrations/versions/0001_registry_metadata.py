@@ -61,7 +61,9 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("artifact_type", sa.String(length=255), nullable=True),
         sa.Column("subject_digest", sa.String(length=150), nullable=True),
-        sa.Column("annotations", sa.Text(), nullable=True),
+        sa.Column(
+            "annotations", sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"), nullable=True
+        ),
         sa.Column("created_at", wharf_shared.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["repository_id"],

@@ -1,0 +1,116 @@
+"""What no well-behaved HTTP client sends, and how to tell when the server is done with it.
+
+`exchange` writes raw HTTP/1.1 (unnormalised paths, lying lengths) and reads the one response;
+`hang_up` sends a head and part of a body, then closes the socket. `ProductionServer` serves
+an app the way `wharf_shared.web.serve_forever` does, and `wait_idle` / `server_errors` read
+the app's own metrics to know that its handlers finished and what status each one ended with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict
+
+from wharf_shared.keys import METRICS
+
+TIMEOUT = 10.0
+
+
+class ProductionServer(TestServer):
+    """aiohttp's TestServer cancels a handler when its client hangs up; the real runner
+    (`web.AppRunner` in `serve_forever`) lets it run on and read the lost connection as an error."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:  # type: ignore[override]
+        kwargs["handler_cancellation"] = False
+        return await super()._make_runner(**kwargs)
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
+
+
+def request_head(method: str, target: str, headers: Mapping[str, str] | None = None) -> bytes:
+    """A request line and headers, sent as written (no path normalisation, no computed lengths)."""
+    lines = [f"{method} {target} HTTP/1.1", "Host: registry.test", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def exchange(host: str, port: int, head: bytes, body: bytes = b"") -> RawResponse:
+    """Send one raw request and read the first response (its body by its Content-Length)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(head + body)
+        await writer.drain()
+        header_block = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        status_line, *header_lines = header_block.decode("latin-1").strip().split("\r\n")
+        headers: CIMultiDict[str] = CIMultiDict()
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            headers.add(name.strip(), value.strip())
+        length = int(headers.get("Content-Length", "0"))
+        payload = await asyncio.wait_for(reader.readexactly(length), TIMEOUT)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return RawResponse(int(status_line.split()[1]), headers, payload)
+
+
+async def hang_up(
+    host: str, port: int, head: bytes, partial_body: bytes, *, before_close: Callable[[], Awaitable[None]]
+) -> None:
+    """Send a head and less body than it announces, wait for `before_close`, then close the socket."""
+    _reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(head + partial_body)
+        await writer.drain()
+        await before_close()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def _gauge(app: web.Application, name: str) -> float:
+    metrics = app[METRICS]
+    value = metrics.registry.get_sample_value(f"wharf_{metrics.service}_{name}")
+    return float(value or 0.0)
+
+
+async def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+async def wait_busy(app: web.Application) -> None:
+    """Until a handler of `app` is running (has the request in hand)."""
+    await wait_until(lambda: _gauge(app, "http_in_flight_requests") >= 1, "a request in flight")
+
+
+async def wait_idle(app: web.Application) -> None:
+    """Until no handler of `app` is running: every request so far has ended, and was counted."""
+    await wait_until(lambda: _gauge(app, "http_in_flight_requests") == 0, "requests to finish")
+
+
+def server_errors(app: web.Application) -> dict[tuple[str, str, str], float]:
+    """How many 5xx `app` has answered, by (method, route, status), as its metrics counted them."""
+    metrics = app[METRICS]
+    found = {}
+    for family in metrics.http_requests.collect():
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name.endswith("_total") and labels["status"].startswith("5") and sample.value:
+                found[labels["method"], labels["route"], labels["status"]] = sample.value
+    return found
