@@ -117,7 +117,11 @@ def test_to_dict_defaults(cls: type[oci.OCIError]) -> None:
 
 def test_custom_message_and_headers() -> None:
     error = oci.RangeInvalid(detail=[1, 2], message="range 5-3 is backwards", headers={"Range": "0-4"})
-    assert error.to_dict() == {"code": "BLOB_UPLOAD_INVALID", "message": "range 5-3 is backwards", "detail": [1, 2]}
+    assert error.to_dict() == {
+        "code": "BLOB_UPLOAD_INVALID",
+        "message": "range 5-3 is backwards",
+        "detail": [1, 2],
+    }
     assert str(error) == "range 5-3 is backwards"
     assert error.headers == {"Range": "0-4"}
     assert error.status == 416
