@@ -103,7 +103,6 @@ class Uploads:
             pipe.hset(key, mapping={"repository": repository, "offset": 0, "started": repr(now)})
             pipe.expire(key, self._expiry)
             await pipe.execute()
-        await self._storage.put_content(paths.upload_started_path(upload_id), repr(now).encode())
         return UploadState(upload_id, repository, 0, now)
 
     async def get(self, repository: str, upload_id: str) -> UploadState:

@@ -8,9 +8,12 @@ busy SQLite file). The rule for "transient" is written once, in `is_transient`.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Table, event
@@ -84,22 +87,39 @@ class Database:
             # Fewer gap locks and deadlocks than REPEATABLE READ; every write is idempotent anyway.
             kwargs["isolation_level"] = "READ COMMITTED"
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
-        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Reads get their own pool whose connections stay in autocommit: no BEGIN/ROLLBACK round
+        # trips, and no isolation-level switch on every checkout and checkin.
+        self.read_engine: AsyncEngine = create_async_engine(
+            self.url, **{**kwargs, "isolation_level": "AUTOCOMMIT"}
+        )
+        self._write_lock: asyncio.Lock | None = None
+        self._write_lock_file: Path | None = None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
+            _configure_sqlite(self.read_engine)
+            database = make_url(self.url).database
+            self._write_lock = asyncio.Lock()
+            if database and database != ":memory:":
+                self._write_lock_file = Path(database + ".write.lock")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads outside a transaction (no BEGIN/ROLLBACK round trips)."""
-        async with self._autocommit.connect() as conn:
+        """A connection for reads outside a transaction."""
+        async with self.read_engine.connect() as conn:
             yield conn
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction; SQLite takes its write lock at BEGIN, so writers queue, not fail."""
-        async with self.engine.connect() as conn:
-            if self.dialect == "sqlite":
-                conn = await conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+        """A write transaction, committed at the end of the block (rolled back on an exception)."""
+        if self._write_lock is None:
+            async with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        # SQLite has one writer at a time. Waiters on its own lock poll with growing sleeps, which
+        # under load adds hundreds of milliseconds; queue writers on locks that wake them at once
+        # instead: an asyncio lock within the process, an flock across processes.
+        async with self._write_lock, _file_lock(self._write_lock_file), self.engine.connect() as conn:
+            conn = await conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
             async with conn.begin():
                 yield conn
 
@@ -123,6 +143,7 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        await self.read_engine.dispose()
 
     # Dialect-specific statements, kept here so that query modules stay portable.
 
@@ -148,6 +169,22 @@ class Database:
         return stmt2.on_conflict_do_update(
             index_elements=list(keys), set_={c: stmt2.excluded[c] for c in update}
         )
+
+
+@asynccontextmanager
+async def _file_lock(path: Path | None) -> AsyncIterator[None]:
+    if path is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

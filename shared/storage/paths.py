@@ -6,7 +6,6 @@
                                                        shared by every repository
       uploads/
         <upload id>/data                               bytes of an upload in progress
-        <upload id>/startedat                          when it began (ISO 8601), for purging
 
 Nothing here names a repository or tag: which repository may see a blob, and which manifest
 a tag points at, is SQL metadata. A blob path is written once (atomically, after its digest
@@ -31,7 +30,3 @@ def upload_dir(upload_id: str) -> str:
 
 def upload_data_path(upload_id: str) -> str:
     return f"{UPLOADS}/{upload_id}/data"
-
-
-def upload_started_path(upload_id: str) -> str:
-    return f"{UPLOADS}/{upload_id}/startedat"
