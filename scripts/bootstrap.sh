@@ -102,7 +102,7 @@ case "$MODE" in
     command -v redis-server >/dev/null || apt_install redis-server
     ensure_venv ;;
   test)
-    apt_install skopeo docker-registry postgresql mariadb-server redis-server
+    apt_install skopeo docker-registry wrk postgresql mariadb-server redis-server
     ensure_venv
     ensure_redis
     ensure_postgres

@@ -96,7 +96,7 @@ class Database:
         self._write_lock_file: Path | None = None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
-            _configure_sqlite(self.read_engine)
+            _configure_sqlite(self.read_engine, transactions=False)
             database = make_url(self.url).database
             self._write_lock = asyncio.Lock()
             if database and database != ":memory:":
@@ -187,7 +187,7 @@ async def _file_lock(path: Path | None) -> AsyncIterator[None]:
         os.close(fd)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, transactions: bool = True) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # We emit BEGIN ourselves (below); pysqlite's implicit transactions would defeat it.
@@ -197,8 +197,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
+    if not transactions:
+        return  # the read engine: every statement on its own, no BEGIN at all
+
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Any) -> None:
-        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
-            return
         conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))

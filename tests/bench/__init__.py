@@ -1,0 +1,13 @@
+"""`make bench` / `python -m tests.bench`: Wharf's registry beside the reference registry.
+
+Starts, in one run on this machine, Wharf's registry with auth none and with token auth
+(filesystem storage, SQLite or PostgreSQL, `--workers` processes) and the reference
+(CNCF distribution, `docker-registry serve`, filesystem storage, no auth), runs the same
+scenarios against each (`scenarios.py` lists them), and prints each figure, the ratio
+Wharf/reference and the issue's targets met or missed. Results are also written as JSON
+under `.bench/` (with the server logs), and every process, database and temp dir is removed.
+
+Load comes from this process's threads through a lean blocking HTTP client (`http.py`) for the
+MiB/s and image-push scenarios, and from wrk for the request-rate ones. Benchmarks never run
+in the test suite.
+"""

@@ -1,0 +1,360 @@
+"""Run the bench: `python -m tests.bench [--quick] [--workers N] [--db sqlite|postgresql] [--only …]`."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from tests.bench import profiling
+from tests.bench.machine import disk_probe, settle
+from tests.bench.report import measurement_json, summary, table, write_json
+from tests.bench.scenarios import (
+    ALIASES,
+    BY_KEY,
+    SCENARIOS,
+    Bench,
+    Config,
+    Measurement,
+    Scenario,
+    no_profiler,
+    probe_single_post,
+)
+from tests.bench.targets import (
+    ALL_TARGETS,
+    REFERENCE,
+    WHARF_TOKEN,
+    Target,
+    reference_binary,
+    reference_version,
+    start_reference,
+    start_wharf,
+)
+from tests.bench.wrk import wrk_binary, wrk_version
+from tests.support.processes import ROOT
+
+MiB = 1024 * 1024
+
+
+def out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    names = [s.key for s in SCENARIOS]
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes and short runs (a smoke test)")
+    parser.add_argument("--workers", type=int, default=2, help="Wharf registry worker processes (default 2)")
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite", help="Wharf's database")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="SCENARIO",
+        help=f"run only these (repeat or comma-separate): {', '.join(names)}; `push` = both pushes",
+    )
+    parser.add_argument(
+        "--targets",
+        default=",".join(ALL_TARGETS),
+        help=f"comma-separated subset of {', '.join(ALL_TARGETS)} (default: all)",
+    )
+    parser.add_argument("--seconds", type=float, help="length of each timed run (default 10, quick 2)")
+    parser.add_argument("--blob-mib", type=int, help="large blob size (default 256, quick 16)")
+    parser.add_argument("--chunk-mib", type=int, help="PATCH size of the chunked push (default 16, quick 4)")
+    parser.add_argument("--reps", type=int, help="timed pushes per target and round (default 1)")
+    parser.add_argument(
+        "--rounds", type=int, help="run everything this many times, report medians (default 3, quick 1)"
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        help="wait up to this many seconds for a quiet machine before each timed run (default 20, quick 3)",
+    )
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="attach py-spy to Wharf's registry while each scenario is timed",
+    )
+    parser.add_argument(
+        "--py-spy-args",
+        default="",
+        help='more py-spy record flags for --profile, e.g. --py-spy-args="--native --gil"',
+    )
+    parser.add_argument(
+        "--output", type=Path, default=ROOT / ".bench", help="results directory (default .bench/)"
+    )
+    args = parser.parse_args(argv)
+    chosen: list[str] = []
+    for item in (p.strip() for raw in args.only for p in raw.split(",")):
+        if not item:
+            continue
+        expanded = ALIASES.get(item, (item,))
+        for key in expanded:
+            if key not in BY_KEY:
+                parser.error(f"unknown scenario {item!r}: choose from {', '.join(names)}")
+            chosen.append(key)
+    args.scenarios = [s for s in SCENARIOS if not chosen or s.key in chosen]
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.target_keys = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = set(args.target_keys) - set(ALL_TARGETS)
+    if unknown or not args.target_keys:
+        parser.error(f"--targets: choose from {', '.join(ALL_TARGETS)}")
+    args.target_keys = [t for t in ALL_TARGETS if t in args.target_keys]
+    return args
+
+
+def make_config(args: argparse.Namespace, wrk: str | None) -> Config:
+    quick = args.quick
+    return Config(
+        blob_bytes=(args.blob_mib or (16 if quick else 256)) * MiB,
+        chunk_bytes=(args.chunk_mib or (4 if quick else 16)) * MiB,
+        reps=args.reps or 1,
+        seconds=args.seconds or (2.0 if quick else 10.0),
+        warmup=1.0 if quick else 2.0,
+        wrk_binary=wrk or "",
+        settle_seconds=args.settle if args.settle is not None else (3.0 if quick else 20.0),
+        wrk_connections=args.connections,
+    )
+
+
+def _git(*argv: str) -> str:
+    try:
+        done = subprocess.run(
+            ["git", *argv], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
+        )
+    except OSError:
+        return ""
+    return done.stdout.strip()
+
+
+def environment(
+    args: argparse.Namespace, config: Config, wrk: str | None, reference: str | None
+) -> dict[str, Any]:
+    return {
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "wrk": wrk_version(wrk) if wrk else "not installed",
+        "reference": reference_version(reference) if reference else "not installed",
+        "git": {"commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain"))},
+        "db": args.db,
+        "workers": args.workers,
+        "quick": args.quick,
+        "profiled": args.profile,
+        "config": {k: v for k, v in vars(config).items() if k != "wrk_binary"},
+    }
+
+
+def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(143)  # unwinds the ExitStack: servers stopped, databases dropped, temp dir removed
+
+
+def start_targets(
+    stack: ExitStack, args: argparse.Namespace, work: Path, logs: Path, reference: str | None
+) -> list[Target]:
+    targets = []
+    for key in args.target_keys:
+        out(f"starting {key} …")
+        if key == REFERENCE:
+            assert reference is not None
+            target = start_reference(stack, work, logs, reference)
+        else:
+            auth = "token" if key == WHARF_TOKEN else "none"
+            target = start_wharf(stack, work, logs, auth=auth, db_kind=args.db, workers=args.workers)
+        target.single_post = probe_single_post(target)
+        out(f"  {target.label} at {target.url} (pid {target.process.pid})")
+        targets.append(target)
+    return targets
+
+
+def run_all(
+    bench: Bench, args: argparse.Namespace, targets: list[Target], results: list[Measurement]
+) -> None:
+    """Every scenario against every target, `--rounds` times; the order of targets rotates each
+    round so that none always runs first (or right after another's writes)."""
+    collected: dict[tuple[str, str], list[Measurement]] = {}
+    for number in range(args.rounds):
+        order = targets[number % len(targets) :] + targets[: number % len(targets)]
+        for scenario in args.scenarios:
+            out(f"\n== {scenario.label} ({scenario.unit}), round {number + 1} of {args.rounds}")
+            for target in order:
+                measurement = run_one(bench, scenario, target)
+                collected.setdefault((scenario.key, target.key), []).append(measurement)
+    for scenario in args.scenarios:
+        for target in targets:
+            results.append(combine(collected[(scenario.key, target.key)]))
+
+
+def run_one(bench: Bench, scenario: Scenario, target: Target) -> Measurement:
+    started = time.monotonic()
+    try:
+        measurement = scenario.run(bench, target)
+    except Exception as exc:
+        measurement = Measurement(
+            scenario.key, target.key, None, scenario.unit, error=f"{type(exc).__name__}: {exc}"
+        )
+        process = target.process.process
+        if process is not None and process.poll() is not None:
+            measurement.error = (
+                f"{measurement.error} (server exited {process.returncode}; log {target.process.log_path})"
+            )
+    took = time.monotonic() - started
+    if measurement.error:
+        out(f"  {target.key:12} ERROR {measurement.error}  [{took:.0f}s]")
+        return measurement
+    extra = ""
+    if measurement.latency_ms:
+        lat = measurement.latency_ms
+        extra = f"  p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms"
+    cpu = f"  cpu srv {measurement.server_cores or 0:.2f} cli {measurement.client_cores or 0:.2f}"
+    out(f"  {target.key:12} {measurement.value or 0:12,.1f} {scenario.unit}{extra}{cpu}  [{took:.0f}s]")
+    return measurement
+
+
+def combine(rounds: list[Measurement]) -> Measurement:
+    """One figure from the rounds: the median; latency and CPU from the median round."""
+    ok = [m for m in rounds if m.error is None and m.value is not None]
+    if not ok:
+        return rounds[0]
+    ok.sort(key=lambda m: m.value or 0.0)
+    chosen = ok[(len(ok) - 1) // 2]
+    values = [m.value or 0.0 for m in ok]
+    samples = [v for m in ok for v in (m.samples or [m.value or 0.0])]
+    merged = Measurement(**{**vars(chosen), "value": statistics.median(values), "samples": samples})
+    merged.detail = {**chosen.detail, "rounds": len(rounds), "round_values": values}
+    merged.detail["background_cores"] = max(m.detail.get("background_cores", 0.0) for m in ok)
+    failed = [m.error for m in rounds if m.error]
+    if failed:
+        merged.detail["failed_rounds"] = failed
+    return merged
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    wrk = wrk_binary()
+    reference = reference_binary()
+    if wrk is None:
+        out("bench: wrk not found: the request-rate scenarios will fail (Debian: apt-get install -y wrk)")
+    if reference is None and REFERENCE in args.target_keys:
+        out(
+            "bench: docker-registry not found: no reference, no ratios"
+            " (Debian: apt-get install -y docker-registry)"
+        )
+        args.target_keys.remove(REFERENCE)
+    if not args.target_keys:
+        return 1
+    spy_bin = profiling.py_spy_binary() if args.profile else None
+    if args.profile and spy_bin is None:
+        out("bench: --profile needs py-spy (.venv/bin/pip install py-spy)")
+        return 1
+    config = make_config(args, wrk)
+    started = dt.datetime.now(dt.UTC)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    run_dir = args.output / stamp
+    logs = run_dir / "logs"
+    spy = (
+        profiling.PySpy(spy_bin, run_dir / "profiles", extra=args.py_spy_args.split())
+        if spy_bin is not None
+        else None
+    )
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    results: list[Measurement] = []
+    labels: dict[str, str] = {}
+    env = environment(args, config, wrk, reference)
+    out(
+        f"Wharf bench {stamp}: {env['cpus']} CPUs, db {args.db}, {args.workers} worker(s), "
+        f"blob {config.blob_bytes // MiB} MiB, chunks {config.chunk_bytes // MiB} MiB, "
+        f"{config.seconds:g} s runs"
+    )
+    status = 0
+    try:
+        with ExitStack() as stack:
+            work = Path(tempfile.mkdtemp(prefix="wharf-bench-"))
+            stack.callback(shutil.rmtree, work, ignore_errors=True)  # registered first: runs last
+            try:
+                targets = start_targets(stack, args, work, logs, reference)
+            except (pytest.skip.Exception, pytest.fail.Exception) as exc:  # backends.py speaks pytest
+                out(f"bench: a backing service is missing: {exc}")
+                return 1
+            labels = {t.key: t.label for t in targets}
+            settle(config.settle_seconds)
+            env["disk"] = disk_probe(work / "disk-probe")
+            out(f"disk ({work}): {env['disk']}")
+            bench = Bench(config, spy or no_profiler)
+            run_all(bench, args, targets, results)
+            out("\nstopping servers …")
+    except KeyboardInterrupt:
+        out("\ninterrupted: servers stopped, temp dir removed")
+        status = 130
+    finally:
+        if results:
+            finish(args, env, labels, results, run_dir, started, spy)
+    return status or (1 if any(m.error for m in results) else 0)
+
+
+def finish(
+    args: argparse.Namespace,
+    env: dict[str, Any],
+    labels: dict[str, str],
+    results: list[Measurement],
+    run_dir: Path,
+    started: dt.datetime,
+    spy: profiling.PySpy | None,
+) -> None:
+    rows = summary(results, args.scenarios)
+    present = [t for t in ALL_TARGETS if any(m.target == t for m in results)]
+    record: dict[str, Any] = {
+        "started": started.isoformat(),
+        "finished": dt.datetime.now(dt.UTC).isoformat(),
+        "argv": sys.argv[1:],
+        "environment": env,
+        "targets": labels,
+        "summary": rows,
+        "results": [measurement_json(m) for m in results],
+    }
+    profile_text = []
+    if spy is not None:
+        record["profiles"] = {}
+        for (target, scenario), paths in sorted(spy.files.items()):
+            prof = profiling.summarize(paths)
+            record["profiles"][f"{target}/{scenario}"] = {
+                "files": [str(p) for p in paths],
+                "samples": prof.samples,
+                "self": prof.self_functions,
+                "inclusive": prof.inclusive_functions,
+                "by_file": prof.self_files,
+            }
+            profile_text.append(profiling.render(prof, f"{target} · {BY_KEY[scenario].label}"))
+    path = run_dir.with_suffix(".json")
+    write_json(path, record)
+    write_json(args.output / "latest.json", record)
+    out("")
+    out("targets: " + "; ".join(f"{k} = {v}" for k, v in labels.items()))
+    note = "  (PROFILED: py-spy was attached, figures are perturbed)" if spy is not None else ""
+    out(f"Wharf vs reference, same machine, same run{note}")
+    out(table(rows, results, present))
+    for text in profile_text:
+        out("")
+        out(text)
+    out(f"\nresults: {path} (and {args.output / 'latest.json'}); server logs: {run_dir / 'logs'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The results table (figures, ratios to the reference, targets met or missed) and the JSON record."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tests.bench.scenarios import BY_KEY, Measurement, Scenario
+from tests.bench.targets import ALL_TARGETS, REFERENCE, WHARF_NONE, WHARF_TOKEN
+
+# The issue's targets hold for Wharf's registry alone on filesystem storage, compared with the
+# reference like for like: auth none against the reference's no auth. The token column is shown
+# (with its own verdict) to see what auth costs.
+VERDICT_TARGETS = (WHARF_NONE, WHARF_TOKEN)
+NOISY_CORES = 0.3
+# figure unit -> (cost unit, scale): server core-seconds per unit of work, scaled for reading.
+COST_UNITS = {"MiB/s": ("ms/MiB", 1e3), "req/s": ("µs/req", 1e6), "images/s": ("ms/image", 1e3)}
+
+
+def cpu_cost(m: Measurement | None, scale: float) -> float | None:
+    """Server CPU per unit of work: robust when other work on the machine steals time."""
+    if m is None or m.error or not m.value or m.server_cores is None:
+        return None
+    return m.server_cores / m.value * scale
+
+
+def _value(results: dict[tuple[str, str], Measurement], scenario: str, target: str) -> float | None:
+    m = results.get((scenario, target))
+    return m.value if m is not None and m.error is None else None
+
+
+def summary(results: list[Measurement], scenarios: list[Scenario]) -> list[dict[str, Any]]:
+    by = {(m.scenario, m.target): m for m in results}
+    rows = []
+    for sc in scenarios:
+        values = {t: _value(by, sc.key, t) for t in ALL_TARGETS if (sc.key, t) in by}
+        ref = values.get(REFERENCE)
+        ratios: dict[str, float | None] = {}
+        verdicts: dict[str, str] = {}
+        for t in VERDICT_TARGETS:
+            v = values.get(t)
+            if t not in values:
+                continue
+            ratios[t] = v / ref if v is not None and ref else None
+            ratio = ratios[t]
+            if sc.target_ratio is None:
+                verdicts[t] = ""
+            elif ratio is None:
+                verdicts[t] = "n/a"
+            else:
+                verdicts[t] = "met" if ratio >= sc.target_ratio else "missed"
+        errors = {t: m.error for (s, t), m in by.items() if s == sc.key and m.error}
+        cost_unit, scale = COST_UNITS[sc.unit]
+        costs = {t: cpu_cost(by.get((sc.key, t)), scale) for t in values}
+        rows.append(
+            {
+                "scenario": sc.key,
+                "label": sc.label,
+                "unit": sc.unit,
+                "values": values,
+                "ratios": ratios,
+                "target_ratio": sc.target_ratio,
+                "verdicts": verdicts,
+                "errors": errors,
+                "server_cpu_per_unit": {"unit": cost_unit, **costs},
+            }
+        )
+    return rows
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
+
+
+def _over(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}x"
+
+
+def table(rows: list[dict[str, Any]], results: list[Measurement], targets: list[str]) -> str:
+    wharf = [t for t in VERDICT_TARGETS if t in targets]
+    head = ["scenario", "unit", *targets, *(f"{t.split('-')[1]}/ref" for t in wharf), "target"]
+    head += [f"{t.split('-')[1]}" for t in wharf]
+    body = []
+    for row in rows:
+        line = [row["label"], row["unit"], *(_num(row["values"].get(t)) for t in targets)]
+        line += [_ratio(row["ratios"].get(t)) for t in wharf]
+        line.append(f">= {row['target_ratio']:.2f}x" if row["target_ratio"] is not None else "none")
+        line += [row["verdicts"].get(t, "n/a") for t in wharf]
+        body.append(line)
+    out = [_grid(head, body)]
+
+    by = {(m.scenario, m.target): m for m in results}
+    lat_rows = []
+    cpu_rows = []
+    for row in rows:
+        lat, cpu = [row["label"]], [row["label"]]
+        any_lat = False
+        for t in targets:
+            m = by.get((row["scenario"], t))
+            if m is not None and m.latency_ms:
+                any_lat = True
+                lat.append(f"{m.latency_ms.get('p50', 0):.2f} / {m.latency_ms.get('p99', 0):.2f}")
+            else:
+                lat.append("—")
+            if m is not None and m.server_cores is not None:
+                cpu.append(f"{m.server_cores:.2f} / {m.client_cores or 0:.2f} / {m.other_cores or 0:.2f}")
+            else:
+                cpu.append("—")
+        if any_lat:
+            lat_rows.append(lat)
+        cpu_rows.append(cpu)
+    if lat_rows:
+        out += ["", "latency, ms (p50 / p99; small-push: per image)", _grid(["scenario", *targets], lat_rows)]
+    out += [
+        "",
+        "CPU, cores busy during the timed run (server process tree / client / rest of the machine)",
+        _grid(["scenario", *targets], cpu_rows),
+    ]
+    cost_rows = []
+    for row in rows:
+        unit = COST_UNITS.get(row["unit"])
+        if unit is None:
+            continue
+        name, scale = unit
+        costs = {t: cpu_cost(by.get((row["scenario"], t)), scale) for t in targets}
+        ref = costs.get(REFERENCE)
+        line = [row["label"], name, *(_num(costs[t]) for t in targets)]
+        line += [_ratio(_over(ref, costs.get(t))) for t in wharf]
+        cost_rows.append(line)
+    out += [
+        "",
+        "server CPU per unit of work (lower is better; ratio = reference/Wharf, so >1 means Wharf is leaner;"
+        " Redis and PostgreSQL not included)",
+        _grid(["scenario", "unit", *targets, *(f"ref/{t.split('-')[1]}" for t in wharf)], cost_rows),
+    ]
+    noisy = [
+        f"  {m.target} · {BY_KEY[m.scenario].label}: {m.detail['background_cores']:.2f} cores busy before it"
+        for m in results
+        if m.detail.get("background_cores", 0) > NOISY_CORES
+    ]
+    if noisy:
+        out += ["", "machine not quiet before these runs (other work shared the cores):", *noisy]
+    notes = [
+        f"  {m.target} · {BY_KEY[m.scenario].label}: {m.detail['form']}"
+        for m in results
+        if m.scenario == "push-mono" and "form" in m.detail
+    ]
+    errors = [f"  {m.target} · {BY_KEY[m.scenario].label}: {m.error}" for m in results if m.error]
+    if notes:
+        out += ["", "monolithic push form used:", *notes]
+    if errors:
+        out += ["", "errors:", *errors]
+    return "\n".join(out)
+
+
+def _grid(head: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i < 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return "\n".join([fmt(head), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows)])
+
+
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def measurement_json(m: Measurement) -> dict[str, Any]:
+    return asdict(m)
