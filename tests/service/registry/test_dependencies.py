@@ -13,9 +13,7 @@ from tests.support.processes import free_port
 from wharf_registry.app import create_app
 
 
-async def test_redis_outage(
-    aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str
-) -> None:
+async def test_redis_outage(aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str) -> None:
     healthy: TestClient = await aiohttp_client(
         create_app(registry_settings(tmp_path, database_url, redis_url))
     )

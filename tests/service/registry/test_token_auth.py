@@ -145,15 +145,11 @@ async def test_bad_tokens_are_refused(
     elif case == "not_yet_valid":
         token = mint(issuer, scope, now=time.time() + 3600)
     elif case == "wrong_audience":
-        token = TokenIssuer(
-            issuer._key, service="someone-else", issuer=issuer.issuer
-        ).issue(
+        token = TokenIssuer(issuer._key, service="someone-else", issuer=issuer.issuer).issue(
             "alice", [Access(*scope[:2], frozenset({"pull"}))], 300
         )[0]
     elif case == "wrong_issuer":
-        token = TokenIssuer(
-            issuer._key, service=issuer.service, issuer="mallory"
-        ).issue(
+        token = TokenIssuer(issuer._key, service=issuer.service, issuer="mallory").issue(
             "alice", [Access(*scope[:2], frozenset({"pull"}))], 300
         )[0]
     elif case == "unknown_key":
