@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
-import urllib.request
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,24 +28,6 @@ WHARF_NONE = "wharf-none"
 WHARF_TOKEN = "wharf-token"
 REFERENCE = "reference"
 ALL_TARGETS = (WHARF_NONE, WHARF_TOKEN, REFERENCE)
-
-
-class ReferenceProcess(ServiceProcess):
-    """distribution has no `/health` on its API port; it is ready when `/v2/` answers."""
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({self.process.returncode}):\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/v2/", timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.tail()}")
 
 
 @dataclass
@@ -163,8 +143,15 @@ def start_reference(stack: ExitStack, work: Path, logs: Path, binary: str) -> Ta
     port = free_port(HOST)
     config = work / REFERENCE / "config.yml"
     config.write_text(REFERENCE_CONFIG.format(root=root, host=HOST, port=port))
-    process = ReferenceProcess(
-        REFERENCE, [binary, "serve", str(config)], service_env({}), HOST, port, logs / f"reference-{port}.log"
+    # distribution has no health route on its API port; it is ready when `/v2/` answers.
+    process = ServiceProcess(
+        REFERENCE,
+        [binary, "serve", str(config)],
+        service_env({}),
+        HOST,
+        port,
+        logs / f"reference-{port}.log",
+        ready_path="/v2/",
     )
     stack.callback(process.stop)
     process.start(timeout=30)

@@ -37,6 +37,7 @@ class ServiceProcess:
     host: str
     port: int
     log_path: Path
+    ready_path: str = "/health/ready"  # answers 200 once the process can serve
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -65,7 +66,7 @@ class ServiceProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited ({self.process.returncode}):\n{self.tail()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:  # noqa: S310
+                with urllib.request.urlopen(f"{self.url}{self.ready_path}", timeout=2) as response:  # noqa: S310
                     if response.status == 200:
                         return
             except OSError:
