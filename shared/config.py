@@ -41,9 +41,37 @@ class FilesystemStorageSettings(_Group):
     )
 
 
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+class S3StorageSettings(_Group):
+    bucket: str = Field(default="wharf", min_length=3, description="S3 bucket holding blobs and uploads.")
+    endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (Ceph RGW, MinIO, …); unset for AWS."
+    )
+    region: str = Field(default="us-east-1", description="S3 region.")
+    access_key: str | None = Field(default=None, description="Access key id (unset: boto3's usual sources).")
+    secret_key: SecretStr | None = Field(default=None, description="Secret access key.")
+    path_style: bool = Field(default=False, description="Path-style addressing (most self-hosted stores).")
+    verify_tls: bool = Field(default=True, description="Verify the endpoint's TLS certificate.")
+    ca_bundle: Path | None = Field(default=None, description="CA bundle for the endpoint's certificate.")
+    prefix: str = Field(default="", description="Key prefix for everything Wharf stores in the bucket.")
+    part_size: int = Field(
+        default=16 * MiB, ge=5 * MiB, description="Multipart part size; uploads buffer at most this much."
+    )
+    copy_limit: int = Field(
+        default=5 * GiB, ge=5 * MiB, description="Largest single-request copy; larger objects copy in parts."
+    )
+    redirect: bool = Field(default=False, description="Redirect blob downloads to presigned URLs.")
+    redirect_ttl_seconds: int = Field(default=1200, ge=60, description="Lifetime of presigned download URLs.")
+    max_threads: int = Field(default=16, ge=1, le=256, description="Threads (and connections) for S3 calls.")
+
+
 class StorageSettings(_Group):
-    driver: Literal["filesystem"] = Field(default="filesystem", description="Storage driver for image bytes.")
+    driver: Literal["filesystem", "s3"] = Field(default="filesystem", description="Storage driver for image bytes.")
     filesystem: FilesystemStorageSettings = FilesystemStorageSettings()
+    s3: S3StorageSettings = S3StorageSettings()
 
 
 class TokenSettings(_Group):

@@ -61,3 +61,20 @@ def _session_redis() -> Iterator[str]:
 def redis_url(_session_redis: str) -> Iterator[str]:
     yield _session_redis
     backends.flush_redis(_session_redis)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(session_tmp: Path) -> Iterator[str]:
+    """One moto S3 server per test process."""
+    from tests.support.s3 import moto_server
+
+    with moto_server(session_tmp / "moto") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_bucket(moto_endpoint: str) -> str:
+    """A fresh, empty bucket on the test process's moto server."""
+    from tests.support.s3 import create_bucket
+
+    return create_bucket(moto_endpoint)

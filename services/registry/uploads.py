@@ -116,8 +116,9 @@ class Uploads:
     async def cancel(self, state: UploadState) -> None:
         await self._redis.delete(_key(state.id))
         self._hashers.pop(state.id, None)
+        # The data file, not its directory: deleting a "directory" means listing on object stores.
         with contextlib.suppress(PathNotFoundError):
-            await self._storage.delete(paths.upload_dir(state.id))
+            await self._storage.delete(paths.upload_data_path(state.id))
 
     @contextlib.asynccontextmanager
     async def _locked(self, state: UploadState) -> AsyncIterator[UploadState]:

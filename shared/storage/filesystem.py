@@ -111,6 +111,7 @@ class FilesystemDriver:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, dest)
         _fsync_dir(dest.parent)
+        self._prune(source.parent)
 
     async def delete(self, path: str) -> None:
         await asyncio.to_thread(self._delete_sync, self._full(path), path)
@@ -122,7 +123,18 @@ class FilesystemDriver:
             try:
                 full.unlink()
             except FileNotFoundError as exc:
+                self._prune(full.parent)  # a writer's cancel may have taken the file first
                 raise PathNotFoundError(label, driver=self.name) from exc
+        self._prune(full.parent)
+
+    def _prune(self, directory: Path) -> None:
+        """Remove directories left empty, as object stores have no empty "directories" either."""
+        while directory != self.root and directory.is_relative_to(self.root):
+            try:
+                directory.rmdir()
+            except OSError:
+                return  # not empty (or already gone): the tree above is in use
+            directory = directory.parent
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         return None

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from wharf_shared.config import (
     ConfigError,
@@ -224,6 +224,10 @@ def _sample(annotation: Any, default: Any) -> tuple[str, Any]:
         choice = next((a for a in args if a != default), args[0])
         return str(choice), choice
     kind = args[0] if args else annotation
+    if kind is bool:
+        return str(not default).lower(), not default
+    if kind is SecretStr:
+        return "sample-secret", SecretStr("sample-secret")
     if kind is int:
         return str(default + 1), default + 1
     if kind is Path:
@@ -239,7 +243,13 @@ def test_known_variables_cover_every_field() -> None:
     assert "WHARF_CONFIG_FILE" in known
     assert len(leaves) > 20
     # Group names (JSON for a whole block) are known too; nothing else is.
-    groups = {"WHARF_STORAGE", "WHARF_STORAGE__FILESYSTEM", "WHARF_REGISTRY", "WHARF_TOKEN"}
+    groups = {
+        "WHARF_STORAGE",
+        "WHARF_STORAGE__FILESYSTEM",
+        "WHARF_STORAGE__S3",
+        "WHARF_REGISTRY",
+        "WHARF_TOKEN",
+    }
     assert known - set(leaves) - {"WHARF_CONFIG_FILE"} == groups
 
 
