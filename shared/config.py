@@ -69,7 +69,9 @@ class S3StorageSettings(_Group):
 
 
 class StorageSettings(_Group):
-    driver: Literal["filesystem", "s3"] = Field(default="filesystem", description="Storage driver for image bytes.")
+    driver: Literal["filesystem", "s3"] = Field(
+        default="filesystem", description="Storage driver for image bytes."
+    )
     filesystem: FilesystemStorageSettings = FilesystemStorageSettings()
     s3: S3StorageSettings = S3StorageSettings()
 

@@ -18,7 +18,7 @@ from tests.support.backends import unavailable
 from tests.support.processes import free_port
 
 ACCESS_KEY = "wharf-test"
-SECRET_KEY = "wharf-test-secret"  # noqa: S105 - moto accepts any credentials
+SECRET_KEY = "wharf-test-secret"
 REGION = "us-east-1"
 
 
