@@ -10,7 +10,6 @@ import signal
 import socket
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -33,7 +32,7 @@ log = get_logger(__name__)
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Take the proxy's `X-Request-Id` (or make one), bind it to every log line, echo it back."""
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request_id = incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(16).hex()
     request[REQUEST_ID] = request_id
     structlog.contextvars.bind_contextvars(request_id=request_id)
     try:

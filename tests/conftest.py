@@ -73,8 +73,10 @@ def moto_endpoint(session_tmp: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def s3_bucket(moto_endpoint: str) -> str:
-    """A fresh, empty bucket on the test process's moto server."""
-    from tests.support.s3 import create_bucket
+def s3_bucket(moto_endpoint: str) -> Iterator[str]:
+    """A fresh, empty bucket on the test process's moto server, emptied afterwards."""
+    from tests.support.s3 import create_bucket, empty_bucket
 
-    return create_bucket(moto_endpoint)
+    bucket = create_bucket(moto_endpoint)
+    yield bucket
+    empty_bucket(moto_endpoint, bucket)

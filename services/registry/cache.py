@@ -1,4 +1,4 @@
-"""Manifest lookups cached in Redis, so that a manifest GET touches no SQL on the hot path.
+"""Manifest lookups and tags-list pages cached in Redis, so that pulls touch no SQL on the hot path.
 
 Keys carry a per-repository generation. Writers bump it after their transaction commits;
 a reader fetches the generation and the entry in one round trip (a Lua script). A reader that
@@ -50,31 +50,35 @@ class ManifestCache:
     def enabled(self) -> bool:
         return self._ttl > 0
 
-    async def get(self, repository: str, reference: str) -> tuple[str, CachedManifest | None]:
-        """(generation, entry or None). Redis trouble reads as a miss: SQL still answers."""
+    async def fetch(self, repository: str, key: str) -> tuple[str, bytes | None]:
+        """(generation, cached bytes or None). Redis trouble reads as a miss: SQL still answers."""
         if not self.enabled:
             return "", None
         try:
-            gen, raw = await self._script(
-                keys=[_gen_key(repository)], args=[_entry_prefix(repository), reference]
-            )
+            gen, raw = await self._script(keys=[_gen_key(repository)], args=[_entry_prefix(repository), key])
         except RedisError as exc:
             log.warning("manifest_cache_unavailable", error=str(exc))
             return "", None
-        generation = gen.decode() if isinstance(gen, bytes) else str(gen)
-        if not raw:
+        return (gen.decode() if isinstance(gen, bytes) else str(gen)), (raw or None)
+
+    async def store(self, repository: str, generation: str, key: str, value: bytes) -> None:
+        if not self.enabled or not generation or len(value) > MAX_CACHED_BYTES:
+            return
+        try:
+            await self._redis.set(f"{_entry_prefix(repository)}{generation}:{key}", value, ex=self._ttl)
+        except RedisError as exc:
+            log.warning("manifest_cache_unavailable", error=str(exc))
+
+    async def get(self, repository: str, reference: str) -> tuple[str, CachedManifest | None]:
+        generation, raw = await self.fetch(repository, reference)
+        if raw is None:
             return generation, None
         digest, media_type, body = raw.split(b"\n", 2)
         return generation, CachedManifest(digest.decode(), media_type.decode(), body)
 
     async def put(self, repository: str, generation: str, reference: str, entry: CachedManifest) -> None:
-        if not self.enabled or not generation or len(entry.body) > MAX_CACHED_BYTES:
-            return
         value = entry.digest.encode() + b"\n" + entry.media_type.encode() + b"\n" + entry.body
-        try:
-            await self._redis.set(f"{_entry_prefix(repository)}{generation}:{reference}", value, ex=self._ttl)
-        except RedisError as exc:
-            log.warning("manifest_cache_unavailable", error=str(exc))
+        await self.store(repository, generation, reference, value)
 
     async def invalidate(self, repository: str) -> None:
         """Call after committing any change to the repository's tags or manifests."""

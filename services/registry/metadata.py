@@ -34,10 +34,10 @@ async def ensure_repository(db: Database, conn: AsyncConnection, name: str) -> R
     if existing is not None:
         return existing
     now = utcnow()
-    await conn.execute(db.insert_ignore(t.repository, {"name": name, "created_at": now, "updated_at": now}))
-    created = await get_repository(conn, name)
-    assert created is not None
-    return created
+    repo_id = await db.insert_or_get_id(
+        conn, t.repository, {"name": name, "created_at": now, "updated_at": now}, unique=("name",)
+    )
+    return Repository(repo_id, name)
 
 
 async def find_blob(conn: AsyncConnection, repository: str, digest: str) -> Blob | None:
@@ -59,8 +59,9 @@ async def link_blob(db: Database, conn: AsyncConnection, repository: str, digest
     """Record a verified blob and make it visible in the repository (idempotent)."""
     repo = await ensure_repository(db, conn, repository)
     now = utcnow()
-    await conn.execute(db.insert_ignore(t.blob, {"digest": digest, "size": size, "created_at": now}))
-    blob_id = (await conn.execute(select(t.blob.c.id).where(t.blob.c.digest == digest))).scalar_one()
+    blob_id = await db.insert_or_get_id(
+        conn, t.blob, {"digest": digest, "size": size, "created_at": now}, unique=("digest",)
+    )
     await conn.execute(
         db.insert_ignore(t.repository_blob, {"repository_id": repo.id, "blob_id": blob_id, "created_at": now})
     )
@@ -146,28 +147,21 @@ async def put_manifest(
     if missing:
         raise MissingReferences(sorted(set(missing)))
     now = utcnow()
-    await conn.execute(
-        db.insert_ignore(
-            t.manifest,
-            {
-                "repository_id": repo.id,
-                "digest": parsed.digest,
-                "media_type": parsed.media_type,
-                "size": parsed.size,
-                "artifact_type": parsed.artifact_type,
-                "subject_digest": parsed.subject.digest if parsed.subject else None,
-                "annotations": json.dumps(parsed.annotations) if parsed.annotations else None,
-                "created_at": now,
-            },
-        )
+    manifest_id = await db.insert_or_get_id(
+        conn,
+        t.manifest,
+        {
+            "repository_id": repo.id,
+            "digest": parsed.digest,
+            "media_type": parsed.media_type,
+            "size": parsed.size,
+            "artifact_type": parsed.artifact_type,
+            "subject_digest": parsed.subject.digest if parsed.subject else None,
+            "annotations": json.dumps(parsed.annotations) if parsed.annotations else None,
+            "created_at": now,
+        },
+        unique=("repository_id", "digest"),
     )
-    manifest_id = (
-        await conn.execute(
-            select(t.manifest.c.id).where(
-                t.manifest.c.repository_id == repo.id, t.manifest.c.digest == parsed.digest
-            )
-        )
-    ).scalar_one()
     for batch in _batches(list(blob_ids.values())):
         await conn.execute(
             db.insert_ignore(t.manifest_blob, [{"manifest_id": manifest_id, "blob_id": b} for b in batch])

@@ -1,10 +1,12 @@
 """Blob uploads: state in Redis, bytes in storage, so any registry instance can continue any upload.
 
-An upload is a Redis hash (`repository`, `offset`, `started`) plus `uploads/<id>/data` in
-storage. Each PATCH writes at the acknowledged offset (dropping bytes a crashed writer left
-past it), commits, then advances the offset. The running SHA-256 is kept in this process when
-it can be; an instance without it re-reads what is already stored. A blob becomes visible
-only after its digest is verified: moved to its content-addressed path, then linked in SQL.
+An upload is a Redis hash (`repository`, `offset`, `started`, and the running SHA-256 state
+`hash` at `hash_offset`) plus `uploads/<id>/data` in storage. Each PATCH writes at the
+acknowledged offset (dropping bytes a crashed writer left past it), commits, then advances the
+offset and saves the hash state with it, so the next PATCH may land on any instance. An instance
+that cannot use the saved state re-reads what is already stored. A blob becomes visible only
+after its digest is verified: moved to its content-addressed path, then linked in SQL. Small
+blobs sent whole skip the upload file (`put_small`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from redis.asyncio import Redis
 
 from wharf_registry import metadata
 from wharf_registry.datatypes import Blob
+from wharf_shared import hashing
 from wharf_shared.db.engine import Database
 from wharf_shared.digests import Digest
 from wharf_shared.errors.oci import (
@@ -40,10 +43,31 @@ from wharf_shared.storage.base import PathNotFoundError, StorageDriver
 log = get_logger(__name__)
 
 CHUNK = 1024 * 1024
+# Uploads move through storage in blocks this large: fewer thread hand-offs per byte.
+BLOCK = 4 * 1024 * 1024
+# Bodies up to this size are read whole, hashed in memory and stored with one atomic write,
+# skipping the upload file: most layers and every config blob take this path.
+SMALL_BODY = 8 * 1024 * 1024
 _ID = re.compile(r"^[0-9a-f]{32}$")
-_LOCK_TTL_MS = 60_000
-_LOCK_WAIT_SECONDS = 10.0
+# A killed holder's lease lapses within the TTL; a request waits longer than that, so that a
+# client resuming on another instance after a crash is served, not refused.
+_LOCK_TTL_MS = 15_000
+_LOCK_WAIT_SECONDS = 20.0
 _ORPHAN_GRACE_SECONDS = 600
+# Take the upload's lock and read its state in one round trip; nil while another request holds it.
+_LOCK_AND_GET = """
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return redis.call('HGETALL', KEYS[1]) end
+return false
+"""
+# Advance an upload only while still holding its lock: a holder that stalled past its lease
+# (and was overtaken by a request on another instance) must not move the offset back.
+_ADVANCE = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'offset', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'hash', ARGV[3], 'hash_offset', ARGV[2]) end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -66,6 +90,9 @@ class UploadState:
     repository: str
     offset: int
     started_at: float
+    # The running SHA-256 at `offset` as saved by the last writer (see wharf_shared.hashing).
+    hash_state: bytes | None = None
+    lock_token: str = ""  # set while a request holds the upload's lock
 
     def range_header(self) -> str:
         # The spec's inclusive range of bytes received; "0-0" before the first byte.
@@ -90,7 +117,7 @@ class Uploads:
         self._storage = storage
         self._db = db
         self._expiry = expiry_seconds
-        self._hashers: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        self._hashers: OrderedDict[str, tuple[int, hashing.Hasher]] = OrderedDict()
         self._hash_cache_size = hash_cache_size
 
     # -- session state -------------------------------------------------------------------
@@ -113,38 +140,57 @@ class Uploads:
             raise BlobUploadUnknown(detail={"upload": upload_id})
         return UploadState(upload_id, repository, int(raw[b"offset"]), float(raw[b"started"]))
 
-    async def cancel(self, state: UploadState) -> None:
+    async def cancel(self, state: UploadState, *, stored: bool = True) -> None:
+        """Forget the upload; `stored=False` when it never wrote a byte (a file left by a writer
+        that crashed before committing is then the purge's to remove)."""
         await self._redis.delete(_key(state.id))
         self._hashers.pop(state.id, None)
+        if not stored:
+            return
         # The data file, not its directory: deleting a "directory" means listing on object stores.
         with contextlib.suppress(PathNotFoundError):
-            await self._storage.delete(paths.upload_data_path(state.id))
+            await self._storage.delete_file(paths.upload_data_path(state.id))
 
     @contextlib.asynccontextmanager
     async def _locked(self, state: UploadState) -> AsyncIterator[UploadState]:
         """Hold the upload's lock and yield its state as of now (another instance may have moved it)."""
-        lock_key = _key(state.id) + ":lock"
+        key = _key(state.id)
+        lock_key = key + ":lock"
         token = uuid.uuid4().hex
         deadline = time.monotonic() + _LOCK_WAIT_SECONDS
-        while not await self._redis.set(lock_key, token, nx=True, px=_LOCK_TTL_MS):
+        while (raw := await self._redis.eval(_LOCK_AND_GET, 2, key, lock_key, token, _LOCK_TTL_MS)) is None:
             if time.monotonic() > deadline:
                 raise BlobUploadInvalid(
                     detail={"upload": state.id, "reason": "another request is writing this upload"}
                 )
             await asyncio.sleep(0.05)
-        extender = asyncio.create_task(self._keep_lock(lock_key, token))
+        # The lease outlives short requests; only a long one needs a task that renews it.
+        extender: asyncio.Task[None] | None = None
+
+        def renew() -> None:
+            nonlocal extender
+            extender = asyncio.create_task(self._keep_lock(lock_key, token))
+
+        timer = asyncio.get_running_loop().call_later(_LOCK_TTL_MS / 3000, renew)
         try:
-            yield await self.get(state.repository, state.id)
+            fields = dict(zip(raw[::2], raw[1::2], strict=True))
+            if not fields or fields.get(b"repository", b"").decode() != state.repository:
+                raise BlobUploadUnknown(detail={"upload": state.id})
+            offset = int(fields[b"offset"])
+            saved = fields.get(b"hash") if fields.get(b"hash_offset") == str(offset).encode() else None
+            yield UploadState(state.id, state.repository, offset, float(fields[b"started"]), saved, token)
         finally:
-            extender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await extender
+            timer.cancel()
+            if extender is not None:
+                extender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await extender
             await self._redis.eval(_RELEASE, 1, lock_key, token)
 
     async def _keep_lock(self, lock_key: str, token: str) -> None:
         while True:
-            await asyncio.sleep(_LOCK_TTL_MS / 3000)
             await self._redis.eval(_EXTEND, 1, lock_key, token, _LOCK_TTL_MS)
+            await asyncio.sleep(_LOCK_TTL_MS / 3000)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -173,27 +219,39 @@ class Uploads:
             await asyncio.shield(writer.cancel())
             raise
         offset = state.offset + written
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(_key(state.id), "offset", offset)
-            pipe.expire(_key(state.id), self._expiry)
-            await pipe.execute()
+        saved = hasher.state()
+        # The digest state travels with the upload: any instance continues without re-reading.
+        key = _key(state.id)
+        advanced = await self._redis.eval(
+            _ADVANCE, 2, key, key + ":lock", state.lock_token, offset, saved or b"", self._expiry
+        )
+        if not advanced:
+            raise BlobUploadInvalid(
+                detail={"upload": state.id, "reason": "the upload's lock lapsed while this request wrote"}
+            )
         self._remember(state.id, offset, hasher)
-        return UploadState(state.id, state.repository, offset, state.started_at)
+        return UploadState(state.id, state.repository, offset, state.started_at, saved, state.lock_token)
 
-    def _remember(self, upload_id: str, offset: int, hasher: Any) -> None:
+    def _remember(self, upload_id: str, offset: int, hasher: hashing.Hasher) -> None:
         self._hashers[upload_id] = (offset, hasher)
         self._hashers.move_to_end(upload_id)
         while len(self._hashers) > self._hash_cache_size:
             self._hashers.popitem(last=False)
 
-    async def _hasher(self, state: UploadState, algorithm: str = "sha256") -> Any:
-        cached = self._hashers.get(state.id)
-        if algorithm == "sha256" and cached is not None and cached[0] == state.offset:
-            return cached[1]
+    async def _hasher(self, state: UploadState, algorithm: str = "sha256") -> hashing.Hasher:
+        if algorithm == "sha256":
+            cached = self._hashers.get(state.id)
+            if cached is not None and cached[0] == state.offset:
+                return cached[1]
+            if state.hash_state is not None:
+                resumed = hashing.resume(algorithm, state.hash_state)
+                if resumed is not None:
+                    return resumed
         return await self._rehash(state, algorithm)
 
-    async def _rehash(self, state: UploadState, algorithm: str) -> Any:
-        hasher = hashlib.new(algorithm)
+    async def _rehash(self, state: UploadState, algorithm: str) -> hashing.Hasher:
+        """The last resort: hash what storage holds (an instance of a Wharf without libcrypto)."""
+        hasher = hashing.new(algorithm)
         if state.offset == 0:
             return hasher
         remaining = state.offset
@@ -222,6 +280,15 @@ class Uploads:
     ) -> Blob:
         """Append the final body (if any), verify the digest, and make the blob visible."""
         async with self._locked(state) as current:
+            if body is not None and current.offset == 0 and length is not None and 0 < length <= SMALL_BODY:
+                if start not in (None, 0):
+                    raise RangeInvalid(detail={"offset": 0, "start": start}, headers={"Range": "0-0"})
+                # The whole blob in this one request: no upload file at all.
+                try:
+                    blob = await self.put_small(state.repository, digest, body, length)
+                finally:
+                    await self.cancel(current, stored=False)
+                return blob
             if body is not None and (length is None or length > 0):
                 if start is not None and start != current.offset:
                     raise RangeInvalid(
@@ -234,34 +301,57 @@ class Uploads:
             if actual != digest.hex:
                 await self.cancel(current)
                 raise DigestInvalid(detail={"digest": str(digest), "actual": f"{digest.algorithm}:{actual}"})
-            blob = await self._publish(current, digest)
+            blob, moved = await self._publish(current, digest)
             # Still under the lock: a request queued behind this one must find the upload gone.
-            await self.cancel(current)
+            await self.cancel(current, stored=not moved)
         return blob
+
+    async def put_small(self, repository: str, digest: Digest, body: ByteSource, length: int) -> Blob:
+        """Store a whole blob sent in one request of at most SMALL_BODY bytes (`POST ?digest=`)."""
+        data = await _read_exactly(body, length)
+        if length > CHUNK:
+            actual = await asyncio.to_thread(lambda: hashlib.new(digest.algorithm, data).hexdigest())
+        else:
+            actual = hashlib.new(digest.algorithm, data).hexdigest()
+        if actual != digest.hex:
+            raise DigestInvalid(detail={"digest": str(digest), "actual": f"{digest.algorithm}:{actual}"})
+        dest = paths.blob_path(digest)
+        try:
+            await self._storage.stat_file(dest)
+        except PathNotFoundError:
+            await self._storage.put_content(dest, data)
+        return await self._db.run(
+            lambda conn: metadata.link_blob(self._db, conn, repository, str(digest), length)
+        )
 
     async def abort(self, state: UploadState) -> None:
         """Cancel on a client's request, after any request writing to the upload finished."""
         async with self._locked(state) as current:
             await self.cancel(current)
 
-    async def _publish(self, state: UploadState, digest: Digest) -> Blob:
+    async def _publish(self, state: UploadState, digest: Digest) -> tuple[Blob, bool]:
+        """Put the verified bytes at the blob's path and link it; True when the upload file was
+        moved there (so nothing is left to delete)."""
         source = paths.upload_data_path(state.id)
         dest = paths.blob_path(digest)
         try:
-            existing = await self._storage.stat(dest)
+            existing = await self._storage.stat_file(dest)
         except PathNotFoundError:
             existing = None
         # Content-addressed: bytes already there under this digest are these bytes.
+        moved = False
         if existing is None or existing.size != state.offset:
             if state.offset == 0:
                 # An empty blob: no bytes were ever written, so there is no upload file to move.
                 await self._storage.put_content(dest, b"")
             else:
                 await self._storage.move(source, dest)
+                moved = True
         size = state.offset
-        return await self._db.run(
+        blob = await self._db.run(
             lambda conn: metadata.link_blob(self._db, conn, state.repository, str(digest), size)
         )
+        return blob, moved
 
     async def mount(self, repository: str, digest: Digest, source: str) -> Blob | None:
         """Link a blob from `source` into `repository`; None when `source` does not have it."""
@@ -307,8 +397,22 @@ class Uploads:
         return purged
 
 
+async def _read_exactly(body: ByteSource, length: int) -> bytes:
+    parts: list[bytes] = []
+    received = 0
+    while received < length:
+        data = await body.read(length - received)
+        if not data:
+            break
+        parts.append(data)
+        received += len(data)
+    if received != length or await body.read(1):
+        raise SizeInvalid(detail={"expected": length, "received": received})
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 async def _pump(body: ByteSource, writer: Any, hasher: Any) -> int:
-    """Copy a body to storage in ≥1 MiB blocks, hashing as it goes; the next block is read while
+    """Copy a body to storage in 4 MiB blocks, hashing as it goes; the next block is read while
     the previous one is written and hashed (both in threads). Returns the bytes copied."""
     total = 0
     parts: list[bytes] = []
@@ -320,11 +424,11 @@ async def _pump(body: ByteSource, writer: Any, hasher: Any) -> int:
 
     try:
         while True:
-            data = await body.read(CHUNK)
+            data = await body.read(BLOCK)
             if data:
                 parts.append(data)
                 buffered += len(data)
-            if buffered >= CHUNK or (not data and buffered):
+            if buffered >= BLOCK or (not data and buffered):
                 block = parts[0] if len(parts) == 1 else b"".join(parts)
                 parts, buffered = [], 0
                 if pending is not None:

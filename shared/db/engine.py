@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Table, event
+from sqlalchemy import Table, event, func, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -65,6 +65,8 @@ def normalize_url(url: str) -> tuple[Dialect, str]:
 def is_transient(exc: BaseException) -> bool:
     if not isinstance(exc, DBAPIError):
         return False
+    if exc.connection_invalidated:
+        return True  # the server restarted or dropped us; a new connection will do
     orig = exc.orig
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if sqlstate in _PG_TRANSIENT:
@@ -78,7 +80,9 @@ def is_transient(exc: BaseException) -> bool:
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
         self.dialect, self.url = normalize_url(url)
-        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": self.dialect != "sqlite"}
+        # No pre-ping (a round trip per checkout): a connection found dead is invalidated with its
+        # pool, and `run` retries the transaction on a fresh one.
+        kwargs: dict[str, Any] = {"echo": echo}
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"timeout": 30}
         else:
@@ -156,6 +160,29 @@ class Database:
             return stmt.on_duplicate_key_update({key.name: key})
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         return dialect_insert(table).values(rows).on_conflict_do_nothing()
+
+    async def insert_or_get_id(
+        self, conn: AsyncConnection, table: Table, row: Mapping[str, Any], unique: Sequence[str]
+    ) -> int:
+        """The `id` of the row whose `unique` columns match `row`: inserted now or already there.
+
+        One statement on MySQL/MariaDB (`LAST_INSERT_ID(id)` on the duplicate) and for a new row
+        elsewhere (`RETURNING`); a second, a SELECT, only when the row already existed.
+        """
+        id_column = table.c.id
+        if self.dialect == "mysql":
+            stmt = mysql.insert(table).values(row)
+            result = await conn.execute(stmt.on_duplicate_key_update({"id": func.last_insert_id(id_column)}))
+            return int(result.lastrowid)
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        result = await conn.execute(
+            dialect_insert(table).values(row).on_conflict_do_nothing().returning(id_column)
+        )
+        new_id = result.scalar()
+        if new_id is not None:
+            return int(new_id)
+        query = select(id_column).where(*(table.c[name] == row[name] for name in unique))
+        return int((await conn.execute(query)).scalar_one())
 
     def upsert(
         self, table: Table, row: Mapping[str, Any], keys: Sequence[str], update: Sequence[str]

@@ -83,7 +83,14 @@ class StorageDriver(Protocol):
         another process, or this one after a crash, resume an upload.
         """
 
-    async def stat(self, path: str) -> FileInfo: ...
+    async def stat(self, path: str) -> FileInfo:
+        """A file or a directory; PathNotFoundError if neither."""
+
+    async def stat_file(self, path: str) -> FileInfo:
+        """A file; PathNotFoundError for a directory or for nothing.
+
+        Unlike `stat`, it never tells a missing file from a directory, which on an object store
+        takes a listing: the push and pull paths use this one."""
 
     async def list(self, path: str) -> list[str]:
         """Direct children of a directory, as full paths."""
@@ -93,6 +100,9 @@ class StorageDriver(Protocol):
 
     async def delete(self, path: str) -> None:
         """Delete a file or a whole directory tree."""
+
+    async def delete_file(self, path: str) -> None:
+        """Delete a file; PathNotFoundError for a directory or nothing. Never lists (see stat_file)."""
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         """A URL the client may fetch the file from directly, or None."""
@@ -170,6 +180,18 @@ class Instrumented:
         finally:
             self._observe("stat", start, failed)
 
+    async def stat_file(self, path: str) -> FileInfo:
+        start, failed = time.perf_counter(), True
+        try:
+            info = await self.driver.stat_file(check_path(path, self.name))
+            failed = False
+            return info
+        except PathNotFoundError:
+            failed = False  # an answer, not a failure
+            raise
+        finally:
+            self._observe("stat_file", start, failed)
+
     async def list(self, path: str) -> list[str]:
         start, failed = time.perf_counter(), True
         try:
@@ -194,6 +216,14 @@ class Instrumented:
             failed = False
         finally:
             self._observe("delete", start, failed)
+
+    async def delete_file(self, path: str) -> None:
+        start, failed = time.perf_counter(), True
+        try:
+            await self.driver.delete_file(check_path(path, self.name))
+            failed = False
+        finally:
+            self._observe("delete_file", start, failed)
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         return await self.driver.redirect_url(check_path(path, self.name), method)

@@ -9,8 +9,16 @@ from wharf_shared.metrics import Metrics
 from wharf_shared.storage.base import Instrumented, StorageDriver
 from wharf_shared.storage.filesystem import FilesystemDriver
 
+
+def _s3(settings: Settings) -> StorageDriver:
+    from wharf_shared.storage.s3 import S3Driver  # boto3 takes a third of a second to import
+
+    return S3Driver.from_settings(settings.storage.s3)
+
+
 DRIVERS: dict[str, Callable[[Settings], StorageDriver]] = {
     "filesystem": lambda settings: FilesystemDriver(settings.storage_root),
+    "s3": _s3,
 }
 
 

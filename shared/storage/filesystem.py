@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import datetime as dt
 import os
 import shutil
+import sys
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -94,6 +96,12 @@ class FilesystemDriver:
             is_dir=is_dir,
         )
 
+    async def stat_file(self, path: str) -> FileInfo:
+        info = await self.stat(path)
+        if info.is_dir:
+            raise PathNotFoundError(path, "a directory, not a file", driver=self.name)
+        return info
+
     async def list(self, path: str) -> list[str]:
         full = self._full(path)
         try:
@@ -115,6 +123,14 @@ class FilesystemDriver:
 
     async def delete(self, path: str) -> None:
         await asyncio.to_thread(self._delete_sync, self._full(path), path)
+
+    async def delete_file(self, path: str) -> None:
+        await asyncio.to_thread(self._delete_file_sync, self._full(path), path)
+
+    def _delete_file_sync(self, full: Path, label: str) -> None:
+        if full.is_dir() and not full.is_symlink():
+            raise PathNotFoundError(label, "a directory, not a file", driver=self.name)
+        self._delete_sync(full, label)
 
     def _delete_sync(self, full: Path, label: str) -> None:
         if full.is_dir() and not full.is_symlink():
@@ -199,8 +215,14 @@ class FilesystemWriter:
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         self._check_open()
-        await asyncio.to_thread(self._handle.write, data)
+        await asyncio.to_thread(self._write_sync, data, self._size)
         self._size += len(data)
+
+    def _write_sync(self, data: bytes | bytearray | memoryview, offset: int) -> None:
+        self._handle.write(data)
+        self._handle.flush()
+        # Start writeback now, so that commit's fsync finds little left to flush.
+        _start_writeback(self._handle.fileno(), offset, len(data))
 
     async def commit(self) -> None:
         self._check_open()
@@ -236,6 +258,31 @@ class FilesystemWriter:
             if self._created is not None:
                 self._created.unlink(missing_ok=True)
         self._size = self._start
+
+
+def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    write = 2  # SYNC_FILE_RANGE_WRITE: queue the range for writeback, do not wait
+
+    def start(fd: int, offset: int, length: int) -> None:
+        call(fd, offset, length, write)
+
+    return start
+
+
+_sync_file_range = _load_sync_file_range()
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length)
 
 
 def _fsync_dir(directory: Path) -> None:

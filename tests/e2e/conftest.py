@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import backends
+from tests.support import backends, s3
 from tests.support.processes import ServiceProcess, free_port, registry_process
 from wharf_shared.config import Settings
 from wharf_shared.setup import ensure_files
@@ -51,6 +51,7 @@ class Registry:
     db_kind: str
     data_dir: Path
     issuer: TokenIssuer | None
+    storage: str = "filesystem"  # "filesystem", "s3" or "s3-redirect" (blob pulls sent to presigned URLs)
 
     @property
     def address(self) -> str:
@@ -110,7 +111,15 @@ class Registry:
         return counts
 
 
-def start_registry(tmp_path: Path, db_kind: str, auth: str, database_url: str, redis_url: str) -> Registry:
+def start_registry(
+    tmp_path: Path,
+    db_kind: str,
+    auth: str,
+    database_url: str,
+    redis_url: str,
+    storage: str = "filesystem",
+    storage_env: dict[str, str] | None = None,
+) -> Registry:
     data_dir = tmp_path / "registry-data"
     issuer = None
     if auth == "token":
@@ -130,9 +139,10 @@ def start_registry(tmp_path: Path, db_kind: str, auth: str, database_url: str, r
         # A realm nobody serves: a client without a token has nowhere to get one.
         "WHARF_EXTERNAL_URL": f"http://127.0.0.1:{free_port()}",
         "WHARF_DATABASE_POOL_SIZE": "5",
+        **(storage_env or {}),
     }
     process = registry_process(env, tmp_path / "logs")
-    registry = Registry(process, auth, db_kind, data_dir, issuer)
+    registry = Registry(process, auth, db_kind, data_dir, issuer, storage)
     try:
         process.start()  # returns once /health/ready answers 200
     except BaseException:
@@ -143,13 +153,20 @@ def start_registry(tmp_path: Path, db_kind: str, auth: str, database_url: str, r
 
 @pytest.fixture
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    """A registry process; indirect param `(database kind, auth mode)`, default PostgreSQL, token."""
-    db_kind, auth = getattr(request, "param", ("postgresql", "token"))
+    """A registry process; indirect param `(database kind, auth mode[, storage])`, default PostgreSQL,
+    token, filesystem. Storage "s3" is a fresh bucket on the test process's moto server; "s3-redirect"
+    the same with blob pulls redirected to presigned URLs."""
+    db_kind, auth, *rest = getattr(request, "param", ("postgresql", "token"))
+    storage = rest[0] if rest else "filesystem"
+    storage_env = None
+    if storage.startswith("s3"):
+        endpoint, bucket = request.getfixturevalue("moto_endpoint"), request.getfixturevalue("s3_bucket")
+        storage_env = s3.storage_env(endpoint, bucket, redirect=str(storage == "s3-redirect").lower())
     with (
         backends.fresh_database(db_kind, str(tmp_path)) as database_url,
         backends.leased_redis_db() as redis_url,
     ):
-        registry = start_registry(tmp_path, db_kind, auth, database_url, redis_url)
+        registry = start_registry(tmp_path, db_kind, auth, database_url, redis_url, storage, storage_env)
         try:
             yield registry
         finally:
@@ -267,11 +284,15 @@ def _redact(argv: Sequence[str] | str) -> list[str]:
 
 @pytest.fixture
 def skopeo(registry: Registry, tmp_path: Path) -> Skopeo:
+    return make_skopeo(registry, tmp_path / "skopeo-home")
+
+
+def make_skopeo(registry: Registry, home: Path) -> Skopeo:
+    """A Skopeo whose failures show `registry`'s log; its config, auth and temp files live in `home`."""
     binary = shutil.which("skopeo")
     if binary is None:
         backends.unavailable("skopeo", FileNotFoundError("skopeo is not on PATH"))
     assert binary is not None
-    home = tmp_path / "skopeo-home"
     for sub in ("run", "config", "docker", "tmp", "registries.d"):
         (home / sub).mkdir(parents=True, exist_ok=True)
     auth_file = home / "auth.json"

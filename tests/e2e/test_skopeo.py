@@ -1,7 +1,8 @@
 """skopeo against a running registry process: push, inspect, pull, copy (cross-repository mount),
 list tags and delete, for single images and multi-arch indexes, with and without token auth.
 
-Full runs on PostgreSQL (production's database); a push-and-pull smoke run on SQLite and MariaDB.
+Full runs on PostgreSQL (production's database), on the filesystem and on S3 (moto, streamed and
+redirected); a push-and-pull smoke run on SQLite and MariaDB.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.e2e
 
 UPLOAD_START = "/v2/{name}/blobs/uploads/"
 UPLOAD = "/v2/{name}/blobs/uploads/{upload_id}"
+BLOB = "/v2/{name}/blobs/{digest}"
 
 
 @dataclass
@@ -79,6 +81,12 @@ FULL = [
     pytest.param(("postgresql", "token"), id="postgresql-token"),
     pytest.param(("postgresql", "none"), id="postgresql-none"),
 ]
+# The full lifecycle on the S3 driver too: blob pulls streamed by the registry, or redirected to
+# presigned URLs that skopeo follows to the object store.
+ON_S3 = [
+    pytest.param(("postgresql", "token", "s3"), id="postgresql-token-s3"),
+    pytest.param(("postgresql", "none", "s3-redirect"), id="postgresql-none-s3-redirect"),
+]
 SMOKE = [
     pytest.param(("sqlite", "token"), id="sqlite-token"),
     pytest.param(("mysql", "token"), id="mariadb-token"),
@@ -86,7 +94,7 @@ SMOKE = [
 
 
 @pytest.mark.parametrize("kind", ["image", "index"])
-@pytest.mark.parametrize("registry", FULL, indirect=True)
+@pytest.mark.parametrize("registry", FULL + ON_S3, indirect=True)
 def test_lifecycle(registry: Registry, skopeo: Skopeo, tmp_path: Path, kind: str) -> None:
     source = build_source(tmp_path / "source", kind, seed=f"lifecycle-{kind}")
     other = build_source(tmp_path / "other", "image", seed="bystander")
@@ -112,10 +120,17 @@ def test_lifecycle(registry: Registry, skopeo: Skopeo, tmp_path: Path, kind: str
 
     # Pull back into a fresh layout: the same digest, the same blobs, byte for byte.
     pulled = tmp_path / "pulled"
+    before = registry.request_counts()
     skopeo.copy(registry.ref(f"{repo}:latest"), f"oci:{pulled}:latest", src_token=pull, all_images=every)
     named, files = layout_contents(pulled)
     assert named == [source.digest], registry.explain(f"pulled {named}, pushed {source.digest}")
     assert files == source.blobs, registry.explain(f"blobs differ: {sorted(files ^ source.blobs)}")
+    # Blob bytes came from the registry, or (redirect mode) from presigned URLs it handed out.
+    served = registry.request_counts() - before
+    expected = {"s3-redirect": "307"}.get(registry.storage, "200")
+    assert served[("GET", BLOB, expected)] == len(source.content), registry.explain(
+        f"requests: {dict(served)}"
+    )
 
     # Registry-to-registry copy into another repository: every layer is mounted, not sent again.
     # (skopeo 1.9 always uploads configs: it only asks the target repository whether it has them.)

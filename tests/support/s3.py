@@ -77,6 +77,15 @@ def create_bucket(endpoint: str, name: str | None = None) -> str:
     return bucket
 
 
+def empty_bucket(endpoint: str, bucket: str) -> None:
+    """Delete every object in `bucket` (moto holds them all in memory)."""
+    s3 = client(endpoint)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+
 def storage_env(endpoint: str, bucket: str, **overrides: str) -> dict[str, str]:
     """The WHARF_STORAGE__* variables that put a service on this bucket."""
     env = {

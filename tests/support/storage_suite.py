@@ -43,10 +43,12 @@ PATH_OPERATIONS: dict[str, Callable[[Any, str], Awaitable[Any]]] = {
     "reader": lambda d, bad: read_all(d.reader(bad)),
     "writer": lambda d, bad: d.writer(bad),
     "stat": lambda d, bad: d.stat(bad),
+    "stat_file": lambda d, bad: d.stat_file(bad),
     "list": lambda d, bad: d.list(bad),
     "move_source": lambda d, bad: d.move(bad, "dest"),
     "move_dest": lambda d, bad: d.move("source", bad),
     "delete": lambda d, bad: d.delete(bad),
+    "delete_file": lambda d, bad: d.delete_file(bad),
 }
 
 
@@ -339,6 +341,16 @@ class DriverSuite:
         with pytest.raises(PathNotFoundError):
             await driver.stat("s/file/below")
 
+    async def test_stat_file_only(self, driver: StorageDriver) -> None:
+        await driver.put_content("s/dir/file", b"x" * 33)
+        await write_file(driver, "s/written", b"y" * 44)
+        assert (await driver.stat_file("s/dir/file")).size == 33
+        info = await driver.stat_file("s/written")
+        assert (info.path, info.size, info.is_dir) == ("s/written", 44, False)
+        for not_a_file in ("s/dir", "s", "s/missing", "s/dir/fil", "s/dir/file/below"):
+            with pytest.raises(PathNotFoundError):
+                await driver.stat_file(not_a_file)
+
     # -- list ------------------------------------------------------------------------------
 
     async def test_list_direct_children(self, driver: StorageDriver) -> None:
@@ -401,6 +413,20 @@ class DriverSuite:
             await driver.delete("d/missing")
         with pytest.raises(PathNotFoundError):
             await driver.delete("no/such/tree")
+
+    async def test_delete_file_only(self, driver: StorageDriver) -> None:
+        await driver.put_content("d/tree/a", b"x")
+        await write_file(driver, "d/tree/written", b"y")
+        await driver.delete_file("d/tree/written")
+        with pytest.raises(PathNotFoundError):
+            await driver.stat("d/tree/written")
+        for not_a_file in ("d/tree", "d", "d/tree/missing", "d/tree/written"):
+            with pytest.raises(PathNotFoundError):
+                await driver.delete_file(not_a_file)
+        assert await driver.list("d/tree") == ["d/tree/a"]
+        await driver.delete_file("d/tree/a")
+        with pytest.raises(PathNotFoundError):
+            await driver.stat("d")
 
     # -- paths -----------------------------------------------------------------------------
 

@@ -67,14 +67,20 @@ async def exchange(host: str, port: int, head: bytes, body: bytes = b"") -> RawR
 
 
 async def hang_up(
-    host: str, port: int, head: bytes, partial_body: bytes, *, before_close: Callable[[], Awaitable[None]]
+    host: str,
+    port: int,
+    head: bytes,
+    partial_body: bytes,
+    *,
+    before_close: Callable[[], Awaitable[None]] | None,
 ) -> None:
-    """Send a head and less body than it announces, wait for `before_close`, then close the socket."""
+    """Send a head and less body than it announces, wait for `before_close` (if any), then close."""
     _reader, writer = await asyncio.open_connection(host, port)
     try:
         writer.write(head + partial_body)
         await writer.drain()
-        await before_close()
+        if before_close is not None:
+            await before_close()
     finally:
         writer.close()
         await writer.wait_closed()

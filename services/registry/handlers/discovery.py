@@ -8,6 +8,7 @@ from aiohttp import web
 
 from wharf_registry import metadata
 from wharf_registry.handlers.common import next_link, page, parse_digest, repository_name
+from wharf_registry.keys import MANIFEST_CACHE
 from wharf_shared import media_types as mt
 from wharf_shared.errors.oci import NameUnknown
 from wharf_shared.keys import DB
@@ -16,16 +17,29 @@ from wharf_shared.keys import DB
 async def list_tags(request: web.Request) -> web.Response:
     name = repository_name(request)
     limit, last, _explicit = page(request)
+    cache = request.app[MANIFEST_CACHE]
+    # '@' is in no tag or digest, so page keys never meet manifest references.
+    key = f"@tags?n={limit}&last={last or ''}"
+    generation, cached = await cache.fetch(name, key)
+    if cached is not None:
+        cached_link, _, cached_body = cached.partition(b"\n")
+        return _tags_response(cached_body, cached_link.decode())
     async with request.app[DB].read() as conn:
         repo = await metadata.get_repository(conn, name)
         if repo is None:
             raise NameUnknown(detail={"name": name})
         tags = await metadata.list_tags(conn, repo.id, limit + 1, last) if limit else []
-    headers = {}
+    link = ""
     if len(tags) > limit:
         tags = tags[:limit]
-        headers["Link"] = next_link(f"/v2/{name}/tags/list", limit, tags[-1])
-    return web.json_response({"name": name, "tags": tags}, headers=headers)
+        link = next_link(f"/v2/{name}/tags/list", limit, tags[-1])
+    body = json.dumps({"name": name, "tags": tags}).encode()
+    await cache.store(name, generation, key, link.encode() + b"\n" + body)
+    return _tags_response(body, link)
+
+
+def _tags_response(body: bytes, link: str) -> web.Response:
+    return web.Response(body=body, content_type="application/json", headers={"Link": link} if link else None)
 
 
 async def catalog(request: web.Request) -> web.Response:

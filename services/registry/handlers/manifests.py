@@ -124,7 +124,7 @@ async def put_manifest(request: web.Request) -> web.Response:
     storage = request.app[STORAGE]
     path = paths.blob_path(digest)
     try:
-        await storage.stat(path)
+        await storage.stat_file(path)
     except PathNotFoundError:
         await storage.put_content(path, body)
     tag = None if by_digest else reference

@@ -14,13 +14,21 @@ from wharf_shared.setup import ensure_files
 from wharf_shared.tokens import TokenIssuer, load_private_key
 
 
-def registry_settings(tmp_path: Path, database_url: str, redis_url: str, **registry: object) -> Settings:
+def registry_settings(
+    tmp_path: Path,
+    database_url: str,
+    redis_url: str,
+    *,
+    storage: dict[str, object] | None = None,
+    **registry: object,
+) -> Settings:
     return Settings(
         data_dir=tmp_path / "var",
         database_url=database_url,
         redis_url=redis_url,
         external_url="http://registry.test",
         registry={"auth": "none", **registry},  # type: ignore[arg-type]
+        storage=storage or {},  # type: ignore[arg-type]
     )
 
 

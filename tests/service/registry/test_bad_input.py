@@ -46,6 +46,7 @@ from tests.support.oci import (
     index_manifest,
 )
 from wharf_registry.app import create_app
+from wharf_registry.uploads import BLOCK, SMALL_BODY
 from wharf_registry.uploads import _key as upload_key
 from wharf_shared.config import Settings
 from wharf_shared.db import tables as t
@@ -64,8 +65,11 @@ LAYER = bytes(range(256)) * 64
 STRANGER = b"bytes that nobody pushed " * 8
 FIRST = b"acknowledged chunk " * 64  # what a setup PATCH had acknowledged
 TAIL = b"the rest of the blob " * 16
-BIG = bytes(range(251)) * 12_000  # ~2.9 MB: a hang-up after 1.5 MB has written a block
-SENT = 1536 * 1024
+# A client that hangs up gets SENT bytes out: more than one storage block, so some were written.
+SENT = BLOCK + 1024 * 1024
+BIG = bytes(range(251)) * (2 * SENT // 251)  # a streamed chunk larger than what gets sent
+HUGE = bytes(range(251)) * ((SMALL_BODY + SENT) // 251)  # past SMALL_BODY: streams through an upload file
+SMALL = bytes(range(251)) * 12_000  # ~2.9 MB: read whole (SMALL_BODY) before anything is stored
 MANIFEST = image_manifest(CONFIG, [LAYER])
 INDEX = index_manifest([(MANIFEST, OCI_MANIFEST)])
 
@@ -148,9 +152,19 @@ class Ctx:
         resp = await wire.exchange(self.client.server.host, self.client.server.port, head, body)
         return Answer(resp.status, _code(resp.body), resp.headers)
 
-    async def hang_up(self, method: str, target: str, declared: bytes, **headers: str) -> Answer:
-        """Announce `declared`, send its first SENT bytes, and close once the server has stored
-        some of them: bytes on disk that were never acknowledged."""
+    async def hang_up(
+        self,
+        method: str,
+        target: str,
+        declared: bytes,
+        *,
+        streamed: bool = True,
+        sent: int = SENT,
+        **headers: str,
+    ) -> Answer:
+        """Announce `declared`, send its first SENT bytes, and close: when `streamed`, once the
+        server has stored some of them (bytes on disk that were never acknowledged); otherwise
+        (a small body the server reads whole before storing) right away."""
         stored = self.upload_bytes()
         head = wire.request_head(method, target, {"Content-Length": str(len(declared)), **headers})
 
@@ -158,7 +172,11 @@ class Ctx:
             await wire.wait_until(lambda: self.upload_bytes() > stored, "unacknowledged bytes on disk")
 
         await wire.hang_up(
-            self.client.server.host, self.client.server.port, head, declared[:SENT], before_close=until_stored
+            self.client.server.host,
+            self.client.server.port,
+            head,
+            declared[:sent],
+            before_close=until_stored if streamed else None,
         )
         return Answer(None, None)
 
@@ -358,11 +376,24 @@ FAILURE_CODES: dict[str, Case] = {
     ),
     # -- bodies cut short: the client hangs up mid-body
     "monolithic POST, client hangs up mid-body": Case(
-        lambda c: c.hang_up("POST", f"/v2/{R}/blobs/uploads/?digest={sha256(BIG)}", BIG),
+        lambda c: c.hang_up("POST", f"/v2/{R}/blobs/uploads/?digest={sha256(HUGE)}", HUGE),
         None,
         None,
         then=no_uploads,
-        blobs=(BIG, BIG[:SENT]),
+        blobs=(HUGE, HUGE[:SENT]),
+    ),
+    "small monolithic POST, client hangs up mid-body": Case(
+        lambda c: c.hang_up(
+            "POST",
+            f"/v2/{R}/blobs/uploads/?digest={sha256(SMALL)}",
+            SMALL,
+            streamed=False,
+            sent=len(SMALL) // 2,
+        ),
+        None,
+        None,
+        then=no_uploads,
+        blobs=(SMALL, SMALL[: len(SMALL) // 2]),
     ),
     "PATCH, client hangs up mid-body": Case(
         lambda c: c.hang_up("PATCH", c.location, BIG, **{"Content-Range": f"{A}-{A + len(BIG) - 1}"}),

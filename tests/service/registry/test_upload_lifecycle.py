@@ -23,6 +23,7 @@ from tests.support import wire
 from tests.support.oci import V2, digest_of, error_code
 from wharf_registry.app import create_app
 from wharf_registry.keys import UPLOADS
+from wharf_registry.uploads import BLOCK
 from wharf_registry.uploads import _key as upload_key
 from wharf_shared.config import Settings
 from wharf_shared.db import tables as t
@@ -32,8 +33,8 @@ from wharf_shared.storage import paths
 R = "library/app"
 FIRST = b"acknowledged chunk " * 64
 TAIL = b"the rest of the blob " * 16
-BIG = bytes(range(251)) * 12_000  # ~2.9 MB
-SENT = 1536 * 1024  # what a client that hangs up got out before it did
+SENT = BLOCK + 1024 * 1024  # what a client that hangs up got out before it did: past one storage block
+BIG = bytes(range(251)) * (2 * SENT // 251)
 ORPHAN_GRACE = 600  # Uploads.purge leaves an upload directory this young alone
 PURGE_LOCK = "wharf:uploads:purge"  # one purge per interval across instances
 
