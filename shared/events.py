@@ -1,8 +1,10 @@
 """Events (push, pull, delete, …) appended to one Redis stream for consumers in the job service.
 
-Each entry carries an `id` so that consumers, which read at least once, can be idempotent.
-Writes that matter (push, delete) are awaited after their transaction commits. Pulls are
-many and small: they are buffered and appended in batches by a background task.
+A stream entry carries a batch: `events` is a JSON array of event objects, each with its own
+`id` (consumers read at least once and stay idempotent by it), `type`, `time`, `request_id`,
+`service` and `data`. Writes that matter (push, delete) are appended at once, one event per
+entry, after their transaction commits. Pulls are many and small: they are buffered and
+appended many to an entry by a background task. `decode` turns an entry back into events.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import uuid
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -26,6 +29,16 @@ log = get_logger(__name__)
 PUSH = "push"
 PULL = "pull"
 DELETE = "delete"
+_BATCH = 500
+
+
+def decode(fields: Mapping[bytes | str, bytes | str]) -> list[dict[str, Any]]:
+    """The events of one stream entry (as XRANGE/XREADGROUP return its fields)."""
+    for key, value in fields.items():
+        if (key.decode() if isinstance(key, bytes) else key) == "events":
+            events: list[dict[str, Any]] = json.loads(value)
+            return events
+    return []
 
 
 class EventPublisher:
@@ -37,39 +50,48 @@ class EventPublisher:
         self._max_len = max_len
         self._metrics = metrics
         self._flush_interval = flush_interval
-        self._buffer: list[dict[str, str]] = []
+        self._buffer: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
         self._closing = False
 
     @staticmethod
-    def _entry(event_type: str, fields: dict[str, Any]) -> dict[str, str]:
+    def _event(event_type: str, fields: dict[str, Any]) -> dict[str, Any]:
         context = structlog.contextvars.get_contextvars()
         return {
-            "id": uuid.uuid4().hex,
+            "id": os.urandom(16).hex(),
             "type": event_type,
             "time": dt.datetime.now(dt.UTC).isoformat(),
-            "request_id": str(context.get("request_id", "")),
-            "service": str(context.get("service", "")),
-            "data": json.dumps(fields, separators=(",", ":"), default=str),
+            "request_id": context.get("request_id", ""),
+            "service": context.get("service", ""),
+            "data": fields,
         }
+
+    async def _append(self, events: list[dict[str, Any]]) -> None:
+        body = json.dumps(events, separators=(",", ":"), default=str)
+        await self._redis.xadd(
+            self._stream,
+            {"events": body, "count": len(events)},
+            maxlen=self._max_len,
+            approximate=True,
+        )
 
     async def publish(self, event_type: str, **fields: Any) -> str | None:
         """Append one event now; returns its id, or None when Redis refused it (logged, counted)."""
-        entry = self._entry(event_type, fields)
+        event = self._event(event_type, fields)
         try:
-            await self._redis.xadd(self._stream, entry, maxlen=self._max_len, approximate=True)  # type: ignore[arg-type]
+            await self._append([event])
         except RedisError as exc:
             self._metrics.events_failed.labels(event_type).inc()
             log.error("event_publish_failed", type=event_type, error=str(exc), **fields)
             return None
         self._metrics.events_published.labels(event_type).inc()
-        return entry["id"]
+        return str(event["id"])
 
     def publish_soon(self, event_type: str, **fields: Any) -> None:
         """Queue an event for the next batch (off the request's critical path)."""
-        self._buffer.append(self._entry(event_type, fields))
-        if len(self._buffer) >= 500:
+        self._buffer.append(self._event(event_type, fields))
+        if len(self._buffer) >= _BATCH:
             self._wakeup.set()
 
     async def start(self) -> None:
@@ -83,21 +105,20 @@ class EventPublisher:
         await self.flush()
 
     async def flush(self) -> None:
-        if not self._buffer:
-            return
-        batch, self._buffer = self._buffer, []
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for entry in batch:
-                    pipe.xadd(self._stream, entry, maxlen=self._max_len, approximate=True)  # type: ignore[arg-type]
-                await pipe.execute()
-        except RedisError as exc:
-            for entry in batch:
-                self._metrics.events_failed.labels(entry["type"]).inc()
-            log.error("event_batch_failed", count=len(batch), error=str(exc))
-            return
-        for entry in batch:
-            self._metrics.events_published.labels(entry["type"]).inc()
+        while self._buffer:
+            batch, self._buffer = self._buffer[:_BATCH], self._buffer[_BATCH:]
+            try:
+                await self._append(batch)
+            except RedisError as exc:
+                for event in batch:
+                    self._metrics.events_failed.labels(event["type"]).inc()
+                log.error("event_batch_failed", count=len(batch), error=str(exc))
+                continue
+            counts: dict[str, int] = {}
+            for event in batch:
+                counts[event["type"]] = counts.get(event["type"], 0) + 1
+            for event_type, count in counts.items():
+                self._metrics.events_published.labels(event_type).inc(count)
 
     async def _flush_loop(self) -> None:
         while not self._closing:

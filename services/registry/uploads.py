@@ -38,7 +38,7 @@ from wharf_shared.errors.oci import (
 )
 from wharf_shared.logging import get_logger
 from wharf_shared.storage import paths
-from wharf_shared.storage.base import PathNotFoundError, StorageDriver
+from wharf_shared.storage.base import InvalidOffsetError, PathNotFoundError, StorageDriver
 
 log = get_logger(__name__)
 
@@ -208,13 +208,23 @@ class Uploads:
 
     async def _append(self, state: UploadState, body: ByteSource, length: int | None) -> UploadState:
         hasher = await self._hasher(state)
-        writer = await self._storage.writer(paths.upload_data_path(state.id), state.offset)
+        try:
+            writer = await self._storage.writer(paths.upload_data_path(state.id), state.offset)
+        except InvalidOffsetError:
+            # Storage lost acknowledged bytes (a machine crash before the disk caught up): the
+            # upload cannot continue, and the client must start it again.
+            await self.cancel(state)
+            raise BlobUploadUnknown(
+                detail={"upload": state.id, "reason": "stored upload is shorter than its offset"}
+            ) from None
         self._hashers.pop(state.id, None)  # mutated below: only valid again once committed
         try:
             written = await _pump(body, writer, hasher)
             if length is not None and written != length:
                 raise SizeInvalid(detail={"expected": length, "received": written})
-            await writer.commit()
+            # Visible to every instance and safe from a process crash; the disk catches up by the
+            # time the upload is moved into place, which makes it durable.
+            await writer.commit(durable=False)
         except BaseException:
             await asyncio.shield(writer.cancel())
             raise

@@ -56,8 +56,12 @@ class FileWriter(Protocol):
 
     async def write(self, data: bytes | bytearray | memoryview) -> None: ...
 
-    async def commit(self) -> None:
-        """Make everything written durable; the writer is closed afterwards."""
+    async def commit(self, *, durable: bool = True) -> None:
+        """Make everything written visible to every process; the writer is closed afterwards.
+
+        `durable=False` may skip the wait for the disk (a machine crash could lose the tail; a
+        process crash cannot): what uploads use between chunks, since `move` makes a file durable
+        before it becomes a blob."""
 
     async def cancel(self) -> None:
         """Discard what this writer wrote (the file is as it was when opened); closes it."""
@@ -96,7 +100,7 @@ class StorageDriver(Protocol):
         """Direct children of a directory, as full paths."""
 
     async def move(self, source: str, dest: str) -> None:
-        """Rename atomically, replacing `dest`."""
+        """Rename atomically, replacing `dest`; `dest` is durable when this returns."""
 
     async def delete(self, path: str) -> None:
         """Delete a file or a whole directory tree."""

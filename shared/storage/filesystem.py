@@ -117,6 +117,12 @@ class FilesystemDriver:
         if not source.exists():
             raise PathNotFoundError(label, driver=self.name)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        # The bytes first (an upload's last chunks may not have been flushed), then the rename.
+        fd = os.open(source, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(source, dest)
         _fsync_dir(dest.parent)
         self._prune(source.parent)
@@ -224,15 +230,16 @@ class FilesystemWriter:
         # Start writeback now, so that commit's fsync finds little left to flush.
         _start_writeback(self._handle.fileno(), offset, len(data))
 
-    async def commit(self) -> None:
+    async def commit(self, *, durable: bool = True) -> None:
         self._check_open()
         self._closed = True
-        await asyncio.to_thread(self._commit_sync)
+        await asyncio.to_thread(self._commit_sync, durable)
 
-    def _commit_sync(self) -> None:
+    def _commit_sync(self, durable: bool) -> None:
         try:
             self._handle.flush()
-            os.fsync(self._handle.fileno())
+            if durable:
+                os.fsync(self._handle.fileno())
         finally:
             self._handle.close()
             if self._tail is not None:

@@ -733,7 +733,8 @@ class S3Writer:
             finally:
                 await stream.aclose()
 
-    async def commit(self) -> None:
+    async def commit(self, *, durable: bool = True) -> None:
+        # Every object S3 acknowledges is durable: `durable` changes nothing here.
         self._check_open()
         self._closed = True
         driver = self._driver

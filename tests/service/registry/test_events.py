@@ -3,31 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from redis.asyncio import Redis
 
 from tests.support.oci import V2
 from wharf_shared.config import Settings
+from wharf_shared.events import decode
 
 
 async def _events(settings: Settings, want: int, wait_seconds: float = 3.0) -> list[dict[str, Any]]:
-    redis = Redis.from_url(settings.redis_url)
+    redis = Redis.from_url(settings.redis_url)  # counts events, not stream entries
     try:
         deadline = asyncio.get_running_loop().time() + wait_seconds
         while True:
             entries = await redis.xrange(settings.events_stream)
-            if len(entries) >= want or asyncio.get_running_loop().time() > deadline:
+            if (
+                sum(len(decode(fields)) for _id, fields in entries) >= want
+                or asyncio.get_running_loop().time() > deadline
+            ):
                 break
             await asyncio.sleep(0.05)
     finally:
         await redis.aclose()
     out = []
     for _id, fields in entries:
-        decoded = {k.decode(): v.decode() for k, v in fields.items()}
-        decoded["data"] = json.loads(decoded["data"])
-        out.append(decoded)
+        out.extend(decode(fields))
     return out
 
 
@@ -59,3 +60,20 @@ async def test_push_pull_delete_events(v2: V2, settings: Settings) -> None:
     pull = next(e for e in events if e["type"] == "pull")
     assert pull["data"]["digest"] == digest
     assert pull["data"]["tag"] == "v1"
+
+
+async def test_pulls_are_appended_in_batches(v2: V2, settings: Settings) -> None:
+    await v2.push_image("library/app", "v1")
+    for _ in range(30):
+        resp = await v2.request("GET", "/v2/library/app/manifests/v1")
+        assert resp.status == 200
+    events = await _events(settings, 31)
+    pulls = [e for e in events if e["type"] == "pull"]
+    assert len(pulls) == 30
+    assert len({e["id"] for e in pulls}) == 30
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        entries = await redis.xrange(settings.events_stream)
+    finally:
+        await redis.aclose()
+    assert len(entries) < 31  # one entry for the push, the pulls shared a few

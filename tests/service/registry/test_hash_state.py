@@ -47,3 +47,21 @@ async def test_chunks_alternating_between_instances(
     assert storage_reads(two) == 0
     resp = await V2(one).request("GET", f"/v2/library/app/blobs/{digest_of(data)}")
     assert await resp.read() == data
+
+
+async def test_upload_whose_stored_bytes_were_lost(v2: V2, settings: Any) -> None:
+    """A machine crash can lose chunks the disk had not caught up with: the upload is then gone
+    (BLOB_UPLOAD_UNKNOWN), never continued on a gap."""
+    resp = await v2.request("POST", "/v2/library/app/blobs/uploads/")
+    location = resp.headers["Location"]
+    resp = await v2.request("PATCH", location, data=b"x" * 1000, headers={"Content-Range": "0-999"})
+    assert resp.status == 202
+    upload_id = location.rsplit("/", 1)[-1]
+    data_file = settings.storage_root / "uploads" / upload_id / "data"
+    with data_file.open("r+b") as handle:
+        handle.truncate(400)
+    resp = await v2.request("PATCH", location, data=b"y" * 10, headers={"Content-Range": "1000-1009"})
+    assert resp.status == 404
+    assert (await resp.json())["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN"
+    resp = await v2.request("GET", location)
+    assert resp.status == 404
