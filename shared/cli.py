@@ -39,13 +39,22 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_init(settings: Settings, _args: argparse.Namespace) -> None:
-    from wharf_shared.setup import ensure_files
+    from wharf_shared.setup import ensure_accounts, ensure_files
 
     report = ensure_files(settings)
     for path in report.created:
         _print(f"created {path}")
     for path in report.kept:
         _print(f"kept    {path}")
+    accounts = asyncio.run(ensure_accounts(settings))
+    if accounts.admin_created:
+        if accounts.admin_password:
+            _print(f"created user admin with password {accounts.admin_password}  (shown once: note it now)")
+        else:
+            _print("created user admin with the password in WHARF_ADMIN_PASSWORD")
+    else:
+        _print("kept    user admin")
+    _print("created public project library" if accounts.library_created else "kept    project library")
 
 
 def cmd_config(settings: Settings, args: argparse.Namespace) -> None:

@@ -85,7 +85,30 @@ class TokenSettings(_Group):
         default=None,
         description="PEM private key (EC P-256 or RSA) that signs tokens (default: `<data_dir>/token.key`).",
     )
-    lifetime_seconds: int = Field(default=1800, ge=60, description="Lifetime of issued tokens.")
+    lifetime_seconds: int = Field(
+        default=1800,
+        ge=1,
+        description="Lifetime of issued tokens (seeds the runtime setting `token_expiration`).",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the token service listens on.")
+    port: int = Field(default=8082, ge=0, le=65535, description="Port the token service listens on.")
+    workers: int = Field(default=1, ge=1, le=64, description="Token service worker processes.")
+    refresh_lifetime_seconds: int = Field(
+        default=30 * 24 * 3600,
+        ge=60,
+        description="Lifetime of OAuth2 refresh tokens (`access_type=offline`).",
+    )
+    credential_cache_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="How long verified credentials are remembered (keyed hash, never the password); 0 = off.",
+    )
+    throttle_failures: int = Field(
+        default=5, ge=1, description="Failed logins (per account and per address) before a lockout."
+    )
+    throttle_lockout_seconds: int = Field(
+        default=30, ge=1, description="First lockout; each further failure doubles it (up to an hour)."
+    )
 
 
 class RegistrySettings(_Group):
@@ -146,6 +169,14 @@ class Settings(BaseSettings):
         default=None, description="Key that encrypts stored credentials (default: `<data_dir>/secret.key`)."
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+    anonymous_access: bool = Field(
+        default=True,
+        description="Anonymous pull of public projects (seeds the runtime setting on first start).",
+    )
+    admin_password: SecretStr | None = Field(
+        default=None,
+        description="Password of `admin` when `wharf init` creates it (else generated, printed once).",
+    )
     events_stream: str = Field(default="wharf:events", description="Redis stream that carries events.")
     events_max_len: int = Field(
         default=1_000_000, ge=1000, description="Approximate length cap of the stream."

@@ -67,3 +67,39 @@ def ensure_files(settings: Settings) -> InitReport:
         _write_private(secret_path, secrets.token_urlsafe(32).encode())
         report.created.append(str(secret_path))
     return report
+
+
+@dataclass
+class AccountsReport:
+    admin_created: bool = False
+    admin_password: str | None = None  # set only when generated here: shown once, stored nowhere
+    library_created: bool = False
+
+
+async def ensure_accounts(settings: Settings) -> AccountsReport:
+    """The first admin, the public `library` project, and the runtime settings' first values."""
+    from wharf_shared import runtime
+    from wharf_shared.db import accounts, projects
+    from wharf_shared.db.engine import Database
+    from wharf_shared.passwords import generate_password, hash_password
+
+    report = AccountsReport()
+    db = Database(settings.effective_database_url, pool_size=1)
+    try:
+        async with db.transaction() as conn:
+            await runtime.seed(db, conn, runtime.defaults(settings))
+            admin = await accounts.find_user(conn, "admin")
+            if admin is None:
+                given = settings.admin_password.get_secret_value() if settings.admin_password else None
+                password = given or generate_password()
+                admin = await accounts.create_user(
+                    db, conn, "admin", hash_password(password), realname="system admin", sysadmin=True
+                )
+                report.admin_created = True
+                report.admin_password = None if given else password
+            if await projects.find_project(conn, "library") is None:
+                await projects.create_project(db, conn, "library", admin.id, public=True)
+                report.library_created = True
+    finally:
+        await db.close()
+    return report

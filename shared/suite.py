@@ -99,7 +99,7 @@ def _start_redis(data_dir: Path) -> tuple[Child, str]:
 def run_suite(settings: Settings) -> int:
     from wharf_shared.db.engine import Database
     from wharf_shared.db.migrate import upgrade
-    from wharf_shared.setup import ensure_files
+    from wharf_shared.setup import ensure_accounts, ensure_files
 
     env = dict(os.environ)
     data_dir = settings.data_dir.resolve()
@@ -128,15 +128,24 @@ def run_suite(settings: Settings) -> int:
 
         asyncio.run(migrate())
         ensure_files(settings)
+        accounts = asyncio.run(ensure_accounts(settings))
 
+        token = settings.token
+        token_url = f"http://{token.host}:{token.port}"
         reg = settings.registry
         registry_url = f"http://{reg.host}:{reg.port}"
-        # Until the proxy exists the registry is the front door, so it names itself in challenges.
+        # Until the proxy exists the registry is the front door, and clients get their tokens
+        # from the token service's own address.
         env.setdefault("WHARF_EXTERNAL_URL", registry_url)
-        registry = Child("registry", subprocess.Popen([sys.executable, "-m", "wharf_registry"], env=env))
-        children.append(registry)
-        _wait_http(f"{registry_url}/health", registry)
-        _banner(settings, registry_url)
+        env.setdefault("WHARF_REGISTRY__REALM", f"{token_url}/service/token")
+        for name, module, url in (
+            ("token", "wharf_token", token_url),
+            ("registry", "wharf_registry", registry_url),
+        ):
+            child = Child(name, subprocess.Popen([sys.executable, "-m", module], env=env))
+            children.append(child)
+            _wait_http(f"{url}/health", child)
+        _banner(settings, registry_url, token_url, accounts.admin_password)
         while not stopping:
             for child in children:
                 if child.process.poll() is not None:
@@ -164,28 +173,28 @@ def _stop_all(children: list[Child]) -> None:
         _say("wharf: stopped")
 
 
-def _banner(settings: Settings, registry_url: str) -> None:
+def _banner(settings: Settings, registry_url: str, token_url: str, new_admin_password: str | None) -> None:
     host = registry_url.removeprefix("http://")
-    mode = settings.registry.auth
+    if new_admin_password:
+        admin_line = f"  admin:     admin / {new_admin_password}   (generated now and shown once: note it)"
+    elif settings.admin_password:
+        admin_line = "  admin:     admin / the password in WHARF_ADMIN_PASSWORD"
+    else:
+        admin_line = "  admin:     admin / the password printed by the first `make run` (or `wharf init`)"
     lines = [
         "",
-        f"Wharf is running: registry {registry_url} (auth: {mode})",
+        f"Wharf is running: registry {registry_url} (auth: {settings.registry.auth})",
+        f"  tokens:    {token_url}/service/token",
         f"  data:      {settings.data_dir.resolve()}",
         f"  database:  {settings.effective_database_url}",
+        admin_line,
         "",
+        "Push and pull an image (library is public; anonymous pulls work while anonymous access is on):",
+        f"  skopeo copy --dest-tls-verify=false --dest-creds admin:PASSWORD \\\n"
+        f"      docker://docker.io/library/alpine:latest docker://{host}/library/hello:latest",
+        f"  skopeo inspect --tls-verify=false docker://{host}/library/hello:latest",
+        f"  docker login {host}   (add it to the daemon's insecure-registries first)",
+        "",
+        "Ctrl-C stops every service.",
     ]
-    if mode == "token":
-        lines += [
-            "Push an image with a token minted by this host's key (the token service comes later):",
-            "  TOKEN=$(.venv/bin/wharf token --scope repository:library/hello:pull,push)",
-            f'  skopeo copy --dest-tls-verify=false --dest-registry-token "$TOKEN" \\\n'
-            f"      docker://docker.io/library/alpine:latest docker://{host}/library/hello:latest",
-        ]
-    else:
-        lines += [
-            "Push an image:",
-            f"  skopeo copy --dest-tls-verify=false docker://docker.io/library/alpine:latest \\\n"
-            f"      docker://{host}/library/hello:latest",
-        ]
-    lines += ["", "Ctrl-C stops every service."]
     _say("\n".join(lines))

@@ -171,20 +171,22 @@ class TokenVerifier:
             raise TokenError(f"cannot read the trusted key bundle {path}: {exc}") from exc
         return cls(load_public_keys(pem), service=service, issuer=issuer)
 
-    def verify(self, token: str, *, now: float | None = None) -> Grant:
+    def verify(self, token: str, *, now: float | None = None, expired_grace: float = 0.0) -> Grant:
+        """The token's grant; `expired_grace` accepts a token that expired at most that long ago
+        (everything else is still checked)."""
         current = time.time() if now is None else now
         cached = self._cache.get(token)
         if cached is not None:
-            if cached.expires_at + LEEWAY_SECONDS > current:
+            if cached.expires_at + LEEWAY_SECONDS + expired_grace > current:
                 return cached
             del self._cache[token]
-        grant = self._verify(token, current)
+        grant = self._verify(token, current, expired_grace)
         self._cache[token] = grant
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return grant
 
-    def _verify(self, token: str, now: float) -> Grant:
+    def _verify(self, token: str, now: float, expired_grace: float = 0.0) -> Grant:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -224,16 +226,16 @@ class TokenVerifier:
                 continue
             except jwt.PyJWTError as exc:
                 raise TokenError(str(exc)) from exc
-            _check_lifetime(claims, now)
+            _check_lifetime(claims, now, expired_grace)
             return _grant(claims)
         raise TokenError(f"token signature does not verify{': ' + str(last) if last else ''}")
 
 
-def _check_lifetime(claims: dict[str, Any], now: float) -> None:
+def _check_lifetime(claims: dict[str, Any], now: float, expired_grace: float = 0.0) -> None:
     expires, not_before = claims["exp"], claims.get("nbf", now)
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (expires, not_before)):
         raise TokenError("token `exp` or `nbf` is not a number")
-    if expires + LEEWAY_SECONDS <= now:
+    if expires + LEEWAY_SECONDS + expired_grace <= now:
         raise TokenError("token has expired")
     if not_before - LEEWAY_SECONDS > now:
         raise TokenError("token is not yet valid (nbf)")

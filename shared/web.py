@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ import structlog
 import uvloop
 from aiohttp import web
 
+from wharf_shared.errors.oci import OCIError
 from wharf_shared.logging import get_logger
 from wharf_shared.metrics import Metrics
 from wharf_shared.procmetrics import multiprocess_enabled
@@ -26,6 +28,17 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 REQUEST_ID = web.RequestKey("request_id", str)
 
 log = get_logger(__name__)
+
+
+def render_oci(error: OCIError, headers: dict[str, str] | None = None) -> web.Response:
+    """An OCI error body (`{"errors":[{"code","message","detail"}]}`) with the error's status."""
+    body = json.dumps({"errors": [error.to_dict()]}).encode()
+    return web.Response(
+        status=error.status,
+        body=body,
+        content_type="application/json",
+        headers={**(headers or {}), **error.headers},
+    )
 
 
 @web.middleware

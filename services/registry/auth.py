@@ -80,8 +80,13 @@ class Authorizer:
             parts.append(f'error="{error}"')
         return "Bearer " + ",".join(parts)
 
-    def authorize(self, authorization: str | None, need: Need) -> Grant:
-        """The caller's grant, if it covers `need`; raise Unauthorized with the challenge otherwise."""
+    def authorize(self, authorization: str | None, need: Need, *, expired_grace: float = 0.0) -> Grant:
+        """The caller's grant, if it covers `need`; raise Unauthorized with the challenge otherwise.
+
+        `expired_grace` lets a token that expired recently still continue an upload it may have
+        started: a multi-GB push outlives a 30-minute token, and the upload URL (an unguessable
+        id) is itself proof the client was allowed to start it.
+        """
         if self.mode == "none":
             return ALLOW_ALL
         self._maybe_reload()
@@ -90,7 +95,7 @@ class Authorizer:
         if scheme.lower() != "bearer" or not credentials.strip():
             raise Unauthorized(headers={"WWW-Authenticate": self.challenge(need)})
         try:
-            grant = self._verifier.verify(credentials.strip())
+            grant = self._verifier.verify(credentials.strip(), expired_grace=expired_grace)
         except TokenError as exc:
             raise Unauthorized(
                 detail={"reason": str(exc)},

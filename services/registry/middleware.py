@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -23,23 +22,18 @@ from wharf_shared.errors.oci import (
     Unknown,
     Unsupported,
 )
+from wharf_shared.keys import SETTINGS
 from wharf_shared.logging import get_logger
 from wharf_shared.references import is_valid_name
 from wharf_shared.storage.base import StorageError
-from wharf_shared.web import REQUEST_ID
+from wharf_shared.web import REQUEST_ID, render_oci
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = get_logger(__name__)
 
 
 def render(error: OCIError) -> web.Response:
-    body = json.dumps({"errors": [error.to_dict()]}).encode()
-    return web.Response(
-        status=error.status,
-        body=body,
-        content_type="application/json",
-        headers={**API_VERSION, **error.headers},
-    )
+    return render_oci(error, API_VERSION)
 
 
 @web.middleware
@@ -93,5 +87,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         need = Need("registry", "catalog", "*")
     else:
         need = Need("repository", name, spec.need, spec.challenge)
-    request[GRANT] = request.app[AUTHORIZER].authorize(request.headers.get("Authorization"), need)
+    grace = request.app[SETTINGS].registry.upload_expiry_seconds if spec.continues_upload else 0.0
+    request[GRANT] = request.app[AUTHORIZER].authorize(
+        request.headers.get("Authorization"), need, expired_grace=grace
+    )
     return await handler(request)

@@ -26,6 +26,7 @@ class Route:
     name: str
     need: str  # "base", "catalog", or the repository action: "pull", "push", "delete"
     challenge: str = ""  # actions to ask for in the challenge's scope, when not just `need`
+    continues_upload: bool = False  # acts on an upload that was started: tokens get the grace
 
 
 ROUTES: tuple[Route, ...] = (
@@ -54,32 +55,14 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "POST", f"/v2/{NAME}/blobs/uploads", uploads.post_upload, "upload_start_noslash", "push", "pull,push"
     ),
-    Route(
-        "GET", f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.get_upload, "upload", "push", "pull,push"
-    ),
-    Route(
-        "PATCH",
-        f"/v2/{NAME}/blobs/uploads/{{upload_id}}",
-        uploads.patch_upload,
-        "upload_patch",
-        "push",
-        "pull,push",
-    ),
-    Route(
-        "PUT",
-        f"/v2/{NAME}/blobs/uploads/{{upload_id}}",
-        uploads.put_upload,
-        "upload_put",
-        "push",
-        "pull,push",
-    ),
-    Route(
-        "DELETE",
-        f"/v2/{NAME}/blobs/uploads/{{upload_id}}",
-        uploads.delete_upload,
-        "upload_delete",
-        "push",
-        "pull,push",
+    *(
+        Route(method, f"/v2/{NAME}/blobs/uploads/{{upload_id}}", handler, name, "push", "pull,push", True)
+        for method, handler, name in (
+            ("GET", uploads.get_upload, "upload"),
+            ("PATCH", uploads.patch_upload, "upload_patch"),
+            ("PUT", uploads.put_upload, "upload_put"),
+            ("DELETE", uploads.delete_upload, "upload_delete"),
+        )
     ),
     Route("GET", f"/v2/{NAME}/blobs/{{digest}}", blobs.get_blob, "blob", "pull"),
     Route("DELETE", f"/v2/{NAME}/blobs/{{digest}}", blobs.delete_blob, "blob_delete", "delete"),

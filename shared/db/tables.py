@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -115,4 +117,59 @@ tag = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("repository_id", "name"),
     Index(None, "manifest_id"),
+)
+
+# -- identity: users, projects, members; runtime settings --------------------------------------
+
+user_account = Table(
+    "user_account",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("username", binary_string(255), nullable=False),
+    Column("email", String(255), nullable=True),
+    Column("realname", String(255), nullable=False, default=""),
+    Column("comment", String(1024), nullable=False, default=""),
+    # argon2id PHC string; NULL for users who sign in elsewhere (LDAP, CAS) and have no password here.
+    Column("password_hash", String(255), nullable=True),
+    Column("sysadmin", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("username"),
+    UniqueConstraint("email"),
+)
+
+project = Table(
+    "project",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", binary_string(255), nullable=False),
+    Column("public", Boolean, nullable=False, default=False),
+    Column("owner_id", BigId, ForeignKey("user_account.id"), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("name"),
+    Index(None, "owner_id"),
+)
+
+# Harbor's role ids: 1 projectAdmin, 2 developer, 3 guest, 4 maintainer, 5 limitedGuest.
+project_member = Table(
+    "project_member",
+    metadata,
+    Column("project_id", BigId, ForeignKey("project.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", BigId, ForeignKey("user_account.id", ondelete="CASCADE"), nullable=False),
+    Column("role_id", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("project_id", "user_id"),
+    Index(None, "user_id"),
+)
+
+# Settings an admin changes at run time (Harbor's /configurations); env variables only seed them.
+configuration = Table(
+    "configuration",
+    metadata,
+    Column("key", String(128), nullable=False),
+    Column("value", Text, nullable=False),  # JSON
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("key"),
 )

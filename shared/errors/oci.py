@@ -138,6 +138,10 @@ class PaginationNumberInvalid(OCIError):
     code, message, status = "UNSUPPORTED", "invalid number of results requested", 400
 
 
+class TokenRequestInvalid(OCIError):
+    code, message, status = "UNSUPPORTED", "invalid token request", 400
+
+
 class RouteUnknown(OCIError):
     code, message, status = "UNSUPPORTED", "no such endpoint", 404
 

@@ -125,6 +125,39 @@ SEED: dict[str, list[dict[str, Any]]] = {
             "updated_at": NOW,
         },
     ],
+    "user_account": [
+        {
+            "id": 1,
+            "username": "admin",
+            "email": "admin@example.com",
+            "realname": "Admin",
+            "comment": "",
+            "password_hash": "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
+            "sysadmin": True,
+            "created_at": NOW,
+            "updated_at": NOW,
+        },
+        {
+            "id": 2,
+            "username": "Admin",  # another user: names compare byte-wise
+            "email": None,
+            "realname": "",
+            "comment": "ldap",
+            "password_hash": None,
+            "sysadmin": False,
+            "created_at": NOW,
+            "updated_at": NOW,
+        },
+    ],
+    "project": [
+        {"id": 1, "name": "library", "public": True, "owner_id": 1, "created_at": NOW, "updated_at": NOW},
+        {"id": 2, "name": "team", "public": False, "owner_id": 2, "created_at": NOW, "updated_at": NOW},
+    ],
+    "project_member": [
+        {"project_id": 1, "user_id": 1, "role_id": 1, "created_at": NOW, "updated_at": NOW},
+        {"project_id": 2, "user_id": 1, "role_id": 5, "created_at": NOW, "updated_at": NOW},
+    ],
+    "configuration": [{"key": "anonymous_access", "value": "false", "updated_at": NOW}],
 }
 
 

@@ -187,7 +187,7 @@ def test_unknown_variables_helper() -> None:
         ("WHARF_REGISTRY__WORKERS", "0"),
         ("WHARF_STORAGE__DRIVER", "floppy"),
         ("WHARF_LOG_LEVEL", "verbose"),
-        ("WHARF_TOKEN__LIFETIME_SECONDS", "5"),
+        ("WHARF_TOKEN__LIFETIME_SECONDS", "0"),
         ("WHARF_DATABASE_POOL_SIZE", "0"),
     ],
 )

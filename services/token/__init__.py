@@ -1,0 +1,1 @@
+"""The token service: Docker token auth (`/service/token`), scopes resolved against project roles."""

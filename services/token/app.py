@@ -1,0 +1,88 @@
+"""`create_app(settings)`: the token service's only constructor."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from wharf_shared import keys as shared_keys
+from wharf_shared import runtime
+from wharf_shared.auth.backends import DatabaseBackend
+from wharf_shared.auth.credentials import CredentialCache
+from wharf_shared.auth.throttle import LoginThrottle
+from wharf_shared.config import Settings
+from wharf_shared.db.engine import Database
+from wharf_shared.db.migrate import check_schema
+from wharf_shared.metrics import Metrics, metrics_middleware
+from wharf_shared.redis import open_redis
+from wharf_shared.tokens import TokenIssuer, load_private_key
+from wharf_shared.web import add_health_and_metrics, request_id_middleware
+from wharf_token import keys
+from wharf_token.logins import Authenticator
+from wharf_token.middleware import errors_middleware
+from wharf_token.refresh import RefreshTokens
+from wharf_token.routes import add_routes
+
+
+def create_app(settings: Settings) -> web.Application:
+    metrics = Metrics("token")
+    app = web.Application(middlewares=[request_id_middleware, metrics_middleware(metrics), errors_middleware])
+    app[shared_keys.SETTINGS] = settings
+    app[shared_keys.METRICS] = metrics
+    private_key = load_private_key(settings.token_private_key_path)
+    token = settings.token
+    app[keys.ISSUER] = TokenIssuer(private_key, service=token.service, issuer=token.issuer)
+    app[keys.REFRESH] = RefreshTokens(
+        private_key, service=token.service, issuer=token.issuer, lifetime=token.refresh_lifetime_seconds
+    )
+    app.cleanup_ctx.append(_resources)
+    add_routes(app)
+    add_health_and_metrics(app, metrics, lambda: _readiness(app))
+    return app
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[shared_keys.SETTINGS]
+    db = Database(settings.effective_database_url, pool_size=settings.database_pool_size)
+    redis = open_redis(settings.redis_url)
+    try:
+        await check_schema(db)
+        async with db.transaction() as conn:
+            await runtime.seed(db, conn, runtime.defaults(settings))
+    except BaseException:
+        await db.close()
+        await redis.aclose()
+        raise
+    app[shared_keys.DB] = db
+    app[shared_keys.REDIS] = redis
+    app[keys.RUNTIME] = runtime.RuntimeConfig(db, runtime.defaults(settings))
+    token = settings.token
+    app[keys.AUTHENTICATOR] = Authenticator(
+        db,
+        DatabaseBackend(db),
+        LoginThrottle(
+            redis, failures=token.throttle_failures, lockout_seconds=token.throttle_lockout_seconds
+        ),
+        CredentialCache(redis, settings.secret_key_path.read_bytes().strip(), token.credential_cache_seconds),
+    )
+    yield
+    await redis.aclose()
+    await db.close()
+
+
+async def _readiness(app: web.Application) -> dict[str, str]:
+    checks: dict[str, str] = {}
+    try:
+        async with app[shared_keys.DB].read() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        await app[shared_keys.REDIS].ping()
+        checks["redis"] = "ok"
+    except (RedisError, OSError) as exc:
+        checks["redis"] = f"error: {type(exc).__name__}"
+    return checks

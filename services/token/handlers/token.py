@@ -1,0 +1,99 @@
+"""`GET /service/token` (Docker token spec) and `POST /service/token` (OAuth2 password and
+refresh-token grants)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from typing import Any
+
+from aiohttp import web
+
+from wharf_shared import rbac
+from wharf_shared.db import accounts
+from wharf_shared.errors.oci import TokenRequestInvalid, Unauthorized
+from wharf_shared.keys import DB, SETTINGS
+from wharf_token import grants
+from wharf_token.keys import AUTHENTICATOR, ISSUER, REFRESH, RUNTIME
+from wharf_token.scopes import Scope, parse_scopes
+
+
+def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        username, sep, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise TokenRequestInvalid(message="malformed Basic credentials") from None
+    if not sep or not username:
+        raise TokenRequestInvalid(message="malformed Basic credentials")
+    return username, password
+
+
+def _check_service(request: web.Request, service: str | None) -> None:
+    expected = request.app[SETTINGS].token.service
+    if service and service != expected:
+        raise TokenRequestInvalid(detail={"service": service}, message=f"unknown service {service!r}")
+
+
+def _address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def _token(request: web.Request, identity: rbac.Identity, scopes: list[Scope]) -> dict[str, Any]:
+    runtime = await request.app[RUNTIME].get()
+    async with request.app[DB].read() as conn:
+        access = await grants.resolve(conn, identity, scopes, anonymous_access=runtime.anonymous_access)
+    lifetime = runtime.token_lifetime_seconds
+    token, issued = request.app[ISSUER].issue(identity.username, access, lifetime)
+    return {
+        "token": token,
+        "access_token": token,
+        "expires_in": lifetime,
+        "issued_at": dt.datetime.fromtimestamp(issued, dt.UTC).isoformat().replace("+00:00", "Z"),
+    }
+
+
+async def get_token(request: web.Request) -> web.Response:
+    _check_service(request, request.query.get("service"))
+    scopes = parse_scopes(request.query.getall("scope", []))
+    credentials = _basic_credentials(request)
+    if credentials is not None:
+        identity = await request.app[AUTHENTICATOR].login(*credentials, _address(request))
+    elif scopes:
+        identity = rbac.ANONYMOUS
+    else:
+        # `docker login` without credentials: there is nothing to log in as.
+        raise Unauthorized(headers={"WWW-Authenticate": 'Basic realm="wharf"'})
+    return web.json_response(await _token(request, identity, scopes))
+
+
+async def post_token(request: web.Request) -> web.Response:
+    form = await request.post()
+    _check_service(request, str(form.get("service") or "") or None)
+    scopes = parse_scopes([str(form.get("scope") or "")])
+    grant_type = form.get("grant_type")
+    body: dict[str, Any]
+    if grant_type == "password":
+        username, password = str(form.get("username") or ""), str(form.get("password") or "")
+        if not username:
+            raise TokenRequestInvalid(message="username is required")
+        identity = await request.app[AUTHENTICATOR].login(username, password, _address(request))
+        body = await _token(request, identity, scopes)
+        if form.get("access_type") == "offline":
+            async with request.app[DB].read() as conn:
+                user = await accounts.get_user(conn, identity.user_id or 0)
+            if user is not None:
+                body["refresh_token"] = request.app[REFRESH].issue(user.id, user.username, user.password_hash)
+    elif grant_type == "refresh_token":
+        identity = await request.app[REFRESH].redeem(request.app[DB], str(form.get("refresh_token") or ""))
+        body = await _token(request, identity, scopes)
+        body["refresh_token"] = str(form.get("refresh_token"))
+    else:
+        raise TokenRequestInvalid(detail={"grant_type": grant_type}, message="unsupported grant_type")
+    body.pop("token")  # OAuth2 answers with access_token
+    body["scope"] = " ".join(f"{s.type}:{s.name}:{','.join(sorted(s.actions))}" for s in scopes)
+    return web.json_response(body)

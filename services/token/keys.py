@@ -1,0 +1,15 @@
+"""The token service's typed app keys."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from wharf_shared.runtime import RuntimeConfig
+from wharf_shared.tokens import TokenIssuer
+from wharf_token.logins import Authenticator
+from wharf_token.refresh import RefreshTokens
+
+ISSUER = web.AppKey("issuer", TokenIssuer)
+REFRESH = web.AppKey("refresh", RefreshTokens)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+RUNTIME = web.AppKey("runtime", RuntimeConfig)

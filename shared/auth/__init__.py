@@ -1,0 +1,1 @@
+"""Authentication: backends that check credentials, login throttling, the credentials cache."""

@@ -1,0 +1,89 @@
+"""Users: the SQL of the `user_account` table."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wharf_shared.db import tables as t
+from wharf_shared.db.engine import Database
+from wharf_shared.db.types import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    email: str | None
+    realname: str
+    comment: str
+    sysadmin: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    password_hash: str | None  # argon2id; never leaves the service that checks it
+
+
+_COLUMNS = (
+    t.user_account.c.id,
+    t.user_account.c.username,
+    t.user_account.c.email,
+    t.user_account.c.realname,
+    t.user_account.c.comment,
+    t.user_account.c.sysadmin,
+    t.user_account.c.created_at,
+    t.user_account.c.updated_at,
+    t.user_account.c.password_hash,
+)
+
+
+def _user(row: object) -> User:
+    return User(*row)  # type: ignore[misc]
+
+
+async def find_user(conn: AsyncConnection, username: str) -> User | None:
+    row = (await conn.execute(select(*_COLUMNS).where(t.user_account.c.username == username))).first()
+    return _user(row) if row else None
+
+
+async def get_user(conn: AsyncConnection, user_id: int) -> User | None:
+    row = (await conn.execute(select(*_COLUMNS).where(t.user_account.c.id == user_id))).first()
+    return _user(row) if row else None
+
+
+async def create_user(
+    db: Database,
+    conn: AsyncConnection,
+    username: str,
+    password_hash: str | None,
+    *,
+    email: str | None = None,
+    realname: str = "",
+    comment: str = "",
+    sysadmin: bool = False,
+) -> User:
+    now = utcnow()
+    row = {
+        "username": username,
+        "email": email,
+        "realname": realname,
+        "comment": comment,
+        "password_hash": password_hash,
+        "sysadmin": sysadmin,
+        "created_at": now,
+        "updated_at": now,
+    }
+    user_id = await db.insert_or_get_id(conn, t.user_account, row, unique=("username",))
+    created = await get_user(conn, user_id)
+    assert created is not None
+    return created
+
+
+async def set_password_hash(conn: AsyncConnection, user_id: int, password_hash: str) -> None:
+    await conn.execute(
+        update(t.user_account)
+        .where(t.user_account.c.id == user_id)
+        .values(password_hash=password_hash, updated_at=utcnow())
+    )

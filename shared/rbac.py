@@ -1,0 +1,179 @@
+"""Who may do what: Harbor's built-in project roles as one permission table.
+
+Every service asks this module; nothing else encodes a rule. A permission is a (resource,
+action) pair in a project; sysadmins may do everything; public projects let every logged-in
+user (and, while anonymous access is on, anonymous callers) read and pull.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class Role(IntEnum):
+    """Harbor's role ids."""
+
+    PROJECT_ADMIN = 1
+    DEVELOPER = 2
+    GUEST = 3
+    MAINTAINER = 4
+    LIMITED_GUEST = 5
+
+
+ROLE_NAMES = {
+    Role.PROJECT_ADMIN: "projectAdmin",
+    Role.DEVELOPER: "developer",
+    Role.GUEST: "guest",
+    Role.MAINTAINER: "maintainer",
+    Role.LIMITED_GUEST: "limitedGuest",
+}
+
+Permission = tuple[str, str]  # (resource, action)
+
+
+def _grant(resource: str, *actions: str) -> set[Permission]:
+    return {(resource, action) for action in actions}
+
+
+# What every role may do, read off Harbor's built-in matrix (see ../shared/REFERENCE.md §2b).
+_LIMITED_GUEST: set[Permission] = (
+    _grant("project", "read")
+    | _grant("quota", "read")
+    | _grant("repository", "read", "list", "pull")
+    | _grant("artifact", "read", "list")
+    | _grant("artifact-addition", "read")
+    | _grant("tag", "list")
+    | _grant("accessory", "list")
+    | _grant("configuration", "read")
+    | _grant("scan", "read")
+    | _grant("sbom", "read")
+    | _grant("scanner", "read")
+)
+_GUEST: set[Permission] = (
+    _LIMITED_GUEST
+    | _grant("member", "read", "list")
+    | _grant("label", "read", "list")
+    | _grant("robot", "read", "list")
+)
+_DEVELOPER: set[Permission] = (
+    _GUEST
+    | _grant("repository", "create", "update", "push")
+    | _grant("artifact", "create")
+    | _grant("tag", "create")
+    | _grant("artifact-label", "create", "delete")
+    | _grant("tag-retention", "create", "read", "update", "delete", "list", "operate")
+    | _grant("export-cve", "create", "read", "list")
+)
+_MAINTAINER: set[Permission] = (
+    _DEVELOPER
+    | _grant("repository", "delete")
+    | _grant("artifact", "delete")
+    | _grant("tag", "delete")
+    | _grant("label", "create", "update", "delete")
+    | _grant("immutable-tag", "create", "update", "delete", "list")
+    | _grant("metadata", "read")
+    | _grant("notification-policy", "read", "list")
+    | _grant("scan", "create", "stop")
+    | _grant("sbom", "create", "stop")
+)
+_PROJECT_ADMIN: set[Permission] = (
+    _MAINTAINER
+    | _grant("project", "update", "delete")
+    | _grant("member", "create", "update", "delete")
+    | _grant("metadata", "create", "read", "update", "delete", "list")
+    | _grant("log", "list")
+    | _grant("configuration", "update")
+    | _grant("robot", "create", "update", "delete")
+    | _grant("notification-policy", "create", "update", "delete")
+    | _grant("scanner", "create")
+    | _grant("preheat-policy", "create", "read", "update", "delete", "list")
+)
+# What a public project gives everyone who may see it (Harbor's public-project policy).
+_PUBLIC: set[Permission] = (
+    _grant("project", "read")
+    | _grant("label", "read", "list")
+    | _grant("repository", "list", "pull")
+    | _grant("scan", "read")
+    | _grant("scanner", "read")
+    | _grant("tag", "list")
+    | _grant("artifact", "read", "list")
+    | _grant("artifact-addition", "read")
+    | _grant("accessory", "list")
+)
+
+PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.LIMITED_GUEST: frozenset(_LIMITED_GUEST),
+    Role.GUEST: frozenset(_GUEST),
+    Role.DEVELOPER: frozenset(_DEVELOPER),
+    Role.MAINTAINER: frozenset(_MAINTAINER),
+    Role.PROJECT_ADMIN: frozenset(_PROJECT_ADMIN),
+}
+PUBLIC = frozenset(_PUBLIC)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is asking: a user (with the sysadmin flag) or anonymous (`user_id` None)."""
+
+    user_id: int | None
+    username: str
+    sysadmin: bool = False
+
+    @property
+    def anonymous(self) -> bool:
+        return self.user_id is None
+
+
+ANONYMOUS = Identity(None, "")
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectAccess:
+    """What a project is to one caller: its visibility and the caller's role in it (if any)."""
+
+    project_id: int
+    public: bool
+    role: Role | None
+
+
+def can(
+    identity: Identity, access: ProjectAccess, resource: str, action: str, *, anonymous_access: bool
+) -> bool:
+    if identity.sysadmin:
+        return True
+    if access.role is not None and (resource, action) in PERMISSIONS[access.role]:
+        return True
+    if access.public and (resource, action) in PUBLIC:
+        return not identity.anonymous or anonymous_access
+    return False
+
+
+# Registry token actions and the permission each stands for.
+REGISTRY_ACTIONS: dict[str, Permission] = {
+    "pull": ("repository", "pull"),
+    "push": ("repository", "push"),
+    "delete": ("artifact", "delete"),
+}
+
+
+def registry_actions(
+    identity: Identity, access: ProjectAccess | None, requested: Iterable[str], *, anonymous_access: bool
+) -> frozenset[str]:
+    """The subset of requested registry actions (`pull`, `push`, `delete`, `*`) to grant.
+
+    No project (it does not exist) grants nothing. `*` is granted only to sysadmins.
+    """
+    if access is None:
+        return frozenset()
+    granted = set()
+    for action in requested:
+        if action == "*":
+            if identity.sysadmin:
+                granted.add("*")
+            continue
+        permission = REGISTRY_ACTIONS.get(action)
+        if permission is not None and can(identity, access, *permission, anonymous_access=anonymous_access):
+            granted.add(action)
+    return frozenset(granted)

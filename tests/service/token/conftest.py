@@ -1,0 +1,88 @@
+"""The token service and the registry in-process, sharing one database, Redis and key pair."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from wharf_registry.app import create_app as create_registry
+from wharf_shared import rbac
+from wharf_shared.config import Settings
+from wharf_shared.db import accounts, projects
+from wharf_shared.db.engine import Database
+from wharf_shared.passwords import hash_password
+from wharf_shared.setup import ensure_accounts, ensure_files
+from wharf_token.app import create_app as create_token
+
+ADMIN_PASSWORD = "admin-secret-1"
+
+
+def suite_settings(tmp_path: Path, database_url: str, redis_url: str, **extra: Any) -> Settings:
+    settings = Settings(
+        data_dir=tmp_path / "var",
+        database_url=database_url,
+        redis_url=redis_url,
+        external_url="http://registry.test",
+        admin_password=ADMIN_PASSWORD,  # type: ignore[arg-type]
+        registry={"auth": "token"},  # type: ignore[arg-type]
+        **extra,
+    )
+    ensure_files(settings)
+    return settings
+
+
+def basic(username: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
+
+
+@dataclass
+class Suite:
+    settings: Settings
+    token: TestClient  # type: ignore[type-arg]
+    registry: TestClient  # type: ignore[type-arg]
+
+    async def add_user(self, username: str, password: str, *, sysadmin: bool = False) -> int:
+        db = Database(self.settings.effective_database_url, pool_size=1)
+        try:
+            async with db.transaction() as conn:
+                user = await accounts.create_user(
+                    db, conn, username, hash_password(password), sysadmin=sysadmin
+                )
+        finally:
+            await db.close()
+        return user.id
+
+    async def add_project(
+        self, name: str, *, public: bool, members: dict[int, rbac.Role] | None = None
+    ) -> None:
+        db = Database(self.settings.effective_database_url, pool_size=1)
+        try:
+            async with db.transaction() as conn:
+                admin = await accounts.find_user(conn, "admin")
+                assert admin is not None
+                project = await projects.create_project(db, conn, name, admin.id, public=public)
+                for user_id, role in (members or {}).items():
+                    await projects.set_member(db, conn, project.id, user_id, role)
+        finally:
+            await db.close()
+
+    async def token_for(self, *scopes: str, credentials: tuple[str, str] | None = None) -> str:
+        params = [("service", self.settings.token.service), *(("scope", s) for s in scopes)]
+        headers = basic(*credentials) if credentials else {}
+        resp = await self.token.get("/service/token", params=params, headers=headers)
+        assert resp.status == 200, await resp.text()
+        return str((await resp.json())["token"])
+
+
+@pytest.fixture
+async def suite(aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str) -> Suite:
+    settings = suite_settings(tmp_path, database_url, redis_url)
+    await ensure_accounts(settings)
+    token = await aiohttp_client(create_token(settings))
+    registry = await aiohttp_client(create_registry(settings))
+    return Suite(settings, token, registry)
