@@ -163,17 +163,18 @@ def registry_actions(
 ) -> frozenset[str]:
     """The subset of requested registry actions (`pull`, `push`, `delete`, `*`) to grant.
 
-    No project (it does not exist) grants nothing. `*` is granted only to sysadmins.
+    No project (it does not exist) grants nothing. `*` means every registry action, so it goes
+    to callers who may do all of them (maintainers and up; clients such as skopeo ask for it to
+    delete). Unknown actions are dropped.
     """
     if access is None:
         return frozenset()
-    granted = set()
-    for action in requested:
-        if action == "*":
-            if identity.sysadmin:
-                granted.add("*")
-            continue
-        permission = REGISTRY_ACTIONS.get(action)
-        if permission is not None and can(identity, access, *permission, anonymous_access=anonymous_access):
-            granted.add(action)
+    allowed = {
+        action
+        for action, permission in REGISTRY_ACTIONS.items()
+        if can(identity, access, *permission, anonymous_access=anonymous_access)
+    }
+    granted = {action for action in requested if action in allowed}
+    if "*" in requested and allowed == set(REGISTRY_ACTIONS):
+        granted.add("*")
     return frozenset(granted)

@@ -15,4 +15,4 @@ def open_redis(url: str, *, max_connections: int = 1024) -> Redis:
         socket_timeout=30,
         health_check_interval=30,
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from wharf_shared.errors.oci import Unauthorized
 from wharf_shared.logging import get_logger
-from wharf_shared.tokens import Grant, TokenError, TokenVerifier
+from wharf_shared.tokens import LEEWAY_SECONDS, Grant, TokenError, TokenVerifier
 
 log = get_logger(__name__)
 
@@ -108,4 +108,15 @@ class Authorizer:
             detail=[{"Type": need.type, "Name": need.name, "Action": need.action}],
             message="authentication required: the token does not grant this action",
             headers={"WWW-Authenticate": self.challenge(need, "insufficient_scope")},
+        )
+
+    def check_upload_grant(self, grant: Grant, started_at: float, need: Need) -> None:
+        """A token honoured past its expiry (the upload grace) must have been valid when the
+        upload started: an old token cannot take over an upload begun after it expired."""
+        if grant.unrestricted or grant.expires_at + LEEWAY_SECONDS >= started_at:
+            return
+        raise Unauthorized(
+            detail={"reason": "token expired before this upload started"},
+            message="authentication required: the token is not valid here",
+            headers={"WWW-Authenticate": self.challenge(need, "invalid_token")},
         )

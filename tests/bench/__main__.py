@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="attach py-spy to Wharf's registry while each scenario is timed",
+        help="attach py-spy to Wharf's registry (token: its token service) while each scenario is timed",
     )
     parser.add_argument(
         "--py-spy-args",
@@ -170,6 +170,7 @@ def start_targets(
     stack: ExitStack, args: argparse.Namespace, work: Path, logs: Path, reference: str | None
 ) -> list[Target]:
     targets = []
+    token_service = any(s.needs_token_service for s in args.scenarios)
     for key in args.target_keys:
         out(f"starting {key} …")
         if key == REFERENCE:
@@ -177,9 +178,20 @@ def start_targets(
             target = start_reference(stack, work, logs, reference)
         else:
             auth = "token" if key == WHARF_TOKEN else "none"
-            target = start_wharf(stack, work, logs, auth=auth, db_kind=args.db, workers=args.workers)
+            target = start_wharf(
+                stack,
+                work,
+                logs,
+                auth=auth,
+                db_kind=args.db,
+                workers=args.workers,
+                token_service=token_service,
+            )
         target.single_post = probe_single_post(target)
         out(f"  {target.label} at {target.url} (pid {target.process.pid})")
+        if target.token_service is not None:
+            server = target.token_service.server
+            out(f"  {server.label} at {server.url} (pid {server.process.pid})")
         targets.append(target)
     return targets
 
@@ -194,12 +206,16 @@ def run_all(
         order = targets[number % len(targets) :] + targets[: number % len(targets)]
         for scenario in args.scenarios:
             out(f"\n== {scenario.label} ({scenario.unit}), round {number + 1} of {args.rounds}")
-            for target in order:
+            runs_on = [t for t in order if scenario.runs_on(t)]
+            if not runs_on:
+                out(f"  skipped: needs Wharf's token service (--targets with {WHARF_TOKEN})")
+            for target in runs_on:
                 measurement = run_one(bench, scenario, target)
                 collected.setdefault((scenario.key, target.key), []).append(measurement)
     for scenario in args.scenarios:
         for target in targets:
-            results.append(combine(collected[(scenario.key, target.key)]))
+            if (scenario.key, target.key) in collected:
+                results.append(combine(collected[(scenario.key, target.key)]))
 
 
 def run_one(bench: Bench, scenario: Scenario, target: Target) -> Measurement:
@@ -210,11 +226,15 @@ def run_one(bench: Bench, scenario: Scenario, target: Target) -> Measurement:
         measurement = Measurement(
             scenario.key, target.key, None, scenario.unit, error=f"{type(exc).__name__}: {exc}"
         )
-        process = target.process.process
-        if process is not None and process.poll() is not None:
-            measurement.error = (
-                f"{measurement.error} (server exited {process.returncode}; log {target.process.log_path})"
-            )
+        servers = [target.process]
+        if scenario.needs_token_service and target.token_service is not None:
+            servers.append(target.token_service.server.process)
+        for server in servers:
+            process = server.process
+            if process is not None and process.poll() is not None:
+                measurement.error = (
+                    f"{measurement.error} ({server.name} exited {process.returncode}; log {server.log_path})"
+                )
     took = time.monotonic() - started
     if measurement.error:
         out(f"  {target.key:12} ERROR {measurement.error}  [{took:.0f}s]")
@@ -224,6 +244,9 @@ def run_one(bench: Bench, scenario: Scenario, target: Target) -> Measurement:
         lat = measurement.latency_ms
         extra = f"  p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms"
     cpu = f"  cpu srv {measurement.server_cores or 0:.2f} cli {measurement.client_cores or 0:.2f}"
+    if scenario.target_value is not None:
+        verdict = "met" if (measurement.value or 0) >= scenario.target_value else "missed"
+        extra += f"  target ≥ {scenario.target_value:,.0f}/s: {verdict}"
     out(f"  {target.key:12} {measurement.value or 0:12,.1f} {scenario.unit}{extra}{cpu}  [{took:.0f}s]")
     return measurement
 

@@ -1,4 +1,5 @@
-"""`--profile`: py-spy attached to Wharf's registry (parent and workers) while a scenario is timed.
+"""`--profile`: py-spy attached to Wharf's registry (parent and workers) while a scenario is timed;
+for the token scenario, to the token service's process instead (the target the scenario times).
 
 py-spy is not a project dependency: `.venv/bin/pip install py-spy`. Its raw output (collapsed
 stacks, one `frame;frame;… count` line per distinct stack) is kept next to the results and
@@ -25,7 +26,7 @@ from tests.bench.targets import Target
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 # Frames under every request (process start-up, the worker loop): left out of the inclusive view.
 _SCAFFOLD = re.compile(
-    r"<frozen runpy>|registry/__main__\.py|^run(\.<locals>\.spawn)? \(shared/web\.py|^Runner\.run "
+    r"<frozen runpy>|(registry|token)/__main__\.py|^run(\.<locals>\.spawn)? \(shared/web\.py|^Runner\.run "
 )
 
 
@@ -115,7 +116,7 @@ def summarize(paths: list[Path], top: int = 15) -> Profile:
 def render(profile: Profile, title: str) -> str:
     if not profile.samples:
         return f"{title}: no samples"
-    lines = [f"{title}: {profile.samples} samples (busy threads of the registry processes)"]
+    lines = [f"{title}: {profile.samples} samples (busy threads of the server processes)"]
     for heading, rows in (
         ("self (where the samples end)", profile.self_functions),
         ("inclusive (on the stack)", profile.inclusive_functions),

@@ -10,6 +10,13 @@
 | tags         | wrk, 64 connections, GET `/v2/bench/tags/tags/list?n=100` (50 tags)   | req/s    |
 | catalog      | wrk, 64 connections, GET `/v2/_catalog?n=100` (50 repositories)       | req/s    |
 | base         | wrk, 64 connections, GET `/v2/`: each server's floor, no target        | req/s    |
+| token        | wrk, 32 connections, GET `/service/token` (Basic, warm credentials)    | tokens/s |
+
+`token` runs against Wharf with token auth only (the reference has no token service): its one
+token process issues tokens to a developer of a private project for
+`repository:<project>/app:pull,push`, the grants resolved from the database on every request;
+the warm-up run leaves the credentials in the credential cache, so the password KDF is not
+timed. Its target is absolute (`target_value`), not a ratio to the reference.
 
 Each timed run starts once the machine is quiet (`settle`), and records the CPU the server
 process tree, the client (this process, or wrk) and the rest of the machine used, so a figure
@@ -34,6 +41,7 @@ on POST). A probe decides per target; the report names the form used.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -45,6 +53,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from tests.bench.http import Connection, HTTPError, Response, expect
 from tests.bench.machine import machine_busy_seconds, settle
@@ -77,6 +86,7 @@ class Config:
     wrk_threads: int = 2
     pull_clients: int = 8
     push_clients: int = 16
+    token_clients: int = 32
     catalog_repos: int = 50
     tags: int = 50
 
@@ -127,6 +137,11 @@ class Scenario:
     unit: str
     target_ratio: float | None  # None: shown for calibration, no target
     run: Callable[[Bench, Target], Measurement]
+    target_value: float | None = None  # an absolute target in `unit`, for figures with no reference
+    needs_token_service: bool = False  # runs only against targets with Wharf's token service
+
+    def runs_on(self, target: Target) -> bool:
+        return not self.needs_token_service or target.token_service is not None
 
 
 # -- shared client pieces -----------------------------------------------------------------------
@@ -506,32 +521,40 @@ class Bench:
         path: str,
         headers: dict[str, str],
         check: Callable[[Response], None],
+        *,
+        server: Target | None = None,
+        connections: int | None = None,
+        unit: str = "req/s",
     ) -> Measurement:
+        """`server` (default: `target`) is the process that answers: the one loaded, timed and
+        profiled; the figure is reported under `target`."""
         cfg = self.config
-        with target.connect() as conn:
+        server = server or target
+        connections = connections or cfg.wrk_connections
+        with server.connect() as conn:
             check(conn.request("GET", path, headers=headers))
-        url = target.url + path
+        url = server.url + path
 
         def load(seconds: float) -> WrkResult:
             return run_wrk(
                 cfg.wrk_binary,
                 url,
                 headers=headers,
-                connections=cfg.wrk_connections,
+                connections=connections,
                 threads=cfg.wrk_threads,
                 seconds=seconds,
             )
 
         if cfg.warmup > 0:
             load(cfg.warmup)
-        result, usage = self.timed(target, scenario, lambda: load(cfg.seconds))
+        result, usage = self.timed(server, scenario, lambda: load(cfg.seconds))
         usage.client = result.client_cpu_seconds  # wrk's, not this process's
         measurement = with_cores(
             Measurement(
                 scenario,
                 target.key,
                 result.rate,
-                "req/s",
+                unit,
                 seconds=result.seconds,
                 latency_ms={
                     "p50": result.p50_ms,
@@ -541,7 +564,7 @@ class Bench:
                 },
                 detail={
                     "requests": result.requests,
-                    "connections": cfg.wrk_connections,
+                    "connections": connections,
                     "errors": result.errors,
                     **background([usage]),
                 },
@@ -602,6 +625,42 @@ class Bench:
             expect(response, 200, what="GET /v2/")
 
         return self.wrk(target, "base", "/v2/", target.auth(), check)
+
+    # -- token issuance -------------------------------------------------------------------------------
+
+    def token(self, target: Target) -> Measurement:
+        """Tokens from Wharf's token service: Basic credentials (cached after the first request),
+        a private project's repository whose grants come from the user's membership."""
+        service = target.token_service
+        if service is None:
+            raise HTTPError(f"{target.key} has no token service")
+        repo = f"{service.project}/app"
+        scope = f"repository:{repo}:pull,push"
+        path = "/service/token?" + urlencode({"service": service.service, "scope": scope}, safe=":/,")
+        basic = base64.b64encode(f"{service.username}:{service.password}".encode()).decode()
+
+        def check(response: Response) -> None:
+            expect(response, 200, what="GET /service/token")
+            token = json.loads(response.body).get("token")
+            if not isinstance(token, str) or not token:
+                raise HTTPError(f"token answer without a token: {response.body[:200]!r}")
+            grant = service.verifier.verify(token)
+            if grant.subject != service.username:
+                raise HTTPError(f"token for {grant.subject!r}, not {service.username!r}")
+            if not all(grant.allows("repository", repo, action) for action in ("pull", "push")):
+                raise HTTPError(f"the token does not grant {scope}: {grant.access}")
+
+        # The first request (the check) pays the password KDF and fills the credential cache.
+        return self.wrk(
+            target,
+            "token",
+            path,
+            {"Authorization": f"Basic {basic}"},
+            check,
+            server=service.server,
+            connections=self.config.token_clients,
+            unit="tokens/s",
+        )
 
     # -- small-image pushes -------------------------------------------------------------------------
 
@@ -669,6 +728,20 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("tags", "tags list, 64 conns", "req/s", 2.0, Bench.tags),
     Scenario("catalog", "catalog, 64 conns", "req/s", 2.0, Bench.catalog),
     Scenario("base", "GET /v2/ (baseline)", "req/s", None, Bench.base),
+    Scenario(
+        "token",
+        "token issuance, 32 clients",
+        "tokens/s",
+        None,
+        Bench.token,
+        target_value=1000.0,
+        needs_token_service=True,
+    ),
 )
 BY_KEY = {s.key: s for s in SCENARIOS}
-ALIASES = {"push": ("push-mono", "push-chunked"), "small": ("small-push",), "manifests": ("manifest",)}
+ALIASES = {
+    "push": ("push-mono", "push-chunked"),
+    "small": ("small-push",),
+    "manifests": ("manifest",),
+    "tokens": ("token",),
+}

@@ -3,23 +3,41 @@
 Each target is a server process (tree) on a free port with its own storage directory; Wharf's
 also get a fresh database and a Redis DB number of their own. Everything is registered on an
 ExitStack, so an error or Ctrl-C stops the processes and drops the databases.
+
+Wharf with token auth can also bring its token service (`python -m wharf_token`, one worker)
+on the same data directory, database and Redis: the registry's key pair signs its tokens, and
+its database holds a non-admin user who is a developer of a private project, so the scopes a
+token request names are resolved from the database as they are for a real `docker login`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from tests.bench.http import Connection
 from tests.bench.machine import tree_cpu_seconds
 from tests.support.backends import fresh_database, leased_redis_db
-from tests.support.processes import ServiceProcess, free_port, registry_process, service_env
+from tests.support.processes import (
+    ServiceProcess,
+    free_port,
+    registry_process,
+    service_env,
+    token_process,
+)
 from wharf_shared.config import Settings
-from wharf_shared.setup import ensure_files
-from wharf_shared.tokens import Access, TokenIssuer, load_private_key
+from wharf_shared.db import accounts, projects
+from wharf_shared.db.engine import Database
+from wharf_shared.passwords import hash_password
+from wharf_shared.rbac import Role
+from wharf_shared.setup import ensure_accounts, ensure_files
+from wharf_shared.tokens import Access, TokenIssuer, TokenVerifier, load_private_key
 
 HOST = "127.0.0.1"
 TOKEN_LIFETIME = 4 * 3600
@@ -28,6 +46,14 @@ WHARF_NONE = "wharf-none"
 WHARF_TOKEN = "wharf-token"
 REFERENCE = "reference"
 ALL_TARGETS = (WHARF_NONE, WHARF_TOKEN, REFERENCE)
+TOKEN_SERVICE = "wharf-token-service"  # not a target: the token process behind WHARF_TOKEN
+
+# The accounts the token service logs in: a developer of a private project (not a sysadmin,
+# so its grants come from its membership), and the admin that owns the project.
+BENCH_ADMIN_PASSWORD = "bench-admin-password-1"
+BENCH_USER = "bench-user"
+BENCH_PASSWORD = "bench-password-1"
+BENCH_PROJECT = "bench-private"
 
 
 @dataclass
@@ -38,6 +64,7 @@ class Target:
     issuer: TokenIssuer | None = None
     single_post: bool = False  # answers `POST …/uploads/?digest=` with the body in one request
     notes: list[str] = field(default_factory=list)
+    token_service: TokenService | None = None
 
     @property
     def url(self) -> str:
@@ -62,6 +89,18 @@ class Target:
         return tree_cpu_seconds(self.process.pid)
 
 
+@dataclass
+class TokenService:
+    """Wharf's token service beside a token-auth registry, and who to log in as."""
+
+    server: Target  # the token process: what the scenario times, measures the CPU of and profiles
+    service: str  # the `service` parameter (the registry's name)
+    username: str
+    password: str
+    project: str  # a private project the user is a developer of
+    verifier: TokenVerifier  # checks issued tokens against the registry's trusted keys
+
+
 def repo_access(name: str, *actions: str) -> Access:
     return Access("repository", name, frozenset(actions or ("pull", "push")))
 
@@ -69,7 +108,17 @@ def repo_access(name: str, *actions: str) -> Access:
 CATALOG_ACCESS = Access("registry", "catalog", frozenset({"*"}))
 
 
-def start_wharf(stack: ExitStack, work: Path, logs: Path, *, auth: str, db_kind: str, workers: int) -> Target:
+def start_wharf(
+    stack: ExitStack,
+    work: Path,
+    logs: Path,
+    *,
+    auth: str,
+    db_kind: str,
+    workers: int,
+    token_service: bool = False,
+) -> Target:
+    """Wharf's registry; with `auth="token"` and `token_service`, its token service as well."""
     key = WHARF_TOKEN if auth == "token" else WHARF_NONE
     data_dir = work / key
     data_dir.mkdir(parents=True)
@@ -96,7 +145,52 @@ def start_wharf(stack: ExitStack, work: Path, logs: Path, *, auth: str, db_kind:
     stack.callback(process.stop)
     process.start(timeout=60)
     label = f"Wharf ({auth}, {db_kind}, {workers} worker{'s' if workers > 1 else ''})"
-    return Target(key, label, process, issuer)
+    target = Target(key, label, process, issuer)
+    if auth == "token" and token_service:
+        target.token_service = start_token_service(stack, logs, env, data_dir)
+        target.label = label[:-1] + "; token service 1 worker)"
+    return target
+
+
+def start_token_service(
+    stack: ExitStack, logs: Path, registry_env: dict[str, str], data_dir: Path
+) -> TokenService:
+    """`python -m wharf_token` (one worker) on the registry's data dir, database and Redis."""
+    db_url = registry_env["WHARF_DATABASE_URL"]
+    # Built from explicit values only, like the registry's: the bench's environment must not leak in.
+    settings = Settings.model_construct(
+        data_dir=data_dir, database_url=db_url, admin_password=SecretStr(BENCH_ADMIN_PASSWORD)
+    )
+    asyncio.run(_seed_accounts(settings))
+    env = {
+        "WHARF_DATA_DIR": registry_env["WHARF_DATA_DIR"],
+        "WHARF_DATABASE_URL": db_url,
+        "WHARF_REDIS_URL": registry_env["WHARF_REDIS_URL"],
+        "WHARF_TOKEN__WORKERS": "1",
+    }
+    process = token_process(env, logs, host=HOST, name=TOKEN_SERVICE)
+    stack.callback(process.stop)
+    process.start(timeout=60)
+    server = Target(TOKEN_SERVICE, "Wharf token service (1 worker)", process)
+    verifier = TokenVerifier.from_bundle(
+        settings.token_keys_path, service=settings.token.service, issuer=settings.token.issuer
+    )
+    return TokenService(server, settings.token.service, BENCH_USER, BENCH_PASSWORD, BENCH_PROJECT, verifier)
+
+
+async def _seed_accounts(settings: Settings) -> None:
+    """The admin and `library` (as `wharf init` makes them), then the bench user and its project."""
+    await ensure_accounts(settings)
+    db = Database(settings.effective_database_url, pool_size=1)
+    try:
+        async with db.transaction() as conn:
+            user = await accounts.create_user(db, conn, BENCH_USER, hash_password(BENCH_PASSWORD))
+            admin = await accounts.find_user(conn, "admin")
+            assert admin is not None
+            project = await projects.create_project(db, conn, BENCH_PROJECT, admin.id, public=False)
+            await projects.set_member(db, conn, project.id, user.id, Role.DEVELOPER)
+    finally:
+        await db.close()
 
 
 REFERENCE_CONFIG = """\

@@ -109,3 +109,19 @@ def registry_process(
     return ServiceProcess(
         name, [sys.executable, "-m", "wharf_registry"], env, host, port, log_dir / f"{name}-{port}.log"
     )
+
+
+def token_process(
+    env_values: dict[str, str],
+    log_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    name: str = "token",
+) -> ServiceProcess:
+    """A `python -m wharf_token` process (not started) listening on host:port."""
+    port = port or free_port(host)
+    env = service_env({**env_values, "WHARF_TOKEN__HOST": host, "WHARF_TOKEN__PORT": str(port)})
+    return ServiceProcess(
+        name, [sys.executable, "-m", "wharf_token"], env, host, port, log_dir / f"{name}-{port}.log"
+    )

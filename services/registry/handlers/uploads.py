@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from wharf_registry.auth import Need
 from wharf_registry.handlers.common import content_length, content_range, parse_digest, repository_name
-from wharf_registry.keys import GRANT, UPLOADS
+from wharf_registry.keys import AUTHORIZER, GRANT, UPLOADS
 from wharf_registry.uploads import SMALL_BODY, UploadState
 from wharf_shared.references import is_valid_name
 
@@ -29,6 +30,13 @@ def _blob_created(name: str, digest: str) -> web.Response:
             "Content-Length": "0",
         },
     )
+
+
+async def _session(request: web.Request, name: str) -> UploadState:
+    state = await request.app[UPLOADS].get(name, request.match_info["upload_id"])
+    need = Need("repository", name, "push", "pull,push")
+    request.app[AUTHORIZER].check_upload_grant(request[GRANT], state.started_at, need)
+    return state
 
 
 async def post_upload(request: web.Request) -> web.Response:
@@ -63,14 +71,14 @@ async def post_upload(request: web.Request) -> web.Response:
 
 async def get_upload(request: web.Request) -> web.Response:
     name = repository_name(request)
-    state = await request.app[UPLOADS].get(name, request.match_info["upload_id"])
+    state = await _session(request, name)
     return web.Response(status=204, headers=_upload_headers(name, state))
 
 
 async def patch_upload(request: web.Request) -> web.Response:
     name = repository_name(request)
     uploads = request.app[UPLOADS]
-    state = await uploads.get(name, request.match_info["upload_id"])
+    state = await _session(request, name)
     chunk = content_range(request)
     start, length = chunk if chunk is not None else (None, content_length(request))
     state = await uploads.write(state, request.content, start=start, length=length)
@@ -80,7 +88,7 @@ async def patch_upload(request: web.Request) -> web.Response:
 async def put_upload(request: web.Request) -> web.Response:
     name = repository_name(request)
     uploads = request.app[UPLOADS]
-    state = await uploads.get(name, request.match_info["upload_id"])
+    state = await _session(request, name)
     digest = parse_digest(request.query.get("digest"))
     chunk = content_range(request)
     start, length = chunk if chunk is not None else (None, content_length(request))
@@ -91,6 +99,6 @@ async def put_upload(request: web.Request) -> web.Response:
 async def delete_upload(request: web.Request) -> web.Response:
     name = repository_name(request)
     uploads = request.app[UPLOADS]
-    state = await uploads.get(name, request.match_info["upload_id"])
+    state = await _session(request, name)
     await uploads.abort(state)
     return web.Response(status=204, headers={"Content-Length": "0"})
