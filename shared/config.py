@@ -17,10 +17,10 @@ import os
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "WHARF_"
 NESTED_DELIMITER = "__"
@@ -141,6 +141,60 @@ class RegistrySettings(_Group):
     page_size_max: int = Field(default=1000, ge=1, description="Largest `n` for tags list and catalog pages.")
 
 
+def _url_list(value: Any) -> Any:
+    """`http://a:5000,http://b:5000` (env) or a list (file): base URLs without a trailing slash."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if isinstance(value, list):
+        return [str(v).strip().rstrip("/") for v in value if str(v).strip()]
+    return value
+
+
+UrlList = Annotated[list[str], NoDecode, BeforeValidator(_url_list)]
+
+
+class UpstreamSettings(_Group):
+    registry: UrlList = Field(
+        default_factory=lambda: ["http://127.0.0.1:5000"],
+        description="Registry instances behind `/v2/` (comma-separated base URLs).",
+    )
+    token: UrlList = Field(
+        default_factory=lambda: ["http://127.0.0.1:8082"],
+        description="Token service instances behind `/service/token`.",
+    )
+    ui: UrlList = Field(
+        default_factory=list, description="UI instances behind `/api/`, `/c/` and `/` (none: 503)."
+    )
+
+
+class ProxySettings(_Group):
+    host: str = Field(default="127.0.0.1", description="Address the proxy listens on.")
+    workers: int = Field(default=2, ge=1, le=64, description="Proxy worker processes sharing the port.")
+    upstreams: UpstreamSettings = UpstreamSettings()
+    tls_cert_file: Path | None = Field(default=None, description="PEM certificate (chain): serve HTTPS.")
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of the certificate.")
+    health_interval_seconds: float = Field(
+        default=2.0, gt=0, description="How often each upstream's `/health` is checked."
+    )
+    eject_after_failures: int = Field(
+        default=3, ge=1, description="Consecutive failures (checks or requests) that take an upstream out."
+    )
+    eject_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long an ejected upstream gets no requests (until a check passes).",
+    )
+    connect_timeout_seconds: float = Field(default=3.0, gt=0, description="Connect timeout to an upstream.")
+    retry_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=0,
+        description="Bodies up to this size are held, so that a failed attempt can be retried elsewhere.",
+    )
+    drain_seconds: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, how long requests in flight may take to finish."
+    )
+
+
 class Settings(BaseSettings):
     """Settings of every Wharf service; one instance per process, built by `load_settings`."""
 
@@ -181,9 +235,11 @@ class Settings(BaseSettings):
     events_max_len: int = Field(
         default=1_000_000, ge=1000, description="Approximate length cap of the stream."
     )
+    http_port: int = Field(default=8080, ge=0, le=65535, description="Port of the proxy (the front door).")
     storage: StorageSettings = StorageSettings()
     registry: RegistrySettings = RegistrySettings()
     token: TokenSettings = TokenSettings()
+    proxy: ProxySettings = ProxySettings()
 
     @classmethod
     def settings_customise_sources(

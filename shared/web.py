@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -92,6 +93,7 @@ async def serve_forever(
     *,
     sock: socket.socket | None = None,
     shutdown_timeout: float = 30.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Run one app until SIGTERM/SIGINT, then stop accepting and let requests in flight finish."""
     made = app_factory()
@@ -101,9 +103,11 @@ async def serve_forever(
     await runner.setup()
     site: web.BaseSite
     if sock is not None:
-        site = web.SockSite(runner, sock, shutdown_timeout=shutdown_timeout)
+        site = web.SockSite(runner, sock, shutdown_timeout=shutdown_timeout, ssl_context=ssl_context)
     else:
-        site = web.TCPSite(runner, host, port, reuse_port=True, shutdown_timeout=shutdown_timeout)
+        site = web.TCPSite(
+            runner, host, port, reuse_port=True, shutdown_timeout=shutdown_timeout, ssl_context=ssl_context
+        )
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -120,6 +124,9 @@ def run(
     host: str,
     port: int,
     workers: int = 1,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    shutdown_timeout: float = 30.0,
 ) -> None:
     """Serve with `workers` processes on one port.
 
@@ -135,7 +142,16 @@ def run(
     actual_port = sock.getsockname()[1]
     if workers <= 1:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(serve_forever(app_factory, host, actual_port, sock=sock))
+            runner.run(
+                serve_forever(
+                    app_factory,
+                    host,
+                    actual_port,
+                    sock=sock,
+                    shutdown_timeout=shutdown_timeout,
+                    ssl_context=ssl_context,
+                )
+            )
         return
     children: dict[int, int] = {}
     started: dict[int, float] = {}
@@ -149,7 +165,16 @@ def run(
             code = 0
             try:
                 with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                    runner.run(serve_forever(app_factory, host, actual_port, sock=sock))
+                    runner.run(
+                        serve_forever(
+                            app_factory,
+                            host,
+                            actual_port,
+                            sock=sock,
+                            shutdown_timeout=shutdown_timeout,
+                            ssl_context=ssl_context,
+                        )
+                    )
             except BaseException:
                 log.exception("worker_failed", slot=slot)
                 code = 1

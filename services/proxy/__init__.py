@@ -1,0 +1,1 @@
+"""wharf_proxy: the front door (reverse proxy over the service pools)."""

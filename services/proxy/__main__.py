@@ -1,0 +1,53 @@
+"""`wharf-proxy` / `python -m wharf_proxy`: the one front door."""
+
+from __future__ import annotations
+
+import ssl
+import sys
+
+from wharf_shared.config import ConfigError, Settings, load_settings
+from wharf_shared.logging import configure_logging
+from wharf_shared.procmetrics import use_multiprocess_metrics
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    proxy = settings.proxy
+    if proxy.tls_cert_file is None and proxy.tls_key_file is None:
+        return None
+    if proxy.tls_cert_file is None or proxy.tls_key_file is None:
+        raise ConfigError("WHARF_PROXY__TLS_CERT_FILE and WHARF_PROXY__TLS_KEY_FILE go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(proxy.tls_cert_file, proxy.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
+    return context
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+        context = tls_context(settings)
+    except ConfigError as exc:
+        print(f"wharf-proxy: {exc}", file=sys.stderr)  # noqa: T201
+        sys.exit(2)
+    configure_logging(settings.log_level, "proxy")
+    proxy = settings.proxy
+    if proxy.workers > 1:
+        use_multiprocess_metrics("proxy")
+    from wharf_proxy.app import create_app
+    from wharf_shared.web import run
+
+    run(
+        lambda: create_app(settings),
+        proxy.host,
+        settings.http_port,
+        proxy.workers,
+        ssl_context=context,
+        shutdown_timeout=proxy.drain_seconds,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+"""The proxy's typed app keys."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from wharf_proxy.forward import Forwarder
+from wharf_proxy.metrics import ProxyMetrics
+from wharf_proxy.pools import Pool
+
+POOLS = web.AppKey("pools", dict[str, Pool])
+FORWARDER = web.AppKey("forwarder", Forwarder)
+PROXY_METRICS = web.AppKey("proxy_metrics", ProxyMetrics)
