@@ -223,7 +223,11 @@ def _sample(annotation: Any, default: Any) -> tuple[str, Any]:
     if typing.get_origin(annotation) is typing.Literal:
         choice = next((a for a in args if a != default), args[0])
         return str(choice), choice
+    if typing.get_origin(annotation) is list:
+        return "http://a.test:1, http://b.test:2/", ["http://a.test:1", "http://b.test:2"]
     kind = args[0] if args else annotation
+    if kind is float:
+        return str(default + 1.5), default + 1.5
     if kind is bool:
         return str(not default).lower(), not default
     if kind is SecretStr:
@@ -249,6 +253,8 @@ def test_known_variables_cover_every_field() -> None:
         "WHARF_STORAGE__S3",
         "WHARF_REGISTRY",
         "WHARF_TOKEN",
+        "WHARF_PROXY",
+        "WHARF_PROXY__UPSTREAMS",
     }
     assert known - set(leaves) - {"WHARF_CONFIG_FILE"} == groups
 
