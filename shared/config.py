@@ -13,13 +13,14 @@ Settings are read once, in a service's `__main__`, and passed down; nothing else
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "WHARF_"
@@ -235,11 +236,23 @@ class Settings(BaseSettings):
     events_max_len: int = Field(
         default=1_000_000, ge=1000, description="Approximate length cap of the stream."
     )
+    trusted_proxies: UrlList = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="Addresses (CIDR) whose `X-Forwarded-For` is believed: the proxies in front "
+        "(login throttling keys on the client address).",
+    )
     http_port: int = Field(default=8080, ge=0, le=65535, description="Port of the proxy (the front door).")
     storage: StorageSettings = StorageSettings()
     registry: RegistrySettings = RegistrySettings()
     token: TokenSettings = TokenSettings()
     proxy: ProxySettings = ProxySettings()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -134,18 +134,22 @@ def run_suite(settings: Settings) -> int:
         token_url = f"http://{token.host}:{token.port}"
         reg = settings.registry
         registry_url = f"http://{reg.host}:{reg.port}"
-        # Until the proxy exists the registry is the front door, and clients get their tokens
-        # from the token service's own address.
-        env.setdefault("WHARF_EXTERNAL_URL", registry_url)
-        env.setdefault("WHARF_REGISTRY__REALM", f"{token_url}/service/token")
+        proxy_host = settings.proxy.host
+        front_url = f"http://{proxy_host}:{settings.http_port}"
+        # Clients see one address, the proxy's: the registry's challenge names it, and the
+        # proxy sends /v2/ and /service/token on to the services on their own ports.
+        env.setdefault("WHARF_EXTERNAL_URL", front_url)
+        env.setdefault("WHARF_PROXY__UPSTREAMS__REGISTRY", registry_url)
+        env.setdefault("WHARF_PROXY__UPSTREAMS__TOKEN", token_url)
         for name, module, url in (
             ("token", "wharf_token", token_url),
             ("registry", "wharf_registry", registry_url),
+            ("proxy", "wharf_proxy", front_url),
         ):
             child = Child(name, subprocess.Popen([sys.executable, "-m", module], env=env))
             children.append(child)
             _wait_http(f"{url}/health", child)
-        _banner(settings, registry_url, token_url, accounts.admin_password)
+        _banner(settings, env["WHARF_EXTERNAL_URL"], accounts.admin_password)
         while not stopping:
             for child in children:
                 if child.process.poll() is not None:
@@ -173,27 +177,29 @@ def _stop_all(children: list[Child]) -> None:
         _say("wharf: stopped")
 
 
-def _banner(settings: Settings, registry_url: str, token_url: str, new_admin_password: str | None) -> None:
-    host = registry_url.removeprefix("http://")
+def _banner(settings: Settings, front_url: str, new_admin_password: str | None) -> None:
+    host = front_url.split("://", 1)[1].rstrip("/")
     if new_admin_password:
         admin_line = f"  admin:     admin / {new_admin_password}   (generated now and shown once: note it)"
     elif settings.admin_password:
         admin_line = "  admin:     admin / the password in WHARF_ADMIN_PASSWORD"
     else:
         admin_line = "  admin:     admin / the password printed by the first `make run` (or `wharf init`)"
+    tls = "" if front_url.startswith("https://") else "--tls-verify=false "
+    dest_tls = "" if front_url.startswith("https://") else "--dest-tls-verify=false "
     lines = [
         "",
-        f"Wharf is running: registry {registry_url} (auth: {settings.registry.auth})",
-        f"  tokens:    {token_url}/service/token",
+        f"Wharf is running at {front_url}",
+        admin_line,
         f"  data:      {settings.data_dir.resolve()}",
         f"  database:  {settings.effective_database_url}",
-        admin_line,
         "",
         "Push and pull an image (library is public; anonymous pulls work while anonymous access is on):",
-        f"  skopeo copy --dest-tls-verify=false --dest-creds admin:PASSWORD \\\n"
+        f"  skopeo copy {dest_tls}--dest-creds admin:PASSWORD \\",
         f"      docker://docker.io/library/alpine:latest docker://{host}/library/hello:latest",
-        f"  skopeo inspect --tls-verify=false docker://{host}/library/hello:latest",
-        f"  docker login {host}   (add it to the daemon's insecure-registries first)",
+        f"  skopeo inspect {tls}docker://{host}/library/hello:latest",
+        f"  docker login {host}   (plain HTTP: list {host} in the daemon's insecure-registries)",
+        f"  docker push {host}/library/hello:latest",
         "",
         "Ctrl-C stops every service.",
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -12,7 +13,7 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 import uvloop
@@ -40,6 +41,33 @@ def render_oci(error: OCIError, headers: dict[str, str] | None = None) -> web.Re
         content_type="application/json",
         headers={**(headers or {}), **error.headers},
     )
+
+
+def client_address(
+    request: web.Request, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> str:
+    """The client's address: the peer, or, when the peer is a trusted proxy, the nearest address
+    in `X-Forwarded-For` that is not a trusted proxy itself."""
+    peer = request.remote or "unknown"
+    chain = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",") if part.strip()]
+    address = peer
+    for hop in [*reversed(chain), None]:
+        if not _trusted(address, trusted) or hop is None:
+            break
+        address = hop
+    return address
+
+
+def _trusted(address: str, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+def parse_networks(values: Sequence[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(v, strict=False) for v in values]
 
 
 @web.middleware

@@ -18,7 +18,7 @@ from wharf_shared.db.migrate import check_schema
 from wharf_shared.metrics import Metrics, metrics_middleware
 from wharf_shared.redis import open_redis
 from wharf_shared.tokens import TokenIssuer, load_private_key
-from wharf_shared.web import add_health_and_metrics, request_id_middleware
+from wharf_shared.web import add_health_and_metrics, parse_networks, request_id_middleware
 from wharf_token import keys
 from wharf_token.logins import Authenticator
 from wharf_token.middleware import errors_middleware
@@ -37,6 +37,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.REFRESH] = RefreshTokens(
         private_key, service=token.service, issuer=token.issuer, lifetime=token.refresh_lifetime_seconds
     )
+    app[keys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app.cleanup_ctx.append(_resources)
     add_routes(app)
     add_health_and_metrics(app, metrics, lambda: _readiness(app))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from aiohttp import web
 
 from wharf_shared.runtime import RuntimeConfig
@@ -13,3 +15,4 @@ ISSUER = web.AppKey("issuer", TokenIssuer)
 REFRESH = web.AppKey("refresh", RefreshTokens)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 RUNTIME = web.AppKey("runtime", RuntimeConfig)
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", list[ipaddress.IPv4Network | ipaddress.IPv6Network])

@@ -217,12 +217,14 @@ def _leaves(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> dict[str, t
     return out
 
 
-def _sample(annotation: Any, default: Any) -> tuple[str, Any]:
+def _sample(annotation: Any, default: Any, name: str = "") -> tuple[str, Any]:
     """A valid, non-default value for a field: (as a variable, as parsed)."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) is typing.Literal:
         choice = next((a for a in args if a != default), args[0])
         return str(choice), choice
+    if typing.get_origin(annotation) is list and name == "WHARF_TRUSTED_PROXIES":
+        return "192.0.2.0/24, 2001:db8::/32", ["192.0.2.0/24", "2001:db8::/32"]
     if typing.get_origin(annotation) is list:
         return "http://a.test:1, http://b.test:2/", ["http://a.test:1", "http://b.test:2"]
     kind = args[0] if args else annotation
@@ -266,7 +268,7 @@ def test_every_known_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         for part in path[:-1]:
             model = model.model_fields[part].annotation  # type: ignore[assignment]
         info = model.model_fields[path[-1]]
-        raw, expected = _sample(info.annotation, info.default)
+        raw, expected = _sample(info.annotation, info.default, name)
         with monkeypatch.context() as env:
             env.setenv(name, raw)
             value: Any = load_settings()

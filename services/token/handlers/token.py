@@ -14,8 +14,9 @@ from wharf_shared import rbac
 from wharf_shared.db import accounts
 from wharf_shared.errors.oci import TokenRequestInvalid, Unauthorized
 from wharf_shared.keys import DB, SETTINGS
+from wharf_shared.web import client_address
 from wharf_token import grants
-from wharf_token.keys import AUTHENTICATOR, ISSUER, REFRESH, RUNTIME
+from wharf_token.keys import AUTHENTICATOR, ISSUER, REFRESH, RUNTIME, TRUSTED_PROXIES
 from wharf_token.scopes import Scope, parse_scopes
 
 
@@ -40,7 +41,8 @@ def _check_service(request: web.Request, service: str | None) -> None:
 
 
 def _address(request: web.Request) -> str:
-    return request.remote or "unknown"
+    trusted = request.app[TRUSTED_PROXIES]
+    return client_address(request, trusted)
 
 
 async def _token(request: web.Request, identity: rbac.Identity, scopes: list[Scope]) -> dict[str, Any]:
