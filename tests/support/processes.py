@@ -125,3 +125,19 @@ def token_process(
     return ServiceProcess(
         name, [sys.executable, "-m", "wharf_token"], env, host, port, log_dir / f"{name}-{port}.log"
     )
+
+
+def proxy_process(
+    env_values: dict[str, str],
+    log_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    name: str = "proxy",
+) -> ServiceProcess:
+    """A `python -m wharf_proxy` process (not started) listening on host:port."""
+    port = port or free_port(host)
+    env = service_env({**env_values, "WHARF_PROXY__HOST": host, "WHARF_HTTP_PORT": str(port)})
+    return ServiceProcess(
+        name, [sys.executable, "-m", "wharf_proxy"], env, host, port, log_dir / f"{name}-{port}.log"
+    )

@@ -1,0 +1,118 @@
+"""The whole suite as processes: token and registry instances behind one proxy, on loopback
+addresses of their own, sharing one database, Redis and data dir (keys, filesystem storage)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.processes import (
+    ServiceProcess,
+    free_port,
+    proxy_process,
+    registry_process,
+    token_process,
+)
+from wharf_shared.config import Settings
+from wharf_shared.setup import ensure_accounts, ensure_files
+
+
+@dataclass
+class Suite:
+    data_dir: Path
+    env: dict[str, str]
+    registries: list[ServiceProcess]
+    tokens: list[ServiceProcess]
+    proxy: ServiceProcess
+    log_dir: Path
+    stopped: list[ServiceProcess] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.proxy.url
+
+    @property
+    def address(self) -> str:
+        return f"{self.proxy.host}:{self.proxy.port}"
+
+    def ref(self, name: str) -> str:
+        return f"docker://{self.address}/{name}"
+
+    def processes(self) -> list[ServiceProcess]:
+        return [self.proxy, *self.registries, *self.tokens]
+
+    def stop(self) -> None:
+        for process in self.processes():
+            process.stop()
+
+    def logs(self, lines: int = 30) -> str:
+        return "\n".join(f"--- {p.name} ({p.log_path}) ---\n{p.tail(lines)}" for p in self.processes())
+
+
+def start_suite(
+    tmp: Path,
+    database_url: str,
+    redis_url: str,
+    *,
+    admin_password: str,
+    registry_hosts: tuple[str, ...] = ("127.0.0.1",),
+    token_hosts: tuple[str, ...] = ("127.0.0.1",),
+    proxy_host: str = "127.0.0.1",
+    extra_env: dict[str, str] | None = None,
+    populate: Callable[[Settings], Awaitable[None]] | None = None,
+) -> Suite:
+    """Init the data dir and accounts (then `populate`), start every process, ready to serve."""
+    data_dir = tmp / "data"
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_url=redis_url,
+        admin_password=admin_password,  # type: ignore[arg-type]
+    )
+    ensure_files(settings)
+    asyncio.run(ensure_accounts(settings))
+    if populate is not None:
+        asyncio.run(populate(settings))
+    proxy_port = free_port(proxy_host)
+    registry_ports = [free_port(h) for h in registry_hosts]
+    token_ports = [free_port(h) for h in token_hosts]
+    env = {
+        "WHARF_DATA_DIR": str(data_dir),
+        "WHARF_DATABASE_URL": database_url,
+        "WHARF_REDIS_URL": redis_url,
+        "WHARF_DATABASE_POOL_SIZE": "5",
+        "WHARF_EXTERNAL_URL": f"http://{proxy_host}:{proxy_port}",
+        "WHARF_REGISTRY__AUTH": "token",
+        "WHARF_PROXY__UPSTREAMS__REGISTRY": ",".join(
+            f"http://{h}:{p}" for h, p in zip(registry_hosts, registry_ports, strict=True)
+        ),
+        "WHARF_PROXY__UPSTREAMS__TOKEN": ",".join(
+            f"http://{h}:{p}" for h, p in zip(token_hosts, token_ports, strict=True)
+        ),
+        "WHARF_PROXY__HEALTH_INTERVAL_SECONDS": "0.5",
+        **(extra_env or {}),
+    }
+    logs = tmp / "logs"
+    suite = Suite(
+        data_dir,
+        env,
+        [
+            registry_process(env, logs, host=h, port=p, name=f"registry-{h}")
+            for h, p in zip(registry_hosts, registry_ports, strict=True)
+        ],
+        [
+            token_process(env, logs, host=h, port=p, name=f"token-{h}")
+            for h, p in zip(token_hosts, token_ports, strict=True)
+        ],
+        proxy_process(env, logs, host=proxy_host, port=proxy_port),
+        logs,
+    )
+    try:
+        for process in [*suite.tokens, *suite.registries, suite.proxy]:
+            process.start()
+    except BaseException:
+        suite.stop()
+        raise
+    return suite
