@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -142,7 +142,7 @@ class TokenIssuer:
             "exp": int(issued) + lifetime,
             "nbf": int(issued) - 1,
             "iat": int(issued),
-            "jti": uuid.uuid4().hex,
+            "jti": secrets.token_hex(16),
             "access": [a.to_claim() for a in access],
         }
         token = jwt.encode(claims, self._key, algorithm=self.algorithm, headers={"kid": self.kid})  # type: ignore[arg-type]

@@ -62,6 +62,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     token = settings.token
     app[keys.AUTHENTICATOR] = Authenticator(
         db,
+        redis,
         DatabaseBackend(db),
         LoginThrottle(
             redis, failures=token.throttle_failures, lockout_seconds=token.throttle_lockout_seconds

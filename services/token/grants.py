@@ -8,12 +8,9 @@ it). `registry:catalog:*` is for sysadmins only. Unknown types and actions are d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from sqlalchemy.ext.asyncio import AsyncConnection
+from collections.abc import Mapping, Sequence
 
 from wharf_shared import rbac
-from wharf_shared.db import projects
 from wharf_shared.references import is_valid_name
 from wharf_shared.tokens import Access
 from wharf_token.scopes import Scope
@@ -24,11 +21,21 @@ def project_of(repository: str) -> str | None:
     return head if sep else None
 
 
-async def resolve(
-    conn: AsyncConnection, identity: rbac.Identity, scopes: Sequence[Scope], *, anonymous_access: bool
-) -> list[Access]:
+def project_names(scopes: Sequence[Scope]) -> set[str]:
+    """The projects whose rows the scopes need."""
     names = {project_of(s.name) for s in scopes if s.type == "repository" and is_valid_name(s.name)}
-    access_by_project = await projects.project_access(conn, (n for n in names if n), identity.user_id)
+    return {n for n in names if n}
+
+
+def resolve(
+    identity: rbac.Identity,
+    access_by_project: Mapping[str, rbac.ProjectAccess],
+    scopes: Sequence[Scope],
+    *,
+    anonymous_access: bool,
+) -> list[Access]:
+    """Each scope cut down to what the permission table allows (`access_by_project` holds the
+    caller's view of every project in `project_names(scopes)` that exists)."""
     granted: list[Access] = []
     for scope in scopes:
         if scope.type == "registry" and scope.name == "catalog":

@@ -25,15 +25,22 @@ class CredentialCache:
         self._secret = secret
         self._ttl = ttl_seconds
 
-    def _key(self, username: str, password: str) -> str:
+    def key(self, username: str, password: str) -> str:
         mac = hmac.new(self._secret, f"{username}\0{password}".encode(), hashlib.sha256).hexdigest()
         return "wharf:credentials:" + mac
 
+    @property
+    def enabled(self) -> bool:
+        return self._ttl > 0
+
     async def lookup(self, username: str, password: str) -> tuple[int, str] | None:
         """(user id, password-hash fingerprint) remembered for these credentials, if any."""
-        if self._ttl <= 0:
+        if not self.enabled:
             return None
-        raw = await self._redis.get(self._key(username, password))
+        return self.parse(await self._redis.get(self.key(username, password)))
+
+    @staticmethod
+    def parse(raw: bytes | str | None) -> tuple[int, str] | None:
         if not raw:
             return None
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -43,5 +50,5 @@ class CredentialCache:
     async def remember(self, username: str, password: str, user_id: int, password_hash: str | None) -> None:
         if self._ttl > 0:
             await self._redis.set(
-                self._key(username, password), f"{user_id}:{fingerprint(password_hash)}", ex=self._ttl
+                self.key(username, password), f"{user_id}:{fingerprint(password_hash)}", ex=self._ttl
             )

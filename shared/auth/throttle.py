@@ -7,8 +7,10 @@ doubles with every further miss (up to an hour). A success clears the account's 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 MAX_LOCKOUT_SECONDS = 3600
 _WINDOW_SECONDS = 3600
@@ -43,10 +45,23 @@ class LoginThrottle:
 
     async def locked_for(self, username: str, address: str) -> int:
         """Seconds until the account or the address may try again (0: now)."""
-        ttls = []
-        for key in (_account_key(username), _address_key(address)):
-            ttls.append(await self._redis.ttl(key + ":locked"))
-        return max(0, *ttls)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            self.queue_check(pipe, username, address)
+            return self.locked_from(await pipe.execute())
+
+    def queue_check(self, pipe: Pipeline, username: str, address: str) -> None:
+        """Queue the lockout check on a pipeline (two results) so that callers batch round trips."""
+        for key in self.lock_keys(username, address):
+            pipe.ttl(key)
+
+    @staticmethod
+    def lock_keys(username: str, address: str) -> tuple[str, str]:
+        """The keys that exist (with a TTL) while the account or the address is locked out."""
+        return _account_key(username) + ":locked", _address_key(address) + ":locked"
+
+    @staticmethod
+    def locked_from(results: list[Any]) -> int:
+        return max(0, *(int(ttl) for ttl in results[:2]))
 
     async def failed(self, username: str, address: str) -> None:
         for key in (_account_key(username), _address_key(address)):

@@ -86,15 +86,18 @@ class Database:
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+            # No overflow: connections beyond the pool would be opened and closed per request
+            # under load (a new server session each time); requests queue for one instead.
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_recycle=1800, pool_timeout=60)
         if self.dialect == "mysql":
             # Fewer gap locks and deadlocks than REPEATABLE READ; every write is idempotent anyway.
             kwargs["isolation_level"] = "READ COMMITTED"
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         # Reads get their own pool whose connections stay in autocommit: no BEGIN/ROLLBACK round
         # trips, and no isolation-level switch on every checkout and checkin.
+        # Nothing to roll back on checkin either.
         self.read_engine: AsyncEngine = create_async_engine(
-            self.url, **{**kwargs, "isolation_level": "AUTOCOMMIT"}
+            self.url, **{**kwargs, "isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
         )
         self._write_lock: asyncio.Lock | None = None
         self._write_lock_file: Path | None = None

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import Select, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wharf_shared.db import tables as t
@@ -63,6 +64,67 @@ async def set_member(db: Database, conn: AsyncConnection, project_id: int, user_
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The user row a token request needs: who, and the hash that proves a cached login current."""
+
+    id: int
+    username: str
+    sysadmin: bool
+    password_hash: str | None
+
+
+def _access_statement(with_user: bool, *, one: bool = False) -> Select[Any]:
+    """Built once: constructing a statement costs more CPU than running it on the token path.
+    `one`: for a single project name (the usual token request), skipping the expansion of IN."""
+    p, m, u = t.project.c, t.project_member.c, t.user_account.c
+    names: Any = bindparam("names", expanding=True)
+    in_names = p.name == bindparam("name") if one else p.name.in_(names)
+    if not with_user:
+        joined = t.project.outerjoin(
+            t.project_member, and_(m.project_id == p.id, m.user_id == bindparam("user_id"))
+        )
+        return select(p.id, p.name, p.public, m.role_id).select_from(joined).where(in_names)
+    # One row per project of interest, or one row with no project: the user comes with each.
+    joined = t.user_account.outerjoin(t.project, in_names).outerjoin(
+        t.project_member, and_(m.project_id == p.id, m.user_id == u.id)
+    )
+    return (
+        select(u.id, u.username, u.sysadmin, u.password_hash, p.id, p.name, p.public, m.role_id)
+        .select_from(joined)
+        .where(u.id == bindparam("user_id"))
+    )
+
+
+_ACCESS = _access_statement(with_user=False)
+_CALLER_ACCESS = _access_statement(with_user=True)
+_CALLER_ACCESS_ONE = _access_statement(with_user=True, one=True)
+_NO_NAME = "\0"  # no project has this name
+
+
+async def caller_and_access(
+    conn: AsyncConnection, user_id: int, names: Iterable[str]
+) -> tuple[Caller | None, dict[str, ProjectAccess]]:
+    """The user, and for each existing project among `names` its visibility and the user's role,
+    in one query."""
+    wanted = sorted(set(names))
+    if len(wanted) <= 1:
+        params = {"user_id": user_id, "name": wanted[0] if wanted else _NO_NAME}
+        rows = (await conn.execute(_CALLER_ACCESS_ONE, params)).all()
+    else:
+        rows = (await conn.execute(_CALLER_ACCESS, {"user_id": user_id, "names": wanted})).all()
+    if not rows:
+        return None, {}
+    first = rows[0]
+    caller = Caller(first[0], first[1], bool(first[2]), first[3])
+    access = {
+        row[5]: ProjectAccess(row[4], bool(row[6]), Role(row[7]) if row[7] is not None else None)
+        for row in rows
+        if row[4] is not None
+    }
+    return caller, access
+
+
 async def project_access(
     conn: AsyncConnection, names: Iterable[str], user_id: int | None
 ) -> dict[str, ProjectAccess]:
@@ -70,14 +132,8 @@ async def project_access(
     wanted = sorted(set(names))
     if not wanted:
         return {}
-    p, m = t.project.c, t.project_member.c
-    joined = t.project.outerjoin(
-        t.project_member,
-        and_(m.project_id == p.id, m.user_id == (user_id if user_id is not None else -1)),
-    )
-    rows = await conn.execute(
-        select(p.id, p.name, p.public, m.role_id).select_from(joined).where(p.name.in_(wanted))
-    )
+    params = {"names": wanted, "user_id": user_id if user_id is not None else -1}
+    rows = await conn.execute(_ACCESS, params)
     return {
         row.name: ProjectAccess(
             row.id, bool(row.public), Role(row.role_id) if row.role_id is not None else None

@@ -11,12 +11,13 @@ from typing import Any
 from aiohttp import web
 
 from wharf_shared import rbac
-from wharf_shared.db import accounts
+from wharf_shared.db import accounts, projects
 from wharf_shared.errors.oci import TokenRequestInvalid, Unauthorized
 from wharf_shared.keys import DB, SETTINGS
 from wharf_shared.web import client_address
 from wharf_token import grants
 from wharf_token.keys import AUTHENTICATOR, ISSUER, REFRESH, RUNTIME, TRUSTED_PROXIES
+from wharf_token.logins import failed
 from wharf_token.scopes import Scope, parse_scopes
 
 
@@ -45,10 +46,43 @@ def _address(request: web.Request) -> str:
     return client_address(request, trusted)
 
 
-async def _token(request: web.Request, identity: rbac.Identity, scopes: list[Scope]) -> dict[str, Any]:
-    runtime = await request.app[RUNTIME].get()
+async def _access(
+    request: web.Request, identity: rbac.Identity, scopes: list[Scope]
+) -> dict[str, rbac.ProjectAccess]:
     async with request.app[DB].read() as conn:
-        access = await grants.resolve(conn, identity, scopes, anonymous_access=runtime.anonymous_access)
+        return await projects.project_access(conn, grants.project_names(scopes), identity.user_id)
+
+
+async def _login(
+    request: web.Request, username: str, password: str, scopes: list[Scope]
+) -> tuple[rbac.Identity, dict[str, rbac.ProjectAccess]]:
+    """Who the credentials belong to, and their view of the scopes' projects: one SQL query,
+    which also confirms a login the credential cache remembered."""
+    authenticator = request.app[AUTHENTICATOR]
+    names = grants.project_names(scopes)
+    login = await authenticator.login(username, password, _address(request))
+    async with request.app[DB].read() as conn:
+        caller, access = await projects.caller_and_access(conn, login.user_id, names)
+    identity = authenticator.confirm(login, caller)
+    if identity is None and login.mark is not None:
+        # The remembered login is stale (password changed, user gone): check the password itself.
+        login = await authenticator.login(username, password, _address(request), cached=False)
+        async with request.app[DB].read() as conn:
+            caller, access = await projects.caller_and_access(conn, login.user_id, names)
+        identity = authenticator.confirm(login, caller)
+    if identity is None:
+        raise failed()
+    return identity, access
+
+
+async def _token(
+    request: web.Request,
+    identity: rbac.Identity,
+    access_by_project: dict[str, rbac.ProjectAccess],
+    scopes: list[Scope],
+) -> dict[str, Any]:
+    runtime = await request.app[RUNTIME].get()
+    access = grants.resolve(identity, access_by_project, scopes, anonymous_access=runtime.anonymous_access)
     lifetime = runtime.token_lifetime_seconds
     token, issued = request.app[ISSUER].issue(identity.username, access, lifetime)
     return {
@@ -64,13 +98,14 @@ async def get_token(request: web.Request) -> web.Response:
     scopes = parse_scopes(request.query.getall("scope", []))
     credentials = _basic_credentials(request)
     if credentials is not None:
-        identity = await request.app[AUTHENTICATOR].login(*credentials, _address(request))
+        identity, access = await _login(request, *credentials, scopes)
     elif scopes:
         identity = rbac.ANONYMOUS
+        access = await _access(request, identity, scopes)
     else:
         # `docker login` without credentials: there is nothing to log in as.
         raise Unauthorized(headers={"WWW-Authenticate": 'Basic realm="wharf"'})
-    return web.json_response(await _token(request, identity, scopes))
+    return web.json_response(await _token(request, identity, access, scopes))
 
 
 async def post_token(request: web.Request) -> web.Response:
@@ -83,8 +118,8 @@ async def post_token(request: web.Request) -> web.Response:
         username, password = str(form.get("username") or ""), str(form.get("password") or "")
         if not username:
             raise TokenRequestInvalid(message="username is required")
-        identity = await request.app[AUTHENTICATOR].login(username, password, _address(request))
-        body = await _token(request, identity, scopes)
+        identity, access = await _login(request, username, password, scopes)
+        body = await _token(request, identity, access, scopes)
         if form.get("access_type") == "offline":
             async with request.app[DB].read() as conn:
                 user = await accounts.get_user(conn, identity.user_id or 0)
@@ -92,7 +127,7 @@ async def post_token(request: web.Request) -> web.Response:
                 body["refresh_token"] = request.app[REFRESH].issue(user.id, user.username, user.password_hash)
     elif grant_type == "refresh_token":
         identity = await request.app[REFRESH].redeem(request.app[DB], str(form.get("refresh_token") or ""))
-        body = await _token(request, identity, scopes)
+        body = await _token(request, identity, await _access(request, identity, scopes), scopes)
         body["refresh_token"] = str(form.get("refresh_token"))
     else:
         raise TokenRequestInvalid(detail={"grant_type": grant_type}, message="unsupported grant_type")
