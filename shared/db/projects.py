@@ -99,7 +99,7 @@ def _access_statement(with_user: bool, *, one: bool = False) -> Select[Any]:
 _ACCESS = _access_statement(with_user=False)
 _CALLER_ACCESS = _access_statement(with_user=True)
 _CALLER_ACCESS_ONE = _access_statement(with_user=True, one=True)
-_NO_NAME = "\0"  # no project has this name
+_NO_NAME = "/"  # no project name holds a slash
 
 
 async def caller_and_access(

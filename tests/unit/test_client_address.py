@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
@@ -36,6 +38,8 @@ def test_client_address(peer: str, forwarded: str | None, expected: str) -> None
 
 
 def test_bad_network_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("WHARF_")]:
+        monkeypatch.delenv(name)  # the harness's own WHARF_TEST_* too
     monkeypatch.setenv("WHARF_TRUSTED_PROXIES", "10.0.0.0/33")
     with pytest.raises(ConfigError, match="WHARF_TRUSTED_PROXIES"):
         load_settings()

@@ -69,3 +69,20 @@ async def test_oauth2_password_and_refresh(suite: Suite) -> None:
     assert resp.status == 200, await resp.text()
     claims = jwt.decode((await resp.json())["access_token"], options={"verify_signature": False})
     assert claims["access"][0]["actions"] == ["pull", "push"]
+
+
+async def test_docker_login_asks_without_a_scope(suite: Suite) -> None:
+    """`docker login`: credentials and no scope; the answer is a token granting nothing."""
+    resp = await suite.token.get(
+        "/service/token",
+        params={"service": "wharf-registry", "account": "admin"},
+        headers=basic("admin", ADMIN_PASSWORD),
+    )
+    assert resp.status == 200, await resp.text()
+    claims = jwt.decode((await resp.json())["token"], options={"verify_signature": False})
+    assert claims["access"] == []
+    assert claims["sub"] == "admin"
+    resp = await suite.token.get(
+        "/service/token", params={"service": "wharf-registry"}, headers=basic("admin", "wrong")
+    )
+    assert resp.status == 401
