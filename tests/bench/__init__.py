@@ -1,10 +1,12 @@
 """`make bench` / `python -m tests.bench`: Wharf's registry beside the reference registry.
 
 Starts, in one run on this machine, Wharf's registry with auth none and with token auth
-(filesystem storage, SQLite or PostgreSQL, `--workers` processes) and the reference
-(CNCF distribution, `docker-registry serve`, filesystem storage, no auth), runs the same
-scenarios against each (`scenarios.py` lists them), and prints each figure, the ratio
-Wharf/reference and the issue's targets met or missed. Results are also written as JSON
+(filesystem storage, SQLite or PostgreSQL, `--workers` processes), Wharf's full path (the
+proxy in front of a token service and a token-auth registry, clients logging in through the
+proxy's `/service/token`) and the reference (CNCF distribution, `docker-registry serve`,
+filesystem storage, no auth), runs the same scenarios against each (`scenarios.py` lists
+them), and prints each figure, the ratio Wharf/reference and the issues' targets met or missed
+(issue 3's for the registry alone, issue 5's for the full path). Results are also written as JSON
 under `.bench/` (with the server logs), and every process, database and temp dir is removed.
 
 Load comes from this process's threads through a lean blocking HTTP client (`http.py`) for the

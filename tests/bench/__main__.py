@@ -1,4 +1,5 @@
-"""Run the bench: `python -m tests.bench [--quick] [--workers N] [--db sqlite|postgresql] [--only …]`."""
+"""Run the bench: `python -m tests.bench [--quick] [--workers N] [--db sqlite|postgresql] [--only …]
+[--targets wharf-none,wharf-token,wharf-proxy,reference]`."""
 
 from __future__ import annotations
 
@@ -37,10 +38,12 @@ from tests.bench.scenarios import (
 from tests.bench.targets import (
     ALL_TARGETS,
     REFERENCE,
+    WHARF_PROXY,
     WHARF_TOKEN,
     Target,
     reference_binary,
     reference_version,
+    start_full_path,
     start_reference,
     start_wharf,
 )
@@ -60,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes and short runs (a smoke test)")
     parser.add_argument("--workers", type=int, default=2, help="Wharf registry worker processes (default 2)")
+    parser.add_argument(
+        "--proxy-workers", type=int, default=2, help=f"proxy worker processes of {WHARF_PROXY} (default 2)"
+    )
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite", help="Wharf's database")
     parser.add_argument(
         "--only",
@@ -89,7 +95,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="attach py-spy to Wharf's registry (token: its token service) while each scenario is timed",
+        help="attach py-spy to Wharf's registry (token: its token service; full path: the proxy and the"
+        " registry behind it) while each scenario is timed",
     )
     parser.add_argument(
         "--py-spy-args",
@@ -156,6 +163,7 @@ def environment(
         "git": {"commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain"))},
         "db": args.db,
         "workers": args.workers,
+        "proxy_workers": args.proxy_workers,
         "quick": args.quick,
         "profiled": args.profile,
         "config": {k: v for k, v in vars(config).items() if k != "wrk_binary"},
@@ -176,6 +184,10 @@ def start_targets(
         if key == REFERENCE:
             assert reference is not None
             target = start_reference(stack, work, logs, reference)
+        elif key == WHARF_PROXY:
+            target = start_full_path(
+                stack, work, logs, db_kind=args.db, workers=args.workers, proxy_workers=args.proxy_workers
+            )
         else:
             auth = "token" if key == WHARF_TOKEN else "none"
             target = start_wharf(
@@ -189,6 +201,8 @@ def start_targets(
             )
         target.single_post = probe_single_post(target)
         out(f"  {target.label} at {target.url} (pid {target.process.pid})")
+        for behind in target.behind:
+            out(f"    behind it: {behind.name} at {behind.url} (pid {behind.pid})")
         if target.token_service is not None:
             server = target.token_service.server
             out(f"  {server.label} at {server.url} (pid {server.process.pid})")
@@ -226,7 +240,7 @@ def run_one(bench: Bench, scenario: Scenario, target: Target) -> Measurement:
         measurement = Measurement(
             scenario.key, target.key, None, scenario.unit, error=f"{type(exc).__name__}: {exc}"
         )
-        servers = [target.process]
+        servers = target.servers()
         if scenario.needs_token_service and target.token_service is not None:
             servers.append(target.token_service.server.process)
         for server in servers:
@@ -244,9 +258,10 @@ def run_one(bench: Bench, scenario: Scenario, target: Target) -> Measurement:
         lat = measurement.latency_ms
         extra = f"  p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms"
     cpu = f"  cpu srv {measurement.server_cores or 0:.2f} cli {measurement.client_cores or 0:.2f}"
-    if scenario.target_value is not None:
-        verdict = "met" if (measurement.value or 0) >= scenario.target_value else "missed"
-        extra += f"  target ≥ {scenario.target_value:,.0f}/s: {verdict}"
+    goal = scenario.value_for(target.key)
+    if goal is not None:
+        verdict = "met" if (measurement.value or 0) >= goal else "missed"
+        extra += f"  target ≥ {goal:,.0f}/s: {verdict}"
     out(f"  {target.key:12} {measurement.value or 0:12,.1f} {scenario.unit}{extra}{cpu}  [{took:.0f}s]")
     return measurement
 

@@ -20,7 +20,8 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def tree_cpu_seconds(root: int) -> float:
+def tree_cpu_seconds(*roots: int) -> float:
+    """CPU seconds (user + system) so far of the processes `roots` and all their descendants."""
     stats: dict[int, tuple[int, float]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -28,7 +29,7 @@ def tree_cpu_seconds(root: int) -> float:
             if found is not None:
                 stats[int(entry)] = found
     total = 0.0
-    frontier = [root]
+    frontier = list(roots)
     seen = set()
     while frontier:
         pid = frontier.pop()

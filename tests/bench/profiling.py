@@ -1,5 +1,7 @@
 """`--profile`: py-spy attached to Wharf's registry (parent and workers) while a scenario is timed;
-for the token scenario, to the token service's process instead (the target the scenario times).
+for the token scenario, to the token service's process instead (the target the scenario times);
+on the full path, to the proxy and, each recorded and summarised on its own, to the processes
+behind it (registry, token service).
 
 py-spy is not a project dependency: `.venv/bin/pip install py-spy`. Its raw output (collapsed
 stacks, one `frame;frame;… count` line per distinct stack) is kept next to the results and
@@ -26,7 +28,8 @@ from tests.bench.targets import Target
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 # Frames under every request (process start-up, the worker loop): left out of the inclusive view.
 _SCAFFOLD = re.compile(
-    r"<frozen runpy>|(registry|token)/__main__\.py|^run(\.<locals>\.spawn)? \(shared/web\.py|^Runner\.run "
+    r"<frozen runpy>|(registry|token|proxy)/__main__\.py"
+    r"|^run(\.<locals>\.spawn)? \(shared/web\.py|^Runner\.run "
 )
 
 
@@ -49,27 +52,37 @@ class PySpy:
             yield None
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        runs = self.files.setdefault((target.key, scenario), [])
-        path = self.out_dir / f"{target.key}-{scenario}-{len(runs) + 1}.txt"
-        argv = [self.binary, "record", "--pid", str(target.process.pid), "--subprocesses"]
+        # The front process under the target's key, each process behind it under its own name.
+        recordings = [
+            self._record(target.key if server is target.process else server.name, scenario, server.pid)
+            for server in target.servers()
+        ]
+        try:
+            time.sleep(1.0)  # attach to every worker before the clock starts
+            yield None
+        finally:
+            for process, _path, _runs in recordings:
+                process.send_signal(signal.SIGINT)
+            for process, path, runs in recordings:
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+                if path.exists():
+                    runs.append(path)
+
+    def _record(self, key: str, scenario: str, pid: int) -> tuple[subprocess.Popen[bytes], Path, list[Path]]:
+        runs = self.files.setdefault((key, scenario), [])
+        path = self.out_dir / f"{key}-{scenario}-{len(runs) + 1}.txt"
+        argv = [self.binary, "record", "--pid", str(pid), "--subprocesses"]
         if "--native" not in self.extra:  # native stacks need the process paused while sampled
             argv.append("--nonblocking")
         argv += ["--rate", str(self.rate), "--format", "raw", "--output", str(path), *self.extra]
         log = (self.out_dir / "py-spy.log").open("ab")
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
-        try:
-            time.sleep(1.0)  # attach to every worker before the clock starts
-            yield None
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            if path.exists():
-                runs.append(path)
+        return process, path, runs
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The registries under test: Wharf (auth none, auth token) and the reference (CNCF distribution).
+"""The registries under test: Wharf (auth none, auth token, the full path through the proxy) and
+the reference (CNCF distribution).
 
 Each target is a server process (tree) on a free port with its own storage directory; Wharf's
 also get a fresh database and a Redis DB number of their own. Everything is registered on an
@@ -8,25 +9,38 @@ Wharf with token auth can also bring its token service (`python -m wharf_token`,
 on the same data directory, database and Redis: the registry's key pair signs its tokens, and
 its database holds a non-admin user who is a developer of a private project, so the scopes a
 token request names are resolved from the database as they are for a real `docker login`.
+
+The full path (`wharf-proxy`) is the suite as a client meets it: the proxy (`python -m
+wharf_proxy`) in front of a token service and a token-auth registry (the registry as in
+`wharf-token`), all on one data dir, database and Redis, with `WHARF_EXTERNAL_URL` the proxy's
+so the registry's challenge names `<proxy>/service/token`. Its clients log in the real way: a
+`GET <proxy>/service/token` with Basic credentials and the scope they need, once per client
+and repository (as docker does), then `Authorization: Bearer` on every request through the
+proxy. Repositories are in a private project `bench` whose developer is the bench user; the
+catalog scope is for sysadmins only, so that token is the admin's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import shutil
 import subprocess
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 from pydantic import SecretStr
 
-from tests.bench.http import Connection
+from tests.bench.http import Connection, HTTPError, expect
 from tests.bench.machine import tree_cpu_seconds
 from tests.support.backends import fresh_database, leased_redis_db
 from tests.support.processes import (
     ServiceProcess,
     free_port,
+    proxy_process,
     registry_process,
     service_env,
     token_process,
@@ -44,8 +58,9 @@ TOKEN_LIFETIME = 4 * 3600
 
 WHARF_NONE = "wharf-none"
 WHARF_TOKEN = "wharf-token"
+WHARF_PROXY = "wharf-proxy"
 REFERENCE = "reference"
-ALL_TARGETS = (WHARF_NONE, WHARF_TOKEN, REFERENCE)
+ALL_TARGETS = (WHARF_NONE, WHARF_TOKEN, WHARF_PROXY, REFERENCE)
 TOKEN_SERVICE = "wharf-token-service"  # not a target: the token process behind WHARF_TOKEN
 
 # The accounts the token service logs in: a developer of a private project (not a sysadmin,
@@ -54,6 +69,7 @@ BENCH_ADMIN_PASSWORD = "bench-admin-password-1"
 BENCH_USER = "bench-user"
 BENCH_PASSWORD = "bench-password-1"
 BENCH_PROJECT = "bench-private"
+PROXY_PROJECT = "bench"  # the full path's repositories (`bench/...`), a project the bench user develops
 
 
 @dataclass
@@ -65,6 +81,8 @@ class Target:
     single_post: bool = False  # answers `POST …/uploads/?digest=` with the body in one request
     notes: list[str] = field(default_factory=list)
     token_service: TokenService | None = None
+    login: Login | None = None  # tokens come from the target's own `/service/token` (full path)
+    behind: list[ServiceProcess] = field(default_factory=list)  # the processes behind `process`
 
     @property
     def url(self) -> str:
@@ -78,15 +96,23 @@ class Target:
         return Connection(self.url)
 
     def auth(self, *access: Access) -> dict[str, str]:
-        """Headers that grant `access` (nothing when the target has no auth)."""
+        """Headers that grant `access` (nothing when the target has no auth): a token minted with
+        the signing key, or on the full path one fetched from the proxy's token endpoint."""
+        if self.login is not None:
+            return {"Authorization": f"Bearer {self.login.token(self.url, access)}"}
         if self.issuer is None:
             return {}
         token, _ = self.issuer.issue("bench", list(access), TOKEN_LIFETIME)
         return {"Authorization": f"Bearer {token}"}
 
+    def servers(self) -> list[ServiceProcess]:
+        """Every process that serves this target's requests: the front one first."""
+        return [self.process, *self.behind]
+
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) of the server process and all its descendants so far."""
-        return tree_cpu_seconds(self.process.pid)
+        """CPU time (user + system) so far of the server processes and all their descendants
+        (on the full path: proxy, registry and token service together)."""
+        return tree_cpu_seconds(*(p.pid for p in self.servers()))
 
 
 @dataclass
@@ -99,6 +125,46 @@ class TokenService:
     password: str
     project: str  # a private project the user is a developer of
     verifier: TokenVerifier  # checks issued tokens against the registry's trusted keys
+
+
+@dataclass(frozen=True)
+class Login:
+    """What a docker client does before it talks to the registry: trade credentials for a token
+    at `GET /service/token` (Basic auth, `service`, one `scope` per access). Repository scopes
+    are asked as the user (a developer of the repositories' project); the catalog, which the
+    token service grants to sysadmins only, as the admin."""
+
+    service: str
+    username: str
+    password: str
+    admin_password: str
+    verifier: TokenVerifier  # checks that the token grants what was asked (else fail early)
+
+    def token(self, base_url: str, access: tuple[Access, ...]) -> str:
+        catalog = any(a.type == "registry" for a in access)
+        username, password = ("admin", self.admin_password) if catalog else (self.username, self.password)
+        query = [("service", self.service)]
+        query += [("scope", f"{a.type}:{a.name}:{','.join(sorted(a.actions))}") for a in access]
+        basic = base64.b64encode(f"{username}:{password}".encode()).decode()
+        with Connection(base_url) as conn:
+            answer = expect(
+                conn.request(
+                    "GET",
+                    "/service/token?" + urlencode(query, safe=":/,*"),
+                    headers={"Authorization": f"Basic {basic}"},
+                ),
+                200,
+                what=f"GET /service/token as {username}",
+            )
+        token = json.loads(answer.body).get("token")
+        if not isinstance(token, str) or not token:
+            raise HTTPError(f"token answer without a token: {answer.body[:200]!r}")
+        grant = self.verifier.verify(token)
+        for entry in access:
+            missing = [a for a in sorted(entry.actions) if not grant.allows(entry.type, entry.name, a)]
+            if missing:
+                raise HTTPError(f"{username}'s token lacks {entry.type}:{entry.name}:{','.join(missing)}")
+        return token
 
 
 def repo_access(name: str, *actions: str) -> Access:
@@ -161,7 +227,7 @@ def start_token_service(
     settings = Settings.model_construct(
         data_dir=data_dir, database_url=db_url, admin_password=SecretStr(BENCH_ADMIN_PASSWORD)
     )
-    asyncio.run(_seed_accounts(settings))
+    asyncio.run(_seed_accounts(settings, BENCH_PROJECT))
     env = {
         "WHARF_DATA_DIR": registry_env["WHARF_DATA_DIR"],
         "WHARF_DATABASE_URL": db_url,
@@ -178,7 +244,7 @@ def start_token_service(
     return TokenService(server, settings.token.service, BENCH_USER, BENCH_PASSWORD, BENCH_PROJECT, verifier)
 
 
-async def _seed_accounts(settings: Settings) -> None:
+async def _seed_accounts(settings: Settings, project_name: str) -> None:
     """The admin and `library` (as `wharf init` makes them), then the bench user and its project."""
     await ensure_accounts(settings)
     db = Database(settings.effective_database_url, pool_size=1)
@@ -187,10 +253,61 @@ async def _seed_accounts(settings: Settings) -> None:
             user = await accounts.create_user(db, conn, BENCH_USER, hash_password(BENCH_PASSWORD))
             admin = await accounts.find_user(conn, "admin")
             assert admin is not None
-            project = await projects.create_project(db, conn, BENCH_PROJECT, admin.id, public=False)
+            project = await projects.create_project(db, conn, project_name, admin.id, public=False)
             await projects.set_member(db, conn, project.id, user.id, Role.DEVELOPER)
     finally:
         await db.close()
+
+
+def start_full_path(
+    stack: ExitStack, work: Path, logs: Path, *, db_kind: str, workers: int, proxy_workers: int
+) -> Target:
+    """Proxy (`proxy_workers`) → token service (1 worker) + token-auth registry (`workers`), one
+    data dir, database and Redis; the target is the proxy, the other two are `behind` it."""
+    data_dir = work / WHARF_PROXY
+    data_dir.mkdir(parents=True)
+    db_url = stack.enter_context(fresh_database(db_kind, str(work)))
+    redis_url = stack.enter_context(leased_redis_db())
+    proxy_port = free_port(HOST)
+    external = f"http://{HOST}:{proxy_port}"
+    # Built from explicit values only: the bench's own environment must not leak in.
+    settings = Settings.model_construct(
+        data_dir=data_dir,
+        database_url=db_url,
+        external_url=external,
+        admin_password=SecretStr(BENCH_ADMIN_PASSWORD),
+    )
+    ensure_files(settings)
+    asyncio.run(_seed_accounts(settings, PROXY_PROJECT))
+    registry_port, token_port = free_port(HOST), free_port(HOST)
+    env = {
+        "WHARF_DATA_DIR": str(data_dir),
+        "WHARF_DATABASE_URL": db_url,
+        "WHARF_REDIS_URL": redis_url,
+        "WHARF_EXTERNAL_URL": external,  # the challenge's realm: <proxy>/service/token
+        "WHARF_REGISTRY__AUTH": "token",
+        "WHARF_REGISTRY__WORKERS": str(workers),
+        "WHARF_TOKEN__WORKERS": "1",
+        "WHARF_PROXY__WORKERS": str(proxy_workers),
+        "WHARF_PROXY__UPSTREAMS__REGISTRY": f"http://{HOST}:{registry_port}",
+        "WHARF_PROXY__UPSTREAMS__TOKEN": f"http://{HOST}:{token_port}",
+    }
+    token = token_process(env, logs, host=HOST, port=token_port, name=f"{WHARF_PROXY}-token")
+    registry = registry_process(env, logs, host=HOST, port=registry_port, name=f"{WHARF_PROXY}-registry")
+    proxy = proxy_process(env, logs, host=HOST, port=proxy_port, name=WHARF_PROXY)
+    for process in (token, registry, proxy):  # the proxy is ready once both pools have an instance
+        stack.callback(process.stop)  # stopped in reverse: the proxy first
+        process.start(timeout=60)
+    verifier = TokenVerifier.from_bundle(
+        settings.token_keys_path, service=settings.token.service, issuer=settings.token.issuer
+    )
+    login = Login(settings.token.service, BENCH_USER, BENCH_PASSWORD, BENCH_ADMIN_PASSWORD, verifier)
+    plural = "s" if workers > 1 else ""
+    label = (
+        f"Wharf full path: proxy ({proxy_workers} worker{'s' if proxy_workers > 1 else ''})"
+        f" → token service (1 worker) + registry (token, {db_kind}, {workers} worker{plural})"
+    )
+    return Target(WHARF_PROXY, label, proxy, login=login, behind=[registry, token])
 
 
 REFERENCE_CONFIG = """\

@@ -2,7 +2,7 @@
 
 Two registry instances (127.0.0.2, 127.0.0.3) and two token instances (127.0.0.4, 127.0.0.5)
 share PostgreSQL, Redis and the storage directory behind one proxy (127.0.0.1). While 30
-images are pushed and pulled by skopeo (three at a time, logged in through the proxy), one
+images are pushed and pulled by skopeo (two at a time, logged in through the proxy), one
 registry and one token instance are killed with SIGKILL and later restarted; then the other
 registry is killed and restarted too. Every skopeo command must succeed, and every image must
 come back with the digest it was pushed with.
@@ -34,6 +34,7 @@ from tests.support.suite import Suite, start_suite
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 IMAGES = 30
+PACE_SECONDS = 0.8  # image i starts no earlier than this many seconds times i
 ADMIN_PASSWORD = "failover-admin-password"
 
 
@@ -68,9 +69,10 @@ def test_instances_killed_and_restarted_under_load(suite: Suite, tmp_path: Path)
     layouts = []
     for i in range(IMAGES):
         layout = tmp_path / "images" / str(i)
-        # Layers of 256 KiB to 1 MiB: each push spends long enough in its PATCHes to be hit.
-        write_layout(layout, [make_image(f"failover-{i}", layer_sizes=(256 * 1024 * (1 + i % 4), 4096))])
+        # Layers of 1 to 4 MiB: each push spends long enough in its uploads to be hit.
+        write_layout(layout, [make_image(f"failover-{i}", layer_sizes=(1024 * 1024 * (1 + i % 4), 4096))])
         layouts.append(layout)
+    (tmp_path / "pulled").mkdir()
     skopeo = make_skopeo(registry, tmp_path / "skopeo")
     skopeo.ok("login", "--tls-verify=false", "-u", "admin", "-p", ADMIN_PASSWORD, suite.address)
 
@@ -85,8 +87,12 @@ def test_instances_killed_and_restarted_under_load(suite: Suite, tmp_path: Path)
         if result.returncode != 0:
             failures.append(client.describe(result) + "\n" + suite.logs(15))
 
+    began = time.monotonic()
+
     def push_and_pull(i: int) -> None:
         nonlocal done
+        # Paced, so that the traffic outlasts every kill and restart (a restart takes seconds).
+        time.sleep(max(0.0, began + i * PACE_SECONDS - time.monotonic()))
         digest_file = tmp_path / f"digest-{i}"
         run(
             skopeo,
@@ -131,33 +137,40 @@ def test_instances_killed_and_restarted_under_load(suite: Suite, tmp_path: Path)
         first_registry.kill()
         first_token.kill()
         events.append(f"killed {first_registry.name} and {first_token.name} after {done} images")
-        wait_for(12)
-        first_registry.start()
-        first_token.start()
+        wait_for(10)
+        restarts = [threading.Thread(target=p.start) for p in (first_registry, first_token)]
+        for thread in restarts:
+            thread.start()
+        for thread in restarts:
+            thread.join()
         events.append(f"restarted them after {done} images")
-        wait_for(18)
+        wait_for(16)
         second_registry.kill()
         events.append(f"killed {second_registry.name} after {done} images")
-        wait_for(24)
+        wait_for(20)
         second_registry.start()
         events.append(f"restarted it after {done} images")
 
     chaos_thread = threading.Thread(target=chaos, daemon=True)
     chaos_thread.start()
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(push_and_pull, range(IMAGES)))
     chaos_thread.join(timeout=60)
 
     assert len(events) == 4, events
+    # Each kill and restart happened while images were still moving.
+    assert all(int(event.rsplit(" after ", 1)[1].split()[0]) < IMAGES for event in events), events
     assert not failures, f"{len(failures)} failed client operations ({events}):\n" + "\n\n".join(failures[:3])
     assert sorted(pushed) == list(range(IMAGES))
     for i in range(IMAGES):
         assert pulled.get(i) == pushed[i], (i, pushed[i], pulled.get(i))
     # Both registry instances served requests (the proxy spread the load and came back to each).
-    access = [
-        json.loads(line)
-        for line in suite.proxy.log_path.read_text().splitlines()
-        if line.startswith("{") and '"access"' in line
+    lines = [
+        json.loads(line) for line in suite.proxy.log_path.read_text().splitlines() if line.startswith("{")
     ]
+    access = [entry for entry in lines if entry.get("event") == "access"]
     upstreams = {entry.get("upstream") for entry in access if entry.get("pool") == "registry"}
     assert {f"http://{p.host}:{p.port}" for p in suite.registries} <= upstreams
+    # The proxy saw the dead instances (connects refused, health checks failing) and took them out.
+    ejected = {entry["upstream"] for entry in lines if entry.get("event") == "upstream_ejected"}
+    assert {p.url for p in [*suite.registries, suite.tokens[0]]} <= ejected, ejected

@@ -27,7 +27,7 @@ import pytest
 from tests.e2e.conftest import Registry
 from tests.images import write_big_file
 from tests.support import backends
-from tests.support.suite import start_suite
+from tests.support.suite import Suite, start_suite
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -216,19 +216,15 @@ async def test_big_blob_does_not_grow_the_registry(
 
 
 @pytest.mark.timeout(600)
-async def test_big_blob_does_not_grow_the_proxy(
+def test_big_blob_does_not_grow_the_proxy(
     big_file: tuple[Path, str], tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
     """The same transfers through the proxy (one worker process, so its RSS is the proxy's)."""
-    path, digest = big_file
-    small = tmp_path / "small.bin"
-    small_digest = await asyncio.to_thread(write_big_file, small, 16 * MIB)
     with (
         backends.fresh_database("postgresql", str(tmp_path)) as database_url,
         backends.leased_redis_db() as redis_url,
     ):
-        suite = await asyncio.to_thread(
-            start_suite,
+        suite = start_suite(
             tmp_path,
             database_url,
             redis_url,
@@ -236,43 +232,52 @@ async def test_big_blob_does_not_grow_the_proxy(
             extra_env={"WHARF_REGISTRY__AUTH": "none", "WHARF_PROXY__WORKERS": "1"},
         )
         try:
-            registry = Registry(suite.registries[0], "none", "postgresql", suite.data_dir, None)
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
-            async with aiohttp.ClientSession(base_url=suite.url, timeout=timeout) as session:
-                await push_chunked(session, registry, "warm/chunked", small, 16 * MIB, small_digest, 4 * MIB)
-                await push_monolithic(session, registry, "warm/mono", small, 16 * MIB, small_digest)
-                await pull(session, registry, "warm/chunked", 16 * MIB, small_digest)
-                with RSSSampler(suite.proxy.pid) as idle:
-                    await asyncio.sleep(1.0)
-                baseline = statistics.median(idle.samples)
-                phases: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-                    (
-                        "push in 64 MiB PATCHes",
-                        lambda: push_chunked(session, registry, "big/chunked", path, BIG, digest, PATCH_SIZE),
-                    ),
-                    (
-                        "push monolithic",
-                        lambda: push_monolithic(session, registry, "big/mono", path, BIG, digest),
-                    ),
-                    ("pull", lambda: pull(session, registry, "big/chunked", BIG, digest)),
-                ]
-                results: dict[str, dict[str, float]] = {}
-                for name, transfer in phases:
-                    started = time.monotonic()
-                    with RSSSampler(suite.proxy.pid) as sampler:
-                        await transfer()
-                    seconds = time.monotonic() - started
-                    results[name] = {
-                        "growth_mib": round((sampler.peak - baseline) / MIB, 1),
-                        "seconds": round(seconds, 2),
-                        "mib_per_s": round(BIG / MIB / seconds),
-                    }
-                    assert len(sampler.samples) >= seconds / SAMPLE_SECONDS / 4, results[name]
+            baseline, results = asyncio.run(through_proxy(suite, big_file, tmp_path))
         finally:
-            await asyncio.to_thread(suite.stop)
+            suite.stop()
+    record_property("proxy_rss_baseline_mib", round(baseline / MIB, 1))
     record_property("proxy_rss_growth", results)
     for name, figures in results.items():
         assert figures["growth_mib"] * MIB < GROWTH_LIMIT, (
             f"{name}: proxy RSS grew by {figures['growth_mib']} MiB over {baseline / MIB:.1f} MiB; "
             f"all: {results}\n{suite.logs()}"
         )
+
+
+async def through_proxy(
+    suite: Suite, big_file: tuple[Path, str], tmp_path: Path
+) -> tuple[float, dict[str, dict[str, float]]]:
+    path, digest = big_file
+    small = tmp_path / "small.bin"
+    small_digest = await asyncio.to_thread(write_big_file, small, 16 * MIB)
+    registry = Registry(suite.registries[0], "none", "postgresql", suite.data_dir, None)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
+    async with aiohttp.ClientSession(base_url=suite.url, timeout=timeout) as session:
+        await push_chunked(session, registry, "warm/chunked", small, 16 * MIB, small_digest, 4 * MIB)
+        await push_monolithic(session, registry, "warm/mono", small, 16 * MIB, small_digest)
+        await pull(session, registry, "warm/chunked", 16 * MIB, small_digest)
+        with RSSSampler(suite.proxy.pid) as idle:
+            await asyncio.sleep(1.0)
+        baseline = statistics.median(idle.samples)
+        phases: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            (
+                "push in 64 MiB PATCHes",
+                lambda: push_chunked(session, registry, "big/chunked", path, BIG, digest, PATCH_SIZE),
+            ),
+            ("push monolithic", lambda: push_monolithic(session, registry, "big/mono", path, BIG, digest)),
+            ("pull", lambda: pull(session, registry, "big/chunked", BIG, digest)),
+        ]
+        results: dict[str, dict[str, float]] = {}
+        for name, transfer in phases:
+            started = time.monotonic()
+            with RSSSampler(suite.proxy.pid) as sampler:
+                await transfer()
+            seconds = time.monotonic() - started
+            results[name] = {
+                "growth_mib": round((sampler.peak - baseline) / MIB, 1),
+                "seconds": round(seconds, 2),
+                "mib_per_s": round(BIG / MIB / seconds),
+            }
+            log.info("proxy rss %s: %s (baseline %.1f MiB)", name, results[name], baseline / MIB)
+            assert len(sampler.samples) >= seconds / SAMPLE_SECONDS / 4, results[name]
+    return baseline, results
