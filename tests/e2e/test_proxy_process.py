@@ -1,0 +1,130 @@
+"""The proxy as a process (two workers): TLS, per-upstream metrics, JSON access log, and a
+graceful drain on SIGTERM (a download in flight finishes; new connections are refused)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import json
+import signal
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.support.processes import ServiceProcess, proxy_process
+from tests.support.upstream import MiB, start_upstream
+
+pytestmark = pytest.mark.e2e
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[TestServer]:
+    server = await start_upstream("registry")
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def proxy(upstream: TestServer, tmp_path: Path) -> AsyncIterator[ServiceProcess]:
+    cert, key = self_signed(tmp_path)
+    base = f"http://{upstream.host}:{upstream.port}"
+    env = {
+        "WHARF_DATA_DIR": str(tmp_path / "var"),
+        "WHARF_EXTERNAL_URL": "https://127.0.0.1",
+        "WHARF_PROXY__UPSTREAMS__REGISTRY": base,
+        "WHARF_PROXY__UPSTREAMS__TOKEN": base,
+        "WHARF_PROXY__TLS_CERT_FILE": str(cert),
+        "WHARF_PROXY__TLS_KEY_FILE": str(key),
+        "WHARF_PROXY__WORKERS": "2",
+        "WHARF_PROXY__DRAIN_SECONDS": "20",
+    }
+    process = proxy_process(env, tmp_path / "logs")
+    process.scheme = "https"
+    await asyncio.to_thread(process.start)
+    yield process
+    await asyncio.to_thread(process.stop)
+
+
+def client_tls(cert_dir: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(cert_dir / "cert.pem"))
+
+
+async def test_tls_metrics_and_access_log(
+    proxy: ServiceProcess, upstream: TestServer, tmp_path: Path
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        tls = client_tls(tmp_path)
+        async with session.get(f"{proxy.url}/v2/some/repo/tags/list", ssl=tls) as resp:
+            assert resp.status == 200
+            echoed = await resp.json()
+        assert echoed["headers"]["X-Forwarded-Proto"] == "https"
+        async with session.get(f"{proxy.url}/metrics", ssl=tls) as resp:
+            metrics = await resp.text()
+    base = f"http://{upstream.host}:{upstream.port}"
+    assert f'wharf_proxy_upstream_requests_total{{pool="registry",status="200",upstream="{base}"}}' in metrics
+    assert f'wharf_proxy_upstream_healthy{{pool="registry",upstream="{base}"}} 1.0' in metrics
+    access = [
+        json.loads(line)
+        for line in proxy.log_path.read_text().splitlines()
+        if line.startswith("{") and '"access"' in line
+    ]
+    entry = next(e for e in access if e["path"] == "/v2/some/repo/tags/list")
+    assert (entry["status"], entry["upstream"], entry["pool"]) == (200, base, "registry")
+    assert entry["request_id"]
+
+
+async def test_sigterm_drains_requests_in_flight(proxy: ServiceProcess, tmp_path: Path) -> None:
+    received = 0
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{proxy.url}/v2/slow", ssl=client_tls(tmp_path)) as resp,
+    ):
+        assert resp.status == 200
+        first = await resp.content.read(MiB // 4)
+        received += len(first)
+        assert proxy.process is not None
+        proxy.process.send_signal(signal.SIGTERM)
+        async for chunk in resp.content.iter_chunked(MiB):
+            received += len(chunk)
+    assert received == 8 * MiB  # the download in flight finished after SIGTERM
+    code = await asyncio.to_thread(proxy.process.wait, 30)
+    assert code == 0, proxy.tail()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with aiohttp.ClientSession() as session:
+            await session.get(f"{proxy.url}/health", ssl=client_tls(tmp_path))
