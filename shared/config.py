@@ -142,15 +142,27 @@ class RegistrySettings(_Group):
     page_size_max: int = Field(default=1000, ge=1, description="Largest `n` for tags list and catalog pages.")
 
 
-def _url_list(value: Any) -> Any:
-    """`http://a:5000,http://b:5000` (env) or a list (file): base URLs without a trailing slash."""
+def _comma_list(value: Any) -> Any:
+    """`a,b` (env) or a list (file): stripped, empty items dropped."""
     if isinstance(value, str):
         value = value.split(",")
     if isinstance(value, list):
-        return [str(v).strip().rstrip("/") for v in value if str(v).strip()]
+        return [str(v).strip() for v in value if str(v).strip()]
     return value
 
 
+def _url_list(value: Any) -> Any:
+    """Base URLs (`http://a:5000,http://b:5000`), without a trailing slash."""
+    urls = _comma_list(value)
+    if isinstance(urls, list):
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http:// or https:// base URL")
+        return [url.rstrip("/") for url in urls]
+    return urls
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
 UrlList = Annotated[list[str], NoDecode, BeforeValidator(_url_list)]
 
 
@@ -236,7 +248,7 @@ class Settings(BaseSettings):
     events_max_len: int = Field(
         default=1_000_000, ge=1000, description="Approximate length cap of the stream."
     )
-    trusted_proxies: UrlList = Field(
+    trusted_proxies: CommaList = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
         description="Addresses (CIDR) whose `X-Forwarded-For` is believed: the proxies in front "
         "(login throttling keys on the client address).",

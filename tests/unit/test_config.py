@@ -317,3 +317,28 @@ def test_masked_lists_every_setting() -> None:
     assert values["WHARF_REGISTRY__PORT"] == "5000"
     assert values["WHARF_DATABASE_URL"] is None
     assert values["WHARF_STORAGE__DRIVER"] == "filesystem"
+
+
+# -- proxy pools ----------------------------------------------------------------------------
+
+
+def test_upstream_pools_from_the_file_and_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    write_toml(
+        tmp_path,
+        '[proxy.upstreams]\nregistry = ["http://127.0.0.2:5000/", "http://127.0.0.3:5000"]\nui = []\n',
+        monkeypatch,
+    )
+    settings = load_settings()
+    assert settings.proxy.upstreams.registry == ["http://127.0.0.2:5000", "http://127.0.0.3:5000"]
+    assert settings.proxy.upstreams.token == ["http://127.0.0.1:8082"]  # the default
+    assert settings.proxy.upstreams.ui == []
+    monkeypatch.setenv("WHARF_PROXY__UPSTREAMS__TOKEN", " http://10.0.0.1:8082 ,http://10.0.0.2:8082,")
+    assert load_settings().proxy.upstreams.token == ["http://10.0.0.1:8082", "http://10.0.0.2:8082"]
+
+
+def test_an_upstream_must_be_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WHARF_PROXY__UPSTREAMS__REGISTRY", "127.0.0.2:5000")
+    with pytest.raises(ConfigError, match="WHARF_PROXY__UPSTREAMS__REGISTRY"):
+        load_settings()
