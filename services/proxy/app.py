@@ -100,7 +100,7 @@ def create_app(settings: Settings) -> web.Application:
     metrics = Metrics("proxy")
     app = web.Application(
         middlewares=[request_id_middleware],
-        handler_args={"max_field_size": 16384, "read_bufsize": 256 * 1024},
+        handler_args={"max_field_size": 16384, "read_bufsize": 1024 * 1024},
         client_max_size=1024**4,  # bodies stream through; the upstream enforces its own limits
     )
     app[shared_keys.SETTINGS] = settings
@@ -130,7 +130,7 @@ async def _client(app: web.Application) -> AsyncIterator[None]:
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
-        read_bufsize=256 * 1024,
+        read_bufsize=1024 * 1024,
     )
     app[keys.FORWARDER] = Forwarder(
         session, retry_body_bytes=proxy.retry_body_bytes, connect_timeout=proxy.connect_timeout_seconds
