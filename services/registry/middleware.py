@@ -7,12 +7,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from wharf_registry.auth import Need
 from wharf_registry.handlers.common import API_VERSION
 from wharf_registry.keys import AUTHORIZER, GRANT
 from wharf_registry.routes import BY_NAME
+from wharf_shared.db.engine import is_unavailable
 from wharf_shared.errors.oci import (
     BlobUploadInvalid,
     NameInvalid,
@@ -55,7 +56,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         # The client went away mid-body; nothing it sent past the last commit is kept.
         log.info("client_disconnected", method=request.method, path=request.path)
         return render(BlobUploadInvalid(detail={"reason": "connection lost"}))
-    except (RedisConnectionError, RedisTimeoutError, OperationalError, InterfaceError) as exc:
+    except (RedisConnectionError, RedisTimeoutError, DBAPIError) as exc:
+        if isinstance(exc, DBAPIError) and not is_unavailable(exc):
+            log.exception("unhandled_error", method=request.method, path=request.path)
+            return render(Unknown(detail={"request_id": request.get(REQUEST_ID, "")}))
         # A dependency is down or overloaded: tell the client to retry, not that it erred.
         log.error("dependency_unavailable", error=str(exc)[:500], kind=type(exc).__name__)
         return render(

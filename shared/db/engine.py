@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 from sqlalchemy import Table, event, func, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
 
@@ -60,6 +60,30 @@ def normalize_url(url: str) -> tuple[Dialect, str]:
         )
     dialect, driver = entry
     return dialect, parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+# PostgreSQL: too_many_connections, cannot_connect_now; MySQL: ER_CON_COUNT_ERROR.
+_PG_UNAVAILABLE = frozenset({"53300", "57P03"})
+_MYSQL_UNAVAILABLE = frozenset({1040})
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached or would not take another connection: a 503 with
+    Retry-After for the client, not a bug."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+    code = args[0] if args else None
+    return (
+        sqlstate in _PG_UNAVAILABLE
+        or (isinstance(code, int) and code in _MYSQL_UNAVAILABLE)
+        or "too many clients" in str(orig)
+        or "too many connections" in str(orig).lower()
+    )
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -55,6 +55,9 @@ from wharf_shared.tokens import Access, TokenIssuer, TokenVerifier, load_private
 
 HOST = "127.0.0.1"
 TOKEN_LIFETIME = 4 * 3600
+# SQL connections per pool (each process has a write and a read pool): three Wharf targets run
+# side by side on one PostgreSQL, whose default max_connections is 100.
+POOL_SIZE = "5"
 
 WHARF_NONE = "wharf-none"
 WHARF_TOKEN = "wharf-token"
@@ -193,6 +196,7 @@ def start_wharf(
     env = {
         "WHARF_DATA_DIR": str(data_dir),
         "WHARF_DATABASE_URL": db_url,
+        "WHARF_DATABASE_POOL_SIZE": POOL_SIZE,
         "WHARF_REDIS_URL": redis_url,
         "WHARF_REGISTRY__AUTH": auth,
         "WHARF_REGISTRY__WORKERS": str(workers),
@@ -231,6 +235,7 @@ def start_token_service(
     env = {
         "WHARF_DATA_DIR": registry_env["WHARF_DATA_DIR"],
         "WHARF_DATABASE_URL": db_url,
+        "WHARF_DATABASE_POOL_SIZE": POOL_SIZE,
         "WHARF_REDIS_URL": registry_env["WHARF_REDIS_URL"],
         "WHARF_TOKEN__WORKERS": "1",
     }
@@ -283,6 +288,7 @@ def start_full_path(
     env = {
         "WHARF_DATA_DIR": str(data_dir),
         "WHARF_DATABASE_URL": db_url,
+        "WHARF_DATABASE_POOL_SIZE": POOL_SIZE,
         "WHARF_REDIS_URL": redis_url,
         "WHARF_EXTERNAL_URL": external,  # the challenge's realm: <proxy>/service/token
         "WHARF_REGISTRY__AUTH": "token",

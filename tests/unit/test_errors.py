@@ -139,3 +139,23 @@ def test_errors_are_exceptions() -> None:
     with pytest.raises(oci.OCIError) as info:
         raise oci.ManifestUnknown(detail={"tag": "latest"})
     assert info.value.status == 404
+
+
+def test_database_unavailable_is_told_from_a_bug() -> None:
+    from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+    from wharf_shared.db.engine import is_unavailable
+
+    class PgError(Exception):
+        def __init__(self, message: str, sqlstate: str) -> None:
+            super().__init__(message)
+            self.sqlstate = sqlstate
+
+    full = DBAPIError("connect", None, PgError("sorry, too many clients already", "53300"))
+    mysql_full = DBAPIError("connect", None, Exception(1040, "Too many connections"))
+    bad_sql = ProgrammingError("SELECT", None, PgError('relation "x" does not exist', "42P01"))
+    assert is_unavailable(full)
+    assert is_unavailable(mysql_full)
+    assert is_unavailable(OperationalError("connect", None, Exception("connection refused")))
+    assert not is_unavailable(bad_sql)
+    assert not is_unavailable(ValueError("x"))
