@@ -48,7 +48,9 @@ from tests.bench.targets import (
     start_wharf,
 )
 from tests.bench.wrk import wrk_binary, wrk_version
+from tests.support import s3
 from tests.support.processes import ROOT
+from tests.support.s3 import moto_server
 
 MiB = 1024 * 1024
 
@@ -67,6 +69,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--proxy-workers", type=int, default=2, help=f"proxy worker processes of {WHARF_PROXY} (default 2)"
     )
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite", help="Wharf's database")
+    parser.add_argument(
+        "--storage",
+        choices=("filesystem", "s3"),
+        default="filesystem",
+        help="Wharf's storage: s3 runs a moto S3 server on a free port (figures for information)",
+    )
     parser.add_argument(
         "--only",
         action="append",
@@ -162,6 +170,7 @@ def environment(
         "reference": reference_version(reference) if reference else "not installed",
         "git": {"commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain"))},
         "db": args.db,
+        "storage": args.storage,
         "workers": args.workers,
         "proxy_workers": args.proxy_workers,
         "quick": args.quick,
@@ -179,6 +188,11 @@ def start_targets(
 ) -> list[Target]:
     targets = []
     token_service = any(s.needs_token_service for s in args.scenarios)
+    endpoint = stack.enter_context(moto_server(logs / "moto")) if args.storage == "s3" else None
+
+    def storage() -> dict[str, str] | None:
+        return s3.storage_env(endpoint, s3.create_bucket(endpoint)) if endpoint else None
+
     for key in args.target_keys:
         out(f"starting {key} …")
         if key == REFERENCE:
@@ -186,7 +200,13 @@ def start_targets(
             target = start_reference(stack, work, logs, reference)
         elif key == WHARF_PROXY:
             target = start_full_path(
-                stack, work, logs, db_kind=args.db, workers=args.workers, proxy_workers=args.proxy_workers
+                stack,
+                work,
+                logs,
+                db_kind=args.db,
+                workers=args.workers,
+                proxy_workers=args.proxy_workers,
+                storage_env=storage(),
             )
         else:
             auth = "token" if key == WHARF_TOKEN else "none"
@@ -198,6 +218,7 @@ def start_targets(
                 db_kind=args.db,
                 workers=args.workers,
                 token_service=token_service,
+                storage_env=storage(),
             )
         target.single_post = probe_single_post(target)
         out(f"  {target.label} at {target.url} (pid {target.process.pid})")
@@ -317,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     labels: dict[str, str] = {}
     env = environment(args, config, wrk, reference)
     out(
-        f"Wharf bench {stamp}: {env['cpus']} CPUs, db {args.db}, {args.workers} worker(s), "
+        f"Wharf bench {stamp}: {env['cpus']} CPUs, db {args.db}, storage {args.storage}, "
+        f"{args.workers} worker(s), "
         f"blob {config.blob_bytes // MiB} MiB, chunks {config.chunk_bytes // MiB} MiB, "
         f"{config.seconds:g} s runs"
     )

@@ -186,8 +186,10 @@ def start_wharf(
     db_kind: str,
     workers: int,
     token_service: bool = False,
+    storage_env: dict[str, str] | None = None,
 ) -> Target:
-    """Wharf's registry; with `auth="token"` and `token_service`, its token service as well."""
+    """Wharf's registry; with `auth="token"` and `token_service`, its token service as well.
+    `storage_env` (the WHARF_STORAGE__* variables) puts it on S3 instead of the filesystem."""
     key = WHARF_TOKEN if auth == "token" else WHARF_NONE
     data_dir = work / key
     data_dir.mkdir(parents=True)
@@ -200,6 +202,7 @@ def start_wharf(
         "WHARF_REDIS_URL": redis_url,
         "WHARF_REGISTRY__AUTH": auth,
         "WHARF_REGISTRY__WORKERS": str(workers),
+        **(storage_env or {}),
     }
     issuer = None
     if auth == "token":
@@ -265,7 +268,14 @@ async def _seed_accounts(settings: Settings, project_name: str) -> None:
 
 
 def start_full_path(
-    stack: ExitStack, work: Path, logs: Path, *, db_kind: str, workers: int, proxy_workers: int
+    stack: ExitStack,
+    work: Path,
+    logs: Path,
+    *,
+    db_kind: str,
+    workers: int,
+    proxy_workers: int,
+    storage_env: dict[str, str] | None = None,
 ) -> Target:
     """Proxy (`proxy_workers`) → token service (1 worker) + token-auth registry (`workers`), one
     data dir, database and Redis; the target is the proxy, the other two are `behind` it."""
@@ -295,6 +305,7 @@ def start_full_path(
         "WHARF_REGISTRY__WORKERS": str(workers),
         "WHARF_TOKEN__WORKERS": "1",
         "WHARF_PROXY__WORKERS": str(proxy_workers),
+        **(storage_env or {}),
         "WHARF_PROXY__UPSTREAMS__REGISTRY": f"http://{HOST}:{registry_port}",
         "WHARF_PROXY__UPSTREAMS__TOKEN": f"http://{HOST}:{token_port}",
     }
