@@ -1,7 +1,9 @@
 """structlog configured once: JSON lines on stderr, request/task ids from contextvars.
 
-Standard-library loggers (aiohttp, alembic, asyncio) go through the same renderer, so every
-line a service prints is one JSON object.
+Wharf's own events go straight from structlog to stderr (no stdlib `LogRecord` on the way: the
+proxy logs every request, and the stdlib path cost a tenth of its CPU). Standard-library loggers
+(aiohttp, alembic, asyncio) go through the same processors and renderer, so every line a
+service prints is one JSON object.
 """
 
 from __future__ import annotations
@@ -15,19 +17,21 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 
 
 def configure_logging(level: str = "info", service: str = "wharf") -> None:
+    threshold = _LEVELS.get(level, logging.INFO)
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_logger_name,  # a stdlib record's name, or a _NamedWriter's
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
         processors=[
             *shared,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=_NamedWriter,
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -42,7 +46,7 @@ def configure_logging(level: str = "info", service: str = "wharf") -> None:
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(_LEVELS.get(level, logging.INFO))
+    root.setLevel(threshold)
     # aiohttp's access log duplicates our request metrics and log lines.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -50,6 +54,14 @@ def configure_logging(level: str = "info", service: str = "wharf") -> None:
     structlog.contextvars.bind_contextvars(service=service)
 
 
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+class _NamedWriter(structlog.WriteLogger):
+    """Writes rendered lines to stderr and remembers the name it was asked for."""
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(sys.stderr)
+        self.name = name
+
+
+def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
     return logger
