@@ -18,8 +18,14 @@ from collections.abc import Awaitable, Callable, Sequence
 import structlog
 import uvloop
 from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError
 
-from wharf_shared.errors.oci import OCIError
+from wharf_shared.db.engine import Database, is_unavailable
+from wharf_shared.errors.oci import OCIError, Unavailable, Unknown
 from wharf_shared.logging import get_logger
 from wharf_shared.metrics import Metrics
 from wharf_shared.procmetrics import multiprocess_enabled
@@ -68,6 +74,37 @@ def _trusted(address: str, trusted: Sequence[ipaddress.IPv4Network | ipaddress.I
 
 def parse_networks(values: Sequence[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return [ipaddress.ip_network(v, strict=False) for v in values]
+
+
+def unexpected_failure(request: web.Request, exc: Exception) -> OCIError:
+    """The protocol error for an exception no handler turned into one:
+    503 with Retry-After when Redis or the database is down or full (the client should retry),
+    otherwise UNKNOWN (500) with the request id, and the traceback in the log."""
+    request_id = request.get(REQUEST_ID, "")
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError) or (
+        isinstance(exc, DBAPIError) and is_unavailable(exc)
+    ):
+        log.error("dependency_unavailable", error=str(exc)[:500], kind=type(exc).__name__)
+        return Unavailable(detail={"request_id": request_id}, headers={"Retry-After": "5"})
+    log.error("unhandled_error", method=request.method, path=request.path, exc_info=exc)
+    return Unknown(detail={"request_id": request_id})
+
+
+async def dependency_checks(db: Database, redis: Redis) -> dict[str, str]:
+    """Readiness of the database and Redis: "ok", or the error's kind."""
+    checks: dict[str, str] = {}
+    try:
+        async with db.read() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        await redis.ping()
+        checks["redis"] = "ok"
+    except (RedisError, OSError) as exc:
+        checks["redis"] = f"error: {type(exc).__name__}"
+    return checks
 
 
 @web.middleware
@@ -168,7 +205,8 @@ def run(
     sock.listen(4096)
     sock.set_inheritable(True)
     actual_port = sock.getsockname()[1]
-    if workers <= 1:
+
+    def serve() -> None:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(
                 serve_forever(
@@ -180,6 +218,9 @@ def run(
                     ssl_context=ssl_context,
                 )
             )
+
+    if workers <= 1:
+        serve()
         return
     children: dict[int, int] = {}
     started: dict[int, float] = {}
@@ -192,17 +233,7 @@ def run(
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 0
             try:
-                with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                    runner.run(
-                        serve_forever(
-                            app_factory,
-                            host,
-                            actual_port,
-                            sock=sock,
-                            shutdown_timeout=shutdown_timeout,
-                            ssl_context=ssl_context,
-                        )
-                    )
+                serve()
             except BaseException:
                 log.exception("worker_failed", slot=slot)
                 code = 1

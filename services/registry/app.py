@@ -9,7 +9,6 @@ import socket
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from wharf_registry import keys
 from wharf_registry.auth import Authorizer
@@ -26,7 +25,7 @@ from wharf_shared.logging import get_logger
 from wharf_shared.metrics import Metrics, metrics_middleware
 from wharf_shared.redis import open_redis
 from wharf_shared.storage.factory import open_storage
-from wharf_shared.web import add_health_and_metrics, request_id_middleware
+from wharf_shared.web import add_health_and_metrics, dependency_checks, request_id_middleware
 
 log = get_logger(__name__)
 
@@ -107,18 +106,7 @@ async def _purger(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _readiness(app: web.Application) -> dict[str, str]:
-    checks: dict[str, str] = {}
-    try:
-        async with app[shared_keys.DB].read() as conn:
-            await conn.exec_driver_sql("SELECT 1")
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
-    try:
-        await app[shared_keys.REDIS].ping()
-        checks["redis"] = "ok"
-    except (RedisError, OSError) as exc:
-        checks["redis"] = f"error: {type(exc).__name__}"
+    checks = await dependency_checks(app[shared_keys.DB], app[shared_keys.REDIS])
     try:
         # A write and a read back: storage that only answers stat would still fail pushes.
         probe = f"_health/{socket.gethostname()}-{os.getpid()}"

@@ -5,21 +5,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError
 
 from wharf_registry.auth import Need
 from wharf_registry.handlers.common import API_VERSION
 from wharf_registry.keys import AUTHORIZER, GRANT
 from wharf_registry.routes import BY_NAME
-from wharf_shared.db.engine import is_unavailable
 from wharf_shared.errors.oci import (
     BlobUploadInvalid,
     NameInvalid,
     OCIError,
     RouteUnknown,
-    Unavailable,
     Unknown,
     Unsupported,
 )
@@ -27,7 +22,7 @@ from wharf_shared.keys import SETTINGS
 from wharf_shared.logging import get_logger
 from wharf_shared.references import is_valid_name
 from wharf_shared.storage.base import StorageError
-from wharf_shared.web import REQUEST_ID, render_oci
+from wharf_shared.web import REQUEST_ID, render_oci, unexpected_failure
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = get_logger(__name__)
@@ -56,21 +51,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         # The client went away mid-body; nothing it sent past the last commit is kept.
         log.info("client_disconnected", method=request.method, path=request.path)
         return render(BlobUploadInvalid(detail={"reason": "connection lost"}))
-    except (RedisConnectionError, RedisTimeoutError, DBAPIError) as exc:
-        if isinstance(exc, DBAPIError) and not is_unavailable(exc):
-            log.exception("unhandled_error", method=request.method, path=request.path)
-            return render(Unknown(detail={"request_id": request.get(REQUEST_ID, "")}))
-        # A dependency is down or overloaded: tell the client to retry, not that it erred.
-        log.error("dependency_unavailable", error=str(exc)[:500], kind=type(exc).__name__)
-        return render(
-            Unavailable(detail={"request_id": request.get(REQUEST_ID, "")}, headers={"Retry-After": "5"})
-        )
     except StorageError as exc:
         log.exception("storage_failed", error=str(exc))
         return render(Unknown(detail={"request_id": request.get(REQUEST_ID, "")}, message="storage error"))
-    except Exception:
-        log.exception("unhandled_error", method=request.method, path=request.path)
-        return render(Unknown(detail={"request_id": request.get(REQUEST_ID, "")}))
+    except Exception as exc:
+        return render(unexpected_failure(request, exc))
     if not response.prepared:
         response.headers.update(API_VERSION)
     return response

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from wharf_shared import keys as shared_keys
 from wharf_shared import runtime
@@ -18,7 +17,7 @@ from wharf_shared.db.migrate import check_schema
 from wharf_shared.metrics import Metrics, metrics_middleware
 from wharf_shared.redis import open_redis
 from wharf_shared.tokens import TokenIssuer, load_private_key
-from wharf_shared.web import add_health_and_metrics, parse_networks, request_id_middleware
+from wharf_shared.web import add_health_and_metrics, dependency_checks, parse_networks, request_id_middleware
 from wharf_token import keys
 from wharf_token.logins import Authenticator
 from wharf_token.middleware import errors_middleware
@@ -40,7 +39,9 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app.cleanup_ctx.append(_resources)
     add_routes(app)
-    add_health_and_metrics(app, metrics, lambda: _readiness(app))
+    add_health_and_metrics(
+        app, metrics, lambda: dependency_checks(app[shared_keys.DB], app[shared_keys.REDIS])
+    )
     return app
 
 
@@ -72,19 +73,3 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     yield
     await redis.aclose()
     await db.close()
-
-
-async def _readiness(app: web.Application) -> dict[str, str]:
-    checks: dict[str, str] = {}
-    try:
-        async with app[shared_keys.DB].read() as conn:
-            await conn.exec_driver_sql("SELECT 1")
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
-    try:
-        await app[shared_keys.REDIS].ping()
-        checks["redis"] = "ok"
-    except (RedisError, OSError) as exc:
-        checks["redis"] = f"error: {type(exc).__name__}"
-    return checks

@@ -27,7 +27,7 @@ import pytest
 from tests.e2e.conftest import Registry
 from tests.images import write_big_file
 from tests.support import backends
-from tests.support.suite import Suite, start_suite
+from tests.support.suite import start_suite
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -166,45 +166,9 @@ async def test_big_blob_does_not_grow_the_registry(
     tmp_path: Path,
     record_property: Callable[[str, object], None],
 ) -> None:
-    path, digest = big_file
-    small = tmp_path / "small.bin"
-    small_digest = await asyncio.to_thread(write_big_file, small, 16 * MIB)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
-    async with aiohttp.ClientSession(base_url=registry.url, timeout=timeout) as session:
-        # Warm-up: every code path once, with a small blob.
-        await push_chunked(session, registry, "warm/chunked", small, 16 * MIB, small_digest, 4 * MIB)
-        await push_monolithic(session, registry, "warm/mono", small, 16 * MIB, small_digest)
-        await pull(session, registry, "warm/chunked", 16 * MIB, small_digest)
-        await pull(session, registry, "warm/mono", 16 * MIB, small_digest)
-        with RSSSampler(registry.process.pid) as idle:
-            await asyncio.sleep(1.0)
-        baseline = statistics.median(idle.samples)
-
-        phases: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-            (
-                "push in 64 MiB PATCHes",
-                lambda: push_chunked(session, registry, "big/chunked", path, BIG, digest, PATCH_SIZE),
-            ),
-            ("push monolithic", lambda: push_monolithic(session, registry, "big/mono", path, BIG, digest)),
-            ("pull (chunked push)", lambda: pull(session, registry, "big/chunked", BIG, digest)),
-            ("pull (monolithic push)", lambda: pull(session, registry, "big/mono", BIG, digest)),
-        ]
-        results: dict[str, dict[str, float]] = {}
-        for name, transfer in phases:
-            started = time.monotonic()
-            with RSSSampler(registry.process.pid) as sampler:
-                await transfer()
-            seconds = time.monotonic() - started
-            growth = sampler.peak - baseline
-            results[name] = {
-                "growth_mib": round(growth / MIB, 1),
-                "seconds": round(seconds, 2),
-                "mib_per_s": round(BIG / MIB / seconds),
-                "samples": len(sampler.samples),
-            }
-            log.info("rss %s: %s (baseline %.1f MiB)", name, results[name], baseline / MIB)
-            # The sampler must have watched the transfer, not just its ends.
-            assert len(sampler.samples) >= seconds / SAMPLE_SECONDS / 4, results[name]
+    baseline, results = await measure_transfers(
+        registry.url, registry, registry.process.pid, big_file, tmp_path
+    )
 
     record_property("rss_baseline_mib", round(baseline / MIB, 1))
     record_property("rss_growth", results)
@@ -232,7 +196,10 @@ def test_big_blob_does_not_grow_the_proxy(
             extra_env={"WHARF_REGISTRY__AUTH": "none", "WHARF_PROXY__WORKERS": "1"},
         )
         try:
-            baseline, results = asyncio.run(through_proxy(suite, big_file, tmp_path))
+            registry = Registry(suite.registries[0], "none", "postgresql", suite.data_dir, None)
+            baseline, results = asyncio.run(
+                measure_transfers(suite.url, registry, suite.proxy.pid, big_file, tmp_path)
+            )
         finally:
             suite.stop()
     record_property("proxy_rss_baseline_mib", round(baseline / MIB, 1))
@@ -244,40 +211,47 @@ def test_big_blob_does_not_grow_the_proxy(
         )
 
 
-async def through_proxy(
-    suite: Suite, big_file: tuple[Path, str], tmp_path: Path
+async def measure_transfers(
+    base_url: str, registry: Registry, pid: int, big_file: tuple[Path, str], tmp_path: Path
 ) -> tuple[float, dict[str, dict[str, float]]]:
+    """Warm up with a small blob, then push the big one chunked and monolithically and pull both
+    back, sampling `pid`'s RSS during each; returns the idle baseline and each phase's figures."""
     path, digest = big_file
     small = tmp_path / "small.bin"
     small_digest = await asyncio.to_thread(write_big_file, small, 16 * MIB)
-    registry = Registry(suite.registries[0], "none", "postgresql", suite.data_dir, None)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
-    async with aiohttp.ClientSession(base_url=suite.url, timeout=timeout) as session:
+    async with aiohttp.ClientSession(base_url=base_url, timeout=timeout) as session:
+        # Warm-up: every code path once, with a small blob.
         await push_chunked(session, registry, "warm/chunked", small, 16 * MIB, small_digest, 4 * MIB)
         await push_monolithic(session, registry, "warm/mono", small, 16 * MIB, small_digest)
         await pull(session, registry, "warm/chunked", 16 * MIB, small_digest)
-        with RSSSampler(suite.proxy.pid) as idle:
+        await pull(session, registry, "warm/mono", 16 * MIB, small_digest)
+        with RSSSampler(pid) as idle:
             await asyncio.sleep(1.0)
         baseline = statistics.median(idle.samples)
+
         phases: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             (
                 "push in 64 MiB PATCHes",
                 lambda: push_chunked(session, registry, "big/chunked", path, BIG, digest, PATCH_SIZE),
             ),
             ("push monolithic", lambda: push_monolithic(session, registry, "big/mono", path, BIG, digest)),
-            ("pull", lambda: pull(session, registry, "big/chunked", BIG, digest)),
+            ("pull (chunked push)", lambda: pull(session, registry, "big/chunked", BIG, digest)),
+            ("pull (monolithic push)", lambda: pull(session, registry, "big/mono", BIG, digest)),
         ]
         results: dict[str, dict[str, float]] = {}
         for name, transfer in phases:
             started = time.monotonic()
-            with RSSSampler(suite.proxy.pid) as sampler:
+            with RSSSampler(pid) as sampler:
                 await transfer()
             seconds = time.monotonic() - started
             results[name] = {
                 "growth_mib": round((sampler.peak - baseline) / MIB, 1),
                 "seconds": round(seconds, 2),
                 "mib_per_s": round(BIG / MIB / seconds),
+                "samples": len(sampler.samples),
             }
-            log.info("proxy rss %s: %s (baseline %.1f MiB)", name, results[name], baseline / MIB)
+            log.info("rss of %d, %s: %s (baseline %.1f MiB)", pid, name, results[name], baseline / MIB)
+            # The sampler must have watched the transfer, not just its ends.
             assert len(sampler.samples) >= seconds / SAMPLE_SECONDS / 4, results[name]
     return baseline, results

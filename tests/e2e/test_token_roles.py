@@ -9,7 +9,6 @@ the token service), and the whole suite behind the proxy (one address for everyt
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,13 +20,12 @@ from tests.e2e.conftest import Registry, Skopeo, make_skopeo
 from tests.images import make_image, make_index, sha256, write_layout
 from tests.support import backends
 from tests.support.processes import registry_process, token_process
-from tests.support.suite import start_suite
+from tests.support.suite import init_site, start_suite
 from wharf_shared.config import Settings
 from wharf_shared.db import accounts, projects
 from wharf_shared.db.engine import Database
 from wharf_shared.passwords import hash_password
 from wharf_shared.rbac import Role
-from wharf_shared.setup import ensure_accounts, ensure_files
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +56,6 @@ class Site:
 
 
 async def populate(settings: Settings) -> None:
-    await ensure_accounts(settings)
     db = Database(settings.effective_database_url, pool_size=1)
     try:
         async with db.transaction() as conn:
@@ -106,16 +103,7 @@ def start_direct(
     tmp: Path, database_url: str, redis_url: str, layout: Path, index_layout: Path
 ) -> tuple[Site, Callable[[], None]]:
     """Registry and token service each on its own port; the challenge's realm names the latter."""
-    data_dir = tmp / "data"
-    settings = Settings(
-        data_dir=data_dir,
-        database_url=database_url,
-        redis_url=redis_url,
-        admin_password=ADMIN_PASSWORD,  # type: ignore[arg-type]
-    )
-    ensure_files(settings)
-    asyncio.run(ensure_accounts(settings))
-    asyncio.run(populate(settings))
+    data_dir = init_site(tmp, database_url, redis_url, admin_password=ADMIN_PASSWORD, populate=populate)
     env = {"WHARF_DATA_DIR": str(data_dir), "WHARF_DATABASE_URL": database_url, "WHARF_REDIS_URL": redis_url}
     token = token_process(env, tmp / "logs").start()
     registry_env = {

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,49 +100,40 @@ class ServiceProcess:
             return ""
 
 
-def registry_process(
+# Per service: its module and the variables that set its listening address.
+_SERVICES = {
+    "registry": ("wharf_registry", "WHARF_REGISTRY__HOST", "WHARF_REGISTRY__PORT"),
+    "token": ("wharf_token", "WHARF_TOKEN__HOST", "WHARF_TOKEN__PORT"),
+    "proxy": ("wharf_proxy", "WHARF_PROXY__HOST", "WHARF_HTTP_PORT"),
+}
+
+
+def service_process(
+    service: str,
     env_values: dict[str, str],
     log_dir: Path,
     *,
     host: str = "127.0.0.1",
     port: int | None = None,
-    name: str = "registry",
+    name: str | None = None,
 ) -> ServiceProcess:
-    """A `python -m wharf_registry` process (not started) listening on host:port."""
+    """A `python -m wharf_<service>` process (not started) listening on host:port."""
+    module, host_var, port_var = _SERVICES[service]
+    name = name or service
     port = port or free_port(host)
-    env = service_env({**env_values, "WHARF_REGISTRY__HOST": host, "WHARF_REGISTRY__PORT": str(port)})
+    env = service_env({**env_values, host_var: host, port_var: str(port)})
     return ServiceProcess(
-        name, [sys.executable, "-m", "wharf_registry"], env, host, port, log_dir / f"{name}-{port}.log"
+        name, [sys.executable, "-m", module], env, host, port, log_dir / f"{name}-{port}.log"
     )
 
 
-def token_process(
-    env_values: dict[str, str],
-    log_dir: Path,
-    *,
-    host: str = "127.0.0.1",
-    port: int | None = None,
-    name: str = "token",
-) -> ServiceProcess:
-    """A `python -m wharf_token` process (not started) listening on host:port."""
-    port = port or free_port(host)
-    env = service_env({**env_values, "WHARF_TOKEN__HOST": host, "WHARF_TOKEN__PORT": str(port)})
-    return ServiceProcess(
-        name, [sys.executable, "-m", "wharf_token"], env, host, port, log_dir / f"{name}-{port}.log"
-    )
+def registry_process(env_values: dict[str, str], log_dir: Path, **where: Any) -> ServiceProcess:
+    return service_process("registry", env_values, log_dir, **where)
 
 
-def proxy_process(
-    env_values: dict[str, str],
-    log_dir: Path,
-    *,
-    host: str = "127.0.0.1",
-    port: int | None = None,
-    name: str = "proxy",
-) -> ServiceProcess:
-    """A `python -m wharf_proxy` process (not started) listening on host:port."""
-    port = port or free_port(host)
-    env = service_env({**env_values, "WHARF_PROXY__HOST": host, "WHARF_HTTP_PORT": str(port)})
-    return ServiceProcess(
-        name, [sys.executable, "-m", "wharf_proxy"], env, host, port, log_dir / f"{name}-{port}.log"
-    )
+def token_process(env_values: dict[str, str], log_dir: Path, **where: Any) -> ServiceProcess:
+    return service_process("token", env_values, log_dir, **where)
+
+
+def proxy_process(env_values: dict[str, str], log_dir: Path, **where: Any) -> ServiceProcess:
+    return service_process("proxy", env_values, log_dir, **where)

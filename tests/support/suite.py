@@ -4,9 +4,10 @@ addresses of their own, sharing one database, Redis and data dir (keys, filesyst
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support.processes import (
     ServiceProcess,
@@ -51,6 +52,29 @@ class Suite:
         return "\n".join(f"--- {p.name} ({p.log_path}) ---\n{p.tail(lines)}" for p in self.processes())
 
 
+def init_site(
+    tmp: Path,
+    database_url: str,
+    redis_url: str,
+    *,
+    admin_password: str,
+    populate: Callable[[Settings], Coroutine[Any, Any, None]] | None = None,
+) -> Path:
+    """What `wharf init` does (keys, admin, `library`), then `populate`; returns the data dir."""
+    data_dir = tmp / "data"
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_url=redis_url,
+        admin_password=admin_password,
+    )
+    ensure_files(settings)
+    asyncio.run(ensure_accounts(settings))
+    if populate is not None:
+        asyncio.run(populate(settings))
+    return data_dir
+
+
 def start_suite(
     tmp: Path,
     database_url: str,
@@ -61,20 +85,10 @@ def start_suite(
     token_hosts: tuple[str, ...] = ("127.0.0.1",),
     proxy_host: str = "127.0.0.1",
     extra_env: dict[str, str] | None = None,
-    populate: Callable[[Settings], Awaitable[None]] | None = None,
+    populate: Callable[[Settings], Coroutine[Any, Any, None]] | None = None,
 ) -> Suite:
     """Init the data dir and accounts (then `populate`), start every process, ready to serve."""
-    data_dir = tmp / "data"
-    settings = Settings(
-        data_dir=data_dir,
-        database_url=database_url,
-        redis_url=redis_url,
-        admin_password=admin_password,  # type: ignore[arg-type]
-    )
-    ensure_files(settings)
-    asyncio.run(ensure_accounts(settings))
-    if populate is not None:
-        asyncio.run(populate(settings))
+    data_dir = init_site(tmp, database_url, redis_url, admin_password=admin_password, populate=populate)
     proxy_port = free_port(proxy_host)
     registry_ports = [free_port(h) for h in registry_hosts]
     token_ports = [free_port(h) for h in token_hosts]
