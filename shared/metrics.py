@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from wharf_shared.procmetrics import multiprocess_enabled
 
@@ -108,6 +107,3 @@ def metrics_middleware(metrics: Metrics) -> Middleware:
 
     return middleware
 
-
-async def metrics_handler(request: web.Request, metrics: Metrics) -> web.Response:
-    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wharf_shared.config import Settings
 from wharf_shared.db import tables as t
-from wharf_shared.db.engine import Database
+from wharf_shared.db.engine import Database, insert_ignore, upsert
 from wharf_shared.db.types import utcnow
 
 CACHE_SECONDS = 5.0
@@ -39,16 +39,16 @@ def defaults(settings: Settings) -> RuntimeSettings:
     )
 
 
-async def seed(db: Database, conn: AsyncConnection, initial: RuntimeSettings) -> None:
+async def seed(conn: AsyncConnection, initial: RuntimeSettings) -> None:
     now = utcnow()
     rows = [
         {"key": f.name, "value": json.dumps(getattr(initial, f.name)), "updated_at": now}
         for f in fields(initial)
     ]
-    await conn.execute(db.insert_ignore(t.configuration, rows))
+    await insert_ignore(conn, t.configuration, rows)
 
 
-async def store(db: Database, conn: AsyncConnection, **values: Any) -> None:
+async def store(conn: AsyncConnection, **values: Any) -> None:
     """Change runtime settings (each key must be a `RuntimeSettings` field)."""
     known = {f.name for f in fields(RuntimeSettings)}
     unknown = set(values) - known
@@ -57,7 +57,7 @@ async def store(db: Database, conn: AsyncConnection, **values: Any) -> None:
     now = utcnow()
     for key, value in values.items():
         row = {"key": key, "value": json.dumps(value), "updated_at": now}
-        await conn.execute(db.upsert(t.configuration, row, ["key"], ["value", "updated_at"]))
+        await upsert(conn, t.configuration, row, ["key"], ["value", "updated_at"])
 
 
 async def load(conn: AsyncConnection, fallback: RuntimeSettings) -> RuntimeSettings:
@@ -94,6 +94,3 @@ class RuntimeConfig:
                 self._value = await load(conn, self._fallback)
             self._read_at = now
         return self._value
-
-    def forget(self) -> None:
-        self._value = None

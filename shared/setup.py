@@ -87,18 +87,18 @@ async def ensure_accounts(settings: Settings) -> AccountsReport:
     db = Database(settings.effective_database_url, pool_size=1)
     try:
         async with db.transaction() as conn:
-            await runtime.seed(db, conn, runtime.defaults(settings))
+            await runtime.seed(conn, runtime.defaults(settings))
             admin = await accounts.find_user(conn, "admin")
             if admin is None:
                 given = settings.admin_password.get_secret_value() if settings.admin_password else None
                 password = given or generate_password()
                 admin = await accounts.create_user(
-                    db, conn, "admin", hash_password(password), realname="system admin", sysadmin=True
+                    conn, "admin", hash_password(password), realname="system admin", sysadmin=True
                 )
                 report.admin_created = True
                 report.admin_password = None if given else password
             if await projects.find_project(conn, "library") is None:
-                await projects.create_project(db, conn, "library", admin.id, public=True)
+                await projects.create_project(conn, "library", admin.id, public=True)
                 report.library_created = True
     finally:
         await db.close()

@@ -37,7 +37,7 @@ def main() -> None:
     if proxy.workers > 1:
         use_multiprocess_metrics("proxy")
     from wharf_proxy.app import create_app
-    from wharf_shared.web import run
+    from wharf_shared.serving import run
 
     run(
         lambda: create_app(settings),

@@ -22,9 +22,10 @@ from wharf_proxy.metrics import ProxyMetrics
 from wharf_proxy.pools import Pool, check_forever
 from wharf_shared import keys as shared_keys
 from wharf_shared.config import Settings
+from wharf_shared.health import add_health_and_metrics
 from wharf_shared.logging import get_logger
 from wharf_shared.metrics import Metrics
-from wharf_shared.web import REQUEST_ID, add_health_and_metrics, request_id_middleware
+from wharf_shared.request_ids import REQUEST_ID, request_id_middleware
 
 log = get_logger("wharf_proxy.access")
 

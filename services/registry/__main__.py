@@ -24,7 +24,7 @@ def main() -> None:
     if settings.registry.workers > 1:
         use_multiprocess_metrics("registry")
     from wharf_registry.app import create_app
-    from wharf_shared.web import run
+    from wharf_shared.serving import run
 
     reg = settings.registry
     if reg.auth == "token" and not settings.token_keys_path.is_file():

@@ -12,7 +12,9 @@ from aiohttp import web
 
 from wharf_registry import keys
 from wharf_registry.auth import Authorizer
+from wharf_registry.blobs import Blobs
 from wharf_registry.cache import ManifestCache
+from wharf_registry.manifests import Manifests
 from wharf_registry.middleware import auth_middleware, errors_middleware
 from wharf_registry.routes import add_routes
 from wharf_registry.uploads import Uploads
@@ -21,11 +23,12 @@ from wharf_shared.config import Settings
 from wharf_shared.db.engine import Database
 from wharf_shared.db.migrate import check_schema
 from wharf_shared.events import EventPublisher
+from wharf_shared.health import add_health_and_metrics, dependency_checks
 from wharf_shared.logging import get_logger
 from wharf_shared.metrics import Metrics, metrics_middleware
 from wharf_shared.redis import open_redis
+from wharf_shared.request_ids import request_id_middleware
 from wharf_shared.storage.factory import open_storage
-from wharf_shared.web import add_health_and_metrics, dependency_checks, request_id_middleware
 
 log = get_logger(__name__)
 
@@ -76,10 +79,16 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     events = EventPublisher(redis, settings.events_stream, settings.events_max_len, app[shared_keys.METRICS])
     app[shared_keys.REDIS] = redis
     app[shared_keys.EVENTS] = events
-    app[keys.MANIFEST_CACHE] = ManifestCache(redis, settings.registry.cache_ttl_seconds)
+    db = app[shared_keys.DB]
+    cache = ManifestCache(redis, settings.registry.cache_ttl_seconds)
+    app[keys.MANIFEST_CACHE] = cache
     app[keys.UPLOADS] = Uploads(
-        redis, app[keys.STORAGE], app[shared_keys.DB], expiry_seconds=settings.registry.upload_expiry_seconds
+        redis, app[keys.STORAGE], db, expiry_seconds=settings.registry.upload_expiry_seconds
     )
+    app[keys.MANIFESTS] = Manifests(
+        db, app[keys.STORAGE], cache, events, max_bytes=settings.registry.manifest_max_bytes
+    )
+    app[keys.BLOBS] = Blobs(db, events)
     await events.start()
     yield
     await events.close()

@@ -1,138 +1,188 @@
-"""Manifest parsing and validation: OCI image manifest and index, Docker schema 2 and manifest list."""
+"""Manifests and tags: pull, push and delete, in no protocol's terms.
+
+`/v2/` handlers call these, and so will the management API and replication; each surface maps
+the domain errors raised here to its own error model. A pushed manifest becomes visible in one
+transaction (its row, its references, its tag); the manifest cache is bumped after the commit.
+"""
 
 from __future__ import annotations
 
-import json
-import re
-from typing import Any
+from dataclasses import dataclass
 
-from wharf_registry.datatypes import Descriptor, ParsedManifest
-from wharf_registry.metadata import artifact_type_of
+from wharf_registry import metadata
+from wharf_registry.cache import CachedManifest, ManifestCache
+from wharf_registry.datatypes import Manifest
+from wharf_registry.manifest_parser import parse_manifest
+from wharf_shared import events
 from wharf_shared import media_types as mt
-from wharf_shared.digests import Digest, DigestError
-from wharf_shared.errors.oci import ManifestInvalid
+from wharf_shared.db.engine import Database
+from wharf_shared.digests import Digest, DigestError, is_digest
+from wharf_shared.errors.domain import (
+    DigestMismatch,
+    InvalidDigest,
+    InvalidTag,
+    ManifestNotFound,
+    MissingReferences,
+    TooLarge,
+)
+from wharf_shared.events import EventPublisher
+from wharf_shared.logging import get_logger
+from wharf_shared.references import is_valid_tag
+from wharf_shared.storage import paths
+from wharf_shared.storage.base import PathNotFoundError, StorageDriver
 
-_GENERIC_TYPES = {"", "application/json", "application/octet-stream"}
-# RFC 6838 section 4.2: type "/" subtype, each a restricted-name of at most 127 characters.
-# The artifact type is stored (and indexed), so it is held to this before it reaches SQL.
-_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
-
-
-def _fail(reason: str, **detail: Any) -> ManifestInvalid:
-    return ManifestInvalid(detail={"reason": reason, **detail}, message=f"manifest invalid: {reason}")
-
-
-def _descriptor(value: Any, where: str) -> Descriptor:
-    if not isinstance(value, dict):
-        raise _fail(f"{where} is not a descriptor object")
-    media_type = value.get("mediaType")
-    digest = value.get("digest")
-    size = value.get("size")
-    if not isinstance(media_type, str) or not media_type:
-        raise _fail(f"{where}.mediaType is missing")
-    if not isinstance(digest, str):
-        raise _fail(f"{where}.digest is missing")
-    try:
-        Digest.parse(digest)
-    except DigestError as exc:
-        raise _fail(f"{where}.digest: {exc}") from exc
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise _fail(f"{where}.size must be a non-negative integer")
-    urls = value.get("urls") or []
-    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
-        raise _fail(f"{where}.urls must be a list of strings")
-    annotations = _annotations(value.get("annotations"), f"{where}.annotations")
-    artifact_type = value.get("artifactType")
-    if artifact_type is not None and not isinstance(artifact_type, str):
-        raise _fail(f"{where}.artifactType must be a string")
-    return Descriptor(media_type, digest, size, artifact_type, annotations, tuple(urls))
+log = get_logger(__name__)
 
 
-def _annotations(value: Any, where: str) -> dict[str, str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise _fail(f"{where} must map strings to strings")
-    return value
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A manifest reference: a tag, or a digest."""
+
+    tag: str | None
+    digest: Digest | None
+
+    def __str__(self) -> str:
+        return self.tag if self.tag is not None else str(self.digest)
+
+    @classmethod
+    def parse(cls, value: str) -> Reference:
+        """A tag or a digest; InvalidDigest / InvalidTag otherwise."""
+        if is_digest(value):
+            try:
+                return cls(None, Digest.parse(value))
+            except DigestError as exc:
+                raise InvalidDigest(str(exc), digest=value) from None
+        if not is_valid_tag(value):
+            raise InvalidTag(tag=value[:200])
+        return cls(value, None)
 
 
-def _media_type(content_type: str | None, document: dict[str, Any]) -> str:
-    declared = (content_type or "").split(";", 1)[0].strip().lower()
-    in_body = document.get("mediaType")
-    if in_body is not None and not isinstance(in_body, str):
-        raise _fail("mediaType must be a string")
-    if declared in _GENERIC_TYPES:
-        if in_body:
-            return in_body
-        # Neither says: OCI allows an absent mediaType; the shape decides.
-        return mt.OCI_INDEX if "manifests" in document else mt.OCI_MANIFEST
-    if in_body and in_body != declared:
-        raise _fail(
-            "Content-Type does not match the manifest's mediaType", content_type=declared, media_type=in_body
+@dataclass(frozen=True, slots=True)
+class PushedManifest:
+    digest: str
+    media_type: str
+    size: int
+    subject: str | None  # the digest of the manifest's subject, if it names one
+
+
+class Manifests:
+    def __init__(
+        self,
+        db: Database,
+        storage: StorageDriver,
+        cache: ManifestCache,
+        publisher: EventPublisher,
+        *,
+        max_bytes: int,
+    ) -> None:
+        self._db = db
+        self._storage = storage
+        self._cache = cache
+        self._events = publisher
+        self.max_bytes = max_bytes
+
+    async def get(
+        self, repository: str, reference: str, *, accept: frozenset[str] = frozenset(), pull: bool = False
+    ) -> CachedManifest:
+        """The manifest a tag or digest names. A reference that is no tag names nothing (the
+        conformance suite asks for "unknown", not "invalid"; a malformed digest stays invalid).
+        `accept`: the media types the client
+        takes (an index is not given to a client that lists manifest types but not its own);
+        `pull`: count it as a pull."""
+        try:
+            ref = Reference.parse(reference)
+        except InvalidTag:
+            raise ManifestNotFound(name=repository, reference=reference[:200]) from None
+        key = str(ref)
+        generation, entry = await self._cache.get(repository, key)
+        if entry is None:
+            async with self._db.read() as conn:
+                found = await metadata.find_manifest(conn, repository, key, by_digest=ref.digest is not None)
+            if found is None:
+                raise ManifestNotFound(name=repository, reference=key)
+            try:
+                body = await self._storage.get_content(paths.blob_path(Digest.parse(found.digest)))
+            except PathNotFoundError:
+                log.error("manifest_bytes_missing", repository=repository, digest=found.digest)
+                raise ManifestNotFound(name=repository, reference=key) from None
+            entry = CachedManifest(found.digest, found.media_type, body)
+            await self._cache.put(repository, generation, key, entry)
+        _negotiate(accept, entry)
+        if pull:
+            self._events.publish_soon(
+                events.PULL,
+                repository=repository,
+                digest=entry.digest,
+                tag=ref.tag,
+                media_type=entry.media_type,
+            )
+        return entry
+
+    async def put(
+        self, repository: str, reference: str, body: bytes, content_type: str | None
+    ) -> PushedManifest:
+        """Validate a manifest, store its bytes and make it (and its tag) visible."""
+        ref = Reference.parse(reference)
+        if len(body) > self.max_bytes:
+            raise TooLarge(limit=self.max_bytes, size=len(body))
+        digest = Digest.of(body, ref.digest.algorithm if ref.digest else "sha256")
+        if ref.digest is not None and digest != ref.digest:
+            raise DigestMismatch(digest=str(ref.digest), actual=str(digest))
+        parsed = parse_manifest(body, content_type, digest)
+        # Checked before the bytes are stored, so that a refused manifest leaves none behind.
+        async with self._db.read() as conn:
+            missing = await metadata.missing_references(conn, repository, parsed)
+        if missing:
+            raise MissingReferences(missing)
+        path = paths.blob_path(digest)
+        try:
+            await self._storage.stat_file(path)
+        except PathNotFoundError:
+            await self._storage.put_content(path, body)
+        manifest: Manifest = await self._db.run(
+            lambda conn: metadata.put_manifest(conn, repository, parsed, ref.tag)
         )
-    return declared
-
-
-def parse_manifest(body: bytes, content_type: str | None, digest: Digest) -> ParsedManifest:
-    """Validate a pushed manifest; raise ManifestInvalid with the reason."""
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        # ValueError covers JSONDecodeError, UnicodeDecodeError and over-long integers;
-        # RecursionError, nesting deeper than the parser goes.
-        raise _fail(f"not valid JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise _fail("not a JSON object")
-    media_type = _media_type(content_type, document)
-    if media_type in mt.SCHEMA1:
-        raise _fail("Docker schema 1 manifests are not supported; push schema 2 or OCI")
-    if media_type not in mt.MANIFESTS:
-        raise _fail(f"unsupported manifest media type {media_type!r}")
-    if document.get("schemaVersion") != 2:
-        raise _fail("schemaVersion must be 2")
-    subject = _descriptor(document["subject"], "subject") if document.get("subject") is not None else None
-    annotations = _annotations(document.get("annotations"), "annotations")
-    artifact_type = document.get("artifactType")
-    if artifact_type is not None and not isinstance(artifact_type, str):
-        raise _fail("artifactType must be a string")
-    if artifact_type is not None and not _MEDIA_TYPE.fullmatch(artifact_type):
-        raise _fail("artifactType is not a media type (RFC 6838)")
-    if media_type in mt.INDEXES:
-        raw_children = document.get("manifests")
-        if not isinstance(raw_children, list):
-            raise _fail("manifests must be a list")
-        children = tuple(_descriptor(c, f"manifests[{i}]") for i, c in enumerate(raw_children))
-        for i, child in enumerate(children):
-            if child.media_type not in mt.MANIFESTS:
-                raise _fail(f"manifests[{i}] is not a manifest ({child.media_type})")
-        return ParsedManifest(
-            media_type=media_type,
-            digest=str(digest),
-            size=len(body),
-            blobs=(),
-            children=children,
-            subject=subject,
-            artifact_type=artifact_type,
-            annotations=annotations,
+        await self._cache.invalidate(repository)
+        await self._events.publish(
+            events.PUSH,
+            repository=repository,
+            digest=manifest.digest,
+            tag=ref.tag,
+            media_type=manifest.media_type,
+            size=manifest.size,
         )
-    config = _descriptor(document.get("config"), "config")
-    raw_layers = document.get("layers")
-    if not isinstance(raw_layers, list):
-        raise _fail("layers must be a list")
-    layers = tuple(_descriptor(layer, f"layers[{i}]") for i, layer in enumerate(raw_layers))
-    # Foreign layers (with urls) live elsewhere and need not be in the registry.
-    blobs = (config, *(layer for layer in layers if not layer.urls))
-    if artifact_type is None and not _MEDIA_TYPE.fullmatch(config.media_type):
-        raise _fail("config.mediaType is not a media type (RFC 6838)")
-    return ParsedManifest(
-        media_type=media_type,
-        digest=str(digest),
-        size=len(body),
-        blobs=blobs,
-        children=(),
-        subject=subject,
-        artifact_type=artifact_type_of(media_type, artifact_type, config.media_type),
-        annotations=annotations,
+        subject = parsed.subject.digest if parsed.subject is not None else None
+        return PushedManifest(manifest.digest, manifest.media_type, manifest.size, subject)
+
+    async def delete(self, repository: str, reference: str) -> Manifest:
+        """Delete a manifest (and the tags on it) by digest, or just a tag by its name."""
+        ref = Reference.parse(reference)
+        key = str(ref)
+        if ref.digest is not None:
+            found = await self._db.run(lambda conn: metadata.delete_manifest(conn, repository, key))
+        else:
+            found = await self._db.run(lambda conn: metadata.delete_tag(conn, repository, key))
+        if found is None:
+            raise ManifestNotFound(name=repository, reference=key)
+        await self._cache.invalidate(repository)
+        await self._events.publish(
+            events.DELETE,
+            repository=repository,
+            digest=found.digest,
+            tag=ref.tag,
+            kind="manifest" if ref.digest is not None else "tag",
+        )
+        return found
+
+
+def _negotiate(accept: frozenset[str], entry: CachedManifest) -> None:
+    """An index is not served to a client whose Accept lists manifest types but not this one."""
+    if entry.media_type not in mt.INDEXES:
+        return
+    if not accept & mt.MANIFESTS or entry.media_type in accept or "*/*" in accept:
+        return
+    raise ManifestNotFound(
+        f"the manifest is a {entry.media_type}, which the Accept header does not include",
+        digest=entry.digest,
+        mediaType=entry.media_type,
     )

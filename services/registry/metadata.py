@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wharf_registry.datatypes import Blob, Descriptor, Manifest, ParsedManifest, Repository
 from wharf_shared.db import tables as t
-from wharf_shared.db.engine import Database
+from wharf_shared.db.engine import insert_ignore, insert_or_get_id, upsert
 from wharf_shared.db.types import utcnow
-from wharf_shared.errors.oci import ManifestReferenced
+from wharf_shared.errors.domain import ManifestReferenced, MissingReferences
 from wharf_shared.media_types import IMAGE_MANIFESTS
 
 _T = TypeVar("_T")
@@ -29,12 +29,12 @@ async def get_repository(conn: AsyncConnection, name: str) -> Repository | None:
     return Repository(row.id, name) if row else None
 
 
-async def ensure_repository(db: Database, conn: AsyncConnection, name: str) -> Repository:
+async def ensure_repository(conn: AsyncConnection, name: str) -> Repository:
     existing = await get_repository(conn, name)
     if existing is not None:
         return existing
     now = utcnow()
-    repo_id = await db.insert_or_get_id(
+    repo_id = await insert_or_get_id(
         conn, t.repository, {"name": name, "created_at": now, "updated_at": now}, unique=("name",)
     )
     return Repository(repo_id, name)
@@ -55,15 +55,15 @@ async def find_blob(conn: AsyncConnection, repository: str, digest: str) -> Blob
     return Blob(digest, row.size) if row else None
 
 
-async def link_blob(db: Database, conn: AsyncConnection, repository: str, digest: str, size: int) -> Blob:
+async def link_blob(conn: AsyncConnection, repository: str, digest: str, size: int) -> Blob:
     """Record a verified blob and make it visible in the repository (idempotent)."""
-    repo = await ensure_repository(db, conn, repository)
+    repo = await ensure_repository(conn, repository)
     now = utcnow()
-    blob_id = await db.insert_or_get_id(
+    blob_id = await insert_or_get_id(
         conn, t.blob, {"digest": digest, "size": size, "created_at": now}, unique=("digest",)
     )
-    await conn.execute(
-        db.insert_ignore(t.repository_blob, {"repository_id": repo.id, "blob_id": blob_id, "created_at": now})
+    await insert_ignore(
+        conn, t.repository_blob, {"repository_id": repo.id, "blob_id": blob_id, "created_at": now}
     )
     return Blob(digest, size)
 
@@ -116,12 +116,6 @@ async def _manifest_ids(conn: AsyncConnection, repository_id: int, digests: Iter
     return found
 
 
-class MissingReferences(Exception):
-    def __init__(self, digests: list[str]) -> None:
-        super().__init__(", ".join(digests))
-        self.digests = digests
-
-
 async def missing_references(conn: AsyncConnection, repository: str, parsed: ParsedManifest) -> list[str]:
     """What the manifest references that the repository lacks (a read-only `put_manifest` check)."""
     wanted = {d.digest for d in parsed.blobs} | {d.digest for d in parsed.children}
@@ -136,10 +130,10 @@ async def missing_references(conn: AsyncConnection, repository: str, parsed: Par
 
 
 async def put_manifest(
-    db: Database, conn: AsyncConnection, repository: str, parsed: ParsedManifest, tag: str | None
+    conn: AsyncConnection, repository: str, parsed: ParsedManifest, tag: str | None
 ) -> Manifest:
     """Make a manifest (and its tag) visible; everything it references must already be here."""
-    repo = await ensure_repository(db, conn, repository)
+    repo = await ensure_repository(conn, repository)
     blob_ids = await _linked_blob_ids(conn, repo.id, (d.digest for d in parsed.blobs))
     child_ids = await _manifest_ids(conn, repo.id, (d.digest for d in parsed.children))
     missing = [d.digest for d in parsed.blobs if d.digest not in blob_ids]
@@ -147,7 +141,7 @@ async def put_manifest(
     if missing:
         raise MissingReferences(sorted(set(missing)))
     now = utcnow()
-    manifest_id = await db.insert_or_get_id(
+    manifest_id = await insert_or_get_id(
         conn,
         t.manifest,
         {
@@ -163,27 +157,26 @@ async def put_manifest(
         unique=("repository_id", "digest"),
     )
     for batch in _batches(list(blob_ids.values())):
-        await conn.execute(
-            db.insert_ignore(t.manifest_blob, [{"manifest_id": manifest_id, "blob_id": b} for b in batch])
+        await insert_ignore(
+            conn, t.manifest_blob, [{"manifest_id": manifest_id, "blob_id": b} for b in batch]
         )
     for batch in _batches(list(child_ids.values())):
-        await conn.execute(
-            db.insert_ignore(t.manifest_child, [{"parent_id": manifest_id, "child_id": c} for c in batch])
+        await insert_ignore(
+            conn, t.manifest_child, [{"parent_id": manifest_id, "child_id": c} for c in batch]
         )
     if tag is not None:
-        await conn.execute(
-            db.upsert(
-                t.tag,
-                {
-                    "repository_id": repo.id,
-                    "name": tag,
-                    "manifest_id": manifest_id,
-                    "created_at": now,
-                    "updated_at": now,
-                },
-                keys=("repository_id", "name"),
-                update=("manifest_id", "updated_at"),
-            )
+        await upsert(
+            conn,
+            t.tag,
+            {
+                "repository_id": repo.id,
+                "name": tag,
+                "manifest_id": manifest_id,
+                "created_at": now,
+                "updated_at": now,
+            },
+            keys=("repository_id", "name"),
+            update=("manifest_id", "updated_at"),
         )
     await conn.execute(update(t.repository).where(t.repository.c.id == repo.id).values(updated_at=now))
     return Manifest(manifest_id, repo.id, parsed.digest, parsed.media_type, parsed.size)
@@ -229,14 +222,14 @@ async def delete_manifest(conn: AsyncConnection, repository: str, digest: str) -
         )
     ).scalar_one()
     if parents:
-        raise ManifestReferenced(detail={"digest": digest, "indexes": parents})
+        raise ManifestReferenced(digest=digest, indexes=parents)
     await conn.execute(delete(t.tag).where(t.tag.c.manifest_id == found.id))
     await conn.execute(delete(t.manifest_blob).where(t.manifest_blob.c.manifest_id == found.id))
     await conn.execute(delete(t.manifest_child).where(t.manifest_child.c.parent_id == found.id))
     try:
         await conn.execute(delete(t.manifest).where(t.manifest.c.id == found.id))
     except IntegrityError as exc:  # an index referencing it arrived meanwhile
-        raise ManifestReferenced(detail={"digest": digest}) from exc
+        raise ManifestReferenced(digest=digest) from exc
     return found
 
 

@@ -7,9 +7,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from wharf_registry.auth import Need
+from wharf_registry.errors import to_oci
 from wharf_registry.handlers.common import API_VERSION
 from wharf_registry.keys import AUTHORIZER, GRANT
 from wharf_registry.routes import BY_NAME
+from wharf_shared.errors.domain import DomainError
 from wharf_shared.errors.oci import (
     BlobUploadInvalid,
     NameInvalid,
@@ -18,11 +20,12 @@ from wharf_shared.errors.oci import (
     Unknown,
     Unsupported,
 )
+from wharf_shared.errors.render import render_oci, unexpected_failure
 from wharf_shared.keys import SETTINGS
 from wharf_shared.logging import get_logger
 from wharf_shared.references import is_valid_name
+from wharf_shared.request_ids import REQUEST_ID
 from wharf_shared.storage.base import StorageError
-from wharf_shared.web import REQUEST_ID, render_oci, unexpected_failure
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = get_logger(__name__)
@@ -41,6 +44,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status >= 500:
             log.error("request_failed", code=exc.code, detail=exc.detail)
         return render(exc)
+    except DomainError as exc:
+        return render(to_oci(exc))
     except web.HTTPNotFound:
         return render(RouteUnknown(detail={"path": request.path}))
     except web.HTTPMethodNotAllowed:

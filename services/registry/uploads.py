@@ -29,12 +29,13 @@ from wharf_registry.datatypes import Blob
 from wharf_shared import hashing
 from wharf_shared.db.engine import Database
 from wharf_shared.digests import Digest
-from wharf_shared.errors.oci import (
-    BlobUploadInvalid,
-    BlobUploadUnknown,
-    DigestInvalid,
-    RangeInvalid,
-    SizeInvalid,
+from wharf_shared.errors.domain import (
+    DigestMismatch,
+    InvalidUpload,
+    OffsetMismatch,
+    SizeMismatch,
+    UploadBusy,
+    UploadNotFound,
 )
 from wharf_shared.logging import get_logger
 from wharf_shared.storage import paths
@@ -134,10 +135,10 @@ class Uploads:
 
     async def get(self, repository: str, upload_id: str) -> UploadState:
         if not _ID.match(upload_id):
-            raise BlobUploadUnknown(detail={"upload": upload_id})
+            raise UploadNotFound(upload=upload_id)
         raw = cast(dict[bytes, bytes], await self._redis.hgetall(_key(upload_id)))
         if not raw or raw.get(b"repository", b"").decode() != repository:
-            raise BlobUploadUnknown(detail={"upload": upload_id})
+            raise UploadNotFound(upload=upload_id)
         return UploadState(upload_id, repository, int(raw[b"offset"]), float(raw[b"started"]))
 
     async def cancel(self, state: UploadState, *, stored: bool = True) -> None:
@@ -160,9 +161,7 @@ class Uploads:
         deadline = time.monotonic() + _LOCK_WAIT_SECONDS
         while (raw := await self._redis.eval(_LOCK_AND_GET, 2, key, lock_key, token, _LOCK_TTL_MS)) is None:
             if time.monotonic() > deadline:
-                raise BlobUploadInvalid(
-                    detail={"upload": state.id, "reason": "another request is writing this upload"}
-                )
+                raise UploadBusy(upload=state.id)
             await asyncio.sleep(0.05)
         # The lease outlives short requests; only a long one needs a task that renews it.
         extender: asyncio.Task[None] | None = None
@@ -175,7 +174,7 @@ class Uploads:
         try:
             fields = dict(zip(raw[::2], raw[1::2], strict=True))
             if not fields or fields.get(b"repository", b"").decode() != state.repository:
-                raise BlobUploadUnknown(detail={"upload": state.id})
+                raise UploadNotFound(upload=state.id)
             offset = int(fields[b"offset"])
             saved = fields.get(b"hash") if fields.get(b"hash_offset") == str(offset).encode() else None
             yield UploadState(state.id, state.repository, offset, float(fields[b"started"]), saved, token)
@@ -200,10 +199,7 @@ class Uploads:
         """Append a request body at the upload's offset (checked against `start` if given)."""
         async with self._locked(state) as current:
             if start is not None and start != current.offset:
-                raise RangeInvalid(
-                    detail={"offset": current.offset, "start": start},
-                    headers={"Range": current.range_header()},
-                )
+                raise OffsetMismatch(offset=current.offset, start=start)
             return await self._append(current, body, length)
 
     async def _append(self, state: UploadState, body: ByteSource, length: int | None) -> UploadState:
@@ -214,14 +210,14 @@ class Uploads:
             # Storage lost acknowledged bytes (a machine crash before the disk caught up): the
             # upload cannot continue, and the client must start it again.
             await self.cancel(state)
-            raise BlobUploadUnknown(
-                detail={"upload": state.id, "reason": "stored upload is shorter than its offset"}
+            raise UploadNotFound(
+                "the stored upload is shorter than its offset: start it again", upload=state.id
             ) from None
         self._hashers.pop(state.id, None)  # mutated below: only valid again once committed
         try:
             written = await _pump(body, writer, hasher)
             if length is not None and written != length:
-                raise SizeInvalid(detail={"expected": length, "received": written})
+                raise SizeMismatch(expected=length, received=written)
             # Visible to every instance and safe from a process crash; the disk catches up by the
             # time the upload is moved into place, which makes it durable.
             await writer.commit(durable=False)
@@ -236,9 +232,7 @@ class Uploads:
             _ADVANCE, 2, key, key + ":lock", state.lock_token, offset, saved or b"", self._expiry
         )
         if not advanced:
-            raise BlobUploadInvalid(
-                detail={"upload": state.id, "reason": "the upload's lock lapsed while this request wrote"}
-            )
+            raise InvalidUpload("the upload's lock lapsed while this request wrote", upload=state.id)
         self._remember(state.id, offset, hasher)
         return UploadState(state.id, state.repository, offset, state.started_at, saved, state.lock_token)
 
@@ -272,9 +266,7 @@ class Uploads:
             if remaining <= 0:
                 break
         if remaining:
-            raise BlobUploadInvalid(
-                detail={"upload": state.id, "reason": "stored upload is shorter than its offset"}
-            )
+            raise InvalidUpload("the stored upload is shorter than its offset", upload=state.id)
         return hasher
 
     # -- completing ----------------------------------------------------------------------
@@ -292,7 +284,7 @@ class Uploads:
         async with self._locked(state) as current:
             if body is not None and current.offset == 0 and length is not None and 0 < length <= SMALL_BODY:
                 if start not in (None, 0):
-                    raise RangeInvalid(detail={"offset": 0, "start": start}, headers={"Range": "0-0"})
+                    raise OffsetMismatch(offset=0, start=start)
                 # The whole blob in this one request: no upload file at all.
                 try:
                     blob = await self.put_small(state.repository, digest, body, length)
@@ -301,16 +293,13 @@ class Uploads:
                 return blob
             if body is not None and (length is None or length > 0):
                 if start is not None and start != current.offset:
-                    raise RangeInvalid(
-                        detail={"offset": current.offset, "start": start},
-                        headers={"Range": current.range_header()},
-                    )
+                    raise OffsetMismatch(offset=current.offset, start=start)
                 current = await self._append(current, body, length)
             hasher = await self._hasher(current, digest.algorithm)
             actual = hasher.hexdigest()
             if actual != digest.hex:
                 await self.cancel(current)
-                raise DigestInvalid(detail={"digest": str(digest), "actual": f"{digest.algorithm}:{actual}"})
+                raise DigestMismatch(digest=str(digest), actual=f"{digest.algorithm}:{actual}")
             blob, moved = await self._publish(current, digest)
             # Still under the lock: a request queued behind this one must find the upload gone.
             await self.cancel(current, stored=not moved)
@@ -324,15 +313,13 @@ class Uploads:
         else:
             actual = hashlib.new(digest.algorithm, data).hexdigest()
         if actual != digest.hex:
-            raise DigestInvalid(detail={"digest": str(digest), "actual": f"{digest.algorithm}:{actual}"})
+            raise DigestMismatch(digest=str(digest), actual=f"{digest.algorithm}:{actual}")
         dest = paths.blob_path(digest)
         try:
             await self._storage.stat_file(dest)
         except PathNotFoundError:
             await self._storage.put_content(dest, data)
-        return await self._db.run(
-            lambda conn: metadata.link_blob(self._db, conn, repository, str(digest), length)
-        )
+        return await self._db.run(lambda conn: metadata.link_blob(conn, repository, str(digest), length))
 
     async def abort(self, state: UploadState) -> None:
         """Cancel on a client's request, after any request writing to the upload finished."""
@@ -358,9 +345,7 @@ class Uploads:
                 await self._storage.move(source, dest)
                 moved = True
         size = state.offset
-        blob = await self._db.run(
-            lambda conn: metadata.link_blob(self._db, conn, state.repository, str(digest), size)
-        )
+        blob = await self._db.run(lambda conn: metadata.link_blob(conn, state.repository, str(digest), size))
         return blob, moved
 
     async def mount(self, repository: str, digest: Digest, source: str) -> Blob | None:
@@ -370,7 +355,7 @@ class Uploads:
             found = await metadata.find_blob(conn, source, str(digest))
             if found is None:
                 return None
-            return await metadata.link_blob(self._db, conn, repository, found.digest, found.size)
+            return await metadata.link_blob(conn, repository, found.digest, found.size)
 
         return await self._db.run(link)
 
@@ -417,7 +402,7 @@ async def _read_exactly(body: ByteSource, length: int) -> bytes:
         parts.append(data)
         received += len(data)
     if received != length or await body.read(1):
-        raise SizeInvalid(detail={"expected": length, "received": received})
+        raise SizeMismatch(expected=length, received=received)
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 

@@ -30,7 +30,7 @@ def main() -> None:
             sys.exit(2)
     if settings.token.workers > 1:
         use_multiprocess_metrics("token")
-    from wharf_shared.web import run
+    from wharf_shared.serving import run
     from wharf_token.app import create_app
 
     try:

@@ -8,16 +8,18 @@ from aiohttp import web
 
 from wharf_shared import keys as shared_keys
 from wharf_shared import runtime
+from wharf_shared.addresses import parse_networks
 from wharf_shared.auth.backends import DatabaseBackend
 from wharf_shared.auth.credentials import CredentialCache
 from wharf_shared.auth.throttle import LoginThrottle
 from wharf_shared.config import Settings
 from wharf_shared.db.engine import Database
 from wharf_shared.db.migrate import check_schema
+from wharf_shared.health import add_health_and_metrics, dependency_checks
 from wharf_shared.metrics import Metrics, metrics_middleware
 from wharf_shared.redis import open_redis
+from wharf_shared.request_ids import request_id_middleware
 from wharf_shared.tokens import TokenIssuer, load_private_key
-from wharf_shared.web import add_health_and_metrics, dependency_checks, parse_networks, request_id_middleware
 from wharf_token import keys
 from wharf_token.logins import Authenticator
 from wharf_token.middleware import errors_middleware
@@ -52,7 +54,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     try:
         await check_schema(db)
         async with db.transaction() as conn:
-            await runtime.seed(db, conn, runtime.defaults(settings))
+            await runtime.seed(conn, runtime.defaults(settings))
     except BaseException:
         await db.close()
         await redis.aclose()

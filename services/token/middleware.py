@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from wharf_shared.errors.oci import OCIError, RouteUnknown, Unsupported
-from wharf_shared.web import render_oci, unexpected_failure
+from wharf_shared.errors.render import render_oci, unexpected_failure
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

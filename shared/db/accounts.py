@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wharf_shared.db import tables as t
-from wharf_shared.db.engine import Database
+from wharf_shared.db.engine import insert_or_get_id
 from wharf_shared.db.types import utcnow
 
 
@@ -54,7 +54,6 @@ async def get_user(conn: AsyncConnection, user_id: int) -> User | None:
 
 
 async def create_user(
-    db: Database,
     conn: AsyncConnection,
     username: str,
     password_hash: str | None,
@@ -75,7 +74,7 @@ async def create_user(
         "created_at": now,
         "updated_at": now,
     }
-    user_id = await db.insert_or_get_id(conn, t.user_account, row, unique=("username",))
+    user_id = await insert_or_get_id(conn, t.user_account, row, unique=("username",))
     created = await get_user(conn, user_id)
     assert created is not None
     return created

@@ -176,53 +176,75 @@ class Database:
         await self.engine.dispose()
         await self.read_engine.dispose()
 
-    # Dialect-specific statements, kept here so that query modules stay portable.
 
-    def insert_ignore(self, table: Table, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Insert:
-        """INSERT that leaves an existing row (same unique key) alone."""
-        if self.dialect == "mysql":
-            stmt = mysql.insert(table).values(rows)
-            # `SET id = id`: a no-op that MySQL still counts as handling the duplicate.
-            key = next(iter(table.primary_key.columns))
-            return stmt.on_duplicate_key_update({key.name: key})
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        return dialect_insert(table).values(rows).on_conflict_do_nothing()
+# Dialect-specific statements, kept here so that query modules stay portable. Each takes the
+# connection it runs on: the dialect comes with it.
 
-    async def insert_or_get_id(
-        self, conn: AsyncConnection, table: Table, row: Mapping[str, Any], unique: Sequence[str]
-    ) -> int:
-        """The `id` of the row whose `unique` columns match `row`: inserted now or already there.
 
-        One statement on MySQL/MariaDB (`LAST_INSERT_ID(id)` on the duplicate) and for a new row
-        elsewhere (`RETURNING`); a second, a SELECT, only when the row already existed.
-        """
-        id_column = table.c.id
-        if self.dialect == "mysql":
-            stmt = mysql.insert(table).values(row)
-            result = await conn.execute(stmt.on_duplicate_key_update({"id": func.last_insert_id(id_column)}))
-            return int(result.lastrowid)
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        result = await conn.execute(
-            dialect_insert(table).values(row).on_conflict_do_nothing().returning(id_column)
-        )
-        new_id = result.scalar()
-        if new_id is not None:
-            return int(new_id)
-        query = select(id_column).where(*(table.c[name] == row[name] for name in unique))
-        return int((await conn.execute(query)).scalar_one())
+def _dialect(conn: AsyncConnection) -> Dialect:
+    name = conn.dialect.name
+    if name in ("mysql", "mariadb"):
+        return "mysql"
+    if name == "postgresql":
+        return "postgresql"
+    return "sqlite"
 
-    def upsert(
-        self, table: Table, row: Mapping[str, Any], keys: Sequence[str], update: Sequence[str]
-    ) -> Insert:
-        """INSERT, or UPDATE the `update` columns of the row that has the same `keys`."""
-        if self.dialect == "mysql":
-            stmt = mysql.insert(table).values(row)
-            return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update})
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        stmt2 = dialect_insert(table).values(row)
-        return stmt2.on_conflict_do_update(
-            index_elements=list(keys), set_={c: stmt2.excluded[c] for c in update}
-        )
+
+async def insert_ignore(
+    conn: AsyncConnection, table: Table, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+) -> None:
+    """INSERT that leaves an existing row (same unique key) alone."""
+    dialect = _dialect(conn)
+    stmt: Insert
+    if dialect == "mysql":
+        # `SET id = id`: a no-op that MySQL still counts as handling the duplicate.
+        key = next(iter(table.primary_key.columns))
+        stmt = mysql.insert(table).values(rows).on_duplicate_key_update({key.name: key})
+    else:
+        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = dialect_insert(table).values(rows).on_conflict_do_nothing()
+    await conn.execute(stmt)
+
+
+async def insert_or_get_id(
+    conn: AsyncConnection, table: Table, row: Mapping[str, Any], unique: Sequence[str]
+) -> int:
+    """The `id` of the row whose `unique` columns match `row`: inserted now or already there.
+
+    One statement on MySQL/MariaDB (`LAST_INSERT_ID(id)` on the duplicate) and for a new row
+    elsewhere (`RETURNING`); a second, a SELECT, only when the row already existed.
+    """
+    id_column = table.c.id
+    dialect = _dialect(conn)
+    if dialect == "mysql":
+        stmt = mysql.insert(table).values(row)
+        result = await conn.execute(stmt.on_duplicate_key_update({"id": func.last_insert_id(id_column)}))
+        return int(result.lastrowid)
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    result = await conn.execute(
+        dialect_insert(table).values(row).on_conflict_do_nothing().returning(id_column)
+    )
+    new_id = result.scalar()
+    if new_id is not None:
+        return int(new_id)
+    query = select(id_column).where(*(table.c[name] == row[name] for name in unique))
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def upsert(
+    conn: AsyncConnection, table: Table, row: Mapping[str, Any], keys: Sequence[str], update: Sequence[str]
+) -> None:
+    """INSERT, or UPDATE the `update` columns of the row that has the same `keys`."""
+    dialect = _dialect(conn)
+    if dialect == "mysql":
+        stmt = mysql.insert(table).values(row)
+        await conn.execute(stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update}))
+        return
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt2 = dialect_insert(table).values(row)
+    await conn.execute(
+        stmt2.on_conflict_do_update(index_elements=list(keys), set_={c: stmt2.excluded[c] for c in update})
+    )
 
 
 @asynccontextmanager

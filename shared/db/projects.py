@@ -11,7 +11,7 @@ from sqlalchemy import Select, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wharf_shared.db import tables as t
-from wharf_shared.db.engine import Database
+from wharf_shared.db.engine import insert_or_get_id, upsert
 from wharf_shared.db.types import utcnow
 from wharf_shared.rbac import ProjectAccess, Role
 
@@ -33,34 +33,31 @@ async def find_project(conn: AsyncConnection, name: str) -> Project | None:
     return Project(*row) if row else None
 
 
-async def create_project(
-    db: Database, conn: AsyncConnection, name: str, owner_id: int, *, public: bool = False
-) -> Project:
+async def create_project(conn: AsyncConnection, name: str, owner_id: int, *, public: bool = False) -> Project:
     """A project, with its owner as project admin (idempotent by name)."""
     now = utcnow()
     row = {"name": name, "public": public, "owner_id": owner_id, "created_at": now, "updated_at": now}
-    project_id = await db.insert_or_get_id(conn, t.project, row, unique=("name",))
-    await set_member(db, conn, project_id, owner_id, Role.PROJECT_ADMIN)
+    project_id = await insert_or_get_id(conn, t.project, row, unique=("name",))
+    await set_member(conn, project_id, owner_id, Role.PROJECT_ADMIN)
     created = await find_project(conn, name)
     assert created is not None
     return created
 
 
-async def set_member(db: Database, conn: AsyncConnection, project_id: int, user_id: int, role: Role) -> None:
+async def set_member(conn: AsyncConnection, project_id: int, user_id: int, role: Role) -> None:
     now = utcnow()
-    await conn.execute(
-        db.upsert(
-            t.project_member,
-            {
-                "project_id": project_id,
-                "user_id": user_id,
-                "role_id": int(role),
-                "created_at": now,
-                "updated_at": now,
-            },
-            keys=("project_id", "user_id"),
-            update=("role_id", "updated_at"),
-        )
+    await upsert(
+        conn,
+        t.project_member,
+        {
+            "project_id": project_id,
+            "user_id": user_id,
+            "role_id": int(role),
+            "created_at": now,
+            "updated_at": now,
+        },
+        keys=("project_id", "user_id"),
+        update=("role_id", "updated_at"),
     )
 
 

@@ -94,6 +94,10 @@ class ManifestReferenced(OCIError):
     code, message, status = "DENIED", "manifest is referenced by an index in this repository", 409
 
 
+class BlobReferenced(OCIError):
+    code, message, status = "DENIED", "blob is referenced by a manifest in this repository", 409
+
+
 class NameInvalid(OCIError):
     code, message, status = "NAME_INVALID", "invalid repository name", 400
 

@@ -258,11 +258,11 @@ async def _seed_accounts(settings: Settings, project_name: str) -> None:
     db = Database(settings.effective_database_url, pool_size=1)
     try:
         async with db.transaction() as conn:
-            user = await accounts.create_user(db, conn, BENCH_USER, hash_password(BENCH_PASSWORD))
+            user = await accounts.create_user(conn, BENCH_USER, hash_password(BENCH_PASSWORD))
             admin = await accounts.find_user(conn, "admin")
             assert admin is not None
-            project = await projects.create_project(db, conn, project_name, admin.id, public=False)
-            await projects.set_member(db, conn, project.id, user.id, Role.DEVELOPER)
+            project = await projects.create_project(conn, project_name, admin.id, public=False)
+            await projects.set_member(conn, project.id, user.id, Role.DEVELOPER)
     finally:
         await db.close()
 

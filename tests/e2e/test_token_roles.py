@@ -61,12 +61,12 @@ async def populate(settings: Settings) -> None:
         async with db.transaction() as conn:
             admin = await accounts.find_user(conn, "admin")
             assert admin is not None
-            team = await projects.create_project(db, conn, "team", admin.id, public=False)
-            await accounts.create_user(db, conn, "root", hash_password(PASSWORD), sysadmin=True)
-            await accounts.create_user(db, conn, "outsider", hash_password(PASSWORD))
+            team = await projects.create_project(conn, "team", admin.id, public=False)
+            await accounts.create_user(conn, "root", hash_password(PASSWORD), sysadmin=True)
+            await accounts.create_user(conn, "outsider", hash_password(PASSWORD))
             for name, role in MEMBERS.items():
-                user = await accounts.create_user(db, conn, name, hash_password(PASSWORD))
-                await projects.set_member(db, conn, team.id, user.id, role)
+                user = await accounts.create_user(conn, name, hash_password(PASSWORD))
+                await projects.set_member(conn, team.id, user.id, role)
     finally:
         await db.close()
 

@@ -2,7 +2,7 @@
 
 `exchange` writes raw HTTP/1.1 (unnormalised paths, lying lengths) and reads the one response;
 `hang_up` sends a head and part of a body, then closes the socket. `ProductionServer` serves
-an app the way `wharf_shared.web.serve_forever` does, and `wait_idle` / `server_errors` read
+an app the way `wharf_shared.serving.serve_forever` does, and `wait_idle` / `server_errors` read
 the app's own metrics to know that its handlers finished and what status each one ended with.
 """
 

@@ -7,8 +7,8 @@ import os
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
+from wharf_shared.addresses import client_address, parse_networks
 from wharf_shared.config import ConfigError, load_settings
-from wharf_shared.web import client_address, parse_networks
 
 TRUSTED = parse_networks(["127.0.0.0/8", "10.0.0.0/24"])
 

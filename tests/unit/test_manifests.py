@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from wharf_registry.manifests import parse_manifest
+from wharf_registry.manifest_parser import parse_manifest
 from wharf_shared import media_types as mt
 from wharf_shared.digests import Digest
-from wharf_shared.errors.oci import ManifestInvalid
+from wharf_shared.errors.domain import InvalidManifest
 
 
 def d(n: int, algorithm: str = "sha256") -> str:
@@ -58,12 +58,10 @@ def parse(document: Any, content_type: str | None = None) -> Any:
 
 
 def reason_of(document: Any, content_type: str | None = None) -> str:
-    with pytest.raises(ManifestInvalid) as info:
+    with pytest.raises(InvalidManifest) as info:
         parse(document, content_type)
     error = info.value
-    assert error.code == "MANIFEST_INVALID"
-    assert error.status == 400
-    assert error.text == f"manifest invalid: {error.detail['reason']}"
+    assert error.message == f"manifest invalid: {error.detail['reason']}"
     return str(error.detail["reason"])
 
 
@@ -348,7 +346,7 @@ def test_invalid(document: Any, content_type: str | None, reason: str) -> None:
 
 
 def test_mismatch_detail_names_both_types() -> None:
-    with pytest.raises(ManifestInvalid) as info:
+    with pytest.raises(InvalidManifest) as info:
         parse(oci_manifest(), mt.DOCKER_MANIFEST)
     assert info.value.detail["content_type"] == mt.DOCKER_MANIFEST
     assert info.value.detail["media_type"] == mt.OCI_MANIFEST

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from wharf_registry import metadata
 from wharf_registry.handlers.common import API_VERSION, parse_digest, repository_name
-from wharf_registry.keys import STORAGE
-from wharf_shared import events
+from wharf_registry.keys import BLOBS, STORAGE
 from wharf_shared.errors.oci import BlobUnknown, RangeNotSatisfiable
-from wharf_shared.keys import DB, EVENTS
 from wharf_shared.logging import get_logger
 from wharf_shared.storage import paths
 from wharf_shared.storage.base import PathNotFoundError
@@ -20,10 +17,7 @@ log = get_logger(__name__)
 async def get_blob(request: web.Request) -> web.StreamResponse:
     name = repository_name(request)
     digest = parse_digest(request.match_info["digest"])
-    async with request.app[DB].read() as conn:
-        blob = await metadata.find_blob(conn, name, str(digest))
-    if blob is None:
-        raise BlobUnknown(detail={"digest": str(digest)})
+    blob = await request.app[BLOBS].find(name, digest)
     storage = request.app[STORAGE]
     path = paths.blob_path(digest)
     headers = {
@@ -101,9 +95,5 @@ async def _stream(request: web.Request, path: str, size: int, headers: dict[str,
 async def delete_blob(request: web.Request) -> web.Response:
     name = repository_name(request)
     digest = parse_digest(request.match_info["digest"])
-    db = request.app[DB]
-    removed = await db.run(lambda conn: metadata.unlink_blob(conn, name, str(digest)))
-    if not removed:
-        raise BlobUnknown(detail={"digest": str(digest)})
-    await request.app[EVENTS].publish(events.DELETE, repository=name, digest=str(digest), kind="blob")
+    await request.app[BLOBS].delete(name, digest)
     return web.Response(status=202, headers={"Docker-Content-Digest": str(digest), "Content-Length": "0"})

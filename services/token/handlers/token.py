@@ -11,10 +11,10 @@ from typing import Any
 from aiohttp import web
 
 from wharf_shared import rbac
+from wharf_shared.addresses import client_address
 from wharf_shared.db import accounts, projects
 from wharf_shared.errors.oci import TokenRequestInvalid, Unauthorized
 from wharf_shared.keys import DB, SETTINGS
-from wharf_shared.web import client_address
 from wharf_token import grants
 from wharf_token.keys import AUTHENTICATOR, ISSUER, REFRESH, RUNTIME, TRUSTED_PROXIES
 from wharf_token.logins import failed

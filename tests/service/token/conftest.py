@@ -50,9 +50,7 @@ class Suite:
         db = Database(self.settings.effective_database_url, pool_size=1)
         try:
             async with db.transaction() as conn:
-                user = await accounts.create_user(
-                    db, conn, username, hash_password(password), sysadmin=sysadmin
-                )
+                user = await accounts.create_user(conn, username, hash_password(password), sysadmin=sysadmin)
         finally:
             await db.close()
         return user.id
@@ -65,9 +63,9 @@ class Suite:
             async with db.transaction() as conn:
                 admin = await accounts.find_user(conn, "admin")
                 assert admin is not None
-                project = await projects.create_project(db, conn, name, admin.id, public=public)
+                project = await projects.create_project(conn, name, admin.id, public=public)
                 for user_id, role in (members or {}).items():
-                    await projects.set_member(db, conn, project.id, user_id, role)
+                    await projects.set_member(conn, project.id, user_id, role)
         finally:
             await db.close()
 

@@ -117,7 +117,7 @@ async def test_every_role_on_every_operation(suite: Suite) -> None:
     try:
         for caller in CALLERS:
             async with db.transaction() as conn:
-                await runtime.store(db, conn, anonymous_access=caller.anonymous_access)
+                await runtime.store(conn, anonymous_access=caller.anonymous_access)
             suite.token.app[RUNTIME].invalidate()
             credentials = (caller.name, PASSWORD) if caller.logged_in else None
             for visibility, project in (("public", "pub"), ("private", "priv")):
