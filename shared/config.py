@@ -105,10 +105,26 @@ class TokenSettings(_Group):
         description="How long verified credentials are remembered (keyed hash, never the password); 0 = off.",
     )
     throttle_failures: int = Field(
-        default=5, ge=1, description="Failed logins (per account and per address) before a lockout."
+        default=5,
+        ge=1,
+        description="Failed logins to one account from one client address (within an hour) before "
+        "that account is locked out for that address only: a guesser elsewhere cannot lock the owner out.",
+    )
+    throttle_address_failures: int = Field(
+        default=20,
+        ge=1,
+        description="Failed logins from one client address, whatever the accounts (within an hour), "
+        "before the address is locked out.",
     )
     throttle_lockout_seconds: int = Field(
         default=30, ge=1, description="First lockout; each further failure doubles it (up to an hour)."
+    )
+    max_scopes: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Most scopes one token request may ask for (each naming at most 255 characters); "
+        "more is refused with 400.",
     )
 
 

@@ -3,6 +3,7 @@ wrong username costs as much time as a wrong password."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
 from argon2 import PasswordHasher
@@ -26,8 +27,10 @@ def verify_password(stored: str | None, password: str) -> bool:
         return False
 
 
-def needs_rehash(stored: str) -> bool:
-    return _HASHER.check_needs_rehash(stored)
+def fingerprint(password_hash: str | None) -> str:
+    """A short digest of a stored hash: what remembered logins and refresh tokens are bound to, so
+    that a changed password (or a deleted user) voids them."""
+    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:32]
 
 
 def generate_password() -> str:

@@ -12,7 +12,7 @@ import hashlib
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,17 +124,25 @@ def _pem_blocks(pem: bytes) -> Iterable[bytes]:
 
 
 class TokenIssuer:
-    def __init__(self, private_key: PrivateKeyTypes, *, service: str, issuer: str) -> None:
+    def __init__(
+        self,
+        private_key: PrivateKeyTypes,
+        *,
+        service: str,
+        issuer: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._key = private_key
         self.algorithm = algorithm_for(private_key)
         self.kid = key_id(private_key.public_key())
         self.service = service
         self.issuer = issuer
+        self._clock = clock
 
     def issue(
         self, subject: str, access: Sequence[Access], lifetime: int, *, now: float | None = None
     ) -> tuple[str, float]:
-        issued = time.time() if now is None else now
+        issued = self._clock() if now is None else now
         claims = {
             "iss": self.issuer,
             "sub": subject,
@@ -150,10 +158,20 @@ class TokenIssuer:
 
 
 class TokenVerifier:
-    """Verifies tokens against a trusted key bundle; keeps recent results for their lifetime."""
+    """Verifies tokens against a trusted key bundle; keeps recent results for their lifetime.
+
+    Registry tokens carry no `typ` claim; a token that does is some other kind of token (a
+    refresh token, say) and is refused, whatever its audience.
+    """
 
     def __init__(
-        self, keys: Sequence[PublicKeyTypes], *, service: str, issuer: str, cache_size: int = 10_000
+        self,
+        keys: Sequence[PublicKeyTypes],
+        *,
+        service: str,
+        issuer: str,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not keys:
             raise TokenError("the trusted key bundle holds no public key")
@@ -162,19 +180,22 @@ class TokenVerifier:
         self.issuer = issuer
         self._cache: OrderedDict[str, Grant] = OrderedDict()
         self._cache_size = cache_size
+        self._clock = clock
 
     @classmethod
-    def from_bundle(cls, path: Path, *, service: str, issuer: str) -> TokenVerifier:
+    def from_bundle(
+        cls, path: Path, *, service: str, issuer: str, clock: Callable[[], float] = time.time
+    ) -> TokenVerifier:
         try:
             pem = path.read_bytes()
         except OSError as exc:
             raise TokenError(f"cannot read the trusted key bundle {path}: {exc}") from exc
-        return cls(load_public_keys(pem), service=service, issuer=issuer)
+        return cls(load_public_keys(pem), service=service, issuer=issuer, clock=clock)
 
     def verify(self, token: str, *, now: float | None = None, expired_grace: float = 0.0) -> Grant:
         """The token's grant; `expired_grace` accepts a token that expired at most that long ago
         (everything else is still checked)."""
-        current = time.time() if now is None else now
+        current = self._clock() if now is None else now
         cached = self._cache.get(token)
         if cached is not None:
             if cached.expires_at + LEEWAY_SECONDS + expired_grace > current:
@@ -226,6 +247,8 @@ class TokenVerifier:
                 continue
             except jwt.PyJWTError as exc:
                 raise TokenError(str(exc)) from exc
+            if "typ" in claims:
+                raise TokenError(f"a token of type {str(claims['typ'])[:40]!r} is not a registry token")
             _check_lifetime(claims, now, expired_grace)
             return _grant(claims)
         raise TokenError(f"token signature does not verify{': ' + str(last) if last else ''}")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from wharf_shared import keys as shared_keys
 from wharf_shared import runtime
 from wharf_shared.addresses import parse_networks
-from wharf_shared.auth.backends import DatabaseBackend
-from wharf_shared.auth.credentials import CredentialCache
-from wharf_shared.auth.throttle import LoginThrottle
 from wharf_shared.config import Settings
 from wharf_shared.db.engine import Database
 from wharf_shared.db.migrate import check_schema
@@ -21,25 +19,30 @@ from wharf_shared.redis import open_redis
 from wharf_shared.request_ids import request_id_middleware
 from wharf_shared.tokens import TokenIssuer, load_private_key
 from wharf_token import keys
-from wharf_token.logins import Authenticator
+from wharf_token.logins import Logins, Throttling
 from wharf_token.middleware import errors_middleware
 from wharf_token.refresh import RefreshTokens
 from wharf_token.routes import add_routes
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """`clock`: what every expiry and lockout is measured against (tests move it)."""
     metrics = Metrics("token")
     app = web.Application(middlewares=[request_id_middleware, metrics_middleware(metrics), errors_middleware])
     app[shared_keys.SETTINGS] = settings
     app[shared_keys.METRICS] = metrics
     private_key = load_private_key(settings.token_private_key_path)
     token = settings.token
-    app[keys.ISSUER] = TokenIssuer(private_key, service=token.service, issuer=token.issuer)
+    app[keys.ISSUER] = TokenIssuer(private_key, service=token.service, issuer=token.issuer, clock=clock)
     app[keys.REFRESH] = RefreshTokens(
-        private_key, service=token.service, issuer=token.issuer, lifetime=token.refresh_lifetime_seconds
+        private_key,
+        service=token.service,
+        issuer=token.issuer,
+        lifetime=token.refresh_lifetime_seconds,
+        clock=clock,
     )
     app[keys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
-    app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(lambda app: _resources(app, clock))
     add_routes(app)
     add_health_and_metrics(
         app, metrics, lambda: dependency_checks(app[shared_keys.DB], app[shared_keys.REDIS])
@@ -47,7 +50,7 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-async def _resources(app: web.Application) -> AsyncIterator[None]:
+async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncIterator[None]:
     settings = app[shared_keys.SETTINGS]
     db = Database(settings.effective_database_url, pool_size=settings.database_pool_size)
     redis = open_redis(settings.redis_url)
@@ -63,14 +66,18 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[shared_keys.REDIS] = redis
     app[keys.RUNTIME] = runtime.RuntimeConfig(db, runtime.defaults(settings))
     token = settings.token
-    app[keys.AUTHENTICATOR] = Authenticator(
+    app[keys.LOGINS] = Logins(
         db,
         redis,
-        DatabaseBackend(db),
-        LoginThrottle(
-            redis, failures=token.throttle_failures, lockout_seconds=token.throttle_lockout_seconds
+        app[keys.REFRESH],
+        secret=settings.secret_key_path.read_bytes().strip(),
+        cache_seconds=token.credential_cache_seconds,
+        throttling=Throttling(
+            pair_failures=token.throttle_failures,
+            address_failures=token.throttle_address_failures,
+            lockout_seconds=token.throttle_lockout_seconds,
         ),
-        CredentialCache(redis, settings.secret_key_path.read_bytes().strip(), token.credential_cache_seconds),
+        clock=clock,
     )
     yield
     await redis.aclose()

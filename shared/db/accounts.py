@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import insert_or_get_id
 from wharf_shared.db.types import utcnow
+
+USERNAME_MAX_LENGTH = 255  # the column's: a longer name cannot belong to anyone
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +80,3 @@ async def create_user(
     created = await get_user(conn, user_id)
     assert created is not None
     return created
-
-
-async def set_password_hash(conn: AsyncConnection, user_id: int, password_hash: str) -> None:
-    await conn.execute(
-        update(t.user_account)
-        .where(t.user_account.c.id == user_id)
-        .values(password_hash=password_hash, updated_at=utcnow())
-    )

@@ -71,13 +71,14 @@ class Caller:
     password_hash: str | None
 
 
-def _access_statement(with_user: bool, *, one: bool = False) -> Select[Any]:
+def _access_statement(with_user: str | None, *, one: bool = False) -> Select[Any]:
     """Built once: constructing a statement costs more CPU than running it on the token path.
-    `one`: for a single project name (the usual token request), skipping the expansion of IN."""
+    `with_user`: also read the user, found by `id` or by `username`; `one`: for a single project
+    name (the usual token request), skipping the expansion of IN."""
     p, m, u = t.project.c, t.project_member.c, t.user_account.c
     names: Any = bindparam("names", expanding=True)
     in_names = p.name == bindparam("name") if one else p.name.in_(names)
-    if not with_user:
+    if with_user is None:
         joined = t.project.outerjoin(
             t.project_member, and_(m.project_id == p.id, m.user_id == bindparam("user_id"))
         )
@@ -86,30 +87,33 @@ def _access_statement(with_user: bool, *, one: bool = False) -> Select[Any]:
     joined = t.user_account.outerjoin(t.project, in_names).outerjoin(
         t.project_member, and_(m.project_id == p.id, m.user_id == u.id)
     )
+    key = u.id == bindparam("user") if with_user == "id" else u.username == bindparam("user")
     return (
         select(u.id, u.username, u.sysadmin, u.password_hash, p.id, p.name, p.public, m.role_id)
         .select_from(joined)
-        .where(u.id == bindparam("user_id"))
+        .where(key)
     )
 
 
-_ACCESS = _access_statement(with_user=False)
-_CALLER_ACCESS = _access_statement(with_user=True)
-_CALLER_ACCESS_ONE = _access_statement(with_user=True, one=True)
+_ACCESS = _access_statement(None)
+_CALLER_ACCESS = {
+    (by, one): _access_statement(by, one=one) for by in ("id", "username") for one in (False, True)
+}
 _NO_NAME = "/"  # no project name holds a slash
 
 
 async def caller_and_access(
-    conn: AsyncConnection, user_id: int, names: Iterable[str]
+    conn: AsyncConnection, user: int | str, names: Iterable[str]
 ) -> tuple[Caller | None, dict[str, ProjectAccess]]:
-    """The user, and for each existing project among `names` its visibility and the user's role,
-    in one query."""
+    """The user (by id, or by name when `user` is a string), and for each existing project among
+    `names` its visibility and the user's role, in one query."""
+    by = "username" if isinstance(user, str) else "id"
     wanted = sorted(set(names))
     if len(wanted) <= 1:
-        params = {"user_id": user_id, "name": wanted[0] if wanted else _NO_NAME}
-        rows = (await conn.execute(_CALLER_ACCESS_ONE, params)).all()
+        params = {"user": user, "name": wanted[0] if wanted else _NO_NAME}
+        rows = (await conn.execute(_CALLER_ACCESS[by, True], params)).all()
     else:
-        rows = (await conn.execute(_CALLER_ACCESS, {"user_id": user_id, "names": wanted})).all()
+        rows = (await conn.execute(_CALLER_ACCESS[by, False], {"user": user, "names": wanted})).all()
     if not rows:
         return None, {}
     first = rows[0]

@@ -123,3 +123,30 @@ class UploadBusy(Conflict):
 
 class Forbidden(DomainError):
     default_message = "the caller may not do this"
+
+
+# -- identity ------------------------------------------------------------------------------------
+
+
+class Unauthenticated(DomainError):
+    default_message = "authentication required"
+
+
+class LoginFailed(Unauthenticated):
+    """Credentials that do not sign anyone in: an unknown user reads exactly as a wrong password."""
+
+    default_message = "authentication failed: incorrect username or password"
+
+
+class RefreshTokenInvalid(Unauthenticated):
+    default_message = "the refresh token is not valid"
+
+
+class Throttled(DomainError):
+    """Too many failed logins: refused before any check; `retry_after` seconds until the next try."""
+
+    default_message = "too many failed logins: try again later"
+
+    def __init__(self, message: str | None = None, *, retry_after: int, **detail: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **detail)
+        self.retry_after = retry_after

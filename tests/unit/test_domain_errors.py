@@ -9,10 +9,18 @@ from wharf_registry.errors import TABLE, to_oci
 from wharf_shared.errors import domain as d
 from wharf_shared.errors import oci
 
+# Failed logins and lockouts happen at the token service; its own table maps them
+# (`wharf_token.errors`, tests/unit/test_token_errors.py).
+_NOT_ON_V2 = (d.Unauthenticated, d.Throttled)
+
 
 def _concrete() -> list[type[d.DomainError]]:
     """Domain errors nothing subclasses: the ones code raises."""
-    classes = [v for v in vars(d).values() if isinstance(v, type) and issubclass(v, d.DomainError)]
+    classes = [
+        v
+        for v in vars(d).values()
+        if isinstance(v, type) and issubclass(v, d.DomainError) and not issubclass(v, _NOT_ON_V2)
+    ]
     return sorted(
         (c for c in classes if not any(o is not c and issubclass(o, c) for o in classes)),
         key=lambda c: c.__name__,

@@ -1,4 +1,6 @@
-"""Registry tokens: issue and verify with EC and RSA keys, and every reason to refuse one."""
+"""Registry tokens: issue and verify with EC and RSA keys, and every reason to refuse one.
+
+Time is a clock the tests hold (fixed, or moved by hand), never the machine's."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import hashlib
 import hmac
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,18 @@ SERVICE = "wharf-registry"
 ISSUER = "wharf-token-issuer"
 REPO = "library/app"
 PULL = Access("repository", REPO, frozenset({"pull"}))
+NOW = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @pytest.fixture(scope="module")
@@ -60,16 +73,20 @@ def key(request: pytest.FixtureRequest, ec_key: PrivateKeyTypes, rsa_key: Privat
     return ec_key if request.param == "ec" else rsa_key
 
 
-def issuer_for(key: PrivateKeyTypes, *, service: str = SERVICE, issuer: str = ISSUER) -> TokenIssuer:
-    return TokenIssuer(key, service=service, issuer=issuer)
+def issuer_for(
+    key: PrivateKeyTypes, *, service: str = SERVICE, issuer: str = ISSUER, clock: Clock | None = None
+) -> TokenIssuer:
+    return TokenIssuer(key, service=service, issuer=issuer, clock=clock or Clock())
 
 
-def verifier_for(*keys: PrivateKeyTypes) -> TokenVerifier:
-    return TokenVerifier([k.public_key() for k in keys], service=SERVICE, issuer=ISSUER)
+def verifier_for(*keys: PrivateKeyTypes, clock: Clock | None = None) -> TokenVerifier:
+    return TokenVerifier(
+        [k.public_key() for k in keys], service=SERVICE, issuer=ISSUER, clock=clock or Clock()
+    )
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
+    now = int(NOW)
     base = {
         "iss": ISSUER,
         "sub": "alice",
@@ -183,14 +200,19 @@ def test_malformed(ec_key: PrivateKeyTypes, garbage: str) -> None:
 
 
 def test_expired(key: PrivateKeyTypes) -> None:
-    long_ago = time.time() - 3600
-    token, _ = issuer_for(key).issue("alice", [PULL], 600, now=long_ago)
+    clock = Clock()
+    token, _ = issuer_for(key, clock=clock).issue("alice", [PULL], 600)
+    verifier = verifier_for(key, clock=clock)
+    assert verifier.verify(token).subject == "alice"
+    clock.advance(600 + LEEWAY_SECONDS - 1)
+    assert verifier.verify(token).subject == "alice"  # within the leeway
+    clock.advance(1)
     with pytest.raises(TokenError, match="expired"):
-        verifier_for(key).verify(token)
+        verifier.verify(token)
 
 
 def test_expiry_leeway(key: PrivateKeyTypes) -> None:
-    now = int(time.time())
+    now = int(NOW)
     verifier = verifier_for(key)
     assert verifier.verify(sign(key, claims(exp=now - LEEWAY_SECONDS // 3))).subject == "alice"
     with pytest.raises(TokenError):
@@ -198,26 +220,35 @@ def test_expiry_leeway(key: PrivateKeyTypes) -> None:
 
 
 def test_cached_grant_does_not_outlive_the_token(ec_key: PrivateKeyTypes) -> None:
-    now = time.time()
-    token, _ = issuer_for(ec_key).issue("alice", [PULL], 120, now=now)
-    verifier = verifier_for(ec_key)
-    assert verifier.verify(token, now=now).subject == "alice"
-    assert verifier.verify(token, now=now + 60).subject == "alice"  # from the cache
+    clock = Clock()
+    token, _ = issuer_for(ec_key, clock=clock).issue("alice", [PULL], 120)
+    verifier = verifier_for(ec_key, clock=clock)
+    assert verifier.verify(token).subject == "alice"
+    clock.advance(60)
+    assert verifier.verify(token).subject == "alice"  # from the cache
+    clock.advance(60 + LEEWAY_SECONDS + 5)
     with pytest.raises(TokenError):
-        verifier.verify(token, now=now + 120 + LEEWAY_SECONDS + 5)
+        verifier.verify(token)
 
 
 def test_not_yet_valid(key: PrivateKeyTypes) -> None:
-    now = int(time.time())
+    now = int(NOW)
     with pytest.raises(TokenError, match="not yet valid"):
         verifier_for(key).verify(sign(key, claims(nbf=now + 3600, iat=now + 3600, exp=now + 7200)))
 
 
-def test_not_yet_valid_at_the_given_time(ec_key: PrivateKeyTypes) -> None:
-    now = time.time()
-    token, _ = issuer_for(ec_key).issue("alice", [PULL], 300, now=now)
-    with pytest.raises(TokenError):
-        verifier_for(ec_key).verify(token, now=now - 3600)
+def test_issued_by_a_clock_ahead(ec_key: PrivateKeyTypes) -> None:
+    token, _ = issuer_for(ec_key, clock=Clock(NOW + 3600)).issue("alice", [PULL], 300)
+    with pytest.raises(TokenError, match="not yet valid"):
+        verifier_for(ec_key).verify(token)
+
+
+def test_an_explicit_time_wins_over_the_clock(ec_key: PrivateKeyTypes) -> None:
+    token, issued = issuer_for(ec_key).issue("alice", [PULL], 300, now=NOW - 3600)
+    assert issued == NOW - 3600
+    with pytest.raises(TokenError, match="expired"):
+        verifier_for(ec_key).verify(token)
+    assert verifier_for(ec_key).verify(token, now=NOW - 3600).subject == "alice"
 
 
 @pytest.mark.parametrize("times", [{"exp": "4102444800"}, {"exp": True}, {"nbf": "0"}, {"exp": None}])
@@ -235,6 +266,15 @@ def test_wrong_audience(key: PrivateKeyTypes) -> None:
 def test_wrong_issuer(key: PrivateKeyTypes) -> None:
     token, _ = issuer_for(key, issuer="someone-else").issue("alice", [PULL], 300)
     with pytest.raises(TokenError, match=r"[Ii]ssuer"):
+        verifier_for(key).verify(token)
+
+
+@pytest.mark.parametrize("typ", ["wharf-refresh", "JWT", "", None])
+def test_tokens_of_another_type_are_refused(key: PrivateKeyTypes, typ: str | None) -> None:
+    """A refresh token (or any token with a `typ` claim) is no registry token, even signed by a
+    trusted key for this very audience."""
+    token = sign(key, {**claims(), "typ": typ})
+    with pytest.raises(TokenError, match="not a registry token"):
         verifier_for(key).verify(token)
 
 
@@ -420,7 +460,7 @@ def test_bundle_mixing_certificates_and_public_keys(
     ]
     path = tmp_path / "token-keys.pem"
     path.write_bytes(bundle)
-    verifier = TokenVerifier.from_bundle(path, service=SERVICE, issuer=ISSUER)
+    verifier = TokenVerifier.from_bundle(path, service=SERVICE, issuer=ISSUER, clock=Clock())
     for signer in (ec_key, ec_key_2, rsa_key):
         token, _ = issuer_for(signer).issue("alice", [PULL], 300)
         assert verifier.verify(token).allows("repository", REPO, "pull")

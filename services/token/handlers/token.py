@@ -1,24 +1,32 @@
 """`GET /service/token` (Docker token spec) and `POST /service/token` (OAuth2 password and
-refresh-token grants)."""
+refresh-token grants, RFC 6749 §4.3 and §6). Each parses, calls the login flow, and renders."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import datetime as dt
+import urllib.parse
 from typing import Any
 
 from aiohttp import web
 
-from wharf_shared import rbac
 from wharf_shared.addresses import client_address
-from wharf_shared.db import accounts, projects
-from wharf_shared.errors.oci import TokenRequestInvalid, Unauthorized
-from wharf_shared.keys import DB, SETTINGS
+from wharf_shared.keys import SETTINGS
 from wharf_token import grants
-from wharf_token.keys import AUTHENTICATOR, ISSUER, REFRESH, RUNTIME, TRUSTED_PROXIES
-from wharf_token.logins import failed
-from wharf_token.scopes import Scope, parse_scopes
+from wharf_token.errors import AuthenticationRequired, InvalidRequest, UnsupportedGrantType
+from wharf_token.keys import ISSUER, LOGINS, REFRESH, RUNTIME, TRUSTED_PROXIES
+from wharf_token.logins import Login
+from wharf_token.scopes import SCOPE_MAX_LENGTH, Scope, parse_scopes
+
+FORM = "application/x-www-form-urlencoded"
+# The parameters of RFC 6749 §4.3.2 and §6 and Docker's additions; each may come at most once
+# (RFC 6749 §3.1). Others are ignored, as the RFC asks.
+FORM_FIELDS = frozenset(
+    {"grant_type", "username", "password", "refresh_token", "scope", "service", "client_id", "access_type"}
+)
+MAX_FORM_FIELDS = 32
+_FORM_BASE_BYTES = 16 * 1024  # everything but the scopes: credentials, a refresh token, names
 
 
 def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
@@ -29,16 +37,16 @@ def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
     try:
         username, sep, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        raise TokenRequestInvalid(message="malformed Basic credentials") from None
+        raise InvalidRequest("malformed Basic credentials") from None
     if not sep or not username:
-        raise TokenRequestInvalid(message="malformed Basic credentials")
+        raise InvalidRequest("malformed Basic credentials")
     return username, password
 
 
 def _check_service(request: web.Request, service: str | None) -> None:
     expected = request.app[SETTINGS].token.service
     if service and service != expected:
-        raise TokenRequestInvalid(detail={"service": service}, message=f"unknown service {service!r}")
+        raise InvalidRequest(f"unknown service {service[:100]!r}", detail={"service": service[:100]})
 
 
 def _address(request: web.Request) -> str:
@@ -46,45 +54,66 @@ def _address(request: web.Request) -> str:
     return client_address(request, trusted)
 
 
-async def _access(
-    request: web.Request, identity: rbac.Identity, scopes: list[Scope]
-) -> dict[str, rbac.ProjectAccess]:
-    async with request.app[DB].read() as conn:
-        return await projects.project_access(conn, grants.project_names(scopes), identity.user_id)
+def _scopes(request: web.Request, values: list[str]) -> list[Scope]:
+    return parse_scopes(values, limit=request.app[SETTINGS].token.max_scopes)
 
 
-async def _login(
-    request: web.Request, username: str, password: str, scopes: list[Scope]
-) -> tuple[rbac.Identity, dict[str, rbac.ProjectAccess]]:
-    """Who the credentials belong to, and their view of the scopes' projects: one SQL query,
-    which also confirms a login the credential cache remembered."""
-    authenticator = request.app[AUTHENTICATOR]
-    names = grants.project_names(scopes)
-    login = await authenticator.login(username, password, _address(request))
-    async with request.app[DB].read() as conn:
-        caller, access = await projects.caller_and_access(conn, login.user_id, names)
-    identity = authenticator.confirm(login, caller)
-    if identity is None and login.mark is not None:
-        # The remembered login is stale (password changed, user gone): check the password itself.
-        login = await authenticator.login(username, password, _address(request), cached=False)
-        async with request.app[DB].read() as conn:
-            caller, access = await projects.caller_and_access(conn, login.user_id, names)
-        identity = authenticator.confirm(login, caller)
-    if identity is None:
-        raise failed()
-    return identity, access
+def _form_limit(request: web.Request) -> int:
+    # Room for every scope allowed, percent-encoded at worst (three bytes a character).
+    return _FORM_BASE_BYTES + request.app[SETTINGS].token.max_scopes * 3 * (SCOPE_MAX_LENGTH + 1)
 
 
-async def _token(
-    request: web.Request,
-    identity: rbac.Identity,
-    access_by_project: dict[str, rbac.ProjectAccess],
-    scopes: list[Scope],
-) -> dict[str, Any]:
+async def _read_form(request: web.Request) -> dict[str, str]:
+    """The OAuth2 form: URL-encoded UTF-8, bounded in size and fields, each known field once."""
+    if request.content_type != FORM:
+        raise InvalidRequest(f"the body must be {FORM}", detail={"content_type": request.content_type[:100]})
+    charset = request.charset
+    if charset is not None and charset.lower() not in ("utf-8", "utf8"):
+        raise InvalidRequest("the form must be UTF-8", detail={"charset": charset[:40]})
+    limit = _form_limit(request)
+    if request.content_length is not None and request.content_length > limit:
+        raise InvalidRequest(f"the form exceeds {limit} bytes", detail={"limit": limit})
+    body = bytearray()
+    while chunk := await request.content.read(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise InvalidRequest(f"the form exceeds {limit} bytes", detail={"limit": limit})
+    try:
+        pairs = urllib.parse.parse_qsl(
+            body.decode(),
+            keep_blank_values=True,
+            strict_parsing=True,
+            errors="strict",
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except UnicodeDecodeError:
+        raise InvalidRequest("the form is not valid UTF-8") from None
+    except ValueError:
+        raise InvalidRequest(
+            f"malformed form (name=value pairs joined by &, at most {MAX_FORM_FIELDS})"
+        ) from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in FORM_FIELDS:
+            continue
+        if name in form:
+            raise InvalidRequest(f"parameter {name!r} is repeated", detail={"parameter": name})
+        form[name] = value
+    return form
+
+
+def _required(form: dict[str, str], name: str) -> str:
+    value = form.get(name)
+    if value is None or (name != "password" and not value):
+        raise InvalidRequest(f"parameter {name!r} is required", detail={"parameter": name})
+    return value
+
+
+async def _token(request: web.Request, login: Login, scopes: list[Scope]) -> dict[str, Any]:
     runtime = await request.app[RUNTIME].get()
-    access = grants.resolve(identity, access_by_project, scopes, anonymous_access=runtime.anonymous_access)
+    access = grants.resolve(login.identity, login.access, scopes, anonymous_access=runtime.anonymous_access)
     lifetime = runtime.token_lifetime_seconds
-    token, issued = request.app[ISSUER].issue(identity.username, access, lifetime)
+    token, issued = request.app[ISSUER].issue(login.identity.username, access, lifetime)
     return {
         "token": token,
         "access_token": token,
@@ -95,42 +124,46 @@ async def _token(
 
 async def get_token(request: web.Request) -> web.Response:
     _check_service(request, request.query.get("service"))
-    scopes = parse_scopes(request.query.getall("scope", []))
+    scopes = _scopes(request, request.query.getall("scope", []))
     credentials = _basic_credentials(request)
+    logins = request.app[LOGINS]
+    names = grants.project_names(scopes)
     if credentials is not None:
-        identity, access = await _login(request, *credentials, scopes)
+        address = _address(request)
+        login = await logins.login(*credentials, address, names)
     elif scopes:
-        identity = rbac.ANONYMOUS
-        access = await _access(request, identity, scopes)
+        login = await logins.anonymous(names)
     else:
         # `docker login` without credentials: there is nothing to log in as.
-        raise Unauthorized(headers={"WWW-Authenticate": 'Basic realm="wharf"'})
-    return web.json_response(await _token(request, identity, access, scopes))
+        raise AuthenticationRequired()
+    return web.json_response(await _token(request, login, scopes))
 
 
 async def post_token(request: web.Request) -> web.Response:
-    form = await request.post()
-    _check_service(request, str(form.get("service") or "") or None)
-    scopes = parse_scopes([str(form.get("scope") or "")])
-    grant_type = form.get("grant_type")
-    body: dict[str, Any]
+    form = await _read_form(request)
+    _check_service(request, form.get("service"))
+    scopes = _scopes(request, [form.get("scope", "")])
+    names = grants.project_names(scopes)
+    logins = request.app[LOGINS]
+    grant_type = _required(form, "grant_type")
     if grant_type == "password":
-        username, password = str(form.get("username") or ""), str(form.get("password") or "")
-        if not username:
-            raise TokenRequestInvalid(message="username is required")
-        identity, access = await _login(request, username, password, scopes)
-        body = await _token(request, identity, access, scopes)
-        if form.get("access_type") == "offline":
-            async with request.app[DB].read() as conn:
-                user = await accounts.get_user(conn, identity.user_id or 0)
-            if user is not None:
-                body["refresh_token"] = request.app[REFRESH].issue(user.id, user.username, user.password_hash)
+        username, password = _required(form, "username"), _required(form, "password")
+        address = _address(request)
+        login = await logins.login(username, password, address, names)
+        body = await _token(request, login, scopes)
+        if form.get("access_type") == "offline" and login.identity.user_id is not None and login.mark:
+            body["refresh_token"] = request.app[REFRESH].issue(
+                login.identity.user_id, login.identity.username, login.mark
+            )
     elif grant_type == "refresh_token":
-        identity = await request.app[REFRESH].redeem(request.app[DB], str(form.get("refresh_token") or ""))
-        body = await _token(request, identity, await _access(request, identity, scopes), scopes)
-        body["refresh_token"] = str(form.get("refresh_token"))
+        refresh_token = _required(form, "refresh_token")
+        login = await logins.refresh(refresh_token, names)
+        body = await _token(request, login, scopes)
+        body["refresh_token"] = refresh_token
     else:
-        raise TokenRequestInvalid(detail={"grant_type": grant_type}, message="unsupported grant_type")
+        raise UnsupportedGrantType(
+            f"unsupported grant_type {grant_type[:40]!r}: use password or refresh_token"
+        )
     body.pop("token")  # OAuth2 answers with access_token
-    body["scope"] = " ".join(f"{s.type}:{s.name}:{','.join(sorted(s.actions))}" for s in scopes)
+    body["scope"] = " ".join(str(s) for s in scopes)
     return web.json_response(body)

@@ -5,13 +5,22 @@ from __future__ import annotations
 import os
 import time
 
+import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.support.oci import V2, digest_of, error_code
 from wharf_registry import auth as registry_auth
 from wharf_shared.config import Settings
-from wharf_shared.tokens import Access, TokenIssuer, generate_private_key, public_key_pem
+from wharf_shared.tokens import (
+    Access,
+    TokenIssuer,
+    generate_private_key,
+    key_id,
+    load_private_key,
+    public_key_pem,
+)
+from wharf_token.refresh import RefreshTokens
 
 REPO = "library/app"
 
@@ -184,3 +193,31 @@ async def test_key_rotation_by_adding_to_the_bundle(
     os.utime(bundle, (stat.st_atime, stat.st_mtime + 5))
     resp = await token_client.get("/v2/", headers=bearer(token))
     assert resp.status == 200
+
+
+@pytest.mark.parametrize("audience", ["own", "registry's"])
+async def test_a_refresh_token_is_not_a_bearer_token(
+    audience: str, token_client: TestClient, token_settings: Settings
+) -> None:
+    """A 30-day refresh token, signed with the registry token's key: refused on its audience, and
+    (as issued before refresh tokens had their own) on its `typ`."""
+    refresh = RefreshTokens(
+        load_private_key(token_settings.token_private_key_path),
+        service=token_settings.token.service,
+        issuer=token_settings.token.issuer,
+        lifetime=30 * 24 * 3600,
+    )
+    token = refresh.issue(1, "alice", "0" * 32)
+    if audience == "registry's":
+        claims = jwt.decode(token, options={"verify_signature": False})
+        key = load_private_key(token_settings.token_private_key_path)
+        token = jwt.encode(
+            {**claims, "aud": token_settings.token.service},
+            key,  # type: ignore[arg-type]
+            algorithm="ES256",
+            headers={"kid": key_id(key.public_key())},
+        )
+    for path in ("/v2/", f"/v2/{REPO}/tags/list"):
+        resp = await token_client.get(path, headers=bearer(token))
+        assert resp.status == 401, (path, await resp.text())
+        assert 'error="invalid_token"' in resp.headers["WWW-Authenticate"]

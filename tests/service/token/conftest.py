@@ -1,8 +1,10 @@
-"""The token service and the registry in-process, sharing one database, Redis and key pair."""
+"""The token service and the registry in-process, sharing one database, Redis and key pair;
+the token service reads time from a clock the test moves."""
 
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,11 +42,26 @@ def basic(username: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
 
 
+class Clock:
+    """The token service's time: starts now (the registry, on real time, must accept its
+    tokens) and moves only when the test says."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @dataclass
 class Suite:
     settings: Settings
     token: TestClient  # type: ignore[type-arg]
     registry: TestClient  # type: ignore[type-arg]
+    clock: Clock
 
     async def add_user(self, username: str, password: str, *, sysadmin: bool = False) -> int:
         db = Database(self.settings.effective_database_url, pool_size=1)
@@ -77,10 +94,17 @@ class Suite:
         return str((await resp.json())["token"])
 
 
+async def start_suite(
+    aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str, **extra: Any
+) -> Suite:
+    settings = suite_settings(tmp_path, database_url, redis_url, **extra)
+    await ensure_accounts(settings)
+    clock = Clock()
+    token = await aiohttp_client(create_token(settings, clock=clock))
+    registry = await aiohttp_client(create_registry(settings))
+    return Suite(settings, token, registry, clock)
+
+
 @pytest.fixture
 async def suite(aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str) -> Suite:
-    settings = suite_settings(tmp_path, database_url, redis_url)
-    await ensure_accounts(settings)
-    token = await aiohttp_client(create_token(settings))
-    registry = await aiohttp_client(create_registry(settings))
-    return Suite(settings, token, registry)
+    return await start_suite(aiohttp_client, tmp_path, database_url, redis_url)

@@ -1,21 +1,24 @@
-"""Failed logins: locked out per account and per client address after 5 misses, the lockout
-growing with further misses, and no answer telling an unknown user from a wrong password."""
+"""Failed logins, through the token service's HTTP surface: a guesser locks out only their own
+address (for that account, then for every account), the owner elsewhere keeps signing in, the
+lockout grows and ends on the service's clock, and no answer tells an unknown user from a wrong
+password.
+
+Client addresses come in `X-Forwarded-For` from the test client's peer (127.0.0.1, a trusted
+proxy by default), as they would through Wharf's proxy.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.service.token.conftest import ADMIN_PASSWORD, Suite, basic, suite_settings
-from wharf_shared.auth.throttle import LoginThrottle
-from wharf_shared.redis import open_redis
-from wharf_shared.setup import ensure_accounts
-from wharf_token.app import create_app as create_token
+from tests.service.token.conftest import ADMIN_PASSWORD, Suite, basic, start_suite
+from wharf_shared import passwords
 
 SCOPE = {"service": "wharf-registry", "scope": "repository:library/app:pull"}
+GUESSER, OWNER, OTHER = "203.0.113.9", "198.51.100.7", "192.0.2.33"
 
 
 @pytest.fixture
@@ -23,62 +26,115 @@ def db_kind() -> str:
     return "postgresql"  # the rules live in Redis; one database is enough
 
 
-async def login(suite: Suite, username: str, password: str) -> tuple[int, Any, str | None]:
-    resp = await suite.token.get("/service/token", params=SCOPE, headers=basic(username, password))
-    return resp.status, await resp.json(), resp.headers.get("Retry-After")
+async def get(suite: Suite, username: str, password: str, address: str) -> tuple[int, Any, dict[str, str]]:
+    """Status, body and headers of a GET token request from `address` (the headers that differ
+    on every answer left out)."""
+    headers = {**basic(username, password), "X-Forwarded-For": address}
+    resp = await suite.token.get("/service/token", params=SCOPE, headers=headers)
+    kept = {k: v for k, v in resp.headers.items() if k.lower() not in ("date", "x-request-id")}
+    return resp.status, await resp.json(), kept
 
 
-async def test_five_failures_lock_and_answers_leak_nothing(suite: Suite) -> None:
-    await suite.add_user("alice", "alice-password-1")
-    # Unknown user and wrong password, interleaved: the same status and body each time.
-    for _ in range(2):
-        wrong_password = await login(suite, "alice", "wrong")
-        unknown_user = await login(suite, "nobody", "wrong")
-        assert wrong_password == unknown_user
-        assert wrong_password[0] == 401
-    # The fifth miss from this address is still answered 401; then the lock is in force.
-    assert (await login(suite, "alice", "wrong"))[0] == 401
-    # Locked: even the right password is refused, with Retry-After, before any check.
-    status, body, retry = await login(suite, "alice", "alice-password-1")
-    assert status == 429
+async def post(suite: Suite, username: str, password: str, address: str) -> tuple[int, Any, dict[str, str]]:
+    form = {"grant_type": "password", "username": username, "password": password, **SCOPE}
+    resp = await suite.token.post("/service/token", data=form, headers={"X-Forwarded-For": address})
+    kept = {k: v for k, v in resp.headers.items() if k.lower() not in ("date", "x-request-id")}
+    return resp.status, await resp.json(), kept
+
+
+async def status(suite: Suite, username: str, password: str, address: str) -> int:
+    return (await get(suite, username, password, address))[0]
+
+
+async def test_a_guesser_locks_out_only_their_own_address(suite: Suite) -> None:
+    for _ in range(5):
+        assert await status(suite, "admin", "guess", GUESSER) == 401
+    # The guesser's address is locked out of admin, the right password included...
+    locked, body, headers = await get(suite, "admin", ADMIN_PASSWORD, GUESSER)
+    assert locked == 429
     assert body["errors"][0]["code"] == "TOOMANYREQUESTS"
-    assert retry is not None
-    assert 0 < int(retry) <= 30
-    assert await login(suite, "nobody", "wrong") == (status, body, retry)
+    assert 0 < int(headers["Retry-After"]) <= 30
+    # ...while the owner, elsewhere, signs in as usual, and that does not unlock the guesser.
+    assert await status(suite, "admin", ADMIN_PASSWORD, OWNER) == 200
+    assert await status(suite, "admin", ADMIN_PASSWORD, GUESSER) == 429
+    # Through POST too.
+    assert (await post(suite, "admin", ADMIN_PASSWORD, OWNER))[0] == 200
+    answer = await post(suite, "admin", ADMIN_PASSWORD, GUESSER)
+    assert answer[0] == 429
+    assert answer[1]["error"] == "temporarily_unavailable"
+    assert "Retry-After" in answer[2]
 
 
-async def test_address_locks_across_accounts(
+async def test_an_address_trying_many_accounts_is_locked_out(
     aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
-    settings = suite_settings(tmp_path, database_url, redis_url, token={"throttle_failures": 3})
-    await ensure_accounts(settings)
-    client = await aiohttp_client(create_token(settings))
+    suite = await start_suite(
+        aiohttp_client, tmp_path, database_url, redis_url, token={"throttle_address_failures": 3}
+    )
     for i in range(3):
-        resp = await client.get("/service/token", params=SCOPE, headers=basic(f"user{i}", "wrong"))
-        assert resp.status == 401
-    # A fourth name from the same address: the address is locked, whatever the account.
-    resp = await client.get("/service/token", params=SCOPE, headers=basic("admin", ADMIN_PASSWORD))
-    assert resp.status == 429
+        assert await status(suite, f"user{i}", "guess", GUESSER) == 401
+    # A fourth account from that address: refused before any check, whatever the account.
+    assert await status(suite, "admin", ADMIN_PASSWORD, GUESSER) == 429
+    assert await status(suite, "admin", ADMIN_PASSWORD, OWNER) == 200
     # Anonymous requests carry no credentials to guess with and are not throttled.
-    resp = await client.get("/service/token", params=SCOPE)
+    resp = await suite.token.get("/service/token", params=SCOPE, headers={"X-Forwarded-For": GUESSER})
     assert resp.status == 200
 
 
-async def test_lockout_grows_and_success_resets(redis_url: str) -> None:
-    redis = open_redis(redis_url)
-    try:
-        throttle = LoginThrottle(redis, failures=2, lockout_seconds=1)
-        for _ in range(2):
-            await throttle.failed("bob", "10.0.0.1")
-        assert await throttle.locked_for("bob", "10.0.0.2") == 1  # the first lockout
-        await throttle.failed("bob", "10.0.0.1")
-        assert await throttle.locked_for("bob", "10.0.0.2") == 2  # doubled by the next miss
-        assert await throttle.locked_for("carol", "10.0.0.1") == 2  # the address too
-        assert await throttle.locked_for("carol", "10.0.0.3") == 0
-        await asyncio.sleep(2.2)
-        assert await throttle.locked_for("bob", "10.0.0.2") == 0  # the lockout ends
-        await throttle.succeeded("bob")
-        await throttle.failed("bob", "10.0.0.4")
-        assert await throttle.locked_for("bob", "10.0.0.5") == 0  # counting starts again
-    finally:
-        await redis.aclose()
+async def test_the_lockout_grows_ends_and_a_success_starts_the_count_again(suite: Suite) -> None:
+    for _ in range(5):
+        assert await status(suite, "admin", "guess", GUESSER) == 401
+    first = int((await get(suite, "admin", ADMIN_PASSWORD, GUESSER))[2]["Retry-After"])
+    assert first == 30
+    suite.clock.advance(first)
+    # Over: one more miss locks again, for twice as long.
+    assert await status(suite, "admin", "guess", GUESSER) == 401
+    assert (await get(suite, "admin", ADMIN_PASSWORD, GUESSER))[2]["Retry-After"] == "60"
+    suite.clock.advance(59)
+    assert (await get(suite, "admin", ADMIN_PASSWORD, GUESSER))[2]["Retry-After"] == "1"
+    suite.clock.advance(1)
+    # A success clears this address's count for the account: four misses lock nothing.
+    assert await status(suite, "admin", ADMIN_PASSWORD, GUESSER) == 200
+    for _ in range(4):
+        assert await status(suite, "admin", "guess", GUESSER) == 401
+    assert await status(suite, "admin", ADMIN_PASSWORD, GUESSER) == 200
+
+
+async def test_misses_count_within_a_window(suite: Suite) -> None:
+    for _ in range(4):
+        assert await status(suite, "admin", "guess", GUESSER) == 401
+    suite.clock.advance(3600)  # the window is over: the next miss is the first of a new one
+    for _ in range(4):
+        assert await status(suite, "admin", "guess", GUESSER) == 401
+    assert await status(suite, "admin", ADMIN_PASSWORD, GUESSER) == 200
+
+
+async def test_unknown_user_and_wrong_password_read_alike(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same status, body and headers, and the same work (one password check each), whether the
+    account exists or not; locked, the same again."""
+    checks: list[str | None] = []
+    real = passwords.verify_password
+
+    def counted(stored: str | None, password: str) -> bool:
+        checks.append(stored)
+        return real(stored, password)
+
+    import wharf_token.logins
+
+    monkeypatch.setattr(wharf_token.logins, "verify_password", counted)
+    await suite.add_user("alice", "alice-password-1")
+    for ask in (get, post):
+        wrong_password = await ask(suite, "alice", "wrong", OTHER)
+        unknown_user = await ask(suite, "nobody", "wrong", GUESSER)
+        impossible_user = await ask(suite, "no\0body" + "x" * 300, "wrong", OWNER)
+        assert wrong_password == unknown_user == impossible_user
+    assert len(checks) == 6
+    assert checks[0] is not None  # alice's hash...
+    assert checks[1] is None  # ...then the dummy's
+    for _ in range(4):
+        await get(suite, "alice", "wrong", OTHER)
+        await get(suite, "nobody", "wrong", GUESSER)
+    assert await get(suite, "alice", "wrong", OTHER) == await get(suite, "nobody", "wrong", GUESSER)
+    assert (await get(suite, "alice", "wrong", OTHER))[0] == 429

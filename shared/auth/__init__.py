@@ -1,1 +1,0 @@
-"""Authentication: backends that check credentials, login throttling, the credentials cache."""
