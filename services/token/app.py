@@ -10,6 +10,7 @@ from aiohttp import web
 from wharf_shared import keys as shared_keys
 from wharf_shared import runtime
 from wharf_shared.addresses import parse_networks
+from wharf_shared.auth.backends import DatabaseBackend
 from wharf_shared.config import Settings
 from wharf_shared.db.engine import Database
 from wharf_shared.db.migrate import check_schema
@@ -70,6 +71,7 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
         db,
         redis,
         app[keys.REFRESH],
+        DatabaseBackend(),
         secret=settings.secret_key_path.read_bytes().strip(),
         cache_seconds=token.credential_cache_seconds,
         throttling=Throttling(

@@ -11,9 +11,10 @@ A password login:
    user row whose hash no longer matches (password changed), or a user gone or renamed, voids
    it, and the login goes on cold.
 4. Cold: one SQL query reads the user by name with their roles (the only read of the user),
-   argon2id checks the password against its hash (a dummy hash for an unknown user, so that it
-   takes as long), then one Redis call: a miss is counted, a success clears the count of this
-   account from this address and remembers the credentials (a keyed hash, never the password).
+   the auth backend checks the credentials (`db_auth`: argon2id against the row's hash, a dummy
+   hash for an unknown user so that it takes as long), then one Redis call: a miss is counted, a
+   success clears the count of this account from this address and remembers the credentials (a
+   keyed hash, never the password).
 
 Every failure is the same `LoginFailed`, whether the user is unknown or the password wrong.
 
@@ -27,7 +28,6 @@ lock is stored as "locked until <time>", so tests can advance it; Redis TTLs onl
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import math
@@ -38,12 +38,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from wharf_shared.auth.backends import AuthBackend
 from wharf_shared.db import projects
 from wharf_shared.db.accounts import USERNAME_MAX_LENGTH
 from wharf_shared.db.engine import Database
 from wharf_shared.errors.domain import LoginFailed, RefreshTokenInvalid, Throttled
 from wharf_shared.logging import get_logger
-from wharf_shared.passwords import fingerprint, verify_password
+from wharf_shared.passwords import fingerprint
 from wharf_shared.rbac import ANONYMOUS, Identity, ProjectAccess
 from wharf_token.refresh import RefreshTokens
 
@@ -123,6 +124,7 @@ class Logins:
         db: Database,
         redis: Redis,
         refresh_tokens: RefreshTokens,
+        backend: AuthBackend,
         *,
         secret: bytes,
         cache_seconds: int,
@@ -132,6 +134,7 @@ class Logins:
         self._db = db
         self._redis = redis
         self._refresh_tokens = refresh_tokens
+        self._backend = backend
         self._secret = secret
         self._cache_seconds = cache_seconds
         self._throttling = throttling
@@ -200,12 +203,18 @@ class Logins:
         if _storable(username):
             async with self._db.read() as conn:
                 caller, access = await projects.caller_and_access(conn, username, names)
-        stored = caller.password_hash if caller is not None else None
-        # The KDF runs even for unknown users (against a dummy hash), off the event loop.
-        if not await asyncio.to_thread(verify_password, stored, password) or caller is None:
+        proven = await self._backend.authenticate(username, password, caller)
+        if proven is None:
             await self._count_failure(throttle_keys)
             log.info("login_failed", username=username[:USERNAME_MAX_LENGTH], address=address)
             raise LoginFailed()
+        if caller is None or proven.id != caller.id:
+            # The backend made (or swapped) the local row: read its roles afresh.
+            async with self._db.read() as conn:
+                proven, access = await projects.caller_and_access(conn, proven.id, names)
+            if proven is None:
+                raise LoginFailed()
+        caller = proven
         mark = fingerprint(caller.password_hash)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.delete(throttle_keys[0])  # this address's misses on this account; not the address's

@@ -37,13 +37,13 @@ async def test_password_change_and_deletion_void_remembered_logins(
     user_id = await suite.add_user("carol", "first-password-1")
     assert await status(suite, "carol", "first-password-1") == 200  # verified, then remembered
     # A warm request does not run the KDF at all.
-    import wharf_token.logins
+    import wharf_shared.auth.backends
 
     def refuse(*_args: object) -> bool:
         raise AssertionError("the password KDF ran for a remembered login")
 
     with monkeypatch.context() as patch:
-        patch.setattr(wharf_token.logins, "verify_password", refuse)
+        patch.setattr(wharf_shared.auth.backends, "verify_password", refuse)
         assert await status(suite, "carol", "first-password-1") == 200
 
     db = Database(suite.settings.effective_database_url, pool_size=1)

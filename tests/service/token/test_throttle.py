@@ -121,9 +121,9 @@ async def test_unknown_user_and_wrong_password_read_alike(
         checks.append(stored)
         return real(stored, password)
 
-    import wharf_token.logins
+    import wharf_shared.auth.backends
 
-    monkeypatch.setattr(wharf_token.logins, "verify_password", counted)
+    monkeypatch.setattr(wharf_shared.auth.backends, "verify_password", counted)
     await suite.add_user("alice", "alice-password-1")
     for ask in (get, post):
         wrong_password = await ask(suite, "alice", "wrong", OTHER)

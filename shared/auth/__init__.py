@@ -1,0 +1,1 @@
+"""Authentication backends: who a username and password belong to."""
