@@ -139,9 +139,17 @@ class Manifests:
             await self._storage.stat_file(path)
         except PathNotFoundError:
             await self._storage.put_content(path, body)
-        manifest: Manifest = await self._db.run(
-            lambda conn: metadata.put_manifest(conn, repository, parsed, ref.tag)
-        )
+        try:
+            manifest: Manifest = await self._db.run(
+                lambda conn: metadata.put_manifest(conn, repository, parsed, ref.tag)
+            )
+        except MissingReferences as exc:
+            if exc.digests:
+                raise
+            # A blob was unlinked while the manifest was being written; name what is gone now.
+            async with self._db.read() as conn:
+                missing = await metadata.missing_references(conn, repository, parsed)
+            raise MissingReferences(missing or sorted({d.digest for d in parsed.blobs})) from exc
         await self._cache.invalidate(repository)
         await self._events.publish(
             events.PUSH,

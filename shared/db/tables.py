@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -86,14 +87,22 @@ manifest = Table(
     Index(None, "repository_id", "subject_digest"),
 )
 
-# Blobs (config and layers) a manifest references; garbage collection keeps these.
+# Blobs (config and layers) a manifest references; garbage collection keeps these. Each row also
+# points at the repository's link to the blob (`repository_id` is the manifest's repository), so
+# the database itself refuses a reference to a blob the repository no longer holds and an unlink
+# of a blob a manifest still references, whatever order concurrent writers commit in.
 manifest_blob = Table(
     "manifest_blob",
     metadata,
     Column("manifest_id", BigId, ForeignKey("manifest.id", ondelete="CASCADE"), nullable=False),
+    Column("repository_id", BigId, nullable=False),
     Column("blob_id", BigId, ForeignKey("blob.id"), nullable=False),
     PrimaryKeyConstraint("manifest_id", "blob_id"),
+    ForeignKeyConstraint(
+        ["repository_id", "blob_id"], ["repository_blob.repository_id", "repository_blob.blob_id"]
+    ),
     Index(None, "blob_id"),
+    Index(None, "repository_id", "blob_id"),
 )
 
 # Manifests an index (or manifest list) references. A referenced child cannot be deleted.
