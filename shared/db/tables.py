@@ -128,6 +128,17 @@ tag = Table(
     Index(None, "manifest_id"),
 )
 
+# Events written in the transaction of the change they record, relayed to the Redis stream
+# afterwards (at least once; consumers de-duplicate by the event's id) and then deleted.
+event_outbox = Table(
+    "event_outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_type", String(32), nullable=False),
+    Column("payload", Text, nullable=False),  # the event's JSON, as the stream carries it
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
 # -- identity: users, projects, members; runtime settings --------------------------------------
 
 user_account = Table(

@@ -161,6 +161,10 @@ SEED: dict[str, list[dict[str, Any]]] = {
         {"project_id": 2, "user_id": 1, "role_id": 5, "created_at": NOW, "updated_at": NOW},
     ],
     "configuration": [{"key": "anonymous_access", "value": "false", "updated_at": NOW}],
+    "event_outbox": [
+        {"id": 1, "event_type": "push", "payload": '{"id":"e1","type":"push","data":{}}', "created_at": NOW},
+        {"id": 2, "event_type": "delete", "payload": '{"id":"e2","type":"delete"}', "created_at": NOW},
+    ],
 }
 
 
