@@ -42,6 +42,7 @@ PUSH = "push"
 PULL = "pull"
 DELETE = "delete"
 _BATCH = 500
+_COALESCE_SECONDS = 0.05
 
 
 def decode(fields: Mapping[bytes | str, bytes | str]) -> list[dict[str, Any]]:
@@ -188,6 +189,7 @@ class EventRelay:
         self._interval = interval
         self._backoff_max = max(backoff_max, interval)
         self._batch = batch
+        self._coalesce = min(_COALESCE_SECONDS, interval)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -281,6 +283,9 @@ class EventRelay:
                 failures = 0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._interval)
+                # Let the commits of a burst of pushes gather: one relay round (a read, an XADD, a
+                # delete) for many of them, not one each competing with the pushes for the writer.
+                await asyncio.sleep(self._coalesce)
             self._wakeup.clear()
 
 
