@@ -264,6 +264,17 @@ class Settings(BaseSettings):
     events_max_len: int = Field(
         default=1_000_000, ge=1000, description="Approximate length cap of the stream."
     )
+    events_relay_interval_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often each instance relays outbox events that another instance left behind "
+        "(its own go out right after their commit).",
+    )
+    events_relay_backoff_max_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait between relay attempts while Redis is down; the events stay in the outbox.",
+    )
     trusted_proxies: CommaList = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
         description="Addresses (CIDR) whose `X-Forwarded-For` is believed: the proxies in front "

@@ -1,10 +1,15 @@
-"""Events (push, pull, delete, …) appended to one Redis stream for consumers in the job service.
+"""Events (push, pull, delete, …) on one Redis stream, for consumers in the job service.
 
 A stream entry carries a batch: `events` is a JSON array of event objects, each with its own
-`id` (consumers read at least once and stay idempotent by it), `type`, `time`, `request_id`,
-`service` and `data`. Writes that matter (push, delete) are appended at once, one event per
-entry, after their transaction commits. Pulls are many and small: they are buffered and
-appended many to an entry by a background task. `decode` turns an entry back into events.
+`id`, `type`, `time`, `request_id`, `service` and `data`. Delivery is at least once: consumers
+stay idempotent by the event's `id` (`EventConsumer` does that for them).
+
+Changes that write SQL write their events in the same transaction, to the outbox table
+(`write_events`), so no commit loses its event to a crash or a Redis outage; `EventRelay` moves
+outbox rows to the stream, woken after a local commit and polling for rows other instances left,
+and deletes them only once Redis has taken them. Pulls are many and write no SQL: they are
+buffered and appended straight to the stream by `EventPublisher`. `decode` turns an entry back
+into events.
 """
 
 from __future__ import annotations
@@ -12,15 +17,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
-from collections.abc import Mapping
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wharf_shared.db import outbox
+from wharf_shared.db.engine import Database
 from wharf_shared.logging import get_logger
 from wharf_shared.metrics import Metrics
 
@@ -30,6 +42,7 @@ PUSH = "push"
 PULL = "pull"
 DELETE = "delete"
 _BATCH = 500
+_COALESCE_SECONDS = 0.05
 
 
 def decode(fields: Mapping[bytes | str, bytes | str]) -> list[dict[str, Any]]:
@@ -39,6 +52,28 @@ def decode(fields: Mapping[bytes | str, bytes | str]) -> list[dict[str, Any]]:
             events: list[dict[str, Any]] = json.loads(value)
             return events
     return []
+
+
+def new_event(event_type: str, **fields: Any) -> dict[str, Any]:
+    """An event with a fresh id, stamped with the request it comes from."""
+    context = structlog.contextvars.get_contextvars()
+    return {
+        "id": os.urandom(16).hex(),
+        "type": event_type,
+        "time": dt.datetime.now(dt.UTC).isoformat(),
+        "request_id": context.get("request_id", ""),
+        "service": context.get("service", ""),
+        "data": fields,
+    }
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+async def write_events(conn: AsyncConnection, events: Sequence[Mapping[str, Any]]) -> None:
+    """Write events to the outbox in the caller's transaction; call `EventRelay.wake` after commit."""
+    await outbox.add(conn, events, [_json(event) for event in events])
 
 
 class EventPublisher:
@@ -57,18 +92,10 @@ class EventPublisher:
 
     @staticmethod
     def _event(event_type: str, fields: dict[str, Any]) -> dict[str, Any]:
-        context = structlog.contextvars.get_contextvars()
-        return {
-            "id": os.urandom(16).hex(),
-            "type": event_type,
-            "time": dt.datetime.now(dt.UTC).isoformat(),
-            "request_id": context.get("request_id", ""),
-            "service": context.get("service", ""),
-            "data": fields,
-        }
+        return new_event(event_type, **fields)
 
     async def _append(self, events: list[dict[str, Any]]) -> None:
-        body = json.dumps(events, separators=(",", ":"), default=str)
+        body = _json(events)
         await self._redis.xadd(
             self._stream,
             {"events": body, "count": len(events)},
@@ -126,3 +153,233 @@ class EventPublisher:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._flush_interval)
             self._wakeup.clear()
             await self.flush()
+
+
+class EventRelay:
+    """Moves outbox rows to the stream: at least once, oldest first, many instances at once.
+
+    Woken right after a local commit that wrote outbox rows (`wake`), and polling every
+    `interval` seconds for rows another instance left behind. A batch goes to Redis as one
+    stream entry; its rows are deleted only after Redis took it, so a crash in between appends
+    the batch again (consumers skip the event ids they have seen). On PostgreSQL and MySQL/MariaDB
+    each relay locks the rows it sends (`FOR UPDATE SKIP LOCKED`), so instances share the work.
+    SQLite has one writer, which must not wait on Redis: the relay reads, appends, then deletes,
+    and a lock file next to the database keeps it to one relay at a time across processes.
+    When Redis (or the database) fails, the relay keeps the rows and backs off, doubling the
+    wait up to `backoff_max`.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        redis: Redis,
+        stream: str,
+        max_len: int,
+        metrics: Metrics,
+        *,
+        interval: float,
+        backoff_max: float,
+        batch: int = _BATCH,
+    ) -> None:
+        self._db = db
+        self._redis = redis
+        self._stream = stream
+        self._max_len = max_len
+        self._metrics = metrics
+        self._interval = interval
+        self._backoff_max = max(backoff_max, interval)
+        self._batch = batch
+        self._coalesce = min(_COALESCE_SECONDS, interval)
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._lock_file: Path | None = None
+        if db.dialect == "sqlite":
+            database = make_url(db.url).database
+            if database and database != ":memory:":
+                self._lock_file = Path(database + ".relay.lock")
+
+    def wake(self) -> None:
+        """A local transaction committed outbox rows: relay them now, not at the next poll."""
+        self._wakeup.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="events-relay")
+
+    async def close(self, drain_seconds: float = 2.0) -> None:
+        """Stop; one last bounded drain, so that a clean shutdown leaves nothing for others."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(drain_seconds):
+                await self.drain()
+
+    async def drain(self) -> int:
+        """Relay until the outbox is empty (as far as this relay can see); returns the count."""
+        total = 0
+        while True:
+            sent = await self.relay_once()
+            total += sent
+            if sent < self._batch:
+                return total
+
+    async def relay_once(self) -> int:
+        """Relay one batch of the oldest rows; returns how many. Raises when Redis refuses."""
+        async with self._lock:
+            if self._db.dialect == "sqlite":
+                return await self._relay_single_writer()
+            async with self._db.transaction() as conn:
+                rows = await outbox.oldest(conn, self._batch, lock=True)
+                if rows:
+                    await self._append(rows)
+                    await outbox.remove(conn, [row.id for row in rows])
+            return len(rows)
+
+    async def _relay_single_writer(self) -> int:
+        async with _try_file_lock(self._lock_file) as held:
+            if not held:
+                return 0  # another process is relaying
+            async with self._db.read() as conn:
+                rows = await outbox.oldest(conn, self._batch, lock=False)
+            if rows:
+                await self._append(rows)
+                ids = [row.id for row in rows]
+                await self._db.run(lambda conn: outbox.remove(conn, ids))
+            return len(rows)
+
+    async def _append(self, rows: Sequence[outbox.OutboxRow]) -> None:
+        body = "[" + ",".join(row.payload for row in rows) + "]"
+        await self._redis.xadd(
+            self._stream, {"events": body, "count": len(rows)}, maxlen=self._max_len, approximate=True
+        )
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row.event_type] = counts.get(row.event_type, 0) + 1
+        for event_type, count in counts.items():
+            self._metrics.events_published.labels(event_type).inc(count)
+
+    async def _loop(self) -> None:
+        failures = 0
+        while True:
+            try:
+                sent = await self.drain()
+            except Exception as exc:
+                failures += 1
+                delay = min(self._backoff_max, self._interval * 2 ** (failures - 1))
+                delay *= 0.75 + random.random() / 2  # instances that failed together retry apart
+                log.warning(
+                    "events_relay_failed", error=str(exc) or type(exc).__name__, retry_in=round(delay, 3)
+                )
+                # Wakes do not cut a backoff short: every push would hammer a Redis that is down.
+                await asyncio.sleep(delay)
+                self._wakeup.clear()
+                continue
+            if sent:
+                log.debug("events_relayed", count=sent)
+            if failures:
+                log.info("events_relay_recovered", after_failures=failures, count=sent)
+                failures = 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self._interval)
+                # Let the commits of a burst of pushes gather: one relay round (a read, an XADD, a
+                # delete) for many of them, not one each competing with the pushes for the writer.
+                await asyncio.sleep(self._coalesce)
+            self._wakeup.clear()
+
+
+@contextlib.asynccontextmanager
+async def _try_file_lock(path: Path | None) -> AsyncIterator[bool]:
+    """An exclusive flock without waiting; yields whether it is held."""
+    if path is None:
+        yield True
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+Handler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class EventConsumer:
+    """Reads the stream in a consumer group, at least once, and hands each event to `handler`
+    once per group: ids already processed (remembered for `seen_seconds` under
+    `wharf:events:seen:<group>:<id>`) are skipped, so duplicate entries (a relay that crashed
+    between append and delete) and redeliveries cost nothing. An entry is acknowledged after
+    all its events were handled; a handler that raises leaves it pending, to be read again."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        seen_seconds: int = 7 * 24 * 3600,
+    ) -> None:
+        self._redis = redis
+        self._stream = stream
+        self._group = group
+        self._consumer = consumer
+        self._seen_seconds = seen_seconds
+
+    def _seen_key(self, event_id: str) -> str:
+        return f"wharf:events:seen:{self._group}:{event_id}"
+
+    async def ensure_group(self, start: str = "0") -> None:
+        """Create the group (and the stream) if missing; `start` "0" reads what is already there."""
+        try:
+            await self._redis.xgroup_create(self._stream, self._group, id=start, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def consume(self, handler: Handler, *, count: int = 100, block_ms: int | None = None) -> int:
+        """Handle this consumer's pending entries, then new ones; returns how many events ran."""
+        handled = 0
+        for start in ("0", ">"):
+            reply: list[tuple[Any, list[tuple[Any, Mapping[Any, Any]]]]] = await self._redis.xreadgroup(
+                self._group,
+                self._consumer,
+                {self._stream: start},
+                count=count,
+                block=block_ms if start == ">" else None,
+            )  # type: ignore[assignment]  # RESP2 shape: [(stream, [(id, fields), …])]
+            for _stream, entries in reply or []:
+                for entry_id, fields in entries:
+                    handled += await self._handle(entry_id, fields, handler)
+        return handled
+
+    async def _handle(self, entry_id: Any, fields: Mapping[Any, Any], handler: Handler) -> int:
+        events = decode(fields)
+        seen = await self._already(event["id"] for event in events)
+        handled = 0
+        for event, done in zip(events, seen, strict=True):
+            if done:
+                continue
+            await handler(event)
+            await self._redis.set(self._seen_key(event["id"]), b"1", ex=self._seen_seconds)
+            handled += 1
+        await self._redis.xack(self._stream, self._group, entry_id)
+        return handled
+
+    async def _already(self, ids: Iterable[str]) -> list[bool]:
+        keys = [self._seen_key(event_id) for event_id in ids]
+        if not keys:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.exists(key)
+            return [bool(found) for found in await pipe.execute()]

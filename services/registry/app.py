@@ -22,7 +22,7 @@ from wharf_shared import keys as shared_keys
 from wharf_shared.config import Settings
 from wharf_shared.db.engine import Database
 from wharf_shared.db.migrate import check_schema
-from wharf_shared.events import EventPublisher
+from wharf_shared.events import EventPublisher, EventRelay
 from wharf_shared.health import add_health_and_metrics, dependency_checks
 from wharf_shared.logging import get_logger
 from wharf_shared.metrics import Metrics, metrics_middleware
@@ -85,12 +85,24 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     app[keys.UPLOADS] = Uploads(
         redis, app[keys.STORAGE], db, expiry_seconds=settings.registry.upload_expiry_seconds
     )
-    app[keys.MANIFESTS] = Manifests(
-        db, app[keys.STORAGE], cache, events, max_bytes=settings.registry.manifest_max_bytes
+    # Every registry process relays the outbox (the job service does not exist yet).
+    relay = EventRelay(
+        db,
+        redis,
+        settings.events_stream,
+        settings.events_max_len,
+        app[shared_keys.METRICS],
+        interval=settings.events_relay_interval_seconds,
+        backoff_max=settings.events_relay_backoff_max_seconds,
     )
-    app[keys.BLOBS] = Blobs(db, events)
+    app[keys.MANIFESTS] = Manifests(
+        db, app[keys.STORAGE], cache, events, relay, max_bytes=settings.registry.manifest_max_bytes
+    )
+    app[keys.BLOBS] = Blobs(db, relay)
     await events.start()
+    await relay.start()
     yield
+    await relay.close()
     await events.close()
     await redis.aclose()
 

@@ -2,12 +2,15 @@
 
 `/v2/` handlers call these, and so will the management API and replication; each surface maps
 the domain errors raised here to its own error model. A pushed manifest becomes visible in one
-transaction (its row, its references, its tag); the manifest cache is bumped after the commit.
+transaction (its row, its references, its tag, its event in the outbox); after the commit the
+manifest cache is bumped and the event relay woken. Pulls go to the event stream directly.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wharf_registry import metadata
 from wharf_registry.cache import CachedManifest, ManifestCache
@@ -25,7 +28,7 @@ from wharf_shared.errors.domain import (
     MissingReferences,
     TooLarge,
 )
-from wharf_shared.events import EventPublisher
+from wharf_shared.events import EventPublisher, EventRelay, new_event, write_events
 from wharf_shared.logging import get_logger
 from wharf_shared.references import is_valid_tag
 from wharf_shared.storage import paths
@@ -72,6 +75,7 @@ class Manifests:
         storage: StorageDriver,
         cache: ManifestCache,
         publisher: EventPublisher,
+        relay: EventRelay,
         *,
         max_bytes: int,
     ) -> None:
@@ -79,6 +83,7 @@ class Manifests:
         self._storage = storage
         self._cache = cache
         self._events = publisher
+        self._relay = relay
         self.max_bytes = max_bytes
 
     async def get(
@@ -139,18 +144,31 @@ class Manifests:
             await self._storage.stat_file(path)
         except PathNotFoundError:
             await self._storage.put_content(path, body)
-        manifest: Manifest = await self._db.run(
-            lambda conn: metadata.put_manifest(conn, repository, parsed, ref.tag)
-        )
-        await self._cache.invalidate(repository)
-        await self._events.publish(
+        event = new_event(
             events.PUSH,
             repository=repository,
-            digest=manifest.digest,
+            digest=parsed.digest,
             tag=ref.tag,
-            media_type=manifest.media_type,
-            size=manifest.size,
+            media_type=parsed.media_type,
+            size=parsed.size,
         )
+
+        async def write(conn: AsyncConnection) -> Manifest:
+            manifest = await metadata.put_manifest(conn, repository, parsed, ref.tag)
+            await write_events(conn, [event])
+            return manifest
+
+        try:
+            manifest = await self._db.run(write)
+        except MissingReferences as exc:
+            if exc.digests:
+                raise
+            # A blob was unlinked while the manifest was being written; name what is gone now.
+            async with self._db.read() as conn:
+                missing = await metadata.missing_references(conn, repository, parsed)
+            raise MissingReferences(missing or sorted({d.digest for d in parsed.blobs})) from exc
+        self._relay.wake()
+        await self._cache.invalidate(repository)
         subject = parsed.subject.digest if parsed.subject is not None else None
         return PushedManifest(manifest.digest, manifest.media_type, manifest.size, subject)
 
@@ -158,20 +176,25 @@ class Manifests:
         """Delete a manifest (and the tags on it) by digest, or just a tag by its name."""
         ref = Reference.parse(reference)
         key = str(ref)
-        if ref.digest is not None:
-            found = await self._db.run(lambda conn: metadata.delete_manifest(conn, repository, key))
-        else:
-            found = await self._db.run(lambda conn: metadata.delete_tag(conn, repository, key))
+        kind = "manifest" if ref.digest is not None else "tag"
+
+        async def remove(conn: AsyncConnection) -> Manifest | None:
+            if ref.digest is not None:
+                found = await metadata.delete_manifest(conn, repository, key)
+            else:
+                found = await metadata.delete_tag(conn, repository, key)
+            if found is not None:
+                event = new_event(
+                    events.DELETE, repository=repository, digest=found.digest, tag=ref.tag, kind=kind
+                )
+                await write_events(conn, [event])
+            return found
+
+        found = await self._db.run(remove)
         if found is None:
             raise ManifestNotFound(name=repository, reference=key)
+        self._relay.wake()
         await self._cache.invalidate(repository)
-        await self._events.publish(
-            events.DELETE,
-            repository=repository,
-            digest=found.digest,
-            tag=ref.tag,
-            kind="manifest" if ref.digest is not None else "tag",
-        )
         return found
 
 

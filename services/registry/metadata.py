@@ -18,7 +18,7 @@ from wharf_registry.datatypes import Blob, Descriptor, Manifest, ParsedManifest,
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import insert_ignore, insert_or_get_id, upsert
 from wharf_shared.db.types import utcnow
-from wharf_shared.errors.domain import ManifestReferenced, MissingReferences
+from wharf_shared.errors.domain import BlobReferenced, ManifestReferenced, MissingReferences
 from wharf_shared.media_types import IMAGE_MANIFESTS
 
 _T = TypeVar("_T")
@@ -69,18 +69,41 @@ async def link_blob(conn: AsyncConnection, repository: str, digest: str, size: i
 
 
 async def unlink_blob(conn: AsyncConnection, repository: str, digest: str) -> bool:
+    """Unlink a blob from the repository; refused (BlobReferenced) while a manifest there
+    references it. The foreign key from `manifest_blob` to the link holds the line against a
+    manifest push that commits in between: the delete waits for it, then fails."""
     repo = await get_repository(conn, repository)
     if repo is None:
         return False
     blob_id = (await conn.execute(select(t.blob.c.id).where(t.blob.c.digest == digest))).scalar()
     if blob_id is None:
         return False
-    result = await conn.execute(
-        delete(t.repository_blob).where(
-            t.repository_blob.c.repository_id == repo.id, t.repository_blob.c.blob_id == blob_id
+    referencing = (
+        await conn.execute(
+            select(func.count())
+            .select_from(t.manifest_blob)
+            .where(t.manifest_blob.c.repository_id == repo.id, t.manifest_blob.c.blob_id == blob_id)
         )
-    )
+    ).scalar_one()
+    if referencing:
+        raise _blob_referenced(digest, referencing)
+    try:
+        result = await conn.execute(
+            delete(t.repository_blob).where(
+                t.repository_blob.c.repository_id == repo.id, t.repository_blob.c.blob_id == blob_id
+            )
+        )
+    except IntegrityError as exc:  # a manifest referencing it committed meanwhile
+        raise _blob_referenced(digest, None) from exc
     return result.rowcount > 0
+
+
+def _blob_referenced(digest: str, manifests: int | None) -> BlobReferenced:
+    return BlobReferenced(
+        "the blob is referenced by a manifest in this repository; delete the manifests that use it first",
+        digest=digest,
+        **({"manifests": manifests} if manifests is not None else {}),
+    )
 
 
 # Bound parameters per statement stay well under every driver's cap (asyncpg: 32767), however
@@ -156,10 +179,17 @@ async def put_manifest(
         },
         unique=("repository_id", "digest"),
     )
-    for batch in _batches(list(blob_ids.values())):
-        await insert_ignore(
-            conn, t.manifest_blob, [{"manifest_id": manifest_id, "blob_id": b} for b in batch]
-        )
+    try:
+        for batch in _batches(list(blob_ids.values())):
+            await insert_ignore(
+                conn,
+                t.manifest_blob,
+                [{"manifest_id": manifest_id, "repository_id": repo.id, "blob_id": b} for b in batch],
+            )
+    except IntegrityError as exc:
+        # A blob was unlinked after the lookup above: the foreign key to the repository's link
+        # refused the reference. Which one is for the caller to find (this transaction is spent).
+        raise MissingReferences([]) from exc
     for batch in _batches(list(child_ids.values())):
         await insert_ignore(
             conn, t.manifest_child, [{"parent_id": manifest_id, "child_id": c} for c in batch]

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -86,14 +87,22 @@ manifest = Table(
     Index(None, "repository_id", "subject_digest"),
 )
 
-# Blobs (config and layers) a manifest references; garbage collection keeps these.
+# Blobs (config and layers) a manifest references; garbage collection keeps these. Each row also
+# points at the repository's link to the blob (`repository_id` is the manifest's repository), so
+# the database itself refuses a reference to a blob the repository no longer holds and an unlink
+# of a blob a manifest still references, whatever order concurrent writers commit in.
 manifest_blob = Table(
     "manifest_blob",
     metadata,
     Column("manifest_id", BigId, ForeignKey("manifest.id", ondelete="CASCADE"), nullable=False),
+    Column("repository_id", BigId, nullable=False),
     Column("blob_id", BigId, ForeignKey("blob.id"), nullable=False),
     PrimaryKeyConstraint("manifest_id", "blob_id"),
+    ForeignKeyConstraint(
+        ["repository_id", "blob_id"], ["repository_blob.repository_id", "repository_blob.blob_id"]
+    ),
     Index(None, "blob_id"),
+    Index(None, "repository_id", "blob_id"),
 )
 
 # Manifests an index (or manifest list) references. A referenced child cannot be deleted.
@@ -117,6 +126,17 @@ tag = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("repository_id", "name"),
     Index(None, "manifest_id"),
+)
+
+# Events written in the transaction of the change they record, relayed to the Redis stream
+# afterwards (at least once; consumers de-duplicate by the event's id) and then deleted.
+event_outbox = Table(
+    "event_outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_type", String(32), nullable=False),
+    Column("payload", Text, nullable=False),  # the event's JSON, as the stream carries it
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 # -- identity: users, projects, members; runtime settings --------------------------------------

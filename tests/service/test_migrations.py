@@ -104,7 +104,10 @@ SEED: dict[str, list[dict[str, Any]]] = {
             "created_at": NOW,
         },
     ],
-    "manifest_blob": [{"manifest_id": 1, "blob_id": 1}, {"manifest_id": 1, "blob_id": 2}],
+    "manifest_blob": [
+        {"manifest_id": 1, "repository_id": 1, "blob_id": 1},
+        {"manifest_id": 1, "repository_id": 1, "blob_id": 2},
+    ],
     "manifest_child": [{"parent_id": 2, "child_id": 1}],
     "tag": [
         # Tags differ by case: the schema compares names byte-wise on every backend.
@@ -158,6 +161,10 @@ SEED: dict[str, list[dict[str, Any]]] = {
         {"project_id": 2, "user_id": 1, "role_id": 5, "created_at": NOW, "updated_at": NOW},
     ],
     "configuration": [{"key": "anonymous_access", "value": "false", "updated_at": NOW}],
+    "event_outbox": [
+        {"id": 1, "event_type": "push", "payload": '{"id":"e1","type":"push","data":{}}', "created_at": NOW},
+        {"id": 2, "event_type": "delete", "payload": '{"id":"e2","type":"delete"}', "created_at": NOW},
+    ],
 }
 
 
@@ -286,3 +293,42 @@ async def test_concurrent_wharf_migrate(db: Database, empty_url: str, tmp_path: 
     assert await current_revision(db) == head
     assert await schema_diff(db) == []
     await check_schema(db)
+
+
+# -- 0003: manifest references point at the repository's blob link -------------------------
+
+
+async def test_0003_restores_links_under_references(db: Database) -> None:
+    # Before 0003 a blob a manifest referenced could be unlinked; the upgrade links it again
+    # (the bytes are still stored) so that the new foreign key holds, and fills repository_id.
+    await upgrade(db, "0002")
+    old_manifest_blob = sa.table("manifest_blob", sa.column("manifest_id"), sa.column("blob_id"))
+    async with db.transaction() as conn:
+        for name in ("repository", "blob", "repository_blob", "manifest"):
+            await conn.execute(sa.insert(t.metadata.tables[name]), SEED[name])
+        await conn.execute(
+            sa.insert(old_manifest_blob), [{"manifest_id": 1, "blob_id": 1}, {"manifest_id": 1, "blob_id": 2}]
+        )
+        # The layer (blob 2) was unlinked from repository 1 while manifest 1 referenced it.
+        await conn.execute(
+            sa.delete(t.repository_blob).where(
+                t.repository_blob.c.repository_id == 1, t.repository_blob.c.blob_id == 2
+            )
+        )
+    await upgrade(db)
+    async with db.read() as conn:
+        links = {
+            (row.repository_id, row.blob_id)
+            for row in await conn.execute(
+                sa.select(t.repository_blob.c.repository_id, t.repository_blob.c.blob_id)
+            )
+        }
+        references = {
+            (row.repository_id, row.blob_id)
+            for row in await conn.execute(
+                sa.select(t.manifest_blob.c.repository_id, t.manifest_blob.c.blob_id)
+            )
+        }
+    assert links == {(1, 1), (1, 2), (2, 1)}
+    assert references == {(1, 1), (1, 2)}
+    assert await schema_diff(db) == []

@@ -915,11 +915,13 @@ def settings(tmp_path: Path, database_url: str, redis_url: str) -> Settings:
 
 
 async def table_rows(db: Database) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table."""
+    """Every row of every table but the event outbox, which the relay empties on its own time
+    (a refused request writes no event: it writes nothing in the transaction that would)."""
     async with db.read() as conn:
         return {
             table.name: sorted((tuple(row) for row in await conn.execute(select(table))), key=repr)
             for table in metadata.sorted_tables
+            if table.name != "event_outbox"
         }
 
 
