@@ -191,6 +191,7 @@ class EventRelay:
         self._batch = batch
         self._coalesce = min(_COALESCE_SECONDS, interval)
         self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._lock_file: Path | None = None
@@ -207,14 +208,23 @@ class EventRelay:
         self._task = asyncio.create_task(self._loop(), name="events-relay")
 
     async def close(self, drain_seconds: float = 2.0) -> None:
-        """Stop; one last bounded drain, so that a clean shutdown leaves nothing for others."""
+        """Stop after the round in flight, then drain for up to `drain_seconds`, so that a clean
+        shutdown leaves nothing for others. A round is never cut off: a connection abandoned inside
+        its transaction would keep the rows it locked (and a test's next cleanup) waiting. Rounds
+        end on their own, within Redis's and the database's timeouts."""
+        self._stopping.set()
+        self._wakeup.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(drain_seconds):
-                await self.drain()
+            await self._task
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_seconds
+        while loop.time() < deadline:
+            try:
+                if await self.relay_once() < self._batch:
+                    return
+            except Exception as exc:
+                log.warning("events_relay_drain_failed", error=str(exc) or type(exc).__name__)
+                return
 
     async def drain(self) -> int:
         """Relay until the outbox is empty (as far as this relay can see); returns the count."""
@@ -262,9 +272,9 @@ class EventRelay:
 
     async def _loop(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping.is_set():
             try:
-                sent = await self.drain()
+                sent = await self.relay_once()
             except Exception as exc:
                 failures += 1
                 delay = min(self._backoff_max, self._interval * 2 ** (failures - 1))
@@ -272,8 +282,10 @@ class EventRelay:
                 log.warning(
                     "events_relay_failed", error=str(exc) or type(exc).__name__, retry_in=round(delay, 3)
                 )
-                # Wakes do not cut a backoff short: every push would hammer a Redis that is down.
-                await asyncio.sleep(delay)
+                # Wakes do not cut a backoff short (every push would hammer a Redis that is down);
+                # stopping does.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                 self._wakeup.clear()
                 continue
             if sent:
@@ -281,11 +293,14 @@ class EventRelay:
             if failures:
                 log.info("events_relay_recovered", after_failures=failures, count=sent)
                 failures = 0
+            if sent >= self._batch:
+                continue  # a full batch: more are waiting
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._interval)
-                # Let the commits of a burst of pushes gather: one relay round (a read, an XADD, a
-                # delete) for many of them, not one each competing with the pushes for the writer.
-                await asyncio.sleep(self._coalesce)
+                if not self._stopping.is_set():
+                    # Let the commits of a burst of pushes gather: one relay round (a read, an
+                    # XADD, a delete) for many of them, not one each competing for the writer.
+                    await asyncio.sleep(self._coalesce)
             self._wakeup.clear()
 
 
