@@ -27,8 +27,8 @@ as_root() {
   if is_root; then "$@"; else need_sudo && sudo "$@"; fi
 }
 
-# as_user USER CMD...: run CMD as USER: runuser for root (no sudo needed, and `$SUDO -u` with an
-# empty $SUDO was the bug), sudo otherwise. From / because USER may not read the current directory.
+# as_user USER CMD...: run CMD as USER: runuser for root (a minimal system may have no sudo), sudo
+# otherwise. From / because USER may not be able to read the current directory.
 as_user() {
   local user="$1"; shift
   if [ "$(id -un)" = "$user" ]; then
