@@ -165,14 +165,16 @@ ensure_mariadb() {
     say "starting MariaDB"
     local log=/var/log/mysql/error.log
     if has_systemd; then
+      log="journalctl -u mariadb"
       as_root systemctl start mariadb
     else
       as_root test -d /var/lib/mysql/mysql \
         || as_root mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
       # mariadbd refuses to run as root: run it as mysql, with its socket directory mysql's.
       as_root install -d -o mysql -g mysql -m 755 /run/mysqld
-      as_user mysql start-stop-daemon --start --quiet --oknodo --background \
-        --exec /usr/sbin/mariadbd -- --log-error="$log"
+      # Its stderr is its error log (Debian sets no log_error), early start-up failures included.
+      as_user mysql start-stop-daemon --start --quiet --oknodo --background --output "$log" \
+        --exec /usr/sbin/mariadbd
     fi
     wait_for MariaDB "$log" mariadb_alive
   fi
