@@ -172,6 +172,7 @@ ensure_mariadb() {
         || as_root mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
       # mariadbd refuses to run as root: run it as mysql, with its socket directory mysql's.
       as_root install -d -o mysql -g mysql -m 755 /run/mysqld
+      [ -d /var/log/mysql ] || as_root install -d -o mysql -g adm -m 2750 /var/log/mysql
       # Its stderr is its error log (Debian sets no log_error), early start-up failures included.
       as_user mysql start-stop-daemon --start --quiet --oknodo --background --output "$log" \
         --exec /usr/sbin/mariadbd
