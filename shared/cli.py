@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from wharf_shared.config import ConfigError, Settings, load_settings, masked
+from wharf_shared.config import ConfigError, Settings, load_settings, mask_url, masked
 
 
 def _print(*parts: object) -> None:
@@ -64,7 +64,7 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> None:
         _print(settings_table())
         return
     values = masked(settings)
-    values["(effective) database"] = masked_url(settings.effective_database_url)
+    values["(effective) database"] = mask_url(settings.effective_database_url)
     values["(effective) storage root"] = str(settings.storage_root)
     values["(effective) token realm"] = settings.token_realm
     if args.json:
@@ -73,12 +73,6 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> None:
     width = max(len(k) for k in values)
     for key, value in values.items():
         _print(f"{key.ljust(width)}  {'' if value is None else value}")
-
-
-def masked_url(url: str) -> str:
-    from wharf_shared.config import _mask_url
-
-    return _mask_url(url) if "@" in url else url
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -389,8 +390,8 @@ def masked(settings: Settings) -> dict[str, Any]:
                 visit(value, key + NESTED_DELIMITER)
             elif isinstance(value, SecretStr):
                 flat[key] = "********" if value.get_secret_value() else ""
-            elif isinstance(value, str) and "://" in value and "@" in value:
-                flat[key] = _mask_url(value)
+            elif isinstance(value, str):
+                flat[key] = mask_url(value)
             else:
                 flat[key] = None if value is None else str(value)
 
@@ -398,8 +399,16 @@ def masked(settings: Settings) -> dict[str, Any]:
     return flat
 
 
-def _mask_url(url: str) -> str:
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:********@{host}" if ":" in creds else url
+# `scheme://user:password@`. The password runs to the last `@` of the word, as `urlsplit` reads
+# it, so one holding an unescaped `@` is masked whole; it may hold JSON escapes (`\"`, `\u00e9`)
+# because log lines are masked after rendering.
+_URL_PASSWORD = re.compile(r"""(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@'"]*:)(?:[^\s"\\]|\\.)*@""")
+
+
+def mask_url(text: str) -> str:
+    """`text` with the password of every URL in it masked: `postgresql://wharf:********@db/wharf`.
+
+    For a banner, a message or a log line that shows a URL (or an error that may quote one)."""
+    if "://" not in text or "@" not in text:
+        return text
+    return _URL_PASSWORD.sub(r"\1********@", text)

@@ -20,8 +20,7 @@ def settings_table() -> str:
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 visit(annotation, key + NESTED_DELIMITER)
                 continue
-            default = info.default
-            shown = "" if default is None else f"`{default}`"
+            shown = _shown_default(info.get_default(call_default_factory=True))
             rows.append(f"| `{key}` | {shown} | {(info.description or '').replace('|', '/')} |")
 
     visit(Settings, ENV_PREFIX)
@@ -29,6 +28,13 @@ def settings_table() -> str:
         "| `WHARF_CONFIG_FILE` |  | A TOML file with the same keys (nested tables); variables override it. |"
     )
     return "\n".join([BEGIN, *rows, END])
+
+
+def _shown_default(default: object) -> str:
+    # Lists are shown as their variable is written: comma-separated (empty: no default).
+    if isinstance(default, list):
+        default = ",".join(str(item) for item in default)
+    return "" if default is None or default == "" else f"`{default}`"
 
 
 def replace_table(readme: str) -> str:

@@ -13,6 +13,8 @@ import sys
 
 import structlog
 
+from wharf_shared.config import mask_url
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
@@ -28,7 +30,7 @@ def configure_logging(level: str = "info", service: str = "wharf") -> None:
         processors=[
             *shared,
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
+            _MaskingJSONRenderer(),
         ],
         logger_factory=_NamedWriter,
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
@@ -39,7 +41,7 @@ def configure_logging(level: str = "info", service: str = "wharf") -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
+            _MaskingJSONRenderer(),
         ],
     )
     handler = logging.StreamHandler(sys.stderr)
@@ -50,8 +52,23 @@ def configure_logging(level: str = "info", service: str = "wharf") -> None:
     # aiohttp's access log duplicates our request metrics and log lines.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # At debug level botocore logs every request's headers, the signed Authorization among them.
+    for name in ("botocore", "boto3", "s3transfer", "urllib3"):
+        logging.getLogger(name).setLevel(max(threshold, logging.INFO))
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)
+
+
+class _MaskingJSONRenderer(structlog.processors.JSONRenderer):
+    """JSON lines with URL passwords masked wherever they are (a field, a message, a traceback):
+    an error from a database or Redis driver can quote the URL it was given. One scan of the
+    rendered line, cheaper than visiting every field of every proxy access line."""
+
+    def __call__(
+        self, logger: structlog.types.WrappedLogger, name: str, event_dict: structlog.types.EventDict
+    ) -> str | bytes:
+        line = super().__call__(logger, name, event_dict)
+        return mask_url(line) if isinstance(line, str) else line
 
 
 class _NamedWriter(structlog.WriteLogger):

@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from wharf_shared.config import Settings
+from wharf_shared.config import Settings, mask_url
 
 
 @dataclass
@@ -192,7 +192,7 @@ def _banner(settings: Settings, front_url: str, new_admin_password: str | None) 
         f"Wharf is running at {front_url}",
         admin_line,
         f"  data:      {settings.data_dir.resolve()}",
-        f"  database:  {settings.effective_database_url}",
+        f"  database:  {mask_url(settings.effective_database_url)}",
         "",
         "Push and pull an image (library is public; anonymous pulls work while anonymous access is on):",
         f"  skopeo copy {dest_tls}--dest-creds admin:PASSWORD \\",

@@ -23,6 +23,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
 
+from wharf_shared.config import mask_url
+
 T = TypeVar("T")
 Dialect = Literal["postgresql", "mysql", "sqlite"]
 
@@ -52,7 +54,10 @@ def normalize_url(url: str) -> tuple[Dialect, str]:
     try:
         parsed = make_url(url)
     except Exception as exc:  # sqlalchemy raises ArgumentError with an unhelpful message
-        raise DatabaseURLError(f"not a database URL: {url!r}") from exc
+        shown = mask_url(url)
+        if shown == url and "@" in url:  # too malformed to find the password in: hide all before @
+            shown = "********@" + url.rsplit("@", 1)[1]
+        raise DatabaseURLError(f"not a database URL: {shown!r}") from exc
     entry = _DRIVERS.get(parsed.drivername)
     if entry is None:
         raise DatabaseURLError(
@@ -106,7 +111,9 @@ class Database:
         self.dialect, self.url = normalize_url(url)
         # No pre-ping (a round trip per checkout): a connection found dead is invalidated with its
         # pool, and `run` retries the transaction on a fresh one.
-        kwargs: dict[str, Any] = {"echo": echo}
+        # A statement's parameters stay out of error messages (and so out of tracebacks in the
+        # log): they can be password hashes, refresh-token fingerprints or stored credentials.
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"timeout": 30}
         else:

@@ -1,26 +1,36 @@
 """`wharf run` (what `make run` starts): every service behind one address on the embedded
-defaults, a generated admin password printed once, Ctrl-C stopping everything, and a second run
-finding the same data."""
+defaults, a generated admin password printed once, Ctrl-C stopping everything, a second run
+finding the same data, and no password, key or token anywhere in what it prints."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.e2e.conftest import Registry, make_skopeo
 from tests.images import make_image, sha256, write_layout
+from tests.support import backends
 from tests.support.processes import ROOT, ServiceProcess, free_port, service_env
 
 pytestmark = pytest.mark.e2e
 
 WHARF = Path(sys.executable).parent / "wharf"
+# Straight to `wharf run`, whatever *_proxy variables the shell has.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class Run:
@@ -110,3 +120,105 @@ def test_run_stop_and_run_again(tmp_path: Path) -> None:
         skopeo.ok("login", "--tls-verify=false", "-u", "admin", "-p", password, address)
     finally:
         assert second.interrupt() == 0, second.text()[-3000:]
+
+
+def _call(
+    url: str, *, auth: str | None = None, form: dict[str, str] | None = None
+) -> tuple[int, dict[str, object]]:
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    request = urllib.request.Request(url, data=data)  # noqa: S310 - our own http:// URL
+    if auth is not None:
+        request.add_header("Authorization", auth)
+    try:
+        with _DIRECT.open(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, {}
+
+
+def test_no_secret_in_banner_or_logs(tmp_path: Path) -> None:
+    """Every byte `wharf run` and its services print (banner, JSON log lines at debug level) while
+    a client logs in, pushes, takes tokens and fails a login holds none of the passwords, keys
+    or tokens in play."""
+    db_password = f"db-pw-{uuid.uuid4().hex}"
+    admin_password = f"admin-pw-{uuid.uuid4().hex}"
+    wrong_password = f"wrong-pw-{uuid.uuid4().hex}"
+    http_port = free_port()
+    address = f"127.0.0.1:{http_port}"
+    front = f"http://{address}"
+    layout = tmp_path / "layout"
+    write_layout(layout, [make_image("no-secrets")])
+    secrets: dict[str, str] = {
+        "database password": db_password,
+        "admin password": admin_password,
+        "a wrong password": wrong_password,
+        "admin Basic credentials": base64.b64encode(f"admin:{admin_password}".encode()).decode(),
+    }
+    with backends.fresh_database("postgresql", str(tmp_path), migrated=False) as plain_url:
+        # Local PostgreSQL trusts loopback: any password connects, and this one must never show.
+        url = make_url(plain_url).set(password=db_password).render_as_string(hide_password=False)
+        data_dir = tmp_path / "var"
+        env = service_env(
+            {
+                "WHARF_DATA_DIR": str(data_dir),
+                "WHARF_DATABASE_URL": url,
+                "WHARF_ADMIN_PASSWORD": admin_password,
+                "WHARF_LOG_LEVEL": "debug",
+                "WHARF_HTTP_PORT": str(http_port),
+                "WHARF_REGISTRY__PORT": str(free_port()),
+                "WHARF_TOKEN__PORT": str(free_port()),
+            }
+        )
+        env.pop("WHARF_REDIS_URL", None)  # the private Redis
+        run = Run(tmp_path, env, "secrets")
+        try:
+            run.wait_for(re.escape(f"Wharf is running at {front}"))
+            process = ServiceProcess("wharf-run", [], {}, "127.0.0.1", http_port, run.log)
+            skopeo = make_skopeo(
+                Registry(process, "token", "postgresql", tmp_path, None), tmp_path / "skopeo"
+            )
+            skopeo.ok("login", "--tls-verify=false", "-u", "admin", "-p", admin_password, address)
+            skopeo.ok(
+                "copy",
+                "--dest-tls-verify=false",
+                f"oci:{layout}:latest",
+                f"docker://{address}/library/hello:1",
+            )
+            skopeo.fails("login", "--tls-verify=false", "-u", "admin", "-p", wrong_password, address)
+
+            scope = "repository:library/hello:pull,push"
+            status, body = _call(
+                f"{front}/service/token?service=wharf-registry&scope={scope}",
+                auth="Basic " + secrets["admin Basic credentials"],
+            )
+            assert status == 200, body
+            secrets["bearer token"] = str(body["token"])
+            status, _ = _call(f"{front}/v2/library/hello/tags/list", auth=f"Bearer {body['token']}")
+            assert status == 200
+            form = {"grant_type": "password", "service": "wharf-registry", "scope": scope}
+            form |= {"username": "admin", "password": admin_password, "access_type": "offline"}
+            status, body = _call(f"{front}/service/token", form=form)
+            assert status == 200, body
+            secrets["refresh token"] = str(body["refresh_token"])
+            secrets["OAuth2 access token"] = str(body["access_token"])
+            form = {"grant_type": "refresh_token", "service": "wharf-registry", "scope": scope}
+            status, body = _call(
+                f"{front}/service/token", form=form | {"refresh_token": secrets["refresh token"]}
+            )
+            assert status == 200, body
+            secrets["refreshed access token"] = str(body["access_token"])
+        finally:
+            assert run.interrupt() == 0, run.text()[-3000:]
+
+    secrets["secret key"] = (data_dir / "secret.key").read_text().strip()
+    for number, line in enumerate((data_dir / "token.key").read_text().splitlines()):
+        if line and not line.startswith("-----"):
+            secrets[f"token signing key, line {number}"] = line
+    output = run.text()
+    leaked = [name for name, value in secrets.items() if value in output]
+    assert not leaked, f"in the output of `wharf run` ({run.log}): {', '.join(leaked)}"
+    # The output is the real thing: the banner with its (masked) database URL, services' log lines.
+    assert f"database:  {url.replace(db_password, '********')}" in output
+    assert '"event": "access"' in output
+    assert '"service": "token"' in output

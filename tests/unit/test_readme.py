@@ -43,3 +43,12 @@ def test_replace_table_keeps_the_rest() -> None:
     fresh = replace_table(stale)
     assert fresh == f"# Title\n\nbefore\n{settings_table()}\nafter\n"
     assert replace_table(fresh) == fresh
+
+
+def test_defaults_from_factories_are_shown() -> None:
+    table = settings_table()
+    assert "PydanticUndefined" not in table
+    rows = {line.split("`")[1]: line for line in table.splitlines() if line.startswith("| `")}
+    assert "| `127.0.0.0/8,::1/128` |" in rows["WHARF_TRUSTED_PROXIES"]
+    assert "| `http://127.0.0.1:5000` |" in rows["WHARF_PROXY__UPSTREAMS__REGISTRY"]
+    assert rows["WHARF_PROXY__UPSTREAMS__UI"].startswith("| `WHARF_PROXY__UPSTREAMS__UI` |  |")
