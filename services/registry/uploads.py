@@ -91,7 +91,8 @@ class UploadState:
     repository: str
     offset: int
     started_at: float
-    # The running SHA-256 at `offset` as saved by the last writer (see wharf_shared.hashing).
+    # The running SHA-256 at `offset` as saved by the last writer (see wharf_shared.hashing:
+    # checked before use, never trusted).
     hash_state: bytes | None = None
     lock_token: str = ""  # set while a request holds the upload's lock
 
@@ -248,9 +249,10 @@ class Uploads:
             if cached is not None and cached[0] == state.offset:
                 return cached[1]
             if state.hash_state is not None:
-                resumed = hashing.resume(algorithm, state.hash_state)
+                resumed = hashing.resume(algorithm, state.hash_state, state.offset)
                 if resumed is not None:
                     return resumed
+                log.warning("upload_rehashed", upload=state.id, offset=state.offset)
         return await self._rehash(state, algorithm)
 
     async def _rehash(self, state: UploadState, algorithm: str) -> hashing.Hasher:
