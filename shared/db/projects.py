@@ -71,9 +71,10 @@ class Caller:
     password_hash: str | None
 
 
-def _access_statement(with_user: bool, *, one: bool = False) -> Select[Any]:
+def _access_statement(with_user: bool, *, one: bool = False, by_username: bool = False) -> Select[Any]:
     """Built once: constructing a statement costs more CPU than running it on the token path.
-    `one`: for a single project name (the usual token request), skipping the expansion of IN."""
+    `one`: for a single project name (the usual token request), skipping the expansion of IN;
+    `by_username`: the user named by `username` (a token's subject), not by `user_id`."""
     p, m, u = t.project.c, t.project_member.c, t.user_account.c
     names: Any = bindparam("names", expanding=True)
     in_names = p.name == bindparam("name") if one else p.name.in_(names)
@@ -89,13 +90,14 @@ def _access_statement(with_user: bool, *, one: bool = False) -> Select[Any]:
     return (
         select(u.id, u.username, u.sysadmin, u.password_hash, p.id, p.name, p.public, m.role_id)
         .select_from(joined)
-        .where(u.id == bindparam("user_id"))
+        .where(u.username == bindparam("username") if by_username else u.id == bindparam("user_id"))
     )
 
 
 _ACCESS = _access_statement(with_user=False)
 _CALLER_ACCESS = _access_statement(with_user=True)
 _CALLER_ACCESS_ONE = _access_statement(with_user=True, one=True)
+_NAMED_CALLER_ACCESS_ONE = _access_statement(with_user=True, one=True, by_username=True)
 _NO_NAME = "/"  # no project name holds a slash
 
 
@@ -120,6 +122,20 @@ async def caller_and_access(
         if row[4] is not None
     }
     return caller, access
+
+
+async def named_caller_access(
+    conn: AsyncConnection, username: str, project: str
+) -> tuple[Caller | None, ProjectAccess | None]:
+    """The user named `username` (a token's subject) and, if the project exists, its visibility
+    and the user's role in it: one query on unique keys, as a registry re-checks a push."""
+    row = (await conn.execute(_NAMED_CALLER_ACCESS_ONE, {"username": username, "name": project})).first()
+    if row is None:
+        return None, None
+    caller = Caller(row[0], row[1], bool(row[2]), row[3])
+    if row[4] is None:
+        return caller, None
+    return caller, ProjectAccess(row[4], bool(row[6]), Role(row[7]) if row[7] is not None else None)
 
 
 async def project_access(
