@@ -101,6 +101,14 @@ if state[1] ~= ARGV[2] or (state[2] or '') ~= ARGV[3] then return 0 end
 redis.call('DEL', KEYS[1])
 return 1
 """
+# Put a claimed upload back, as it was, when publishing it failed: the client may retry the PUT.
+_RESTORE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'repository', ARGV[1], 'offset', ARGV[2], 'started', ARGV[3], 'parts', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'hash', ARGV[5]) end
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+return 1
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -577,10 +585,10 @@ class Uploads:
             raise InvalidUpload("the upload's lock lapsed before it was published", upload=state.id)
         dest = paths.blob_path(digest)
         try:
-            existing = await self._storage.stat_file(dest)
-        except PathNotFoundError:
-            existing = None
-        try:
+            try:
+                existing = await self._storage.stat_file(dest)
+            except PathNotFoundError:
+                existing = None
             if existing is not None and existing.size == state.offset:
                 # Content-addressed: bytes already there under this digest are these bytes.
                 await self._delete_parts(state.id, state.parts)
@@ -595,11 +603,32 @@ class Uploads:
             await self._delete_parts(state.id, state.parts)
             raise UploadNotFound("the stored upload lost bytes: start it again", upload=state.id) from None
         except BaseException:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._delete_parts(state.id, state.parts))
+            await asyncio.shield(self._restore(state))
             raise
         size = state.offset
-        return await self._db.run(lambda conn: metadata.link_blob(conn, state.repository, str(digest), size))
+        try:
+            return await self._db.run(
+                lambda conn: metadata.link_blob(conn, state.repository, str(digest), size)
+            )
+        except BaseException:
+            # The bytes are in place: a retried PUT finds them there and only links them.
+            await asyncio.shield(self._restore(state))
+            raise
+
+    async def _restore(self, state: UploadState) -> None:
+        with contextlib.suppress(Exception):
+            await self._redis.eval(
+                _RESTORE,
+                1,
+                _key(state.id),
+                state.repository,
+                state.offset,
+                repr(state.started_at),
+                state.encoded_parts,
+                state.hash_state or b"",
+                self._expiry,
+            )
+            log.warning("upload_publish_failed", upload=state.id)
 
     async def _move_whole(self, state: UploadState, dest: str) -> bool:
         """Rename a one-part upload into place (the common path: no byte is read or copied);

@@ -348,3 +348,32 @@ async def test_patch_racing_the_closing_put(v2: V2, client: TestClient[Any, Any]
     assert (await put).status == 201
     assert await pulled(v2, R, digest) == FIRST + TAIL
     assert wire.server_errors(client.app) == {}
+
+
+# -- a publish that fails ------------------------------------------------------------------------
+
+
+async def test_a_failed_publish_leaves_the_upload_to_retry(
+    v2: V2, client: TestClient[Any, Any], settings: Settings, redis: Redis
+) -> None:
+    """Storage refuses the blob's path when the closing PUT publishes it: the client gets an error
+    and the upload is as it was, so the same PUT, retried, completes it."""
+    location = await start_upload(v2, FIRST)
+    digest = digest_of(FIRST + TAIL)
+    resp = await v2.request("PATCH", location, data=TAIL)
+    assert resp.status == 202, await resp.text()
+    # A file where the blob's directory must go.
+    obstacle = settings.storage_root / paths.BLOBS / "sha256" / digest[7:9]
+    obstacle.parent.mkdir(parents=True, exist_ok=True)
+    obstacle.write_bytes(b"in the way")
+    resp = await v2.request("PUT", location, params={"digest": digest})
+    assert resp.status == 500, await resp.text()
+    assert await status_range(v2, location) == f"0-{len(FIRST + TAIL) - 1}"
+    assert await stored_upload(redis, settings.storage_root, upload_id(location)) == FIRST + TAIL
+
+    obstacle.unlink()
+    resp = await v2.request("PUT", location, params={"digest": digest})
+    assert resp.status == 201, await resp.text()
+    assert await pulled(v2, R, digest) == FIRST + TAIL
+    assert upload_dirs(settings) == set()
+    assert await upload_keys(redis) == set()
