@@ -259,3 +259,20 @@ async def test_a_stalled_writer_resuming_after_the_upload_was_published(
     assert isinstance(refused, InvalidUpload | UploadNotFound), refused
     assert await published(storage, expected) == expected
     await nothing_left(storage, state.id)
+
+
+async def test_publishing_takes_only_the_recorded_bytes_of_a_file_a_stalled_writer_appends_to(
+    b: Uploads, db: Database, redis_url: str, new_storage: Callable[[], StorageDriver]
+) -> None:
+    """A stalls appending to what was recorded (on the filesystem it took the upload's file); B
+    closes the upload with no body of its own: the blob is the recorded bytes, not A's."""
+    state = await b.write(await b.start(R), Whole(FIRST))
+    running, body = await stall_a_writer(b, state, redis_url, new_storage, db)
+    await b.complete(await b.get(R, state.id), digest_of(FIRST))
+    storage = new_storage()
+    assert await published(storage, FIRST) == FIRST
+    body.resume.set()
+    refused = await asyncio.wrap_future(running)
+    assert isinstance(refused, InvalidUpload | UploadNotFound), refused
+    assert await published(storage, FIRST) == FIRST
+    await nothing_left(storage, state.id)
