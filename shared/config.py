@@ -150,6 +150,13 @@ class RegistrySettings(_Group):
     upload_purge_interval_seconds: int = Field(
         default=600, ge=1, description="How often each instance looks for expired uploads."
     )
+    upload_token_grace_seconds: int = Field(
+        default=3600,
+        ge=0,
+        le=86400,
+        description="How long after its expiry a token may still continue an upload begun with it: "
+        "at most this, and never longer than the token's own lifetime. Completing it re-checks push.",
+    )
     manifest_max_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Largest manifest accepted."
     )

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -33,7 +34,8 @@ from wharf_shared.storage.factory import open_storage
 log = get_logger(__name__)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """`clock` (wall-clock seconds) is what token expiry is checked against: tests move it."""
     metrics = Metrics("registry")
     app = web.Application(
         middlewares=[request_id_middleware, metrics_middleware(metrics), errors_middleware, auth_middleware],
@@ -50,6 +52,8 @@ def create_app(settings: Settings) -> web.Application:
         service=settings.token.service,
         issuer=settings.token.issuer,
         keys_file=settings.token_keys_path if reg.auth == "token" else None,
+        upload_grace_seconds=reg.upload_token_grace_seconds,
+        clock=clock,
     )
     app[keys.STORAGE] = open_storage(settings, metrics)
     app.cleanup_ctx.append(_database)

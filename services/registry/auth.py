@@ -2,15 +2,23 @@
 
 The registry never calls the token service: it checks signatures against its trusted key
 bundle (re-read when the file changes, so keys rotate without a restart) and compares the
-granted actions with what the route needs.
+granted actions with what the route needs. Two things a token cannot vouch for are checked
+against the database instead, once per push, when it completes (the final PUT of an upload, a
+manifest PUT): that its subject still holds push on the project (a member removed keeps a valid
+token for its lifetime), as the token service decides it (`wharf_shared.rbac`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from wharf_shared import rbac
+from wharf_shared.db import projects
+from wharf_shared.db.engine import Database
+from wharf_shared.errors.domain import Forbidden
 from wharf_shared.errors.oci import Unauthorized
 from wharf_shared.logging import get_logger
 from wharf_shared.tokens import LEEWAY_SECONDS, Grant, TokenError, TokenVerifier
@@ -41,11 +49,23 @@ ALLOW_ALL = Grant(subject="", access=(), issued_at=0, expires_at=float("inf"), u
 
 
 class Authorizer:
-    def __init__(self, mode: str, *, realm: str, service: str, issuer: str, keys_file: Path | None) -> None:
+    def __init__(
+        self,
+        mode: str,
+        *,
+        realm: str,
+        service: str,
+        issuer: str,
+        keys_file: Path | None,
+        upload_grace_seconds: int = 3600,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.mode = mode
         self.realm = realm
         self.service = service
         self.issuer = issuer
+        self._upload_grace = upload_grace_seconds
+        self._clock = clock  # wall-clock seconds, as token `exp` claims are
         self._keys_file = keys_file
         self._verifier: TokenVerifier | None = None
         self._keys_mtime = 0.0
@@ -80,12 +100,13 @@ class Authorizer:
             parts.append(f'error="{error}"')
         return "Bearer " + ",".join(parts)
 
-    def authorize(self, authorization: str | None, need: Need, *, expired_grace: float = 0.0) -> Grant:
+    def authorize(self, authorization: str | None, need: Need, *, continues_upload: bool = False) -> Grant:
         """The caller's grant, if it covers `need`; raise Unauthorized with the challenge otherwise.
 
-        `expired_grace` lets a token that expired recently still continue an upload it may have
+        `continues_upload` lets a token that expired recently still continue an upload it may have
         started: a multi-GB push outlives a 30-minute token, and the upload URL (an unguessable
-        id) is itself proof the client was allowed to start it.
+        id) is itself proof the client was allowed to start it. For how long is bounded
+        (`upload_grace`), and completing the upload re-checks push access (`recheck_push`).
         """
         if self.mode == "none":
             return ALLOW_ALL
@@ -94,8 +115,13 @@ class Authorizer:
         scheme, _, credentials = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             raise Unauthorized(headers={"WWW-Authenticate": self.challenge(need)})
+        now = self._clock()
         try:
-            grant = self._verifier.verify(credentials.strip(), expired_grace=expired_grace)
+            grant = self._verifier.verify(
+                credentials.strip(), now=now, expired_grace=self._upload_grace if continues_upload else 0.0
+            )
+            if continues_upload and now >= grant.expires_at + LEEWAY_SECONDS + self.upload_grace(grant):
+                raise TokenError("token has expired")
         except TokenError as exc:
             raise Unauthorized(
                 detail={"reason": str(exc)},
@@ -110,6 +136,12 @@ class Authorizer:
             headers={"WWW-Authenticate": self.challenge(need, "insufficient_scope")},
         )
 
+    def upload_grace(self, grant: Grant) -> float:
+        """How long past its expiry `grant` may continue an upload: its own lifetime, at most the
+        configured bound (an hour by default)."""
+        lifetime = grant.expires_at - grant.issued_at if grant.issued_at > 0 else float("inf")
+        return max(0.0, min(lifetime, self._upload_grace))
+
     def check_upload_grant(self, grant: Grant, started_at: float, need: Need) -> None:
         """A token honoured past its expiry (the upload grace) must have been valid when the
         upload started: an old token cannot take over an upload begun after it expired."""
@@ -120,3 +152,21 @@ class Authorizer:
             message="authentication required: the token is not valid here",
             headers={"WWW-Authenticate": self.challenge(need, "invalid_token")},
         )
+
+    async def recheck_push(self, db: Database, grant: Grant, repository: str) -> None:
+        """Raise Forbidden unless the grant's subject still holds push on the repository's
+        project (one indexed query); nothing to check without auth."""
+        if self.mode == "none" or grant.unrestricted:
+            return
+        project, slash, _ = repository.partition("/")
+        caller, access = None, None
+        if grant.subject and slash:  # anonymous never pushes; a name without a project has none
+            async with db.read() as conn:
+                caller, by_name = await projects.caller_and_access(conn, grant.subject, [project])
+            access = by_name.get(project)
+        if caller is not None and access is not None:
+            identity = rbac.Identity(caller.id, caller.username, caller.sysadmin)
+            if rbac.can(identity, access, *rbac.REGISTRY_ACTIONS["push"], anonymous_access=False):
+                return
+        log.info("push_refused", subject=grant.subject, repository=repository)
+        raise Forbidden("push access to the repository's project was revoked", repository=repository)

@@ -21,7 +21,7 @@ from wharf_shared.errors.oci import (
     Unsupported,
 )
 from wharf_shared.errors.render import render_oci, unexpected_failure
-from wharf_shared.keys import SETTINGS
+from wharf_shared.keys import DB
 from wharf_shared.logging import get_logger
 from wharf_shared.references import is_valid_name
 from wharf_shared.request_ids import REQUEST_ID
@@ -81,8 +81,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         need = Need("registry", "catalog", "*")
     else:
         need = Need("repository", name, spec.need, spec.challenge)
-    grace = request.app[SETTINGS].registry.upload_expiry_seconds if spec.continues_upload else 0.0
-    request[GRANT] = request.app[AUTHORIZER].authorize(
-        request.headers.get("Authorization"), need, expired_grace=grace
+    authorizer = request.app[AUTHORIZER]
+    grant = authorizer.authorize(
+        request.headers.get("Authorization"), need, continues_upload=spec.continues_upload
     )
+    if spec.completes_push:
+        # The token may predate a change of membership: what becomes visible is checked now.
+        await authorizer.recheck_push(request.app[DB], grant, name)
+    request[GRANT] = grant
     return await handler(request)

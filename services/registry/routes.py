@@ -27,6 +27,7 @@ class Route:
     need: str  # "base", "catalog", or the repository action: "pull", "push", "delete"
     challenge: str = ""  # actions to ask for in the challenge's scope, when not just `need`
     continues_upload: bool = False  # acts on an upload that was started: tokens get the grace
+    completes_push: bool = False  # makes pushed content visible: push access is re-checked in SQL
 
 
 ROUTES: tuple[Route, ...] = (
@@ -42,6 +43,7 @@ ROUTES: tuple[Route, ...] = (
         "manifest_put",
         "push",
         "pull,push",
+        completes_push=True,
     ),
     Route(
         "DELETE",
@@ -56,7 +58,16 @@ ROUTES: tuple[Route, ...] = (
         "POST", f"/v2/{NAME}/blobs/uploads", uploads.post_upload, "upload_start_noslash", "push", "pull,push"
     ),
     *(
-        Route(method, f"/v2/{NAME}/blobs/uploads/{{upload_id}}", handler, name, "push", "pull,push", True)
+        Route(
+            method,
+            f"/v2/{NAME}/blobs/uploads/{{upload_id}}",
+            handler,
+            name,
+            "push",
+            "pull,push",
+            continues_upload=True,
+            completes_push=method == "PUT",
+        )
         for method, handler, name in (
             ("GET", uploads.get_upload, "upload"),
             ("PATCH", uploads.patch_upload, "upload_patch"),

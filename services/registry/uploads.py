@@ -1,12 +1,24 @@
 """Blob uploads: state in Redis, bytes in storage, so any registry instance can continue any upload.
 
-An upload is a Redis hash (`repository`, `offset`, `started`, and the running SHA-256 state
-`hash` at `hash_offset`) plus `uploads/<id>/data` in storage. Each PATCH writes at the
-acknowledged offset (dropping bytes a crashed writer left past it), commits, then advances the
-offset and saves the hash state with it, so the next PATCH may land on any instance. An instance
-that cannot use the saved state re-reads what is already stored. A blob becomes visible only
-after its digest is verified: moved to its content-addressed path, then linked in SQL. Small
-blobs sent whole skip the upload file (`put_small`).
+An upload is a Redis hash (`repository`, `offset`, `started`, the recorded `parts`, and the
+running SHA-256 state `hash` of exactly those parts) plus its parts' files in storage,
+`uploads/<id>/<part>`. A request that writes (PATCH, or PUT with a body) holds the upload's lock
+(a lease, renewed while the request runs) and writes to a file no other request writes: a part
+of its own, or, where storage renames atomically (the filesystem), the upload's accumulated
+file after renaming it to a name of its own (of two requests renaming it, one succeeds; the
+other writes a part of its own). It commits, then records what it wrote: one Lua call that
+checks the lock is still its own and the offset and parts are as it found them, and only then
+advances the offset, records the parts and saves the hash state. A request that took the
+accumulated file and cannot record gives it back as it found it.
+
+So a request that lost its lease (a stalled event loop, a Redis failover) cannot change what
+another wrote: what it wrote is in its own file, left out of the record and deleted. Recorded
+bytes are never written again (files are only appended to past them), the hash that is
+verified covers exactly them, and the final PUT claims the upload (the same check; the state is
+gone with it) before it puts exactly those bytes at the blob's content-addressed path (a rename
+for one part, on the common path; a copy of each part's recorded bytes otherwise) and links the
+blob in SQL: what is published hashes to its digest. Small blobs sent whole skip all of this
+(`_store_whole`).
 """
 
 from __future__ import annotations
@@ -18,7 +30,7 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -39,7 +51,13 @@ from wharf_shared.errors.domain import (
 )
 from wharf_shared.logging import get_logger
 from wharf_shared.storage import paths
-from wharf_shared.storage.base import InvalidOffsetError, PathNotFoundError, StorageDriver
+from wharf_shared.storage.base import (
+    FileWriter,
+    InvalidOffsetError,
+    PathNotFoundError,
+    StorageDriver,
+    StorageError,
+)
 
 log = get_logger(__name__)
 
@@ -47,26 +65,48 @@ CHUNK = 1024 * 1024
 # Uploads move through storage in blocks this large: fewer thread hand-offs per byte.
 BLOCK = 4 * 1024 * 1024
 # Bodies up to this size are read whole, hashed in memory and stored with one atomic write,
-# skipping the upload file: most layers and every config blob take this path.
+# skipping the part files: most layers and every config blob take this path.
 SMALL_BODY = 8 * 1024 * 1024
 _ID = re.compile(r"^[0-9a-f]{32}$")
-# A killed holder's lease lapses within the TTL; a request waits longer than that, so that a
-# client resuming on another instance after a crash is served, not refused.
-_LOCK_TTL_MS = 15_000
-_LOCK_WAIT_SECONDS = 20.0
+# The accumulated file is `acc-<t>`, t naming the request that recorded it last; a request
+# writing it renames it to `acc-<t>-<its own>` (`acc--<its own>` when it creates it) first.
+ACC = "acc-"
+# A killed holder's lease lapses within it; a request waits a little longer than that, so that
+# a client resuming on another instance after a crash is served, not refused.
+LOCK_LEASE_MS = 15_000
+_LOCK_WAIT_MARGIN_SECONDS = 5.0
 _ORPHAN_GRACE_SECONDS = 600
 # Take the upload's lock and read its state in one round trip; nil while another request holds it.
 _LOCK_AND_GET = """
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return redis.call('HGETALL', KEYS[1]) end
 return false
 """
-# Advance an upload only while still holding its lock: a holder that stalled past its lease
-# (and was overtaken by a request on another instance) must not move the offset back.
-_ADVANCE = """
+# Record what a writer committed, only while it still holds the lock and the upload is as it
+# found it: 1, or 0 when the lock is no longer its own, -1 when the upload moved on or is gone.
+_RECORD = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'offset', ARGV[2])
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'hash', ARGV[3], 'hash_offset', ARGV[2]) end
-redis.call('EXPIRE', KEYS[1], ARGV[4])
+local state = redis.call('HMGET', KEYS[1], 'offset', 'parts')
+if state[1] ~= ARGV[2] or (state[2] or '') ~= ARGV[3] then return -1 end
+redis.call('HSET', KEYS[1], 'offset', ARGV[4], 'parts', ARGV[5])
+if ARGV[6] == '' then redis.call('HDEL', KEYS[1], 'hash')
+else redis.call('HSET', KEYS[1], 'hash', ARGV[6]) end
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+return 1
+"""
+# Take the upload for publishing or discarding (its state goes): the same fence as _RECORD.
+_CLAIM = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+local state = redis.call('HMGET', KEYS[1], 'offset', 'parts')
+if state[1] ~= ARGV[2] or (state[2] or '') ~= ARGV[3] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+# Put a claimed upload back, as it was, when publishing it failed: the client may retry the PUT.
+_RESTORE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'repository', ARGV[1], 'offset', ARGV[2], 'started', ARGV[3], 'parts', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'hash', ARGV[5]) end
+redis.call('EXPIRE', KEYS[1], ARGV[6])
 return 1
 """
 _RELEASE = """
@@ -86,12 +126,36 @@ class ByteSource(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Part:
+    """A recorded piece of an upload: the first `size` bytes of `uploads/<id>/<name>`."""
+
+    name: str
+    size: int
+
+    @property
+    def accumulated(self) -> bool:
+        return self.name.startswith(ACC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where a request writes: `path` from `start`; `taken_from`, the accumulated file's name
+    before this request renamed it (to give it back if it cannot record what it wrote)."""
+
+    path: str
+    start: int
+    accumulates: bool
+    taken_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class UploadState:
     id: str
     repository: str
     offset: int
     started_at: float
-    # The running SHA-256 at `offset` as saved by the last writer (see wharf_shared.hashing).
+    parts: tuple[Part, ...] = ()
+    # The running SHA-256 of the parts as saved by the last writer (see wharf_shared.hashing).
     hash_state: bytes | None = None
     lock_token: str = ""  # set while a request holds the upload's lock
 
@@ -99,9 +163,49 @@ class UploadState:
         # The spec's inclusive range of bytes received; "0-0" before the first byte.
         return f"0-{max(self.offset - 1, 0)}"
 
+    @property
+    def encoded_parts(self) -> str:
+        return _encode(self.parts)
+
+    @property
+    def history(self) -> str:
+        """Names the bytes recorded so far: part names are never reused, so the last one does."""
+        return f"{self.offset}:{self.parts[-1].name if self.parts else ''}"
+
 
 def _key(upload_id: str) -> str:
     return f"wharf:upload:{upload_id}"
+
+
+def _encode(parts: Sequence[Part]) -> str:
+    return " ".join(f"{part.name}:{part.size}" for part in parts)
+
+
+def _decode(encoded: bytes | None) -> tuple[Part, ...]:
+    parts: list[Part] = []
+    for entry in (encoded or b"").decode().split():
+        name, _, size = entry.partition(":")
+        parts.append(Part(name, int(size)))
+    return tuple(parts)
+
+
+def _state(upload_id: str, repository: str, fields: dict[bytes, bytes], token: str = "") -> UploadState:
+    if not fields or fields.get(b"repository", b"").decode() != repository:
+        raise UploadNotFound(upload=upload_id)
+    return UploadState(
+        upload_id,
+        repository,
+        int(fields[b"offset"]),
+        float(fields[b"started"]),
+        _decode(fields.get(b"parts")),
+        fields.get(b"hash"),
+        token,
+    )
+
+
+def _whole_and_small(offset: int, length: int | None) -> bool:
+    """Whether a body is a whole blob small enough to read into memory: the one place this is decided."""
+    return offset == 0 and length is not None and 0 < length <= SMALL_BODY
 
 
 class Uploads:
@@ -112,13 +216,15 @@ class Uploads:
         db: Database,
         *,
         expiry_seconds: int,
+        lock_lease_ms: int = LOCK_LEASE_MS,
         hash_cache_size: int = 256,
     ) -> None:
         self._redis = redis
         self._storage = storage
         self._db = db
         self._expiry = expiry_seconds
-        self._hashers: OrderedDict[str, tuple[int, hashing.Hasher]] = OrderedDict()
+        self._lease_ms = lock_lease_ms
+        self._hashers: OrderedDict[str, tuple[str, hashing.Hasher]] = OrderedDict()
         self._hash_cache_size = hash_cache_size
 
     # -- session state -------------------------------------------------------------------
@@ -137,20 +243,57 @@ class Uploads:
         if not _ID.match(upload_id):
             raise UploadNotFound(upload=upload_id)
         raw = cast(dict[bytes, bytes], await self._redis.hgetall(_key(upload_id)))
-        if not raw or raw.get(b"repository", b"").decode() != repository:
-            raise UploadNotFound(upload=upload_id)
-        return UploadState(upload_id, repository, int(raw[b"offset"]), float(raw[b"started"]))
+        return _state(upload_id, repository, raw)
 
-    async def cancel(self, state: UploadState, *, stored: bool = True) -> None:
-        """Forget the upload; `stored=False` when it never wrote a byte (a file left by a writer
-        that crashed before committing is then the purge's to remove)."""
-        await self._redis.delete(_key(state.id))
+    async def cancel(self, state: UploadState) -> None:
+        """Forget an upload no other request knows of (`push`'s own) and delete its parts."""
+        key = _key(state.id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hget(key, "parts")
+            pipe.delete(key)
+            encoded, _ = await pipe.execute()
         self._hashers.pop(state.id, None)
-        if not stored:
-            return
-        # The data file, not its directory: deleting a "directory" means listing on object stores.
-        with contextlib.suppress(PathNotFoundError):
-            await self._storage.delete_file(paths.upload_data_path(state.id))
+        await self._delete_parts(state.id, _decode(encoded))
+
+    def _path(self, upload_id: str, name: str) -> str:
+        return paths.upload_part_path(upload_id, name)
+
+    async def _locate(self, upload_id: str, part: Part) -> str:
+        """Where a recorded part's bytes are: its own name, or for the accumulated file, the name
+        a request that took it (and may still be appending past the recorded bytes) gave it."""
+        path = self._path(upload_id, part.name)
+        if not part.accumulated:
+            return path
+        try:
+            await self._storage.stat_file(path)
+            return path
+        except PathNotFoundError:
+            pass
+        recorder = part.name.removeprefix(ACC)
+        try:
+            entries = await self._storage.list(paths.upload_dir(upload_id))
+        except PathNotFoundError:
+            entries = []
+        for entry in entries:
+            name = entry.rsplit("/", 1)[-1]
+            # Taken by a request (`acc-<t>-<other>`), or recorded and not yet renamed (`acc-<x>-<t>`).
+            if name.startswith(part.name + "-") or (name.startswith(ACC) and name.endswith("-" + recorder)):
+                return entry
+        raise PathNotFoundError(path)
+
+    async def _delete_parts(self, upload_id: str, parts: Sequence[Part]) -> None:
+        """Delete parts' files (listing only for an accumulated file another request renamed)."""
+
+        async def delete(part: Part) -> None:
+            with contextlib.suppress(PathNotFoundError):
+                try:
+                    await self._storage.delete_file(self._path(upload_id, part.name))
+                except PathNotFoundError:
+                    if not part.accumulated:
+                        raise
+                    await self._storage.delete_file(await self._locate(upload_id, part))
+
+        await asyncio.gather(*(delete(part) for part in parts))
 
     @contextlib.asynccontextmanager
     async def _locked(self, state: UploadState) -> AsyncIterator[UploadState]:
@@ -158,8 +301,8 @@ class Uploads:
         key = _key(state.id)
         lock_key = key + ":lock"
         token = uuid.uuid4().hex
-        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
-        while (raw := await self._redis.eval(_LOCK_AND_GET, 2, key, lock_key, token, _LOCK_TTL_MS)) is None:
+        deadline = time.monotonic() + self._lease_ms / 1000 + _LOCK_WAIT_MARGIN_SECONDS
+        while (raw := await self._redis.eval(_LOCK_AND_GET, 2, key, lock_key, token, self._lease_ms)) is None:
             if time.monotonic() > deadline:
                 raise UploadBusy(upload=state.id)
             await asyncio.sleep(0.05)
@@ -168,16 +311,11 @@ class Uploads:
 
         def renew() -> None:
             nonlocal extender
-            extender = asyncio.create_task(self._keep_lock(lock_key, token))
+            extender = asyncio.create_task(self._keep_lock(state.id, lock_key, token))
 
-        timer = asyncio.get_running_loop().call_later(_LOCK_TTL_MS / 3000, renew)
+        timer = asyncio.get_running_loop().call_later(self._lease_ms / 3000, renew)
         try:
-            fields = dict(zip(raw[::2], raw[1::2], strict=True))
-            if not fields or fields.get(b"repository", b"").decode() != state.repository:
-                raise UploadNotFound(upload=state.id)
-            offset = int(fields[b"offset"])
-            saved = fields.get(b"hash") if fields.get(b"hash_offset") == str(offset).encode() else None
-            yield UploadState(state.id, state.repository, offset, float(fields[b"started"]), saved, token)
+            yield _state(state.id, state.repository, dict(zip(raw[::2], raw[1::2], strict=True)), token)
         finally:
             timer.cancel()
             if extender is not None:
@@ -186,10 +324,13 @@ class Uploads:
                     await extender
             await self._redis.eval(_RELEASE, 1, lock_key, token)
 
-    async def _keep_lock(self, lock_key: str, token: str) -> None:
+    async def _keep_lock(self, upload_id: str, lock_key: str, token: str) -> None:
         while True:
-            await self._redis.eval(_EXTEND, 1, lock_key, token, _LOCK_TTL_MS)
-            await asyncio.sleep(_LOCK_TTL_MS / 3000)
+            if not await self._redis.eval(_EXTEND, 1, lock_key, token, self._lease_ms):
+                break
+            await asyncio.sleep(self._lease_ms / 3000)
+        # Lapsed: whatever this request still writes will be refused when it records it.
+        log.warning("upload_lease_lost", upload=upload_id)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -203,73 +344,160 @@ class Uploads:
             return await self._append(current, body, length)
 
     async def _append(self, state: UploadState, body: ByteSource, length: int | None) -> UploadState:
+        """Write the body to a file no other request writes, then record it (fenced)."""
         hasher = await self._hasher(state)
+        self._hashers.pop(state.id, None)  # mutated below: only valid again once recorded
+        token = uuid.uuid4().hex
+        target = await self._target(state, token)
+        sink = _LazyWriter(self._storage, target.path, target.start)
         try:
-            writer = await self._storage.writer(paths.upload_data_path(state.id), state.offset)
-        except InvalidOffsetError:
-            # Storage lost acknowledged bytes (a machine crash before the disk caught up): the
-            # upload cannot continue, and the client must start it again.
-            await self.cancel(state)
-            raise UploadNotFound(
-                "the stored upload is shorter than its offset: start it again", upload=state.id
-            ) from None
-        self._hashers.pop(state.id, None)  # mutated below: only valid again once committed
-        try:
-            written = await _pump(body, writer, hasher)
+            written = await _pump(body, sink, hasher)
             if length is not None and written != length:
                 raise SizeMismatch(expected=length, received=written)
             # Visible to every instance and safe from a process crash; the disk catches up by the
-            # time the upload is moved into place, which makes it durable.
-            await writer.commit(durable=False)
+            # time the blob is moved into place, which makes it durable.
+            await sink.commit()
+        except InvalidOffsetError:
+            # Storage lost acknowledged bytes (a machine crash before the disk caught up): the
+            # upload cannot continue, and the client must start it again.
+            await asyncio.shield(self._undo(target, sink))
+            await self._discard(state)
+            raise UploadNotFound("the stored upload lost bytes: start it again", upload=state.id) from None
         except BaseException:
-            await asyncio.shield(writer.cancel())
+            await asyncio.shield(self._undo(target, sink))
             raise
+        if not written:
+            await self._undo(target, sink)
+            self._remember(state, hasher)
+            return state
         offset = state.offset + written
         saved = hasher.state()
-        # The digest state travels with the upload: any instance continues without re-reading.
+        if target.accumulates:
+            parts: tuple[Part, ...] = (Part(ACC + token, offset),)
+        else:
+            parts = (*state.parts, Part(token, written))
         key = _key(state.id)
-        advanced = await self._redis.eval(
-            _ADVANCE, 2, key, key + ":lock", state.lock_token, offset, saved or b"", self._expiry
+        outcome = await self._redis.eval(
+            _RECORD,
+            2,
+            key,
+            key + ":lock",
+            state.lock_token,
+            state.offset,
+            state.encoded_parts,
+            offset,
+            _encode(parts),
+            saved or b"",
+            self._expiry,
         )
-        if not advanced:
-            raise InvalidUpload("the upload's lock lapsed while this request wrote", upload=state.id)
-        self._remember(state.id, offset, hasher)
-        return UploadState(state.id, state.repository, offset, state.started_at, saved, state.lock_token)
+        if outcome != 1:
+            # Another request took the upload over: what this one wrote never becomes part of it.
+            log.warning("upload_fenced", upload=state.id, offset=state.offset, written=written)
+            await asyncio.shield(self._give_back(target))
+            if outcome == 0:
+                raise InvalidUpload("the upload's lock lapsed while this request wrote", upload=state.id)
+            raise UploadNotFound(upload=state.id)
+        if target.accumulates:
+            try:
+                await self._storage.rename(target.path, self._path(state.id, ACC + token))
+            except StorageError as exc:  # `_locate` finds it under the name it has
+                log.warning("upload_rename_failed", upload=state.id, error=str(exc))
+        recorded = UploadState(
+            state.id, state.repository, offset, state.started_at, parts, saved, state.lock_token
+        )
+        self._remember(recorded, hasher)
+        return recorded
 
-    def _remember(self, upload_id: str, offset: int, hasher: hashing.Hasher) -> None:
-        self._hashers[upload_id] = (offset, hasher)
-        self._hashers.move_to_end(upload_id)
+    async def _target(self, state: UploadState, token: str) -> _Target:
+        """Append to the accumulated file where storage renames atomically and nothing else was
+        recorded; a part of this request's own otherwise."""
+        if self._storage.atomic_rename and not state.parts:
+            return _Target(self._path(state.id, f"{ACC}-{token}"), 0, True)
+        if self._storage.atomic_rename and len(state.parts) == 1 and state.parts[0].accumulated:
+            taken = state.parts[0]
+            path = self._path(state.id, f"{taken.name}-{token}")
+            try:
+                await self._storage.rename(self._path(state.id, taken.name), path)
+                return _Target(path, taken.size, True, self._path(state.id, taken.name))
+            except PathNotFoundError:
+                # A request that lost its lease has it: this one must not wait for it.
+                log.info("upload_accumulated_file_taken", upload=state.id)
+        return _Target(self._path(state.id, token), 0, False)
+
+    async def _undo(self, target: _Target, sink: _LazyWriter) -> None:
+        """Drop what this request wrote; give the accumulated file back if it took it."""
+        await sink.cancel()
+        if target.taken_from is not None:
+            with contextlib.suppress(StorageError):
+                await self._storage.rename(target.path, target.taken_from)
+
+    async def _give_back(self, target: _Target) -> None:
+        """After a failed record: the accumulated file back as it was taken, or the part deleted."""
+        try:
+            if target.taken_from is None:
+                await self._storage.delete_file(target.path)
+                return
+            writer = await self._storage.writer(target.path, target.start)  # cut what this request wrote
+            await writer.commit(durable=False)
+            await self._storage.rename(target.path, target.taken_from)
+        except StorageError as exc:  # `_locate` still finds it, and reads only its recorded bytes
+            log.warning("upload_give_back_failed", path=target.path, error=str(exc))
+
+    def _remember(self, state: UploadState, hasher: hashing.Hasher) -> None:
+        self._hashers[state.id] = (state.history, hasher)
+        self._hashers.move_to_end(state.id)
         while len(self._hashers) > self._hash_cache_size:
             self._hashers.popitem(last=False)
 
     async def _hasher(self, state: UploadState, algorithm: str = "sha256") -> hashing.Hasher:
         if algorithm == "sha256":
             cached = self._hashers.get(state.id)
-            if cached is not None and cached[0] == state.offset:
+            if cached is not None and cached[0] == state.history:
                 return cached[1]
+            if state.offset == 0:
+                return hashing.new(algorithm)
             if state.hash_state is not None:
-                resumed = hashing.resume(algorithm, state.hash_state)
+                resumed = hashing.resume(algorithm, state.hash_state, state.offset)
                 if resumed is not None:
                     return resumed
+            log.warning(
+                "upload_rehashed", upload=state.id, offset=state.offset, saved=state.hash_state is not None
+            )
         return await self._rehash(state, algorithm)
 
     async def _rehash(self, state: UploadState, algorithm: str) -> hashing.Hasher:
-        """The last resort: hash what storage holds (an instance of a Wharf without libcrypto)."""
+        """The last resort: hash what storage holds (a state from another OpenSSL, or none)."""
         hasher = hashing.new(algorithm)
-        if state.offset == 0:
-            return hasher
-        remaining = state.offset
-        async for chunk in self._storage.reader(paths.upload_data_path(state.id), 0, CHUNK):
-            piece = chunk[:remaining]
-            await asyncio.to_thread(hasher.update, piece)
-            remaining -= len(piece)
-            if remaining <= 0:
-                break
-        if remaining:
-            raise InvalidUpload("the stored upload is shorter than its offset", upload=state.id)
+        for part in state.parts:
+            remaining = part.size
+            try:
+                path = await self._locate(state.id, part)
+                async for chunk in self._storage.reader(path, 0, CHUNK):
+                    piece = chunk[:remaining]
+                    await asyncio.to_thread(hasher.update, piece)
+                    remaining -= len(piece)
+                    if remaining <= 0:
+                        break
+            except PathNotFoundError:
+                pass
+            if remaining:
+                await self._discard(state)
+                raise UploadNotFound("the stored upload lost bytes: start it again", upload=state.id)
         return hasher
 
     # -- completing ----------------------------------------------------------------------
+
+    async def push(self, repository: str, digest: Digest, body: ByteSource, length: int | None) -> Blob:
+        """A whole blob sent in one request (`POST ?digest=`)."""
+        blob = await self._store_whole(repository, 0, digest, body, None, length)
+        if blob is not None:
+            return blob
+        state = await self.start(repository)
+        try:
+            return await self.complete(state, digest, body, length=length)
+        except BaseException:
+            await asyncio.shield(self.cancel(state))
+            raise
 
     async def complete(
         self,
@@ -282,15 +510,11 @@ class Uploads:
     ) -> Blob:
         """Append the final body (if any), verify the digest, and make the blob visible."""
         async with self._locked(state) as current:
-            if body is not None and current.offset == 0 and length is not None and 0 < length <= SMALL_BODY:
-                if start not in (None, 0):
-                    raise OffsetMismatch(offset=0, start=start)
-                # The whole blob in this one request: no upload file at all.
-                try:
-                    blob = await self.put_small(state.repository, digest, body, length)
-                finally:
-                    await self.cancel(current, stored=False)
-                return blob
+            if body is not None:
+                blob = await self._store_whole(state.repository, current.offset, digest, body, start, length)
+                if blob is not None:
+                    await self._discard(current)  # nothing was stored: only the session goes
+                    return blob
             if body is not None and (length is None or length > 0):
                 if start is not None and start != current.offset:
                     raise OffsetMismatch(offset=current.offset, start=start)
@@ -298,15 +522,26 @@ class Uploads:
             hasher = await self._hasher(current, digest.algorithm)
             actual = hasher.hexdigest()
             if actual != digest.hex:
-                await self.cancel(current)
+                await self._discard(current)
                 raise DigestMismatch(digest=str(digest), actual=f"{digest.algorithm}:{actual}")
-            blob, moved = await self._publish(current, digest)
             # Still under the lock: a request queued behind this one must find the upload gone.
-            await self.cancel(current, stored=not moved)
-        return blob
+            return await self._publish(current, digest)
 
-    async def put_small(self, repository: str, digest: Digest, body: ByteSource, length: int) -> Blob:
-        """Store a whole blob sent in one request of at most SMALL_BODY bytes (`POST ?digest=`)."""
+    async def _store_whole(
+        self,
+        repository: str,
+        offset: int,
+        digest: Digest,
+        body: ByteSource,
+        start: int | None,
+        length: int | None,
+    ) -> Blob | None:
+        """Store a body that is a whole, small blob with one atomic write; None for any other body."""
+        if not _whole_and_small(offset, length):
+            return None
+        assert length is not None
+        if start not in (None, 0):
+            raise OffsetMismatch(offset=0, start=start)
         data = await _read_exactly(body, length)
         if length > CHUNK:
             actual = await asyncio.to_thread(lambda: hashlib.new(digest.algorithm, data).hexdigest())
@@ -324,29 +559,91 @@ class Uploads:
     async def abort(self, state: UploadState) -> None:
         """Cancel on a client's request, after any request writing to the upload finished."""
         async with self._locked(state) as current:
-            await self.cancel(current)
+            if not await self._discard(current):
+                raise InvalidUpload("the upload's lock lapsed while this request ran", upload=state.id)
 
-    async def _publish(self, state: UploadState, digest: Digest) -> tuple[Blob, bool]:
-        """Put the verified bytes at the blob's path and link it; True when the upload file was
-        moved there (so nothing is left to delete)."""
-        source = paths.upload_data_path(state.id)
+    async def _claim(self, state: UploadState) -> bool:
+        """Take the upload out of Redis if this request still holds it as `state` has it."""
+        key = _key(state.id)
+        claimed = await self._redis.eval(
+            _CLAIM, 2, key, key + ":lock", state.lock_token, state.offset, state.encoded_parts
+        )
+        self._hashers.pop(state.id, None)
+        return bool(claimed)
+
+    async def _discard(self, state: UploadState) -> bool:
+        """Claim the upload and delete its parts; False (nothing deleted) when it is not ours."""
+        if not await self._claim(state):
+            return False
+        await self._delete_parts(state.id, state.parts)
+        return True
+
+    async def _publish(self, state: UploadState, digest: Digest) -> Blob:
+        """Claim the verified upload, put exactly its recorded bytes at the blob's path, link it."""
+        if not await self._claim(state):
+            log.warning("upload_fenced", upload=state.id, offset=state.offset, publishing=True)
+            raise InvalidUpload("the upload's lock lapsed before it was published", upload=state.id)
         dest = paths.blob_path(digest)
         try:
-            existing = await self._storage.stat_file(dest)
-        except PathNotFoundError:
-            existing = None
-        # Content-addressed: bytes already there under this digest are these bytes.
-        moved = False
-        if existing is None or existing.size != state.offset:
-            if state.offset == 0:
-                # An empty blob: no bytes were ever written, so there is no upload file to move.
-                await self._storage.put_content(dest, b"")
-            else:
-                await self._storage.move(source, dest)
-                moved = True
+            try:
+                existing = await self._storage.stat_file(dest)
+            except PathNotFoundError:
+                existing = None
+            if existing is not None and existing.size == state.offset:
+                # Content-addressed: bytes already there under this digest are these bytes.
+                await self._delete_parts(state.id, state.parts)
+            elif not state.parts:
+                await self._storage.put_content(dest, b"")  # an empty blob: nothing was written
+            elif not await self._move_whole(state, dest):
+                sources = [(await self._locate(state.id, part), part.size) for part in state.parts]
+                await self._storage.join(sources, dest)
+                await self._delete_parts(state.id, state.parts)
+        except (InvalidOffsetError, PathNotFoundError):
+            # A machine crash before the disk caught up cut a part: the client must start again.
+            await self._delete_parts(state.id, state.parts)
+            raise UploadNotFound("the stored upload lost bytes: start it again", upload=state.id) from None
+        except BaseException:
+            await asyncio.shield(self._restore(state))
+            raise
         size = state.offset
-        blob = await self._db.run(lambda conn: metadata.link_blob(conn, state.repository, str(digest), size))
-        return blob, moved
+        try:
+            return await self._db.run(
+                lambda conn: metadata.link_blob(conn, state.repository, str(digest), size)
+            )
+        except BaseException:
+            # The bytes are in place: a retried PUT finds them there and only links them.
+            await asyncio.shield(self._restore(state))
+            raise
+
+    async def _restore(self, state: UploadState) -> None:
+        with contextlib.suppress(Exception):
+            await self._redis.eval(
+                _RESTORE,
+                1,
+                _key(state.id),
+                state.repository,
+                state.offset,
+                repr(state.started_at),
+                state.encoded_parts,
+                state.hash_state or b"",
+                self._expiry,
+            )
+            log.warning("upload_publish_failed", upload=state.id)
+
+    async def _move_whole(self, state: UploadState, dest: str) -> bool:
+        """Rename a one-part upload into place (the common path: no byte is read or copied);
+        False when it must be copied: the accumulated file was taken by a request that lost its
+        lease (which may still append to it), or holds more than was recorded."""
+        if len(state.parts) != 1:
+            return False
+        (part,) = state.parts
+        try:
+            await self._storage.move(self._path(state.id, part.name), dest, size=part.size)
+        except (PathNotFoundError, InvalidOffsetError):
+            if not part.accumulated:
+                raise
+            return False
+        return True
 
     async def mount(self, repository: str, digest: Digest, source: str) -> Blob | None:
         """Link a blob from `source` into `repository`; None when `source` does not have it."""
@@ -392,6 +689,29 @@ class Uploads:
         return purged
 
 
+class _LazyWriter:
+    """A writer opened with the first byte: a request with an empty body stores nothing."""
+
+    def __init__(self, storage: StorageDriver, path: str, start: int) -> None:
+        self._storage = storage
+        self._path = path
+        self._start = start
+        self._writer: FileWriter | None = None
+
+    async def write(self, data: bytes) -> None:
+        if self._writer is None:
+            self._writer = await self._storage.writer(self._path, self._start)
+        await self._writer.write(data)
+
+    async def commit(self) -> None:
+        if self._writer is not None:
+            await self._writer.commit(durable=False)
+
+    async def cancel(self) -> None:
+        if self._writer is not None:
+            await self._writer.cancel()
+
+
 async def _read_exactly(body: ByteSource, length: int) -> bytes:
     parts: list[bytes] = []
     received = 0
@@ -406,7 +726,7 @@ async def _read_exactly(body: ByteSource, length: int) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-async def _pump(body: ByteSource, writer: Any, hasher: Any) -> int:
+async def _pump(body: ByteSource, writer: _LazyWriter, hasher: hashing.Hasher) -> int:
     """Copy a body to storage in 4 MiB blocks, hashing as it goes; the next block is read while
     the previous one is written and hashed (both in threads). Returns the bytes copied."""
     total = 0
@@ -437,7 +757,7 @@ async def _pump(body: ByteSource, writer: Any, hasher: Any) -> int:
             pending = None
     except BaseException:
         if pending is not None:
-            # A thread may still be writing: let it finish before the caller truncates.
+            # A thread may still be writing: let it finish before the caller cancels.
             await asyncio.wait({pending})
             if not pending.cancelled():
                 pending.exception()

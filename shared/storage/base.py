@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -69,6 +69,7 @@ class FileWriter(Protocol):
 
 class StorageDriver(Protocol):
     name: str
+    atomic_rename: bool  # whether `rename` is offered (object stores have no renames)
 
     async def get_content(self, path: str) -> bytes: ...
 
@@ -99,8 +100,22 @@ class StorageDriver(Protocol):
     async def list(self, path: str) -> list[str]:
         """Direct children of a directory, as full paths."""
 
-    async def move(self, source: str, dest: str) -> None:
-        """Rename atomically, replacing `dest`; `dest` is durable when this returns."""
+    async def move(self, source: str, dest: str, *, size: int | None = None) -> None:
+        """Rename atomically, replacing `dest`; `dest` is durable when this returns.
+
+        With `size`: InvalidOffsetError, and nothing moved, unless `source` holds that many bytes
+        (a machine crash may have cut a file written without sync)."""
+
+    async def rename(self, source: str, dest: str) -> None:
+        """Rename a file atomically, without making it durable, to a `dest` that does not exist:
+        of several racing renames of one source, one succeeds and the others find it gone
+        (PathNotFoundError). Only where `atomic_rename` is true; others raise StorageError."""
+
+    async def join(self, sources: Sequence[tuple[str, int]], dest: str) -> None:
+        """Make `dest` the concatenation of the first `length` bytes of each `(path, length)`, in
+        order, atomically and durably, without passing the bytes through Python where the
+        store can (`copy_file_range`, S3's server-side part copies). The sources stay as they
+        are; InvalidOffsetError, with `dest` untouched, when one is shorter than its length."""
 
     async def delete(self, path: str) -> None:
         """Delete a file or a whole directory tree."""
@@ -127,6 +142,7 @@ class Instrumented:
     def __init__(self, driver: StorageDriver, metrics: Metrics) -> None:
         self.driver = driver
         self.name = driver.name
+        self.atomic_rename = driver.atomic_rename
         self._latency = metrics.storage_latency
         self._errors = metrics.storage_errors
 
@@ -205,13 +221,33 @@ class Instrumented:
         finally:
             self._observe("list", start, failed)
 
-    async def move(self, source: str, dest: str) -> None:
+    async def move(self, source: str, dest: str, *, size: int | None = None) -> None:
         start, failed = time.perf_counter(), True
         try:
-            await self.driver.move(check_path(source, self.name), check_path(dest, self.name))
+            await self.driver.move(check_path(source, self.name), check_path(dest, self.name), size=size)
             failed = False
         finally:
             self._observe("move", start, failed)
+
+    async def rename(self, source: str, dest: str) -> None:
+        start, failed = time.perf_counter(), True
+        try:
+            await self.driver.rename(check_path(source, self.name), check_path(dest, self.name))
+            failed = False
+        except PathNotFoundError:
+            failed = False  # an answer: another request took it first
+            raise
+        finally:
+            self._observe("rename", start, failed)
+
+    async def join(self, sources: Sequence[tuple[str, int]], dest: str) -> None:
+        start, failed = time.perf_counter(), True
+        try:
+            checked = [(check_path(source, self.name), length) for source, length in sources]
+            await self.driver.join(checked, check_path(dest, self.name))
+            failed = False
+        finally:
+            self._observe("join", start, failed)
 
     async def delete(self, path: str) -> None:
         start, failed = time.perf_counter(), True

@@ -1,15 +1,21 @@
-"""The filesystem driver: a directory tree; atomic renames; blocking calls off the event loop."""
+"""The filesystem driver: a directory tree; atomic renames; blocking calls off the event loop.
+
+What `put_content`, `move` and `join` write is durable when they return: the file's bytes, its
+directory entry, and the entry of every directory created on the way to it (a power loss must
+not leave an SQL row pointing at a name the disk never recorded).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
 import datetime as dt
+import errno
 import os
 import shutil
 import sys
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,6 +31,7 @@ from wharf_shared.storage.base import (
 
 class FilesystemDriver:
     name = "filesystem"
+    atomic_rename = True
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -45,7 +52,7 @@ class FilesystemDriver:
 
     @staticmethod
     def _put_sync(full: Path, data: bytes) -> None:
-        full.parent.mkdir(parents=True, exist_ok=True)
+        _make_dirs(full.parent)
         tmp = full.parent / f".{full.name}.{uuid.uuid4().hex}.tmp"
         try:
             with tmp.open("wb") as handle:
@@ -80,7 +87,7 @@ class FilesystemDriver:
             handle.close()
 
     async def writer(self, path: str, offset: int = 0) -> FilesystemWriter:
-        return await asyncio.to_thread(FilesystemWriter.open, self._full(path), path, offset)
+        return await asyncio.to_thread(FilesystemWriter.open, self._full(path), path, offset, self._prune)
 
     async def stat(self, path: str) -> FileInfo:
         full = self._full(path)
@@ -110,22 +117,70 @@ class FilesystemDriver:
             raise PathNotFoundError(path, driver=self.name) from exc
         return sorted(f"{path}/{name}" for name in names if not name.startswith("."))
 
-    async def move(self, source: str, dest: str) -> None:
-        await asyncio.to_thread(self._move_sync, self._full(source), self._full(dest), source)
+    async def move(self, source: str, dest: str, *, size: int | None = None) -> None:
+        await asyncio.to_thread(self._move_sync, self._full(source), self._full(dest), source, size)
 
-    def _move_sync(self, source: Path, dest: Path, label: str) -> None:
-        if not source.exists():
-            raise PathNotFoundError(label, driver=self.name)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        # The bytes first (an upload's last chunks may not have been flushed), then the rename.
-        fd = os.open(source, os.O_RDONLY)
+    def _move_sync(self, source: Path, dest: Path, label: str, size: int | None) -> None:
         try:
+            fd = os.open(source, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise PathNotFoundError(label, driver=self.name) from exc
+        try:
+            if size is not None and (found := os.fstat(fd).st_size) != size:
+                raise InvalidOffsetError(label, f"{found} bytes, not {size}", driver=self.name)
+            _make_dirs(dest.parent)
+            # The bytes first (an upload's last chunks may not have been flushed), then the rename.
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(source, dest)
+        try:
+            os.replace(source, dest)
+        except FileNotFoundError as exc:  # taken by a racing rename
+            raise PathNotFoundError(label, driver=self.name) from exc
         _fsync_dir(dest.parent)
         self._prune(source.parent)
+
+    async def rename(self, source: str, dest: str) -> None:
+        await asyncio.to_thread(self._rename_sync, self._full(source), self._full(dest), source)
+
+    def _rename_sync(self, source: Path, dest: Path, label: str) -> None:
+        try:
+            os.rename(source, dest)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise PathNotFoundError(label, driver=self.name) from exc
+
+    async def join(self, sources: Sequence[tuple[str, int]], dest: str) -> None:
+        fulls = [(self._full(source), source, length) for source, length in sources]
+        await asyncio.to_thread(self._join_sync, fulls, self._full(dest))
+
+    def _join_sync(self, sources: Sequence[tuple[Path, str, int]], dest: Path) -> None:
+        _make_dirs(dest.parent)
+        tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.tmp"
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            position = 0
+            # One source open at a time: an upload may have more parts than a process has files.
+            for source, label, length in sources:
+                try:
+                    fd = os.open(source, os.O_RDONLY)
+                except (FileNotFoundError, NotADirectoryError) as exc:
+                    raise PathNotFoundError(label, driver=self.name) from exc
+                try:
+                    if (found := os.fstat(fd).st_size) < length:
+                        raise InvalidOffsetError(label, f"{found} bytes, not {length}", driver=self.name)
+                    _copy_range(fd, out, length, position)
+                finally:
+                    os.close(fd)
+                _start_writeback(out, position, length)  # the disk works while the next part copies
+                position += length
+            os.fsync(out)
+        except BaseException:
+            os.close(out)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(out)
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
 
     async def delete(self, path: str) -> None:
         await asyncio.to_thread(self._delete_sync, self._full(path), path)
@@ -174,26 +229,30 @@ class FilesystemWriter:
         *,
         created: Path | None = None,
         tail: Path | None = None,
+        prune: Callable[[Path], None] | None = None,
     ) -> None:
         self._handle = handle
         self._path = path
         self._start = start
         self._created = created  # removed by cancel: the file did not exist before
+        self._prune = prune  # and with it the directories it leaves empty
         self._tail = tail  # the bytes past `start` this writer dropped, put back by cancel
         self._size = start
         self._closed = False
 
     @classmethod
-    def open(cls, full: Path, path: str, offset: int) -> FilesystemWriter:
-        full.parent.mkdir(parents=True, exist_ok=True)
+    def open(
+        cls, full: Path, path: str, offset: int, prune: Callable[[Path], None] | None = None
+    ) -> FilesystemWriter:
         created = None
         try:
             handle: BinaryIO = full.open("r+b")
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             if offset != 0:
                 raise InvalidOffsetError(
                     path, f"offset {offset} on a missing file", driver="filesystem"
                 ) from None
+            _make_dirs(full.parent)
             handle = full.open("w+b")
             created = full
         size = os.fstat(handle.fileno()).st_size
@@ -209,7 +268,7 @@ class FilesystemWriter:
                 shutil.copyfileobj(handle, saved, DEFAULT_CHUNK)
         handle.truncate(offset)
         handle.seek(offset)
-        return cls(handle, path, offset, created=created, tail=tail)
+        return cls(handle, path, offset, created=created, tail=tail, prune=prune)
 
     @property
     def size(self) -> int:
@@ -264,6 +323,8 @@ class FilesystemWriter:
                 self._tail.unlink(missing_ok=True)
             if self._created is not None:
                 self._created.unlink(missing_ok=True)
+                if self._prune is not None:
+                    self._prune(self._created.parent)
         self._size = self._start
 
 
@@ -290,6 +351,45 @@ _sync_file_range = _load_sync_file_range()
 def _start_writeback(fd: int, offset: int, length: int) -> None:
     if _sync_file_range is not None:
         _sync_file_range(fd, offset, length)
+
+
+def _copy_range(source: int, dest: int, length: int, position: int) -> None:
+    """Copy `length` bytes of `source` (from its start) to `dest` at `position`, in the kernel."""
+    done = 0
+    while done < length:
+        try:
+            copied = os.copy_file_range(source, dest, length - done, done, position + done)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            break  # a file system that cannot: copy through user space
+        if copied == 0:
+            raise OSError(errno.EIO, "source ended early")
+        done += copied
+    while done < length:
+        data = os.pread(source, min(DEFAULT_CHUNK * 4, length - done), done)
+        if not data:
+            raise OSError(errno.EIO, "source ended early")
+        os.pwrite(dest, data, position + done)
+        done += len(data)
+
+
+def _make_dirs(directory: Path) -> None:
+    """`mkdir -p`, durably: a new directory's name lives in its parent, so each parent of one
+    created here is synced, from the first directory that existed down."""
+    missing: list[Path] = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir()
+        except FileExistsError:
+            # Made by a racing request, which may not have synced it yet: sync it here too.
+            if not new.is_dir():
+                raise
+    for new in reversed(missing):
+        _fsync_dir(new.parent)
 
 
 def _fsync_dir(directory: Path) -> None:

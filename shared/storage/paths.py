@@ -5,7 +5,8 @@
         <algorithm>/<first two hex digits>/<hex>/data   a blob or manifest, content-addressed,
                                                        shared by every repository
       uploads/
-        <upload id>/data                               bytes of an upload in progress
+        <upload id>/<part>                             bytes of an upload in progress: one file
+                                                       per request that wrote some, named by it
 
 Nothing here names a repository or tag: which repository may see a blob, and which manifest
 a tag points at, is SQL metadata. A blob path is written once (atomically, after its digest
@@ -28,5 +29,5 @@ def upload_dir(upload_id: str) -> str:
     return f"{UPLOADS}/{upload_id}"
 
 
-def upload_data_path(upload_id: str) -> str:
-    return f"{UPLOADS}/{upload_id}/data"
+def upload_part_path(upload_id: str, part: str) -> str:
+    return f"{UPLOADS}/{upload_id}/{part}"

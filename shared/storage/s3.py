@@ -17,10 +17,12 @@ short rest as the last segment and then the state object: the one request that m
 write visible, so that only what a commit wrote is ever read. A writer continuing a file reads
 its short last segment back into its buffer, so that segments stay full; one that truncates
 keeps the segments before its offset. Nothing a writer replaces is deleted before its commit,
-so `cancel` only deletes the segments it wrote. `move` of a segmented file builds the
-destination on the server: `CopyObject` of a single segment or a multipart upload with one
-`UploadPartCopy` per segment (segments are never larger than a copy request may be); a plain
-object larger than `copy_limit` is copied in ranges the same way.
+so `cancel` only deletes the segments it wrote. `move` and `join` build the destination on
+the server: `CopyObject` of a single object, or a multipart upload with one `UploadPartCopy`
+per segment (segments are never larger than a copy request may be; a plain object larger than
+`copy_limit` is copied in ranges). Only pieces smaller than S3's minimum part (the short last
+segment of each file joined but the last) travel through the driver, together with what
+follows them up to that minimum.
 
 Directories are implicit, as in the filesystem driver (which prunes empty ones). Telling a
 directory from nothing takes a listing, so `list`, and `stat` and `delete` of a path that is
@@ -137,6 +139,7 @@ class _Source:
 
 class S3Driver:
     name = "s3"
+    atomic_rename = False
 
     def __init__(
         self,
@@ -475,73 +478,108 @@ class S3Driver:
             raise PathNotFoundError(path, driver=self.name)
         return sorted(f"{path}/{name}" for name in names)
 
-    async def move(self, source: str, dest: str) -> None:
+    async def move(self, source: str, dest: str, *, size: int | None = None) -> None:
         source_key, dest_key = self._key(source), self._key(dest)
         plain, state = await self._resolve(source, source_key)
         if plain is None and state is None:
             raise PathNotFoundError(source, driver=self.name)
+        found = plain.size if plain is not None else state.size if state is not None else 0
+        if size is not None and found != size:
+            raise InvalidOffsetError(source, f"{found} bytes, not {size}", driver=self.name)
         if source_key == dest_key:
             return
         if plain is not None:
-            await self._copy_ranges(source, dest_key, [(source_key, plain.size)])
+            await self._assemble(source, dest_key, [(source_key, plain.size, plain.size)])
             await self._run(source, self.client.delete_object, Bucket=self.bucket, Key=source_key)
             if state is not None:
                 await self._delete_quietly(source, self._state_keys(source_key, state))
             return
         assert state is not None
-        segments = [(self._segment_key(source_key, s), s.size) for s in state.segments]
-        await self._copy_ranges(source, dest_key, segments)
+        segments = [(self._segment_key(source_key, s), s.size, s.size) for s in state.segments]
+        await self._assemble(source, dest_key, segments)
         # The source is gone once its state object is; its segments are garbage from then on.
         await self._run(source, self.client.delete_object, Bucket=self.bucket, Key=source_key + STATE_SUFFIX)
-        await self._delete_quietly(source, [key for key, _ in segments])
+        await self._delete_quietly(source, [key for key, _, _ in segments])
+
+    async def rename(self, source: str, dest: str) -> None:
+        self._key(source)
+        self._key(dest)
+        raise StorageError(source, "S3 has no atomic rename", driver=self.name)
+
+    async def join(self, sources: Sequence[tuple[str, int]], dest: str) -> None:
+        keys = [self._key(source) for source, _ in sources]
+        dest_key = self._key(dest)
+        found = await asyncio.gather(*(self._resolve(s, k) for (s, _), k in zip(sources, keys, strict=True)))
+        pieces: list[tuple[str, int, int]] = []  # (key, bytes taken from its start, its size)
+        for (source, length), key, (plain, state) in zip(sources, keys, found, strict=True):
+            if plain is not None:
+                objects = [(key, plain.size)]
+            elif state is not None:
+                objects = [(self._segment_key(key, s), s.size) for s in state.segments]
+            else:
+                raise PathNotFoundError(source, driver=self.name)
+            if sum(size for _, size in objects) < length:
+                raise InvalidOffsetError(source, f"shorter than {length} bytes", driver=self.name)
+            remaining = length
+            for object_key, size in objects:
+                if remaining <= 0:
+                    break
+                pieces.append((object_key, min(size, remaining), size))
+                remaining -= size
+        await self._assemble(dest, dest_key, pieces)
 
     def _state_keys(self, key: str, state: _State) -> tuple[str, ...]:
         return (key + STATE_SUFFIX, *(self._segment_key(key, s) for s in state.segments))
 
-    async def _copy_ranges(self, path: str, dest_key: str, objects: Sequence[tuple[str, int]]) -> None:
-        """Make `dest_key` the concatenation of `objects` (key, size), on the server.
-
-        All objects but the last must be at least S3's minimum part size (segments are)."""
-        if not objects or (len(objects) == 1 and objects[0][1] == 0):
+    async def _assemble(self, path: str, dest_key: str, objects: Sequence[tuple[str, int, int]]) -> None:
+        """Make `dest_key` the concatenation of the first `take` bytes of each of `objects` (key,
+        take, size), on the server where S3 allows: pieces of at least S3's minimum part size are
+        copied (`UploadPartCopy`, in ranges past `copy_limit`); smaller ones, which may not be a
+        part but the last, are read and sent with what follows them, one minimum part at a time."""
+        plan = _plan(objects, self.copy_limit, self.part_size)
+        if not plan:
             await self._run(path, self.client.put_object, Bucket=self.bucket, Key=dest_key, Body=b"")
             return
-        if len(objects) == 1 and objects[0][1] <= self.copy_limit:
+        if len(plan) == 1 and len(plan[0].spans) == 1 and plan[0].spans[0].whole:
+            span = plan[0].spans[0]
             await self._run(
                 path,
                 self.client.copy_object,
                 Bucket=self.bucket,
                 Key=dest_key,
-                CopySource={"Bucket": self.bucket, "Key": objects[0][0]},
+                CopySource={"Bucket": self.bucket, "Key": span.key},
             )
             return
-        parts: list[tuple[str, str | None]] = []
-        for key, size in objects:
-            if size <= self.copy_limit:
-                parts.append((key, None))
-                continue
-            span = min(self.copy_limit, max(self.part_size, -(-size // MAX_PARTS)))
-            parts.extend((key, f"bytes={a}-{min(a + span, size) - 1}") for a in range(0, size, span))
-        if len(parts) > MAX_PARTS:
-            raise StorageError(path, f"{len(parts)} parts: more than S3 allows in one object", driver="s3")
+        if len(plan) == 1 and not plan[0].copy:
+            body = await self._read_spans(path, plan[0].spans)
+            await self._run(path, self.client.put_object, Bucket=self.bucket, Key=dest_key, Body=body)
+            return
+        if len(plan) > MAX_PARTS:
+            raise StorageError(path, f"{len(plan)} parts: more than S3 allows in one object", driver="s3")
         upload = await self._run(path, self.client.create_multipart_upload, Bucket=self.bucket, Key=dest_key)
         upload_id: str = upload["UploadId"]
+        reading = asyncio.Semaphore(4)  # parts sent from here are held in memory while they go out
 
-        async def copy(number: int, key: str, byte_range: str | None) -> dict[str, Any]:
-            extra = {"CopySourceRange": byte_range} if byte_range else {}
-            result = await self._run(
-                path,
-                self.client.upload_part_copy,
-                Bucket=self.bucket,
-                Key=dest_key,
-                UploadId=upload_id,
-                PartNumber=number,
-                CopySource={"Bucket": self.bucket, "Key": key},
-                **extra,
-            )
-            return {"PartNumber": number, "ETag": result["CopyPartResult"]["ETag"]}
+        async def part(number: int, piece: _Part) -> dict[str, Any]:
+            common = {"Bucket": self.bucket, "Key": dest_key, "UploadId": upload_id, "PartNumber": number}
+            if piece.copy:
+                span = piece.spans[0]
+                extra = {} if span.whole else {"CopySourceRange": f"bytes={span.start}-{span.end - 1}"}
+                result = await self._run(
+                    path,
+                    self.client.upload_part_copy,
+                    CopySource={"Bucket": self.bucket, "Key": span.key},
+                    **common,
+                    **extra,
+                )
+                return {"PartNumber": number, "ETag": result["CopyPartResult"]["ETag"]}
+            async with reading:
+                body = await self._read_spans(path, piece.spans)
+                result = await self._run(path, self.client.upload_part, Body=body, **common)
+            return {"PartNumber": number, "ETag": result["ETag"]}
 
         try:
-            done = await asyncio.gather(*(copy(n, key, r) for n, (key, r) in enumerate(parts, 1)))
+            done = await asyncio.gather(*(part(n, piece) for n, piece in enumerate(plan, 1)))
             await self._run(
                 path,
                 self.client.complete_multipart_upload,
@@ -556,6 +594,19 @@ class S3Driver:
             )
             abort.add_done_callback(_log_failure(path, "s3_abort_multipart_failed"))
             raise
+
+    async def _read_spans(self, path: str, spans: Sequence[_Span]) -> bytes:
+        pieces: list[bytes] = []
+        for span in spans:
+            stream = self._stream(path, span.key, span.start, 4 * MiB, length=span.end - span.start)
+            try:
+                pieces.extend([chunk async for chunk in stream])
+            finally:
+                await stream.aclose()
+        data = b"".join(pieces)
+        if len(data) != sum(span.end - span.start for span in spans):
+            raise StorageError(path, "an object ended early", driver="s3")
+        return data
 
     async def delete_file(self, path: str) -> None:
         key = self._key(path)
@@ -614,6 +665,66 @@ class S3Driver:
     def local_path(self, path: str) -> Path | None:
         self._key(path)
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    """Bytes [start, end) of the object `key`, which is `size` bytes long."""
+
+    key: str
+    start: int
+    end: int
+    size: int
+
+    @property
+    def whole(self) -> bool:
+        return self.start == 0 and self.end == self.size
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """A part of a multipart upload: one span copied on the server, or spans read and sent."""
+
+    copy: bool
+    spans: tuple[_Span, ...]
+
+
+def _plan(objects: Sequence[tuple[str, int, int]], copy_limit: int, part_size: int) -> list[_Part]:
+    """The parts that concatenate the first `take` bytes of each (key, take, size) of `objects`:
+    every part but the last at least MIN_PART bytes."""
+    spans: list[_Span] = []
+    for key, take, size in objects:
+        # A copy request copies at most `copy_limit`: larger objects go in ranges.
+        step = take if take <= copy_limit else min(copy_limit, max(part_size, -(-take // MAX_PARTS)))
+        spans.extend(_Span(key, a, min(a + step, take), size) for a in range(0, take, step or 1))
+    plan: list[_Part] = []
+    pending: list[_Span] = []  # small pieces (and what completes them), read and sent as one part
+    pending_size = 0
+    for span in spans:
+        size = span.end - span.start
+        if not pending:
+            if size >= MIN_PART:
+                plan.append(_Part(True, (span,)))
+            elif size:
+                pending, pending_size = [span], size
+            continue
+        need = MIN_PART - pending_size
+        if size - need >= MIN_PART:
+            # Complete the pending part from this piece's head; its rest is still copied.
+            pending.append(_Span(span.key, span.start, span.start + need, span.size))
+            plan.append(_Part(False, tuple(pending)))
+            plan.append(_Part(True, (_Span(span.key, span.start + need, span.end, span.size),)))
+            pending, pending_size = [], 0
+            continue
+        pending.append(span)  # whole: a rest too small to copy would only start another pending part
+        pending_size += size
+        if pending_size >= MIN_PART:
+            plan.append(_Part(False, tuple(pending)))
+            pending, pending_size = [], 0
+    if pending:
+        # The last part may be small: one piece is still copied on the server.
+        plan.append(_Part(len(pending) == 1, tuple(pending)))
+    return plan
 
 
 @dataclass

@@ -37,6 +37,7 @@ from pydantic import SecretStr
 from tests.bench.http import Connection, HTTPError, expect
 from tests.bench.machine import tree_cpu_seconds
 from tests.support.backends import fresh_database, leased_redis_db
+from tests.support.grants import allow_push
 from tests.support.processes import (
     ServiceProcess,
     free_port,
@@ -209,6 +210,8 @@ def start_wharf(
         # Built from explicit values only: the bench's own environment must not leak in.
         settings = Settings.model_construct(data_dir=data_dir)
         ensure_files(settings)
+        # The subject of the minted tokens may push to `bench/…`: the registry re-checks it in SQL.
+        allow_push(db_url, "bench", ["bench/"])
         issuer = TokenIssuer(
             load_private_key(settings.token_private_key_path),
             service=settings.token.service,

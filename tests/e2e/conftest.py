@@ -25,6 +25,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import backends, s3
+from tests.support.grants import allow_push
 from tests.support.processes import ServiceProcess, free_port, registry_process
 from wharf_shared.config import Settings
 from wharf_shared.setup import ensure_files
@@ -52,6 +53,7 @@ class Registry:
     data_dir: Path
     issuer: TokenIssuer | None
     storage: str = "filesystem"  # "filesystem", "s3" or "s3-redirect" (blob pulls sent to presigned URLs)
+    database_url: str = ""
 
     @property
     def address(self) -> str:
@@ -74,6 +76,9 @@ class Registry:
             kind, rest = scope.split(":", 1)
             name, _, actions = rest.rpartition(":")
             access.append(Access(kind, name, frozenset(a for a in actions.split(",") if a)))
+        pushed = [a.name for a in access if a.type == "repository" and {"push", "*"} & a.actions]
+        if pushed:  # the registry re-checks pushes in the database, as the token service decided them
+            allow_push(self.database_url, "e2e-tester", pushed)
         token, _ = (issuer or self.issuer).issue("e2e-tester", access, lifetime)
         return token
 
@@ -142,7 +147,7 @@ def start_registry(
         **(storage_env or {}),
     }
     process = registry_process(env, tmp_path / "logs")
-    registry = Registry(process, auth, db_kind, data_dir, issuer, storage)
+    registry = Registry(process, auth, db_kind, data_dir, issuer, storage, database_url)
     try:
         process.start()  # returns once /health/ready answers 200
     except BaseException:

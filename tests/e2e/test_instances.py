@@ -35,6 +35,7 @@ from tests.e2e.conftest import Registry, make_skopeo
 from tests.images import make_image, make_index, write_layout
 from tests.images import sha256 as layout_digest
 from tests.support import backends, s3
+from tests.support.grants import allow_push
 from tests.support.oci import OCI_MANIFEST, digest_of, image_manifest
 from tests.support.processes import free_port, registry_process
 from wharf_shared.config import Settings
@@ -115,6 +116,7 @@ class Cluster:
     def token(self, *repositories: str) -> str:
         """What the token service would grant: pull and push on each repository."""
         access = [Access("repository", name, frozenset({"pull", "push"})) for name in repositories]
+        allow_push(self.database_url, "e2e-tester", repositories)  # pushes are re-checked in SQL
         token, _ = self.issuer.issue("e2e-tester", access, 900)
         return token
 
@@ -463,13 +465,16 @@ async def storage_writers_opened(instance: Instance) -> int:
 
 def bytes_stored(cluster: Cluster, upload_id: str) -> int:
     """Bytes in storage for an upload, committed or not (a writer's work in progress included)."""
-    data = paths.upload_data_path(upload_id)
+    directory = paths.upload_dir(upload_id)
     if cluster.driver == "filesystem":
-        return (Path(cluster.storage["filesystem"]["root"]) / data).stat().st_size
+        found = Path(cluster.storage["filesystem"]["root"]) / directory
+        return sum(p.stat().st_size for p in found.iterdir() if p.is_file()) if found.is_dir() else 0
     if cluster.driver == "s3":
-        # Every object of the segmented file but its state (a JSON list of the committed segments).
+        # Every object of the upload's files but their states (JSON lists of committed segments).
         settings = cluster.storage["s3"]
-        listing = s3.client(settings["endpoint_url"]).list_objects_v2(Bucket=settings["bucket"], Prefix=data)
+        listing = s3.client(settings["endpoint_url"]).list_objects_v2(
+            Bucket=settings["bucket"], Prefix=directory + "/"
+        )
         return sum(o["Size"] for o in listing.get("Contents") or [] if not o["Key"].endswith(STATE_SUFFIX))
     raise AssertionError(f"no probe of stored upload bytes for driver {cluster.driver!r}")
 
@@ -560,8 +565,11 @@ async def test_patch_killed_mid_body_is_resumed_on_the_other_instance(cluster: C
         # garbage in no file, which the uploads purge reclaims once its grace period is over.
         garbage = [paths.upload_dir(upload_id)] if cluster.driver == "s3" else []
         assert await upload_leftovers(cluster) == garbage, cluster.explain("upload state left after the PUT")
-        with cluster.storage_driver() as driver, pytest.raises(PathNotFoundError):
-            await driver.stat(paths.upload_data_path(upload_id))
+        with cluster.storage_driver() as driver:
+            for entry in garbage:
+                for name in await driver.list(entry):
+                    with pytest.raises(PathNotFoundError):
+                        await driver.stat_file(name)
 
 
 # -- 3. the same blob and the same tag, pushed concurrently through both ------------------------

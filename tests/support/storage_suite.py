@@ -47,6 +47,10 @@ PATH_OPERATIONS: dict[str, Callable[[Any, str], Awaitable[Any]]] = {
     "list": lambda d, bad: d.list(bad),
     "move_source": lambda d, bad: d.move(bad, "dest"),
     "move_dest": lambda d, bad: d.move("source", bad),
+    "join_source": lambda d, bad: d.join([("source", 1), (bad, 0)], "dest"),
+    "join_dest": lambda d, bad: d.join([("source", 1)], bad),
+    "rename_source": lambda d, bad: d.rename(bad, "elsewhere"),
+    "rename_dest": lambda d, bad: d.rename("source", bad),
     "delete": lambda d, bad: d.delete(bad),
     "delete_file": lambda d, bad: d.delete_file(bad),
 }
@@ -388,6 +392,76 @@ class DriverSuite:
         with pytest.raises(PathNotFoundError):
             await driver.move("m/missing", "m/dest")
         assert await driver.get_content("m/dest") == b"untouched"
+
+    async def test_move_checks_the_size(self, driver: StorageDriver) -> None:
+        await driver.put_content("m/source", b"0123456789")
+        with pytest.raises(InvalidOffsetError):
+            await driver.move("m/source", "m/dest", size=11)
+        with pytest.raises(PathNotFoundError):
+            await driver.stat("m/dest")
+        await driver.move("m/source", "m/dest", size=10)
+        assert await driver.get_content("m/dest") == b"0123456789"
+
+    # -- join --------------------------------------------------------------------------------
+
+    async def test_join(self, driver: StorageDriver) -> None:
+        """Files written in every way, of sizes around S3's 5 MiB minimum part, each cut to a
+        prefix of its own: the destination is exactly those bytes, and the sources are as they were."""
+        MiB = 1024 * 1024
+        pieces = [pattern(size, seed) for seed, size in enumerate((MiB + 1, 6 * MiB + 7, 300_001, 7 * MiB))]
+        await write_file(driver, "j/a", pieces[0])
+        writer = await driver.writer("j/b", 0)
+        for start in range(0, len(pieces[1]), 999_999):
+            await writer.write(pieces[1][start : start + 999_999])
+        await writer.commit()
+        await driver.put_content("j/c", pieces[2])
+        await write_file(driver, "j/d", pieces[3])
+        await driver.put_content("joined/old", b"replaced")
+        takes = [len(pieces[0]), len(pieces[1]) - 5, 0, 5 * MiB + 3]
+        sources = [("j/a", takes[0]), ("j/b", takes[1]), ("j/c", takes[2]), ("j/d", takes[3])]
+        await driver.join(sources, "joined/old")
+        expected = b"".join(piece[:take] for piece, take in zip(pieces, takes, strict=True))
+        joined = await driver.get_content("joined/old")
+        assert hashlib.sha256(joined).digest() == hashlib.sha256(expected).digest()
+        for name, piece in zip("abcd", pieces, strict=True):
+            assert await driver.get_content(f"j/{name}") == piece
+        assert await driver.list("joined") == ["joined/old"]
+
+    async def test_join_of_one_and_of_none(self, driver: StorageDriver) -> None:
+        await driver.put_content("j/one", b"single source")
+        await driver.join([("j/one", 6)], "j/dest")
+        assert await driver.get_content("j/dest") == b"single"
+        assert await driver.get_content("j/one") == b"single source"
+        await driver.join([], "j/empty")
+        assert await driver.get_content("j/empty") == b""
+
+    async def test_join_of_a_short_or_missing_source(self, driver: StorageDriver) -> None:
+        await driver.put_content("j/a", b"12345")
+        await driver.put_content("j/dest", b"untouched")
+        with pytest.raises(InvalidOffsetError):
+            await driver.join([("j/a", 5), ("j/a", 6)], "j/dest")
+        with pytest.raises(PathNotFoundError):
+            await driver.join([("j/a", 5), ("j/missing", 1)], "j/dest")
+        assert await driver.get_content("j/dest") == b"untouched"
+        assert await driver.list("j") == ["j/a", "j/dest"]
+
+    # -- rename ------------------------------------------------------------------------------
+
+    async def test_rename(self, driver: StorageDriver) -> None:
+        await write_file(driver, "r/source", b"bytes in progress")
+        if not driver.atomic_rename:
+            with pytest.raises(StorageError):
+                await driver.rename("r/source", "r/taken")
+            assert await driver.get_content("r/source") == b"bytes in progress"
+            return
+        results = await asyncio.gather(
+            *(driver.rename("r/source", f"r/taken-{i}") for i in range(4)), return_exceptions=True
+        )
+        winners = [i for i, result in enumerate(results) if result is None]
+        assert len(winners) == 1, results
+        assert all(isinstance(r, PathNotFoundError) for r in results if r is not None)
+        assert await driver.get_content(f"r/taken-{winners[0]}") == b"bytes in progress"
+        assert await driver.list("r") == [f"r/taken-{winners[0]}"]
 
     # -- delete ----------------------------------------------------------------------------
 

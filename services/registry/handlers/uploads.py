@@ -8,7 +8,7 @@ from aiohttp import web
 from wharf_registry.auth import Need
 from wharf_registry.handlers.common import content_length, content_range, parse_digest, repository_name
 from wharf_registry.keys import AUTHORIZER, GRANT, UPLOADS
-from wharf_registry.uploads import SMALL_BODY, UploadState
+from wharf_registry.uploads import UploadState
 from wharf_shared.references import is_valid_name
 
 
@@ -53,17 +53,7 @@ async def post_upload(request: web.Request) -> web.Response:
                 return _blob_created(name, blob.digest)
     single = request.query.get("digest")
     if single is not None:
-        digest = parse_digest(single)
-        length = content_length(request)
-        if length is not None and 0 < length <= SMALL_BODY:
-            blob = await uploads.put_small(name, digest, request.content, length)
-            return _blob_created(name, blob.digest)
-        state = await uploads.start(name)
-        try:
-            blob = await uploads.complete(state, digest, request.content, length=content_length(request))
-        except BaseException:
-            await uploads.cancel(state)
-            raise
+        blob = await uploads.push(name, parse_digest(single), request.content, content_length(request))
         return _blob_created(name, blob.digest)
     state = await uploads.start(name)
     return web.Response(status=202, headers=_upload_headers(name, state))

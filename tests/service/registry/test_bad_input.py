@@ -45,6 +45,7 @@ from tests.support.oci import (
     image_manifest,
     index_manifest,
 )
+from tests.support.uploads import stored_bytes
 from wharf_registry.app import create_app
 from wharf_registry.uploads import BLOCK, SMALL_BODY
 from wharf_registry.uploads import _key as upload_key
@@ -181,7 +182,7 @@ class Ctx:
         return Answer(None, None)
 
     def upload_bytes(self) -> int:
-        return sum(p.stat().st_size for p in (self.root / paths.UPLOADS).glob("*/data"))
+        return sum(p.stat().st_size for p in (self.root / paths.UPLOADS).glob("*/*") if p.is_file())
 
     def upload_dirs(self) -> set[str]:
         base = self.root / paths.UPLOADS
@@ -251,8 +252,7 @@ def upload_at(offset: int) -> Check:
         resp = await c.v2.request("GET", c.location)
         assert resp.status == 204, await resp.text()
         assert resp.headers["Range"] == f"0-{max(offset - 1, 0)}"
-        data = c.root / paths.upload_data_path(c.upload_id)
-        assert (data.stat().st_size if data.exists() else 0) == offset
+        assert stored_bytes(c.root, c.upload_id) == offset
 
     return check
 
@@ -1037,7 +1037,7 @@ async def test_hang_up_mid_patch_then_resume(
     v2 = V2(client)
     resp = await v2.request("POST", f"/v2/{R}/blobs/uploads/")
     location = resp.headers["Location"]
-    data_file = settings.storage_root / paths.upload_data_path(location.rsplit("/", 1)[-1])
+    upload = location.rsplit("/", 1)[-1]
     resp = await v2.request("PATCH", location, data=FIRST, headers={"Content-Range": f"0-{A - 1}"})
     assert resp.status == 202
 
@@ -1046,7 +1046,9 @@ async def test_hang_up_mid_patch_then_resume(
     )
 
     async def unacknowledged_bytes_on_disk() -> None:
-        await wire.wait_until(lambda: data_file.stat().st_size > A, "unacknowledged bytes on disk")
+        await wire.wait_until(
+            lambda: stored_bytes(settings.storage_root, upload) > A, "unacknowledged bytes on disk"
+        )
 
     await wire.hang_up(
         client.server.host, client.server.port, head, BIG[:SENT], before_close=unacknowledged_bytes_on_disk
@@ -1056,7 +1058,7 @@ async def test_hang_up_mid_patch_then_resume(
     resp = await v2.request("GET", location)
     assert resp.status == 204
     assert resp.headers["Range"] == f"0-{A - 1}"
-    assert data_file.stat().st_size == A
+    assert stored_bytes(settings.storage_root, upload) == A
     resp = await v2.request(
         "PATCH", location, data=io.BytesIO(BIG), headers={"Content-Range": f"{A}-{A + len(BIG) - 1}"}
     )

@@ -1,4 +1,5 @@
-"""Token mode: the registry checks signature, issuer, audience, expiry and the `access` claim locally."""
+"""Token mode: the registry checks signature, issuer, audience, expiry and the `access` claim locally;
+only completing a push asks the database whether the token's subject may still push."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from aiohttp.test_utils import TestClient
 
 from tests.support.oci import V2, digest_of, error_code
 from wharf_registry import auth as registry_auth
+from wharf_shared import rbac
 from wharf_shared.config import Settings
+from wharf_shared.db import accounts, projects
+from wharf_shared.db.engine import Database
 from wharf_shared.tokens import (
     Access,
     TokenIssuer,
@@ -23,6 +27,23 @@ from wharf_shared.tokens import (
 from wharf_token.refresh import RefreshTokens
 
 REPO = "library/app"
+
+
+@pytest.fixture(autouse=True)
+async def alice(database_url: str) -> None:
+    """The subject of the tests' tokens: a developer of `library` and `team`, as the token service
+    would have found her when it issued them (pushes are re-checked against this)."""
+    db = Database(database_url, pool_size=1)
+    try:
+        async with db.transaction() as conn:
+            user = await accounts.create_user(conn, "alice", None)
+            owner = await accounts.create_user(conn, "owner", None)
+            for name in ("library", "team"):
+                project = await projects.create_project(conn, name, owner.id)
+                await projects.set_member(conn, project.id, user.id, rbac.Role.DEVELOPER)
+            await projects.create_project(conn, "elsewhere", owner.id, public=True)
+    finally:
+        await db.close()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -221,3 +242,33 @@ async def test_a_refresh_token_is_not_a_bearer_token(
         resp = await token_client.get(path, headers=bearer(token))
         assert resp.status == 401, (path, await resp.text())
         assert 'error="invalid_token"' in resp.headers["WWW-Authenticate"]
+
+
+@pytest.mark.parametrize(
+    ("subject", "repository"),
+    [
+        ("", REPO),  # anonymous never pushes, whatever a token says
+        ("mallory", REPO),  # no such user
+        ("alice", "elsewhere/app"),  # public, but not a member
+        ("alice", "nowhere/app"),  # no such project
+        ("alice", "toplevel"),  # no project at all
+    ],
+)
+async def test_completing_a_push_rechecks_the_subject(
+    token_client: TestClient, issuer: TokenIssuer, subject: str, repository: str
+) -> None:
+    """A token that grants push to a subject the database does not let push: the blob and the
+    manifest are refused (403 DENIED) when they would become visible, not before."""
+    access = [Access("repository", repository, frozenset({"pull", "push"}))]
+    v2 = V2(token_client, bearer(issuer.issue(subject, access, 300)[0]))
+    resp = await v2.request("POST", f"/v2/{repository}/blobs/uploads/")
+    assert resp.status == 202, await resp.text()
+    data = b"a layer"
+    resp = await v2.request("PUT", resp.headers["Location"], params={"digest": digest_of(data)}, data=data)
+    assert (resp.status, await error_code(resp)) == (403, "DENIED")
+    resp = await v2.request(
+        "PUT", f"/v2/{repository}/manifests/v1", data=b"{}", headers={"Content-Type": "x"}
+    )
+    assert (resp.status, await error_code(resp)) == (403, "DENIED")
+    admin = V2(token_client, bearer(issuer.issue("alice", access, 300)[0]))
+    assert (await admin.request("HEAD", f"/v2/{repository}/blobs/{digest_of(data)}")).status == 404

@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from tests.support import wire
 from tests.support.oci import V2, digest_of, error_code
+from tests.support.uploads import stored_bytes, stored_upload
 from wharf_registry.app import create_app
 from wharf_registry.keys import UPLOADS
 from wharf_registry.uploads import BLOCK
@@ -58,10 +59,6 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     await database.close()
 
 
-def size_of(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
-
-
 def upload_id(location: str) -> str:
     return location.rsplit("/", 1)[-1]
 
@@ -77,15 +74,16 @@ async def start_upload(v2: V2, data: bytes = b"", name: str = R) -> str:
 
 
 async def hang_up_on(
-    client: TestClient[Any, Any], method: str, target: str, declared: bytes, data_file: Path
+    client: TestClient[Any, Any], method: str, target: str, declared: bytes, root: Path
 ) -> None:
     """Announce `declared`, send part of it, and close once the server has stored unacknowledged
     bytes; return when the server is done with the request."""
-    before = size_of(data_file)
+    upload = upload_id(target.split("?")[0])
+    before = stored_bytes(root, upload)
     head = wire.request_head(method, target, {"Content-Length": str(len(declared))})
 
     async def stored() -> None:
-        await wire.wait_until(lambda: size_of(data_file) > before, "unacknowledged bytes on disk")
+        await wire.wait_until(lambda: stored_bytes(root, upload) > before, "unacknowledged bytes on disk")
 
     await wire.hang_up(client.server.host, client.server.port, head, declared[:SENT], before_close=stored)
     await wire.wait_idle(client.app)
@@ -248,19 +246,19 @@ async def test_resume_on_another_instance_after_hang_ups(
     other: TestClient[Any, Any] = await aiohttp_client(wire.ProductionServer(create_app(settings)))
     b = V2(other)
     location = await start_upload(v2, FIRST)
-    data_file = settings.storage_root / paths.upload_data_path(upload_id(location))
+    root = settings.storage_root
     acked = len(FIRST)
 
-    await hang_up_on(client, "PATCH", location, BIG, data_file)
+    await hang_up_on(client, "PATCH", location, BIG, root)
     assert await status_range(b, location) == f"0-{acked - 1}"
-    assert data_file.stat().st_size == acked
+    assert stored_bytes(root, upload_id(location)) == acked
     resp = await b.request("PATCH", location, data=io.BytesIO(BIG))
     assert resp.status == 202, await resp.text()
 
     whole = FIRST + BIG + BIG[::-1]
-    await hang_up_on(client, "PUT", f"{location}?digest={digest_of(whole)}", BIG[::-1], data_file)
+    await hang_up_on(client, "PUT", f"{location}?digest={digest_of(whole)}", BIG[::-1], root)
     assert await status_range(b, location) == f"0-{acked + len(BIG) - 1}"
-    assert data_file.stat().st_size == acked + len(BIG)
+    assert stored_bytes(root, upload_id(location)) == acked + len(BIG)
     assert (await v2.request("HEAD", f"/v2/{R}/blobs/{digest_of(whole)}")).status == 404
 
     resp = await b.request("PUT", location, params={"digest": digest_of(whole)}, data=io.BytesIO(BIG[::-1]))
@@ -286,7 +284,9 @@ def slowly(data: bytes, pieces: int = 6, pause: float = 0.02) -> AsyncIterator[b
     return gen()
 
 
-async def test_patches_racing_for_one_range(v2: V2, client: TestClient[Any, Any], settings: Settings) -> None:
+async def test_patches_racing_for_one_range(
+    v2: V2, client: TestClient[Any, Any], settings: Settings, redis: Redis
+) -> None:
     """Two PATCHes claim bytes 0-n at once: one is taken whole, the other refused whole."""
     location = await start_upload(v2)
     bodies = [b"A" * 3000, b"B" * 3000]
@@ -301,7 +301,7 @@ async def test_patches_racing_for_one_range(v2: V2, client: TestClient[Any, Any]
     loser = responses[[r.status for r in responses].index(416)]
     assert await error_code(loser) == "BLOB_UPLOAD_INVALID"
     assert await status_range(v2, location) == "0-2999"
-    assert (settings.storage_root / paths.upload_data_path(upload_id(location))).read_bytes() == winner
+    assert await stored_upload(redis, settings.storage_root, upload_id(location)) == winner
     resp = await v2.request("PUT", location, params={"digest": digest_of(winner)})
     assert resp.status == 201, await resp.text()
     assert await pulled(v2, R, digest_of(winner)) == winner
@@ -312,6 +312,7 @@ async def test_racing_appends_are_taken_one_after_another(
     v2: V2,
     client: TestClient[Any, Any],
     settings: Settings,
+    redis: Redis,
 ) -> None:
     """PATCHes without a Content-Range append at the offset they find: all are taken, each
     whole, in some order, and the upload is exactly their concatenation in that order."""
@@ -326,7 +327,7 @@ async def test_racing_appends_are_taken_one_after_another(
         offset += len(pieces[i])
         assert ends[i] == offset
     whole = FIRST + b"".join(pieces[i] for i in order)
-    assert (settings.storage_root / paths.upload_data_path(upload_id(location))).read_bytes() == whole
+    assert await stored_upload(redis, settings.storage_root, upload_id(location)) == whole
     resp = await v2.request("PUT", location, params={"digest": digest_of(whole)})
     assert resp.status == 201, await resp.text()
     assert await pulled(v2, R, digest_of(whole)) == whole
@@ -347,3 +348,32 @@ async def test_patch_racing_the_closing_put(v2: V2, client: TestClient[Any, Any]
     assert (await put).status == 201
     assert await pulled(v2, R, digest) == FIRST + TAIL
     assert wire.server_errors(client.app) == {}
+
+
+# -- a publish that fails ------------------------------------------------------------------------
+
+
+async def test_a_failed_publish_leaves_the_upload_to_retry(
+    v2: V2, client: TestClient[Any, Any], settings: Settings, redis: Redis
+) -> None:
+    """Storage refuses the blob's path when the closing PUT publishes it: the client gets an error
+    and the upload is as it was, so the same PUT, retried, completes it."""
+    location = await start_upload(v2, FIRST)
+    digest = digest_of(FIRST + TAIL)
+    resp = await v2.request("PATCH", location, data=TAIL)
+    assert resp.status == 202, await resp.text()
+    # A file where the blob's directory must go.
+    obstacle = settings.storage_root / paths.BLOBS / "sha256" / digest[7:9]
+    obstacle.parent.mkdir(parents=True, exist_ok=True)
+    obstacle.write_bytes(b"in the way")
+    resp = await v2.request("PUT", location, params={"digest": digest})
+    assert resp.status == 500, await resp.text()
+    assert await status_range(v2, location) == f"0-{len(FIRST + TAIL) - 1}"
+    assert await stored_upload(redis, settings.storage_root, upload_id(location)) == FIRST + TAIL
+
+    obstacle.unlink()
+    resp = await v2.request("PUT", location, params={"digest": digest})
+    assert resp.status == 201, await resp.text()
+    assert await pulled(v2, R, digest) == FIRST + TAIL
+    assert upload_dirs(settings) == set()
+    assert await upload_keys(redis) == set()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,65 @@ async def test_instrumented_stamps_driver_on_path_errors(tmp_path: Path) -> None
         await driver.get_content("a//b")
     assert info.value.driver == "filesystem"
     assert "filesystem" in str(info.value)
+
+
+# Durability of new directories: a power loss must not leave an SQL row pointing at a file whose
+# directory entry, or whose directory's entry, the disk never recorded. What the disk keeps cannot
+# be observed from here, so the test records what is fsynced.
+
+
+def _record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, bool]]:
+    """(what was synced, whether it was a directory), in order."""
+    synced: list[tuple[Path, bool]] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append((Path(os.readlink(f"/proc/self/fd/{fd}")), os.path.isdir(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+async def _put(driver: FilesystemDriver) -> None:
+    await driver.put_content("top/new1/new2/file", b"x")
+
+
+async def _move(driver: FilesystemDriver) -> None:
+    await driver.move("top/source", "top/new1/new2/file")
+
+
+async def _join(driver: FilesystemDriver) -> None:
+    await driver.join([("top/source", 6)], "top/new1/new2/file")
+
+
+async def _writer(driver: FilesystemDriver) -> None:
+    writer = await driver.writer("top/new1/new2/file", 0)
+    await writer.write(b"x")
+    await writer.commit(durable=False)
+
+
+@pytest.mark.parametrize(
+    ("operation", "durable_file"),
+    [(_put, True), (_move, True), (_join, True), (_writer, False)],
+    ids=["put_content", "move", "join", "writer"],
+)
+async def test_every_directory_created_is_synced_in_its_parent(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    operation: Callable[[FilesystemDriver], Awaitable[None]],
+    durable_file: bool,
+) -> None:
+    driver = FilesystemDriver(tmp_path / "root")
+    await driver.put_content("top/source", b"source")  # `top` exists; new1 and new2 do not
+    synced = _record_fsyncs(monkeypatch)
+    await operation(driver)
+    root = driver.root
+    directories = {path for path, is_dir in synced if is_dir}
+    # Each new directory's parent (so the new name survives), up to the first that existed.
+    assert {root / "top", root / "top/new1"} <= directories, synced
+    assert root not in directories, "a directory that existed before needs no sync"
+    if durable_file:
+        # The file's own directory entry, and its bytes (under whatever name they had then).
+        assert root / "top/new1/new2" in directories
+        assert any(not is_dir for _, is_dir in synced)

@@ -154,6 +154,35 @@ async def test_segmented_upload_moves_past_the_copy_limit(
     assert keys_in(moto_endpoint, s3_bucket) == ["blobs/again/data"]
 
 
+async def test_join_copies_on_the_server_what_s3_lets_it(new_driver: Callable[..., S3Driver]) -> None:
+    """The parts of a chunked upload, joined: segments of at least S3's minimum part are copied
+    on the server; a short segment goes through the driver with what completes it to that minimum,
+    at most twice the minimum; the last piece is copied whatever its size."""
+    driver = new_driver(**SMALL)
+    calls = Calls(driver)
+    full = [pattern(5 * MiB, seed) for seed in range(3)]
+    for i, data in enumerate(full):
+        await write_file(driver, f"uploads/j/{i}", data)
+    await write_file(driver, "uploads/j/tail", b"the last chunk")
+    calls.counts.clear()
+    sources = [(f"uploads/j/{i}", 5 * MiB) for i in range(3)] + [("uploads/j/tail", 14)]
+    await driver.join(sources, "blobs/j/data")
+    assert calls.counts["UploadPartCopy"] == 4, calls.counts
+    assert calls.counts["UploadPart"] == 0
+    assert calls.counts["GetObject"] == 4  # the state objects
+    assert await driver.get_content("blobs/j/data") == b"".join(full) + b"the last chunk"
+
+    # 7 MiB (segments 5 + 2), 12 MiB (5 + 5 + 2), 3 MiB: the 2 MiB pieces are sent with what follows.
+    uneven = [pattern(size, 10 + i) for i, size in enumerate((7 * MiB, 12 * MiB, 3 * MiB))]
+    for i, data in enumerate(uneven):
+        await write_file(driver, f"uploads/k/{i}", data)
+    calls.counts.clear()
+    await driver.join([(f"uploads/k/{i}", len(d)) for i, d in enumerate(uneven)], "blobs/k/data")
+    assert (calls.counts["UploadPartCopy"], calls.counts["UploadPart"]) == (2, 2), calls.counts
+    joined = await driver.get_content("blobs/k/data")
+    assert hashlib.sha256(joined).digest() == hashlib.sha256(b"".join(uneven)).digest()
+
+
 async def test_small_files_move_with_one_copy(new_driver: Callable[..., S3Driver]) -> None:
     driver = new_driver(**SMALL)
     calls = Calls(driver)
