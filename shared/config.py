@@ -208,6 +208,45 @@ class ProxySettings(_Group):
     )
 
 
+class ServingSettings(_Group):
+    """How every service treats its client connections (shared/serving.py)."""
+
+    header_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="A request head must be complete this long after its first byte (or after the "
+        "previous response); else 408 and the connection closes.",
+    )
+    body_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest silence within a request body (while the server waits for it); "
+        "the connection then closes. A slow but steady upload is never cut off.",
+    )
+    keepalive_seconds: float = Field(
+        default=75.0, gt=0, description="An idle keep-alive connection closes after this long."
+    )
+    max_connections_per_client: int = Field(
+        default=128,
+        ge=0,
+        description="Open connections per client address in each worker process (0: no cap); more "
+        "are answered 429. Addresses in `WHARF_TRUSTED_PROXIES` are exempt.",
+    )
+    linger_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="After refusing a malformed request, how long the rest of what the client sends "
+        "is read and discarded, so that it sees the answer rather than a reset.",
+    )
+    max_request_line_bytes: int = Field(
+        default=8190, ge=256, description="Longest request line (method, target, version); longer is 414."
+    )
+    max_header_bytes: int = Field(
+        default=16384, ge=256, description="Longest header field (name and value); longer is 431."
+    )
+    max_headers: int = Field(default=128, ge=8, description="Most header fields in a request; more is 431.")
+
+
 class Settings(BaseSettings):
     """Settings of every Wharf service; one instance per process, built by `load_settings`."""
 
@@ -258,6 +297,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     token: TokenSettings = TokenSettings()
     proxy: ProxySettings = ProxySettings()
+    serving: ServingSettings = ServingSettings()
 
     @field_validator("trusted_proxies")
     @classmethod

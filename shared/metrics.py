@@ -106,4 +106,3 @@ def metrics_middleware(metrics: Metrics) -> Middleware:
             metrics.http_requests.labels(request.method, route, str(status)).inc()
 
     return middleware
-
