@@ -176,7 +176,8 @@ class UpstreamSettings(_Group):
         description="Token service instances behind `/service/token`.",
     )
     ui: UrlList = Field(
-        default_factory=list, description="UI instances behind `/api/`, `/c/` and `/` (none: 503)."
+        default_factory=list,
+        description="UI instances behind `/api/`, `/c/` and `/` (none: those paths are 404).",
     )
 
 
@@ -198,6 +199,18 @@ class ProxySettings(_Group):
         description="How long an ejected upstream gets no requests (until a check passes).",
     )
     connect_timeout_seconds: float = Field(default=3.0, gt=0, description="Connect timeout to an upstream.")
+    read_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Longest silence from an upstream: no response byte for this long once the request "
+        "is sent (or no request byte taken while one is sent) is answered 504 and counts as a failure.",
+    )
+    upstream_idle_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long an idle connection to an upstream is kept for reuse "
+        "(keep it below the upstreams' `WHARF_SERVING__KEEPALIVE_SECONDS`).",
+    )
     retry_body_bytes: int = Field(
         default=1024 * 1024,
         ge=0,
