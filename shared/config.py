@@ -260,6 +260,30 @@ class ServingSettings(_Group):
     max_headers: int = Field(default=128, ge=8, description="Most header fields in a request; more is 431.")
 
 
+LOOPBACK = ["127.0.0.0/8", "::1/128"]
+
+
+class MetricsSettings(_Group):
+    """Who may read `/metrics` (every service)."""
+
+    allow: CommaList = Field(
+        default=LOOPBACK,
+        description="Client addresses (CIDR) that may read `/metrics`; a relayed request "
+        "(one with `X-Forwarded-For` or `Forwarded`) needs the token whatever its address.",
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token that reads `/metrics` from anywhere (`Authorization: Bearer …`).",
+    )
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
+        return value
+
+
 class Settings(BaseSettings):
     """Settings of every Wharf service; one instance per process, built by `load_settings`."""
 
@@ -311,6 +335,7 @@ class Settings(BaseSettings):
     token: TokenSettings = TokenSettings()
     proxy: ProxySettings = ProxySettings()
     serving: ServingSettings = ServingSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @field_validator("trusted_proxies")
     @classmethod

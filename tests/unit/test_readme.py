@@ -33,6 +33,7 @@ def test_table_lists_every_variable() -> None:
         "WHARF_PROXY",
         "WHARF_PROXY__UPSTREAMS",
         "WHARF_SERVING",
+        "WHARF_METRICS",
     }
     assert listed == known - groups
     assert table.startswith(BEGIN)

@@ -424,3 +424,37 @@ async def test_upload_longer_than_the_read_timeout_succeeds(
     assert resp.status == 200
     assert (await resp.json())["size"] == pieces * 4 * MiB
     assert time.monotonic() - start > 2 * READ_TIMEOUT
+
+
+# -- /metrics: only for whom WHARF_METRICS__* allows -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("allow", "headers", "status"),
+    [
+        (None, {}, 200),  # loopback, the default
+        (None, {"X-Forwarded-For": "127.0.0.1"}, 404),  # relayed: its peer is a proxy's
+        (None, {"Forwarded": "for=127.0.0.1"}, 404),
+        (None, {"X-Forwarded-For": "203.0.113.9", "Authorization": "Bearer metrics-secret"}, 200),
+        (None, {"Authorization": "Bearer wrong"}, 200),  # a wrong token is no token: loopback decides
+        (["10.0.0.0/8"], {}, 404),
+        (["10.0.0.0/8"], {"Authorization": "Bearer wrong"}, 404),
+        (["10.0.0.0/8"], {"Authorization": "Bearer metrics-secret"}, 200),
+        ([], {}, 404),
+    ],
+)
+async def test_metrics_only_for_allowed_callers(
+    aiohttp_client: Any, tmp_path: Path, allow: list[str] | None, headers: dict[str, str], status: int
+) -> None:
+    settings = proxy_settings(tmp_path, [dead_url()], [])
+    access: dict[str, Any] = {"token": "metrics-secret"}
+    if allow is not None:
+        access["allow"] = allow
+    settings = settings.model_copy(update={"metrics": type(settings.metrics)(**access)})
+    client = await proxy_client(aiohttp_client, settings)
+    resp = await client.get("/metrics", headers=headers)
+    assert resp.status == status
+    if status == 404:  # as if the route did not exist
+        assert (await resp.json())["errors"][0]["code"] == "NOT_FOUND"
+    else:
+        assert "# TYPE wharf_proxy_upstream_requests_total counter" in await resp.text()
