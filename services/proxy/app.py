@@ -70,6 +70,7 @@ async def _client(app: web.Application) -> AsyncIterator[None]:
         retry_body_bytes=proxy.retry_body_bytes,
         connect_timeout=proxy.connect_timeout_seconds,
         read_timeout=proxy.read_timeout_seconds,
+        external=settings.external_url,
     )
     pools = list(app[keys.POOLS].values())
     checker = asyncio.create_task(

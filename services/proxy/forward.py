@@ -79,11 +79,13 @@ class Outcome:
 
 def _dropped(headers: MultiMapping[str]) -> frozenset[str]:
     """Hop-by-hop headers plus those the `Connection` header names."""
-    named = {part.strip().lower() for value in headers.getall("Connection", []) for part in value.split(",")}
-    return HOP_BY_HOP | named
+    values = headers.getall("Connection", ())
+    if not values:
+        return HOP_BY_HOP
+    return HOP_BY_HOP | {part.strip().lower() for value in values for part in value.split(",")}
 
 
-def upstream_headers(request: web.Request, request_id: str, *, scheme: str) -> CIMultiDict[str]:
+def upstream_headers(request: web.Request, request_id: str) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
     dropped = _dropped(request.headers)
     for name, value in request.headers.items():
@@ -95,7 +97,7 @@ def upstream_headers(request: web.Request, request_id: str, *, scheme: str) -> C
     peer = request.remote or ""
     earlier = request.headers.get("X-Forwarded-For")
     headers["X-Forwarded-For"] = f"{earlier}, {peer}" if earlier else peer
-    headers["X-Forwarded-Proto"] = scheme
+    headers["X-Forwarded-Proto"] = request.scheme
     headers["X-Forwarded-Host"] = request.host
     headers["X-Request-Id"] = request_id
     return headers
@@ -123,8 +125,10 @@ class Forwarder:
         retry_body_bytes: int,
         connect_timeout: float,
         read_timeout: float,
+        external: str,
     ) -> None:
         self._session = session
+        self._external = external.rstrip("/")  # what Location headers naming an upstream become
         self._metrics = metrics
         self._retry_body_bytes = retry_body_bytes
         self._read_timeout = read_timeout
@@ -133,14 +137,14 @@ class Forwarder:
         )
 
     async def forward(
-        self, request: web.Request, pool: Pool, request_id: str, *, scheme: str, external: str
+        self, request: web.Request, pool: Pool, request_id: str
     ) -> tuple[web.StreamResponse, Outcome]:
         candidates = pool.candidates()
         if not candidates:
             raise NoUpstream(pool.name, "no instance is configured")
         body = RequestBody(request, hold_up_to=self._retry_body_bytes, stall_seconds=self._read_timeout)
         await body.read_if_held()
-        headers = upstream_headers(request, request_id, scheme=scheme)
+        headers = upstream_headers(request, request_id)
         target = origin_form(request.raw_path)
         last: BaseException | None = None
         for attempt, upstream in enumerate(candidates, 1):
@@ -158,7 +162,7 @@ class Forwarder:
                 break
             try:
                 pool.succeeded(upstream)
-                out = await self._relay(request, response, upstream, external, request_id, pool)
+                out = await self._relay(request, response, upstream, request_id, pool)
             finally:
                 upstream.in_flight -= 1
                 response.release()
@@ -171,21 +175,24 @@ class Forwarder:
     async def _attempt(
         self, method: str, url: str, headers: CIMultiDict[str], body: RequestBody
     ) -> aiohttp.ClientResponse:
+        request = self._session.request(
+            method,
+            url,
+            headers=headers,
+            data=body.payload(),
+            allow_redirects=False,
+            auto_decompress=False,
+            timeout=self._timeout,
+            skip_auto_headers=("Content-Type", "User-Agent", "Accept-Encoding"),
+        )
+        if not body.exists:
+            return await request  # nothing to send: sock_read covers the wait for the answer
         clock = asyncio.timeout(None)
         try:
             async with clock:
                 body.clock = clock
                 try:
-                    return await self._session.request(
-                        method,
-                        url,
-                        headers=headers,
-                        data=body.payload(),
-                        allow_redirects=False,
-                        auto_decompress=False,
-                        timeout=self._timeout,
-                        skip_auto_headers=("Content-Type", "User-Agent", "Accept-Encoding"),
-                    )
+                    return await request
                 finally:
                     body.clock = None
         except TimeoutError:
@@ -202,11 +209,10 @@ class Forwarder:
         request: web.Request,
         upstream_response: aiohttp.ClientResponse,
         upstream: Upstream,
-        external: str,
         request_id: str,
         pool: Pool,
     ) -> web.StreamResponse:
-        headers = response_headers(upstream_response, upstream.url, external)
+        headers = response_headers(upstream_response, upstream.url, self._external)
         headers["X-Request-Id"] = request_id
         out = web.StreamResponse(
             status=upstream_response.status, reason=upstream_response.reason, headers=headers

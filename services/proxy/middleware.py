@@ -26,7 +26,6 @@ REGISTRY_API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 @web.middleware
 async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     start = time.monotonic()
-    fields: dict[str, Any] = {"method": request.method, "path": request.path, "remote": request.remote}
     try:
         paths.check(request.raw_path)
         response = await handler(request)
@@ -34,20 +33,20 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         error = to_http(exc, request[REQUEST_ID])
         if isinstance(exc, NoUpstream):
             request.app[keys.PROXY_METRICS].failures.labels(exc.pool, "none").inc()
-        _access(request, fields, start, error.status, error=str(exc))
+        _access(request, start, error.status, error=str(exc))
         return _render(request, error)
     except Truncated as exc:
-        _access(request, fields, start, 0, error=f"upstream cut off: {exc}")
+        _access(request, start, 0, error=f"upstream cut off: {exc}")
         if request.transport is not None:
             request.transport.close()
         raise web.HTTPBadGateway() from None  # the connection is already closed: nothing is sent
     except web.HTTPNotFound:
-        _access(request, fields, start, 404)
+        _access(request, start, 404)
         return _render(request, NotFound(detail={"request_id": request[REQUEST_ID]}))
     except web.HTTPMethodNotAllowed:
-        _access(request, fields, start, 405)
+        _access(request, start, 405)
         return _render(request, MethodNotAllowed(detail={"request_id": request[REQUEST_ID]}))
-    _access(request, fields, start, response.status)
+    _access(request, start, response.status)
     return response
 
 
@@ -56,18 +55,22 @@ def _render(request: web.Request, error: HTTPError) -> web.Response:
     return error.response(REGISTRY_API_VERSION if registry else None)
 
 
-def _access(
-    request: web.Request, fields: dict[str, Any], start: float, status: int, error: str | None = None
-) -> None:
+def _access(request: web.Request, start: float, status: int, error: str | None = None) -> None:
     elapsed = time.monotonic() - start
-    fields["pool"] = request.get(keys.POOL)
-    fields["status"] = status
-    fields["ms"] = round(elapsed * 1000, 2)
+    pool = request.get(keys.POOL)
+    fields: dict[str, Any] = {
+        "method": request.method,
+        "path": request.path,
+        "remote": request.remote,
+        "pool": pool,
+        "status": status,
+        "ms": round(elapsed * 1000, 2),
+    }
     outcome = request.get(keys.OUTCOME)
     if outcome is not None:
         metrics = request.app[keys.PROXY_METRICS]
-        metrics.requests.labels(fields["pool"], outcome.upstream, str(outcome.status)).inc()
-        metrics.latency.labels(fields["pool"], outcome.upstream).observe(elapsed)
+        metrics.requests.labels(pool, outcome.upstream, str(outcome.status)).inc()
+        metrics.latency.labels(pool, outcome.upstream).observe(elapsed)
         fields.update(upstream=outcome.upstream, attempts=outcome.attempts, bytes_in=outcome.sent_bytes)
     if error is not None:
         log.warning("access", **fields, error=error)

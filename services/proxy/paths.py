@@ -23,6 +23,9 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote_to_bytes
 
+# The usual path: segments of unreserved and sub-delim characters, none starting with a dot, no
+# escapes; it needs no further look.
+_PLAIN = re.compile(r"(?:/[A-Za-z0-9_~:@!$&'()*+,;=-][A-Za-z0-9._~:@!$&'()*+,;=-]*)*/?")
 _BROKEN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
@@ -49,6 +52,8 @@ def check(target: str) -> None:
     if not reduced.startswith("/"):
         raise MalformedTarget("the request target is not a path")
     path = reduced.split("?", 1)[0].split("#", 1)[0]
+    if _PLAIN.fullmatch(path):
+        return
     if _BROKEN_ESCAPE.search(path):
         raise MalformedTarget("broken percent-encoding in the path")
     try:

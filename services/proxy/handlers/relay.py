@@ -5,16 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from wharf_proxy import keys
-from wharf_shared import keys as shared_keys
 from wharf_shared.request_ids import REQUEST_ID
 
 
 async def relay(request: web.Request, pool_name: str) -> web.StreamResponse:
-    pool = request.app[keys.POOLS][pool_name]
+    app = request.app
     request[keys.POOL] = pool_name
-    external = request.app[shared_keys.SETTINGS].external_url.rstrip("/")
-    response, outcome = await request.app[keys.FORWARDER].forward(
-        request, pool, request[REQUEST_ID], scheme=request.scheme, external=external
+    response, outcome = await app[keys.FORWARDER].forward(
+        request, app[keys.POOLS][pool_name], request[REQUEST_ID]
     )
     request[keys.OUTCOME] = outcome
     return response
