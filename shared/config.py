@@ -200,7 +200,8 @@ class UpstreamSettings(_Group):
         description="Token service instances behind `/service/token`.",
     )
     ui: UrlList = Field(
-        default_factory=list, description="UI instances behind `/api/`, `/c/` and `/` (none: 503)."
+        default_factory=list,
+        description="UI instances behind `/api/`, `/c/` and `/` (none: those paths are 404).",
     )
 
 
@@ -222,6 +223,18 @@ class ProxySettings(_Group):
         description="How long an ejected upstream gets no requests (until a check passes).",
     )
     connect_timeout_seconds: float = Field(default=3.0, gt=0, description="Connect timeout to an upstream.")
+    read_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Longest silence from an upstream: no response byte for this long once the request "
+        "is sent (or no request byte taken while one is sent) is answered 504 and counts as a failure.",
+    )
+    upstream_idle_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long an idle connection to an upstream is kept for reuse "
+        "(keep it below the upstreams' `WHARF_SERVING__KEEPALIVE_SECONDS`).",
+    )
     retry_body_bytes: int = Field(
         default=1024 * 1024,
         ge=0,
@@ -230,6 +243,69 @@ class ProxySettings(_Group):
     drain_seconds: float = Field(
         default=30.0, ge=0, description="On SIGTERM, how long requests in flight may take to finish."
     )
+
+
+class ServingSettings(_Group):
+    """How every service treats its client connections (shared/serving.py)."""
+
+    header_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="A request head must be complete this long after its first byte (or after the "
+        "previous response); else 408 and the connection closes.",
+    )
+    body_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest silence within a request body (while the server waits for it); "
+        "the connection then closes. A slow but steady upload is never cut off.",
+    )
+    keepalive_seconds: float = Field(
+        default=75.0, gt=0, description="An idle keep-alive connection closes after this long."
+    )
+    max_connections_per_client: int = Field(
+        default=128,
+        ge=0,
+        description="Open connections per client address in each worker process (0: no cap); more "
+        "are answered 429. Addresses in `WHARF_TRUSTED_PROXIES` are exempt.",
+    )
+    linger_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="After refusing a malformed request, how long the rest of what the client sends "
+        "is read and discarded, so that it sees the answer rather than a reset.",
+    )
+    max_request_line_bytes: int = Field(
+        default=8190, ge=256, description="Longest request line (method, target, version); longer is 414."
+    )
+    max_header_bytes: int = Field(
+        default=16384, ge=256, description="Longest header field (name and value); longer is 431."
+    )
+    max_headers: int = Field(default=128, ge=8, description="Most header fields in a request; more is 431.")
+
+
+LOOPBACK = ["127.0.0.0/8", "::1/128"]
+
+
+class MetricsSettings(_Group):
+    """Who may read `/metrics` (every service)."""
+
+    allow: CommaList = Field(
+        default=LOOPBACK,
+        description="Client addresses (CIDR) that may read `/metrics`; a relayed request "
+        "(one with `X-Forwarded-For` or `Forwarded`) needs the token whatever its address.",
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token that reads `/metrics` from anywhere (`Authorization: Bearer …`).",
+    )
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
+        return value
 
 
 class Settings(BaseSettings):
@@ -293,6 +369,8 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     token: TokenSettings = TokenSettings()
     proxy: ProxySettings = ProxySettings()
+    serving: ServingSettings = ServingSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @field_validator("trusted_proxies")
     @classmethod

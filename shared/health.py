@@ -1,15 +1,28 @@
-"""`/health` (alive), `/health/ready` (the service's own dependencies answer) and `/metrics`."""
+"""`/health` (alive), `/health/ready` (the service's own dependencies answer) and `/metrics`.
+
+`/metrics` names internal addresses and counts, so it answers only whom `WHARF_METRICS__*`
+allows: a request carrying the bearer token (`WHARF_METRICS__TOKEN`), or one straight from an
+allowed address (`WHARF_METRICS__ALLOW`, loopback by default). A relayed request (one with
+`X-Forwarded-For` or `Forwarded`, as every proxy in front adds) needs the token, since its peer
+address is the proxy's. Anyone else gets the 404 of a route that does not exist.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import hmac
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from wharf_shared import keys as shared_keys
+from wharf_shared.addresses import Network, is_trusted, parse_networks
+from wharf_shared.config import MetricsSettings
 from wharf_shared.db.engine import Database
 from wharf_shared.metrics import Metrics
+
+RELAYED = ("X-Forwarded-For", "Forwarded")
 
 
 async def dependency_checks(db: Database, redis: Redis) -> dict[str, str]:
@@ -29,6 +42,16 @@ async def dependency_checks(db: Database, redis: Redis) -> dict[str, str]:
     return checks
 
 
+def metrics_allowed(request: web.Request, allow: Sequence[Network], token: str | None) -> bool:
+    if token:
+        sent = request.headers.get("Authorization", "")
+        if hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            return True
+    if any(name in request.headers for name in RELAYED):
+        return False
+    return is_trusted(request.remote or "", allow)
+
+
 def add_health_and_metrics(
     app: web.Application, metrics: Metrics, ready: Callable[[], Awaitable[dict[str, str]]]
 ) -> None:
@@ -42,7 +65,14 @@ def add_health_and_metrics(
             {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
         )
 
-    async def metrics_route(_request: web.Request) -> web.Response:
+    settings = app.get(shared_keys.SETTINGS)
+    access = settings.metrics if settings is not None else MetricsSettings()
+    allow = parse_networks(access.allow)
+    token = access.token.get_secret_value() if access.token is not None else None
+
+    async def metrics_route(request: web.Request) -> web.Response:
+        if not metrics_allowed(request, allow, token):
+            raise web.HTTPNotFound()  # rendered by the service's edge, as for any unknown path
         return web.Response(
             body=metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
         )

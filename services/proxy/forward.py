@@ -1,28 +1,38 @@
 """Forwarding one request to a pool: streaming both ways, retrying on the next instance when
-that cannot duplicate or lose anything.
+that cannot duplicate or lose anything, and giving up on an upstream that falls silent.
 
-A request may move to the next instance when the attempt failed before any response came back
-and either the method is idempotent with no body, or the body has not been read yet (the
-connection failed first), or the body was small enough to be held (`retry_body_bytes`). A large
-body that was partly sent is never replayed: the client gets 502 and retries itself (an upload
-can be resumed on any instance).
+A request moves to the next instance when the attempt failed before any response came back,
+its body can be sent again (`bodies.RequestBody.replayable`), and either the method is
+idempotent or the upstream cannot have seen the request (the connection failed). A large body
+that was partly sent is never replayed: the client gets 503 and retries itself (an upload can
+be resumed on any instance).
+
+Timeouts are about silence, never total time: connecting (`connect_timeout_seconds`), and no
+byte from the upstream once the request is sent, or no byte taken by it while the body is sent
+(`read_timeout_seconds`; aiohttp's `sock_read` starts only once the body is written, the body's
+stall clock covers the time before). A silent upstream counts as a failed attempt; when the last
+attempt timed out the client gets 504.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 
+from wharf_proxy.bodies import RequestBody
+from wharf_proxy.metrics import ProxyMetrics
+from wharf_proxy.paths import origin_form
 from wharf_proxy.pools import Pool, Upstream
 
 WRITE_HIGH = 1024 * 1024
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-# Hop-by-hop headers (RFC 9110 §7.6.1) and those the proxy sets itself.
+# Hop-by-hop headers (RFC 9110 §7.6.1), and those the proxy sets or handles itself: the body is
+# re-framed (Content-Length canonical, or chunked), `Expect` was answered here, and `Server` is
+# Wharf's own.
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -35,6 +45,9 @@ HOP_BY_HOP = frozenset(
         "transfer-encoding",
         "upgrade",
         "host",
+        "content-length",
+        "expect",
+        "server",
     }
 )
 
@@ -46,6 +59,10 @@ class NoUpstream(Exception):
         super().__init__(f"{pool}: {reason}")
         self.pool = pool
         self.reason = reason
+
+
+class UpstreamTimedOut(NoUpstream):
+    """The last instance tried fell silent before it answered."""
 
 
 class Truncated(Exception):
@@ -60,33 +77,27 @@ class Outcome:
     sent_bytes: int
 
 
-class _Body:
-    """The request body as an async iterator that remembers whether it was touched."""
-
-    def __init__(self, request: web.Request) -> None:
-        self._content = request.content
-        self.touched = False
-        self.sent = 0
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        self.touched = True
-        while True:
-            chunk = await self._content.readany()  # whatever arrived, without re-slicing it
-            if not chunk:
-                return
-            self.sent += len(chunk)
-            yield chunk
+def _dropped(headers: MultiMapping[str]) -> frozenset[str]:
+    """Hop-by-hop headers plus those the `Connection` header names."""
+    values = headers.getall("Connection", ())
+    if not values:
+        return HOP_BY_HOP
+    return HOP_BY_HOP | {part.strip().lower() for value in values for part in value.split(",")}
 
 
-def upstream_headers(request: web.Request, request_id: str, *, scheme: str) -> CIMultiDict[str]:
+def upstream_headers(request: web.Request, request_id: str) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
+    dropped = _dropped(request.headers)
     for name, value in request.headers.items():
-        if name.lower() not in HOP_BY_HOP and not name.lower().startswith("x-forwarded-"):
+        lower = name.lower()
+        if lower not in dropped and not lower.startswith("x-forwarded-"):
             headers.add(name, value)
+    if request.content_length is not None:
+        headers["Content-Length"] = str(request.content_length)  # canonical (no `+`, no zeros)
     peer = request.remote or ""
     earlier = request.headers.get("X-Forwarded-For")
     headers["X-Forwarded-For"] = f"{earlier}, {peer}" if earlier else peer
-    headers["X-Forwarded-Proto"] = scheme
+    headers["X-Forwarded-Proto"] = request.scheme
     headers["X-Forwarded-Host"] = request.host
     headers["X-Request-Id"] = request_id
     return headers
@@ -94,9 +105,10 @@ def upstream_headers(request: web.Request, request_id: str, *, scheme: str) -> C
 
 def response_headers(upstream: aiohttp.ClientResponse, base: str, external: str) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
+    dropped = _dropped(upstream.headers)
     for name, value in upstream.headers.items():
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower == "content-length":
+        if lower in dropped:
             continue
         if lower == "location" and value.startswith(base + "/"):
             value = external + value[len(base) :]  # an upstream's own address never leaks out
@@ -108,69 +120,99 @@ class Forwarder:
     def __init__(
         self,
         session: aiohttp.ClientSession,
+        metrics: ProxyMetrics,
         *,
         retry_body_bytes: int,
         connect_timeout: float,
+        read_timeout: float,
+        external: str,
     ) -> None:
         self._session = session
+        self._external = external.rstrip("/")  # what Location headers naming an upstream become
+        self._metrics = metrics
         self._retry_body_bytes = retry_body_bytes
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=None)
+        self._read_timeout = read_timeout
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
 
     async def forward(
-        self, request: web.Request, pool: Pool, request_id: str, *, scheme: str, external: str
+        self, request: web.Request, pool: Pool, request_id: str
     ) -> tuple[web.StreamResponse, Outcome]:
-        headers = upstream_headers(request, request_id, scheme=scheme)
-        has_body = request.body_exists
-        held: bytes | None = None
-        length = request.content_length
-        if has_body and length is not None and length <= self._retry_body_bytes:
-            held = await request.read()  # small: keep it, so any attempt can send it again
-        body = _Body(request) if has_body and held is None else None
         candidates = pool.candidates()
         if not candidates:
             raise NoUpstream(pool.name, "no instance is configured")
-        last_error = "no attempt"
+        body = RequestBody(request, hold_up_to=self._retry_body_bytes, stall_seconds=self._read_timeout)
+        await body.read_if_held()
+        headers = upstream_headers(request, request_id)
+        target = origin_form(request.raw_path)
+        last: BaseException | None = None
         for attempt, upstream in enumerate(candidates, 1):
-            data: object = held if held is not None else body
             upstream.in_flight += 1
             try:
-                response = await self._session.request(
-                    request.method,
-                    upstream.url + request.raw_path,
-                    headers=headers,
-                    data=data,
-                    allow_redirects=False,
-                    auto_decompress=False,
-                    timeout=self._timeout,
-                    skip_auto_headers=("Content-Type", "User-Agent", "Accept-Encoding"),
-                )
+                response = await self._attempt(request.method, upstream.url + target, headers, body)
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 upstream.in_flight -= 1
-                last_error = f"{type(exc).__name__}: {exc}"
-                pool.failed(upstream, last_error)
-                replayable = held is not None or body is None or not body.touched
-                if replayable and (request.method in IDEMPOTENT or not _reached(exc)):
+                if body.failure is not None:
+                    raise body.failure from exc  # the client's body broke: no upstream is to blame
+                last = exc
+                self._failed(pool, upstream, exc)
+                if body.replayable and (request.method in IDEMPOTENT or not _reached(exc)):
                     continue
-                raise NoUpstream(pool.name, last_error) from exc
+                break
             try:
                 pool.succeeded(upstream)
-                out = await self._relay(request, response, upstream, external, request_id)
+                out = await self._relay(request, response, upstream, request_id, pool)
             finally:
                 upstream.in_flight -= 1
                 response.release()
-            sent = len(held) if held is not None else body.sent if body is not None else 0
-            return out, Outcome(upstream.url, response.status, attempt, sent)
-        raise NoUpstream(pool.name, last_error)
+            return out, Outcome(upstream.url, response.status, attempt, body.sent)
+        reason = _describe(last) if last is not None else "no attempt"
+        if isinstance(last, TimeoutError) and _reached(last):
+            raise UpstreamTimedOut(pool.name, reason)
+        raise NoUpstream(pool.name, reason)
+
+    async def _attempt(
+        self, method: str, url: str, headers: CIMultiDict[str], body: RequestBody
+    ) -> aiohttp.ClientResponse:
+        request = self._session.request(
+            method,
+            url,
+            headers=headers,
+            data=body.payload(),
+            allow_redirects=False,
+            auto_decompress=False,
+            timeout=self._timeout,
+            skip_auto_headers=("Content-Type", "User-Agent", "Accept-Encoding"),
+        )
+        if not body.exists:
+            return await request  # nothing to send: sock_read covers the wait for the answer
+        clock = asyncio.timeout(None)
+        try:
+            async with clock:
+                body.clock = clock
+                try:
+                    return await request
+                finally:
+                    body.clock = None
+        except TimeoutError:
+            if clock.expired():
+                body.abort_upstream()
+            raise
+
+    def _failed(self, pool: Pool, upstream: Upstream, exc: BaseException) -> None:
+        pool.failed(upstream, _describe(exc))
+        self._metrics.failures.labels(pool.name, upstream.url).inc()
 
     async def _relay(
         self,
         request: web.Request,
         upstream_response: aiohttp.ClientResponse,
         upstream: Upstream,
-        external: str,
         request_id: str,
+        pool: Pool,
     ) -> web.StreamResponse:
-        headers = response_headers(upstream_response, upstream.url, external)
+        headers = response_headers(upstream_response, upstream.url, self._external)
         headers["X-Request-Id"] = request_id
         out = web.StreamResponse(
             status=upstream_response.status, reason=upstream_response.reason, headers=headers
@@ -187,13 +229,20 @@ class Forwarder:
                 async for chunk in upstream_response.content.iter_any():
                     await out.write(chunk)  # waits while the client is slow: back-pressure
             except (TimeoutError, aiohttp.ClientError) as exc:
-                # The upstream died mid-body: cut the client off too, so it sees a short read
-                # (never a complete-looking truncated blob).
-                raise Truncated(str(exc)) from exc
+                # The upstream died or fell silent mid-body: cut the client off too, so it sees
+                # a short read (never a complete-looking truncated blob).
+                self._failed(pool, upstream, exc)
+                raise Truncated(_describe(exc)) from exc
         await out.write_eof()
         return out
 
 
 def _reached(exc: BaseException) -> bool:
     """Whether the upstream may have seen the request (anything but a failed connect)."""
-    return not isinstance(exc, aiohttp.ClientConnectorError | asyncio.TimeoutError)
+    return not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) and not isinstance(exc, aiohttp.ClientError):
+        return "TimeoutError: the upstream took no request byte in time"
+    return f"{type(exc).__name__}: {exc}"

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.support.processes import ServiceProcess, proxy_process
-from tests.support.upstream import MiB, start_upstream
+from tests.support.upstream import GATE, MiB, start_upstream
+from tests.support.wire import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -109,17 +110,28 @@ async def test_tls_metrics_and_access_log(
     assert entry["request_id"]
 
 
-async def test_sigterm_drains_requests_in_flight(proxy: ServiceProcess, tmp_path: Path) -> None:
+def stopping_workers(proxy: ServiceProcess) -> int:
+    """How many of the proxy's workers have logged that they stopped accepting."""
+    lines = proxy.log_path.read_text().splitlines()
+    return sum(1 for line in lines if line.startswith("{") and json.loads(line).get("event") == "stopping")
+
+
+async def test_sigterm_drains_requests_in_flight(
+    proxy: ServiceProcess, upstream: TestServer, tmp_path: Path
+) -> None:
     received = 0
     async with (
         aiohttp.ClientSession() as session,
         session.get(f"{proxy.url}/v2/slow", ssl=client_tls(tmp_path)) as resp,
     ):
         assert resp.status == 200
-        first = await resp.content.read(MiB // 4)
+        first = await resp.content.readexactly(MiB // 4)
         received += len(first)
         assert proxy.process is not None
         proxy.process.send_signal(signal.SIGTERM)
+        # The rest of the download is held back until both workers are draining.
+        await wait_until(lambda: stopping_workers(proxy) == 2, "both workers to stop accepting")
+        upstream.app[GATE].set()
         async for chunk in resp.content.iter_chunked(MiB):
             received += len(chunk)
     assert received == 8 * MiB  # the download in flight finished after SIGTERM

@@ -11,10 +11,18 @@ from aiohttp.test_utils import TestServer
 from tests.support.processes import free_port
 
 MiB = 1024 * 1024
+GATE = web.AppKey("gate", asyncio.Event)  # opened by the test: `/v2/slow` sends the rest
+HUNG = web.AppKey("hung", asyncio.Event)  # set once a hanging route holds a request
+SEEN = web.AppKey("seen", list[str])
+# Set when the server shuts down: a hanging handler ends, rather than hold the shutdown for its
+# whole timeout (a paused reader never notices that the proxy dropped its connection).
+SHUTDOWN = web.AppKey("shutdown", asyncio.Event)
 
 
-def upstream_app(label: str) -> web.Application:
-    """An upstream that tells what it received; `/v2/bytes/{n}` streams n bytes."""
+def upstream_app(label: str, *, misbehaving: bool = True) -> web.Application:
+    """An upstream that tells what it received; `/v2/bytes/{n}` streams n bytes; the other
+    routes misbehave on purpose (hang, fall silent, drip, ignore the body) unless `misbehaving`
+    is off (then the echo answers their paths). `SEEN` lists the paths the echo answered."""
 
     async def echo(request: web.Request) -> web.Response:
         digest = hashlib.sha256()
@@ -22,6 +30,7 @@ def upstream_app(label: str) -> web.Application:
         async for chunk in request.content.iter_chunked(MiB):
             digest.update(chunk)
             size += len(chunk)
+        request.app[SEEN].append(request.path_qs)
         body = {
             "upstream": label,
             "method": request.method,
@@ -61,20 +70,69 @@ def upstream_app(label: str) -> web.Application:
         return response
 
     async def slow(request: web.Request) -> web.StreamResponse:
-        """8 MiB over about 1.5 seconds: long enough to be in flight when the proxy is told to stop."""
+        """8 MiB: a quarter MiB at once, the rest when the test opens the gate (`release`)."""
         response = web.StreamResponse()
         response.content_length = 8 * MiB
         await response.prepare(request)
-        for _ in range(32):
+        await response.write(b"s" * (MiB // 4))
+        await request.app[GATE].wait()
+        for _ in range(31):
             await response.write(b"s" * (MiB // 4))
-            await asyncio.sleep(0.05)
+        return response
+
+    async def hang(request: web.Request) -> web.StreamResponse:
+        """Takes the request (body included), then never answers: a hung instance."""
+        await request.read()
+        request.app[HUNG].set()
+        await request.app[SHUTDOWN].wait()
+        raise web.HTTPServiceUnavailable()
+
+    async def hang_mid_body(request: web.Request) -> web.StreamResponse:
+        """Answers 200 with 1 MiB of a promised 4 MiB, then falls silent."""
+        response = web.StreamResponse()
+        response.content_length = 4 * MiB
+        await response.prepare(request)
+        await response.write(b"h" * MiB)
+        await request.app[SHUTDOWN].wait()
+        raise web.HTTPServiceUnavailable()
+
+    async def ignore_body(request: web.Request) -> web.StreamResponse:
+        """Reads none of the body and never answers: its connection stops taking bytes."""
+        request.app[HUNG].set()
+        await request.app[SHUTDOWN].wait()
+        raise web.HTTPServiceUnavailable()
+
+    async def drip(request: web.Request) -> web.StreamResponse:
+        """`n` pieces of 64 KiB, `ms` apart: slow but steady. The pauses are the behaviour
+        under test (an upstream that takes long in total but is never silent for long)."""
+        pieces, pause = int(request.match_info["n"]), int(request.match_info["ms"]) / 1000
+        response = web.StreamResponse()
+        response.content_length = pieces * 64 * 1024
+        await response.prepare(request)
+        for _ in range(pieces):
+            await response.write(b"d" * 64 * 1024)
+            await asyncio.sleep(pause)
         return response
 
     async def health(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     app = web.Application(client_max_size=1024**3)
+    app[GATE] = asyncio.Event()
+    app[HUNG] = asyncio.Event()
+    app[SEEN] = []
+    app[SHUTDOWN] = asyncio.Event()
+
+    async def release(app: web.Application) -> None:
+        app[SHUTDOWN].set()
+
+    app.on_shutdown.append(release)
     app.router.add_get("/health", health)
+    if misbehaving:
+        app.router.add_route("*", "/v2/hang", hang)
+        app.router.add_get("/v2/hang-mid-body", hang_mid_body)
+        app.router.add_route("*", "/v2/ignore-body", ignore_body)
+        app.router.add_get("/v2/drip/{n}/{ms}", drip)
     app.router.add_get("/v2/bytes/{n}", stream_bytes)
     app.router.add_get("/v2/redirect", redirect)
     app.router.add_get("/v2/cut", cut)
@@ -83,7 +141,8 @@ def upstream_app(label: str) -> web.Application:
     return app
 
 
-async def start_upstream(label: str, host: str = "127.0.0.1") -> TestServer:
-    server = TestServer(upstream_app(label), host=host, port=free_port(host))
+async def start_upstream(label: str, host: str = "127.0.0.1", *, misbehaving: bool = True) -> TestServer:
+    """A started upstream; its app is `server.app` (`GATE`, `HUNG`, `SEEN`)."""
+    server = TestServer(upstream_app(label, misbehaving=misbehaving), host=host, port=free_port(host))
     await server.start_server()
     return server

@@ -1,6 +1,7 @@
 """What no well-behaved HTTP client sends, and how to tell when the server is done with it.
 
 `exchange` writes raw HTTP/1.1 (unnormalised paths, lying lengths) and reads the one response;
+`converse` writes raw bytes and reads every response until the server closes;
 `hang_up` sends a head and part of a body, then closes the socket. `ProductionServer` serves
 an app the way `wharf_shared.serving.serve_forever` does, and `wait_idle` / `server_errors` read
 the app's own metrics to know that its handlers finished and what status each one ended with.
@@ -9,6 +10,8 @@ the app's own metrics to know that its handlers finished and what status each on
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -19,17 +22,20 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from wharf_shared.keys import METRICS
+from wharf_shared.serving import Runner
 
 TIMEOUT = 10.0
 
 
 class ProductionServer(TestServer):
-    """aiohttp's TestServer cancels a handler when its client hangs up; the real runner
-    (`web.AppRunner` in `serve_forever`) lets it run on and read the lost connection as an error."""
+    """The app served by `wharf_shared.serving.Runner`, as `serve_forever` serves it: its
+    connection limits, error answers and `Server` header. (aiohttp's TestServer also cancels a
+    handler when its client hangs up; the real runner lets it run on and read the lost
+    connection as an error.)"""
 
     async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:  # type: ignore[override]
         kwargs["handler_cancellation"] = False
-        return await super()._make_runner(**kwargs)
+        return Runner(self.app, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,10 @@ class RawResponse:
     status: int
     headers: CIMultiDict[str]
     body: bytes
+
+
+def json_body(response: RawResponse) -> Any:
+    return json.loads(response.body)
 
 
 def request_head(method: str, target: str, headers: Mapping[str, str] | None = None) -> bytes:
@@ -47,12 +57,14 @@ def request_head(method: str, target: str, headers: Mapping[str, str] | None = N
 
 
 async def exchange(host: str, port: int, head: bytes, body: bytes = b"") -> RawResponse:
-    """Send one raw request and read the first response (its body by its Content-Length)."""
+    """Send one raw request and read the first final response (its body by its Content-Length)."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
         writer.write(head + body)
         await writer.drain()
         header_block = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        while header_block.split(b" ", 2)[1].startswith(b"1"):  # an interim answer (100 Continue)
+            header_block = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
         status_line, *header_lines = header_block.decode("latin-1").strip().split("\r\n")
         headers: CIMultiDict[str] = CIMultiDict()
         for line in header_lines:
@@ -64,6 +76,77 @@ async def exchange(host: str, port: int, head: bytes, body: bytes = b"") -> RawR
         writer.close()
         await writer.wait_closed()
     return RawResponse(int(status_line.split()[1]), headers, payload)
+
+
+def parse_responses(data: bytes) -> list[RawResponse]:
+    """Every final response in `data`, in order: bodies by Content-Length or chunked, or to the
+    end; interim (1xx) answers skipped. Fails on bytes that are not a response."""
+    responses = []
+    while data:
+        head, found, rest = data.partition(b"\r\n\r\n")
+        assert found, f"not a response: {data[:200]!r}"
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        version, status, *_ = status_line.split(" ", 2)
+        assert version.startswith("HTTP/1."), f"not a status line: {status_line!r}"
+        headers: CIMultiDict[str] = CIMultiDict()
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers.add(name.strip(), value.strip())
+        if status.startswith("1"):
+            data = rest
+            continue
+        if "Content-Length" in headers:
+            length = int(headers["Content-Length"])
+            body, data = rest[:length], rest[length:]
+        elif headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body, data = _dechunk(rest)
+        else:
+            body, data = rest, b""
+        responses.append(RawResponse(int(status), headers, body))
+    return responses
+
+
+def _dechunk(data: bytes) -> tuple[bytes, bytes]:
+    """A chunked body and what follows it."""
+    body = b""
+    while True:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            while True:  # trailer fields, up to an empty line
+                line, _, data = data.partition(b"\r\n")
+                if not line:
+                    return body, data
+        body, data = body + data[:size], data[size + 2 :]
+
+
+async def converse(
+    host: str, port: int, data: bytes, *, then: bytes = b"", body_size: int = 0
+) -> list[RawResponse]:
+    """Write `data` (then `then`, then `body_size` filler bytes, while reading), and read every
+    response until the server closes the connection (a reset raises ConnectionResetError)."""
+    reader, writer = await asyncio.open_connection(host, port)
+
+    async def send() -> None:
+        writer.write(data + then)
+        for _ in range(0, body_size, 1024 * 1024):
+            writer.write(b"x" * 1024 * 1024)
+            await writer.drain()
+
+    sending = asyncio.create_task(send())
+    try:
+        received = await asyncio.wait_for(reader.read(-1), TIMEOUT)
+    finally:
+        sending.cancel()
+        await close(writer)
+    return parse_responses(received)
+
+
+async def close(writer: asyncio.StreamWriter) -> None:
+    """Close a raw connection and wait until it is (whatever state the server left it in)."""
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
 
 
 async def hang_up(

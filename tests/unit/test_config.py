@@ -223,7 +223,7 @@ def _sample(annotation: Any, default: Any, name: str = "") -> tuple[str, Any]:
     if typing.get_origin(annotation) is typing.Literal:
         choice = next((a for a in args if a != default), args[0])
         return str(choice), choice
-    if typing.get_origin(annotation) is list and name == "WHARF_TRUSTED_PROXIES":
+    if typing.get_origin(annotation) is list and name in ("WHARF_TRUSTED_PROXIES", "WHARF_METRICS__ALLOW"):
         return "192.0.2.0/24, 2001:db8::/32", ["192.0.2.0/24", "2001:db8::/32"]
     if typing.get_origin(annotation) is list:
         return "http://a.test:1, http://b.test:2/", ["http://a.test:1", "http://b.test:2"]
@@ -257,6 +257,8 @@ def test_known_variables_cover_every_field() -> None:
         "WHARF_TOKEN",
         "WHARF_PROXY",
         "WHARF_PROXY__UPSTREAMS",
+        "WHARF_SERVING",
+        "WHARF_METRICS",
     }
     assert known - set(leaves) - {"WHARF_CONFIG_FILE"} == groups
 

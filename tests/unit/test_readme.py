@@ -32,6 +32,8 @@ def test_table_lists_every_variable() -> None:
         "WHARF_TOKEN",
         "WHARF_PROXY",
         "WHARF_PROXY__UPSTREAMS",
+        "WHARF_SERVING",
+        "WHARF_METRICS",
     }
     assert listed == known - groups
     assert table.startswith(BEGIN)

@@ -1,0 +1,52 @@
+"""The front door's whole URL map: its own routes, then each pool's paths.
+
+Own routes (from wharf_shared.health): `GET /health`, `GET /health/ready`, `GET /metrics`
+(the latter only for the addresses and token `WHARF_METRICS__*` allows; 404 for anyone else).
+
+A pool's routes exist only while instances of it are configured, so that a path no pool owns
+is 404 `NOT_FOUND`, and 503 means a configured pool has no instance that could take the request.
+aiohttp tries routes in order: the ui pool's catch-all comes last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from wharf_proxy.handlers import relay
+from wharf_proxy.pools import Pool
+from wharf_shared.health import add_health_and_metrics
+from wharf_shared.metrics import Metrics
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    path: str
+    handler: Handler
+    name: str
+    pool: str  # the pool whose instances serve it
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("/v2", relay.to_registry, "registry_root", "registry"),
+    Route("/v2/{tail:.*}", relay.to_registry, "registry", "registry"),
+    Route("/service/token", relay.to_token, "token", "token"),
+    Route("/service/token/{tail:.*}", relay.to_token, "token_tail", "token"),
+    Route("/{tail:.*}", relay.to_ui, "ui", "ui"),  # /api/, /c/, the portal
+)
+
+
+def add_routes(
+    app: web.Application,
+    pools: dict[str, Pool],
+    metrics: Metrics,
+    ready: Callable[[], Awaitable[dict[str, str]]],
+) -> None:
+    add_health_and_metrics(app, metrics, ready)
+    for route in ROUTES:
+        if pools[route.pool].upstreams:
+            app.router.add_route("*", route.path, route.handler, name=route.name)

@@ -1,0 +1,64 @@
+"""The proxy's URL map (wharf_proxy.routes) and its one rule for holding a body for a retry
+(wharf_proxy.bodies.holds)."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+
+from wharf_proxy.bodies import holds
+from wharf_proxy.pools import Pool
+from wharf_proxy.routes import ROUTES, add_routes
+from wharf_shared.metrics import Metrics
+
+MiB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("length", "limit", "held"),
+    [
+        (0, MiB, True),
+        (MiB, MiB, True),
+        (MiB + 1, MiB, False),
+        (None, MiB, False),  # chunked: the length is not known before it is read
+        (1, 0, False),
+    ],
+)
+def test_bodies_up_to_the_limit_are_held(length: int | None, limit: int, held: bool) -> None:
+    assert holds(length, limit) is held
+
+
+REGISTRY = ("/v2", "/v2/{tail}")
+TOKEN = ("/service/token", "/service/token/{tail}")
+
+
+async def ready() -> dict[str, str]:
+    return {}
+
+
+@pytest.mark.parametrize(
+    ("configured", "paths"),
+    [
+        (
+            {"registry", "token", "ui"},
+            {"/v2", "/v2/{tail}", "/service/token", "/service/token/{tail}", "/{tail}"},
+        ),
+        ({"registry", "token"}, {"/v2", "/v2/{tail}", "/service/token", "/service/token/{tail}"}),
+        (set(), set()),
+    ],
+)
+def test_a_pool_has_routes_only_while_it_has_instances(configured: set[str], paths: set[str]) -> None:
+    app = web.Application()
+    pools = {
+        name: Pool.of(
+            name, ["http://127.0.0.1:1"] if name in configured else [], eject_after=3, eject_seconds=1
+        )
+        for name in ("registry", "token", "ui")
+    }
+    add_routes(app, pools, Metrics("proxy"), ready)
+    canonical = [resource.canonical for resource in app.router.resources()]
+    assert canonical[:3] == ["/health", "/health/ready", "/metrics"]  # the proxy's own come first
+    assert set(canonical[3:]) == paths
+    if "ui" in configured:
+        assert canonical[-1] == "/{tail}"  # the catch-all comes last
+    assert {route.pool for route in ROUTES} == {"registry", "token", "ui"}
