@@ -2,8 +2,8 @@
 that cannot duplicate or lose anything, and giving up on an upstream that falls silent.
 
 A request moves to the next instance when the attempt failed before any response came back,
-its body can be sent again (`bodies.RequestBody.replayable`), and either the method is
-idempotent or the upstream cannot have seen the request (the connection failed). A large body
+its body can be sent again (`bodies.RequestBody.replayable`), and either the request is
+`repeatable` or the upstream cannot have seen the request (the connection failed). A large body
 that was partly sent is never replayed: the client gets 503 and retries itself (an upload can
 be resumed on any instance).
 
@@ -17,6 +17,7 @@ attempt timed out the client gets 504.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 
 import aiohttp
@@ -30,6 +31,10 @@ from wharf_proxy.pools import Pool, Upstream
 
 WRITE_HIGH = 1024 * 1024
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# The start of a blob upload (`POST /v2/<name>/blobs/uploads/`, also with `?digest=` or `?mount=`)
+# may be sent again: a session a lost attempt opened is never used and is purged, a blob sent
+# whole is content-addressed, and a mount links what is already there.
+_UPLOAD_START = re.compile(r"^/v2/.+/blobs/uploads/?$")
 # Hop-by-hop headers (RFC 9110 §7.6.1), and those the proxy sets or handles itself: the body is
 # re-framed (Content-Length canonical, or chunked), `Expect` was answered here, and `Server` is
 # Wharf's own.
@@ -157,7 +162,7 @@ class Forwarder:
                     raise body.failure from exc  # the client's body broke: no upstream is to blame
                 last = exc
                 self._failed(pool, upstream, exc)
-                if body.replayable and (request.method in IDEMPOTENT or not _reached(exc)):
+                if body.replayable and (repeatable(request.method, request.path) or not _reached(exc)):
                     continue
                 break
             try:
@@ -235,6 +240,11 @@ class Forwarder:
                 raise Truncated(_describe(exc)) from exc
         await out.write_eof()
         return out
+
+
+def repeatable(method: str, path: str) -> bool:
+    """Whether sending the request twice does what sending it once does."""
+    return method in IDEMPOTENT or (method == "POST" and _UPLOAD_START.match(path) is not None)
 
 
 def _reached(exc: BaseException) -> bool:

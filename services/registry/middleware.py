@@ -52,6 +52,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return render(Unsupported(detail={"method": request.method, "path": request.path}))
     except web.HTTPException:
         raise
+    except web.RequestPayloadError as exc:
+        # The body's framing broke mid-way (a bad chunk); nothing past the last commit is kept.
+        log.info("request_body_malformed", method=request.method, path=request.path, error=str(exc))
+        return render(BlobUploadInvalid(detail={"reason": "the request body is malformed"}))
     except ConnectionResetError:
         # The client went away mid-body; nothing it sent past the last commit is kept.
         log.info("client_disconnected", method=request.method, path=request.path)

@@ -114,6 +114,13 @@ def upstream_app(label: str, *, misbehaving: bool = True) -> web.Application:
             await asyncio.sleep(pause)
         return response
 
+    async def reset(request: web.Request) -> web.StreamResponse:
+        """Takes the request, then drops the connection without a word: an instance killed."""
+        await request.read()
+        assert request.transport is not None
+        request.transport.abort()
+        raise web.HTTPServiceUnavailable()
+
     async def health(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -133,6 +140,7 @@ def upstream_app(label: str, *, misbehaving: bool = True) -> web.Application:
         app.router.add_get("/v2/hang-mid-body", hang_mid_body)
         app.router.add_route("*", "/v2/ignore-body", ignore_body)
         app.router.add_get("/v2/drip/{n}/{ms}", drip)
+        app.router.add_route("*", "/v2/reset/{tail:.*}", reset)
     app.router.add_get("/v2/bytes/{n}", stream_bytes)
     app.router.add_get("/v2/redirect", redirect)
     app.router.add_get("/v2/cut", cut)

@@ -74,10 +74,13 @@ async def _read_form(request: web.Request) -> dict[str, str]:
     if request.content_length is not None and request.content_length > limit:
         raise InvalidRequest(f"the form exceeds {limit} bytes", detail={"limit": limit})
     body = bytearray()
-    while chunk := await request.content.read(64 * 1024):
-        body += chunk
-        if len(body) > limit:
-            raise InvalidRequest(f"the form exceeds {limit} bytes", detail={"limit": limit})
+    try:
+        while chunk := await request.content.read(64 * 1024):
+            body += chunk
+            if len(body) > limit:
+                raise InvalidRequest(f"the form exceeds {limit} bytes", detail={"limit": limit})
+    except web.RequestPayloadError:
+        raise InvalidRequest("the form's body is malformed (its chunked framing broke)") from None
     try:
         pairs = urllib.parse.parse_qsl(
             body.decode(),

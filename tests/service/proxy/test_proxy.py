@@ -341,6 +341,30 @@ async def test_idempotent_request_moves_on_from_a_hung_instance(
         await server.close()
 
 
+async def test_an_upload_start_moves_on_from_an_instance_that_died(
+    aiohttp_client: Any, tmp_path: Path, upstreams: list[TestServer]
+) -> None:
+    """An instance drops the connection after taking the request: an upload's start (a POST, safe
+    to send again) goes on to the next instance; another POST, which may have done its work, is
+    not sent twice."""
+    dying = url(upstreams[0])
+    server = await start_upstream("b", misbehaving=False)
+    try:
+        client = await timeout_client(aiohttp_client, tmp_path, [dying, url(server)], eject_after_failures=99)
+        for target in ["/v2/reset/app/blobs/uploads/", "/v2/reset/app/blobs/uploads?digest=sha256:1"] * 2:
+            resp = await client.post(target, data=b"")
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["upstream"] == "b"
+        assert failures(client, dying) >= 1  # the rotation started at the dying one at least once
+    finally:
+        await server.close()
+    both_dying = [url(upstreams[0]), url(upstreams[1])]
+    client = await timeout_client(aiohttp_client, tmp_path, both_dying, eject_after_failures=99)
+    resp = await client.post("/v2/reset/app/manifests/v1", data=b"{}")
+    assert resp.status == 503
+    assert sum(failures(client, u) for u in both_dying) == 1
+
+
 async def test_upstream_silent_mid_body_cuts_the_client_off(
     aiohttp_client: Any, tmp_path: Path, upstreams: list[TestServer]
 ) -> None:

@@ -1134,3 +1134,38 @@ async def test_manifest_listing_more_layers_than_one_statement_takes(
     assert resp.status == 400, await resp.text()
     assert await error_code(resp) == "MANIFEST_BLOB_UNKNOWN"
     assert wire.server_errors(client.app) == {}
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"])
+async def test_a_malformed_chunk_mid_body_is_a_400(
+    aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    """A chunked body whose framing breaks after good chunks (a client talking to the registry
+    directly, no proxy in front): the read fails in the handler, and the client gets 400
+    BLOB_UPLOAD_INVALID, not a 500; the upload keeps only what was committed before."""
+    settings = registry_settings(tmp_path, database_url, redis_url)
+    client = await aiohttp_client(wire.ProductionServer(create_app(settings)))
+    v2 = V2(client)
+    start = await v2.request("POST", f"/v2/{R}/blobs/uploads/")
+    location = start.headers["Location"]
+    head = wire.request_head(
+        "PATCH", location, {"Transfer-Encoding": "chunked", "Content-Type": "application/octet-stream"}
+    )
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    try:
+        writer.write(head + b"4\r\nabcd\r\n")
+        await writer.drain()
+        await wire.wait_busy(client.app)  # the handler is reading the body
+        writer.write(b"zz\r\nnot a chunk\r\n0\r\n\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), wire.TIMEOUT)
+    finally:
+        writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"400", answer
+    assert b"BLOB_UPLOAD_INVALID" in rest, answer
+    await wire.wait_idle(client.app)
+    status = await v2.request("GET", location)
+    assert status.status == 204
+    assert status.headers["Range"] == "0-0"
+    assert wire.server_errors(client.app) == {}
