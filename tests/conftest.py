@@ -44,11 +44,17 @@ def db_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+# Both below reset their backend when a test starts, not when it ends: a fixture set up before
+# them (aiohttp_client, say) is torn down after them, and the app it closes may still be writing
+# (the event relay holds outbox rows locked for a moment); emptying tables under it would wait
+# on its locks while its event loop waits on us.
+
+
 @pytest.fixture
-def database_url(db_kind: str, _database_registry: dict[str, str], session_tmp: Path) -> Iterator[str]:
+def database_url(db_kind: str, _database_registry: dict[str, str], session_tmp: Path) -> str:
     url = session_database(db_kind, _database_registry, session_tmp)
-    yield url
     backends.empty_tables(url)
+    return url
 
 
 @pytest.fixture(scope="session")
@@ -58,9 +64,9 @@ def _session_redis() -> Iterator[str]:
 
 
 @pytest.fixture
-def redis_url(_session_redis: str) -> Iterator[str]:
-    yield _session_redis
+def redis_url(_session_redis: str) -> str:
     backends.flush_redis(_session_redis)
+    return _session_redis
 
 
 @pytest.fixture(scope="session")
