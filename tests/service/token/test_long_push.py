@@ -32,7 +32,8 @@ VALID = 30  # what is left of a token when the test starts using it: ample for a
 
 
 class Clock:
-    """Wall-clock time, moved forward on demand."""
+    """Wall-clock time, moved forward on demand (the registry's; the token service issues on
+    real time here, so that its tokens start valid)."""
 
     def __init__(self) -> None:
         self.skew = 0.0
@@ -60,7 +61,7 @@ async def suite(aiohttp_client: Any, settings: Settings, clock: Clock) -> Suite:
     await ensure_accounts(settings)
     token = await aiohttp_client(create_token(settings))
     registry = await aiohttp_client(create_registry(settings, clock=clock))
-    return Suite(settings, token, registry)
+    return Suite(settings, token, registry, clock)  # type: ignore[arg-type]
 
 
 def token_expiring_in(
@@ -199,6 +200,7 @@ async def test_the_grace_is_bounded_by_its_setting(
         bounded,
         await aiohttp_client(create_token(bounded)),
         await aiohttp_client(create_registry(bounded, clock=clock)),
+        clock,  # type: ignore[arg-type]
     )
     assert await patch_after(suite, clock, 1800, 5) == 202
     assert await patch_after(suite, clock, 1800, 15) == 401
