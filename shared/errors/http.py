@@ -10,32 +10,16 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any, ClassVar
 
 from aiohttp import web
+
+from wharf_shared.errors.coded import CodedError
 
 SERVER = "Wharf"  # the `Server` header of every response (no version: nothing to fingerprint)
 
 
-class HTTPError(Exception):
-    code: ClassVar[str] = "UNKNOWN"
-    message: ClassVar[str] = "unknown error"
-    status: ClassVar[int] = 500
-
-    def __init__(
-        self, detail: Any = None, *, message: str | None = None, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message or self.message)
-        self.detail = detail
-        self.text = message or self.message
-        self.headers = headers or {}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "message": self.text,
-            "detail": self.detail if self.detail is not None else {},
-        }
+class HTTPError(CodedError):
+    """An answer of the HTTP layer itself (a refused connection, a path nobody serves)."""
 
     def body(self) -> bytes:
         return json.dumps({"errors": [self.to_dict()]}).encode()

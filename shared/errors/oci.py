@@ -8,7 +8,7 @@ spec's, plus `UNKNOWN` (an unexpected failure, as distribution names it) and `UN
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from wharf_shared.errors.coded import CodedError
 
 # The spec's error codes (OCI distribution-spec v1.1, "Error Codes").
 SPEC_CODES = frozenset(
@@ -31,27 +31,8 @@ SPEC_CODES = frozenset(
 )
 
 
-class OCIError(Exception):
+class OCIError(CodedError):
     """A `/v2/` failure; rendered as `{"errors":[{"code","message","detail"}]}`."""
-
-    code: ClassVar[str] = "UNKNOWN"
-    message: ClassVar[str] = "unknown error"
-    status: ClassVar[int] = 500
-
-    def __init__(
-        self, detail: Any = None, *, message: str | None = None, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message or self.message)
-        self.detail = detail
-        self.text = message or self.message
-        self.headers = headers or {}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "message": self.text,
-            "detail": self.detail if self.detail is not None else {},
-        }
 
 
 # One class per condition; the code and status come with the class, never from the call site.
