@@ -2,6 +2,10 @@
 
 SQLite and the filesystem under the data dir, and a private Redis (persisted under the data
 dir) unless `WHARF_REDIS_URL` names one. Ctrl-C stops everything; a second run reuses the data.
+
+The supervisor lives as long as the suite, so it imports nothing but the standard library: the
+settings, migrations and `init` (pydantic, SQLAlchemy, Alembic, argon2: ~90 MiB) run in a forked
+child that hands back what the supervisor needs (`Plan`) and exits.
 """
 
 from __future__ import annotations
@@ -22,9 +26,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from wharf_shared.config import Settings
 
-# The supervisor lives as long as the suite, so it imports nothing but the standard library:
-# settings, migrations and `init` (pydantic, SQLAlchemy, Alembic, argon2: ~90 MiB) run in a
-# child that hands back what the supervisor needs (`Plan`) and exits.
 # Two malloc arenas per service process: its threads (SQLite connections, S3 calls, the
 # default executor) would otherwise each keep an arena of freed memory.
 CHILD_ENV_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
@@ -240,6 +241,8 @@ def run_suite() -> int:
     plan = _prepare_in_child()
     if isinstance(plan, int):
         return plan
+    if stopping:  # Ctrl-C while preparing
+        return 0
     env = dict(os.environ)
     env.update(plan.env)
     for key, value in plan.env_defaults.items():
