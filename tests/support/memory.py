@@ -83,7 +83,7 @@ def _label(pid: int, fallback: str) -> str:
         return args[args.index("-m") + 1]
     for arg in args[:2]:
         base = os.path.basename(arg.split()[0]) if arg.strip() else ""
-        if base and not base.startswith("python"):
+        if base and not base.startswith(("python", "-")):
             return base  # a script (`wharf`), or a program that rewrote its title (`redis-server …`)
     return fallback
 
