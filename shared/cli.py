@@ -1,14 +1,18 @@
-"""`wharf`: the admin command — migrate, init, config, token, run."""
+"""`wharf`: the admin command — migrate, init, config, token, run.
+
+Each command imports what it uses when it runs: `wharf run` stays up as the supervisor of the
+whole suite, and must not hold pydantic, SQLAlchemy or asyncio for the life of the suite.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from wharf_shared.config import ConfigError, Settings, load_settings, mask_url, masked
+if TYPE_CHECKING:
+    from wharf_shared.config import Settings
 
 
 def _print(*parts: object) -> None:
@@ -21,6 +25,8 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
+    import asyncio
+
     from wharf_shared.db.engine import Database
     from wharf_shared.db.migrate import upgrade
 
@@ -39,6 +45,8 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_init(settings: Settings, _args: argparse.Namespace) -> None:
+    import asyncio
+
     from wharf_shared.setup import ensure_accounts, ensure_files
 
     report = ensure_files(settings)
@@ -63,6 +71,10 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> None:
 
         _print(settings_table())
         return
+    import json
+
+    from wharf_shared.config import mask_url, masked
+
     values = masked(settings)
     values["(effective) database"] = mask_url(settings.effective_database_url)
     values["(effective) storage root"] = str(settings.storage_root)
@@ -99,10 +111,11 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> None:
     _print(token)
 
 
-def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
+def cmd_run(_args: argparse.Namespace) -> None:
+    # Settings, migrations and `init` happen in a child of the supervisor (suite.py).
     from wharf_shared.suite import run_suite
 
-    sys.exit(run_suite(settings))
+    sys.exit(run_suite())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,6 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.func is cmd_run:
+        cmd_run(args)
+    else:
+        with_settings(lambda settings: args.func(settings, args))
+
+
+def with_settings(command: Callable[[Settings], object]) -> None:
+    """Load the settings and run `command` with them; a known failure exits with its message."""
+    from wharf_shared.config import ConfigError, load_settings
+
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -152,12 +175,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     configure_logging("warning", "wharf")
     try:
-        args.func(settings, args)
+        command(settings)
     except ConfigError as exc:
         _fail(str(exc))
     except Exception as exc:
         from wharf_shared.db.engine import DatabaseURLError
-        from wharf_shared.db.migrate import SchemaError
+        from wharf_shared.db.schema import SchemaError
 
         if isinstance(exc, SchemaError | DatabaseURLError | OSError):
             _fail(str(exc), 1)

@@ -11,22 +11,27 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from aiohttp import web
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from wharf_shared import keys as shared_keys
 from wharf_shared.addresses import Network, is_trusted, parse_networks
 from wharf_shared.config import MetricsSettings
-from wharf_shared.db.engine import Database
-from wharf_shared.metrics import Metrics
+
+if TYPE_CHECKING:  # the proxy serves these routes too, without SQL or Redis
+    from redis.asyncio import Redis
+
+    from wharf_shared.db.engine import Database
+    from wharf_shared.metrics import Metrics
 
 RELAYED = ("X-Forwarded-For", "Forwarded")
 
 
 async def dependency_checks(db: Database, redis: Redis) -> dict[str, str]:
     """Readiness of the database and Redis: "ok", or the error's kind."""
+    from redis.exceptions import RedisError
+
     checks: dict[str, str] = {}
     try:
         async with db.read() as conn:

@@ -1,17 +1,25 @@
-"""App keys every service uses; a service's own keys live in its `keys.py`."""
+"""App keys every service uses; a service's own keys live in its `keys.py`.
+
+The value types are imported for the type checker only: the proxy uses `SETTINGS` and
+`METRICS`, and must not load SQLAlchemy and Redis just to name the others' types.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
-from redis.asyncio import Redis
 
-from wharf_shared.config import Settings
-from wharf_shared.db.engine import Database
-from wharf_shared.events import EventPublisher
-from wharf_shared.metrics import Metrics
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
-SETTINGS = web.AppKey("settings", Settings)
-DB = web.AppKey("db", Database)
-REDIS = web.AppKey("redis", Redis)
-EVENTS = web.AppKey("events", EventPublisher)
-METRICS = web.AppKey("metrics", Metrics)
+    from wharf_shared.config import Settings
+    from wharf_shared.db.engine import Database
+    from wharf_shared.events import EventPublisher
+    from wharf_shared.metrics import Metrics
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+DB: web.AppKey[Database] = web.AppKey("db")
+REDIS: web.AppKey[Redis] = web.AppKey("redis")
+EVENTS: web.AppKey[EventPublisher] = web.AppKey("events")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -477,6 +478,11 @@ def run(
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    # The app's modules are loaded (the caller imported them before calling run): move what is
+    # alive now out of the collector's sight, so that collections in the workers do not write
+    # to (and so copy) the pages they share with this process.
+    gc.collect()
+    gc.freeze()
     for slot in range(workers):
         spawn(slot)
     log.info("workers_started", workers=workers, port=actual_port, pid=os.getpid())

@@ -2,11 +2,15 @@
 
 SQLite and the filesystem under the data dir, and a private Redis (persisted under the data
 dir) unless `WHARF_REDIS_URL` names one. Ctrl-C stops everything; a second run reuses the data.
+
+The supervisor lives as long as the suite, so it imports nothing but the standard library: the
+settings, migrations and `init` (pydantic, SQLAlchemy, Alembic, argon2: ~90 MiB) run in a forked
+child that hands back what the supervisor needs (`Plan`) and exits.
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 import os
 import shutil
 import signal
@@ -14,17 +18,55 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from dataclasses import dataclass
+import traceback
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from wharf_shared.config import Settings, mask_url
+if TYPE_CHECKING:
+    from wharf_shared.config import Settings
+
+# Two malloc arenas per service process: its threads (SQLite connections, S3 calls, the
+# default executor) would otherwise each keep an arena of freed memory.
+CHILD_ENV_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
 
 
 @dataclass
 class Child:
     name: str
     process: subprocess.Popen[bytes]
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    module: str
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the supervisor needs, worked out (with the settings) by the preparing child."""
+
+    data_dir: str
+    env: dict[str, str]  # set in every service's environment
+    env_defaults: dict[str, str]  # set unless the environment already has them
+    services: list[Service]
+    banner: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        fields: dict[str, Any] = json.loads(text)
+        fields["services"] = [Service(**s) for s in fields["services"]]
+        return cls(**fields)
 
 
 def _say(message: str) -> None:
@@ -38,18 +80,26 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _wait_http(url: str, child: Child, timeout: float = 30.0) -> None:
+def _answers_ok(host: str, port: int, path: str) -> bool:
+    """A GET that answers 200 (a plain socket: urllib would cost the supervisor 7 MiB)."""
+    with socket.create_connection((host, port), timeout=2) as sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+        status = sock.recv(64).split(b"\r\n", 1)[0].split()
+        return len(status) >= 2 and status[0].startswith(b"HTTP/") and status[1] == b"200"
+
+
+def _wait_http(service: Service, child: Child, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child.process.poll() is not None:
             raise RuntimeError(f"{child.name} exited with status {child.process.returncode} while starting")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own loopback URL
-                if response.status == 200:
-                    return
+            if _answers_ok(service.host, service.port, "/health"):
+                return
         except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{child.name} did not answer {url} within {timeout:.0f}s")
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{child.name} did not answer {service.url}/health within {timeout:.0f}s")
 
 
 def _start_redis(data_dir: Path) -> tuple[Child, str]:
@@ -96,14 +146,89 @@ def _start_redis(data_dir: Path) -> tuple[Child, str]:
     raise RuntimeError("the private redis-server did not start")
 
 
-def run_suite(settings: Settings) -> int:
+def prepare(settings: Settings) -> Plan:
+    """Migrate, `init`, and work out the services' addresses and the banner."""
+    import asyncio
+
     from wharf_shared.db.engine import Database
     from wharf_shared.db.migrate import upgrade
     from wharf_shared.setup import ensure_accounts, ensure_files
 
-    env = dict(os.environ)
-    data_dir = settings.data_dir.resolve()
-    env["WHARF_DATA_DIR"] = str(data_dir)
+    async def migrate() -> None:
+        db = Database(settings.effective_database_url, pool_size=1)
+        try:
+            await upgrade(db)
+        finally:
+            await db.close()
+
+    asyncio.run(migrate())
+    ensure_files(settings)
+    accounts = asyncio.run(ensure_accounts(settings))
+
+    token, reg = settings.token, settings.registry
+    services = [
+        Service("token", "wharf_token", token.host, token.port),
+        Service("registry", "wharf_registry", reg.host, reg.port),
+        Service("proxy", "wharf_proxy", settings.proxy.host, settings.http_port),
+    ]
+    front_url = services[2].url
+    # Clients see one address, the proxy's: the registry's challenge names it, and the
+    # proxy sends /v2/ and /service/token on to the services on their own ports.
+    env_defaults = {
+        "WHARF_EXTERNAL_URL": front_url,
+        "WHARF_PROXY__UPSTREAMS__REGISTRY": services[1].url,
+        "WHARF_PROXY__UPSTREAMS__TOKEN": services[0].url,
+        **CHILD_ENV_DEFAULTS,
+    }
+    external_url = os.environ.get("WHARF_EXTERNAL_URL", front_url)
+    data_dir = str(settings.data_dir.resolve())
+    return Plan(
+        data_dir=data_dir,
+        env={"WHARF_DATA_DIR": data_dir},
+        env_defaults=env_defaults,
+        services=services,
+        banner=_banner(settings, external_url, accounts.admin_password),
+    )
+
+
+def _prepare_in_child() -> Plan | int:
+    """`prepare` in a forked child; the plan, or the child's exit status when it failed (it has
+    said why on stderr, as `wharf migrate` or `wharf init` would)."""
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        code = 0
+        try:
+            from wharf_shared.cli import with_settings
+
+            def send(settings: Settings) -> None:
+                with os.fdopen(write_end, "w") as out:
+                    out.write(prepare(settings).to_json())
+
+            with_settings(send)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as received:
+        text = received.read()
+    _, status = os.waitpid(pid, 0)  # Ctrl-C meanwhile: the child finishes, then we stop
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0 or not text:
+        return code or 1
+    return Plan.from_json(text)
+
+
+def run_suite() -> int:
     children: list[Child] = []
     stopping = False
 
@@ -113,43 +238,27 @@ def run_suite(settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    plan = _prepare_in_child()
+    if isinstance(plan, int):
+        return plan
+    if stopping:  # Ctrl-C while preparing
+        return 0
+    env = dict(os.environ)
+    env.update(plan.env)
+    for key, value in plan.env_defaults.items():
+        env.setdefault(key, value)
     try:
         if "WHARF_REDIS_URL" not in os.environ:
-            redis_child, redis_url = _start_redis(data_dir)
+            redis_child, redis_url = _start_redis(Path(plan.data_dir))
             children.append(redis_child)
             env["WHARF_REDIS_URL"] = redis_url
-
-        async def migrate() -> None:
-            db = Database(settings.effective_database_url, pool_size=1)
-            try:
-                await upgrade(db)
-            finally:
-                await db.close()
-
-        asyncio.run(migrate())
-        ensure_files(settings)
-        accounts = asyncio.run(ensure_accounts(settings))
-
-        token = settings.token
-        token_url = f"http://{token.host}:{token.port}"
-        reg = settings.registry
-        registry_url = f"http://{reg.host}:{reg.port}"
-        proxy_host = settings.proxy.host
-        front_url = f"http://{proxy_host}:{settings.http_port}"
-        # Clients see one address, the proxy's: the registry's challenge names it, and the
-        # proxy sends /v2/ and /service/token on to the services on their own ports.
-        env.setdefault("WHARF_EXTERNAL_URL", front_url)
-        env.setdefault("WHARF_PROXY__UPSTREAMS__REGISTRY", registry_url)
-        env.setdefault("WHARF_PROXY__UPSTREAMS__TOKEN", token_url)
-        for name, module, url in (
-            ("token", "wharf_token", token_url),
-            ("registry", "wharf_registry", registry_url),
-            ("proxy", "wharf_proxy", front_url),
-        ):
-            child = Child(name, subprocess.Popen([sys.executable, "-m", module], env=env))
+        for service in plan.services:
+            if stopping:
+                return 0
+            child = Child(service.name, subprocess.Popen([sys.executable, "-m", service.module], env=env))
             children.append(child)
-            _wait_http(f"{url}/health", child)
-        _banner(settings, env["WHARF_EXTERNAL_URL"], accounts.admin_password)
+            _wait_http(service, child)
+        _say(plan.banner)
         while not stopping:
             for child in children:
                 if child.process.poll() is not None:
@@ -177,7 +286,9 @@ def _stop_all(children: list[Child]) -> None:
         _say("wharf: stopped")
 
 
-def _banner(settings: Settings, front_url: str, new_admin_password: str | None) -> None:
+def _banner(settings: Settings, front_url: str, new_admin_password: str | None) -> str:
+    from wharf_shared.config import mask_url
+
     host = front_url.split("://", 1)[1].rstrip("/")
     if new_admin_password:
         admin_line = f"  admin:     admin / {new_admin_password}   (generated now and shown once: note it)"
@@ -203,4 +314,4 @@ def _banner(settings: Settings, front_url: str, new_admin_password: str | None) 
         "",
         "Ctrl-C stops every service.",
     ]
-    _say("\n".join(lines))
+    return "\n".join(lines)

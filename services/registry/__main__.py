@@ -7,7 +7,7 @@ import sys
 
 from wharf_shared.config import ConfigError, load_settings
 from wharf_shared.db.engine import DatabaseURLError
-from wharf_shared.db.migrate import SchemaError, preflight
+from wharf_shared.db.schema import SchemaError, preflight
 from wharf_shared.logging import configure_logging, get_logger
 from wharf_shared.procmetrics import use_multiprocess_metrics
 from wharf_shared.tokens import TokenError

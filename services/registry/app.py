@@ -22,7 +22,7 @@ from wharf_registry.uploads import Uploads
 from wharf_shared import keys as shared_keys
 from wharf_shared.config import Settings
 from wharf_shared.db.engine import Database
-from wharf_shared.db.migrate import check_schema
+from wharf_shared.db.schema import check_schema
 from wharf_shared.events import EventPublisher, EventRelay
 from wharf_shared.health import add_health_and_metrics, dependency_checks
 from wharf_shared.logging import get_logger

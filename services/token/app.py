@@ -13,7 +13,7 @@ from wharf_shared.addresses import parse_networks
 from wharf_shared.auth.backends import DatabaseBackend
 from wharf_shared.config import Settings
 from wharf_shared.db.engine import Database
-from wharf_shared.db.migrate import check_schema
+from wharf_shared.db.schema import check_schema
 from wharf_shared.health import add_health_and_metrics, dependency_checks
 from wharf_shared.metrics import Metrics, metrics_middleware
 from wharf_shared.redis import open_redis

@@ -1,8 +1,9 @@
-"""Schema migrations (Alembic) under a database-wide lock, and the start-up schema check.
+"""Schema migrations (Alembic) under a database-wide lock.
 
-`wharf migrate` upgrades; services call `check_schema` and refuse to start on an older (or
+`wharf migrate` upgrades; services call `schema.check_schema` and refuse to start on an older (or
 newer) schema than their code expects. The lock makes concurrent `wharf migrate` runs on many
-hosts safe: one migrates, the others wait and then find nothing to do.
+hosts safe: one migrates, the others wait and then find nothing to do. The start-up check lives
+in `schema` (services import it without Alembic) and is re-exported here.
 """
 
 from __future__ import annotations
@@ -23,17 +24,15 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wharf_shared.config import Settings
 from wharf_shared.db.engine import Database
+from wharf_shared.db.schema import SchemaError as SchemaError
+from wharf_shared.db.schema import check_schema as check_schema
+from wharf_shared.db.schema import preflight as preflight
 from wharf_shared.db.tables import metadata
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x5748_4152_46  # "WHARF"
 _LOCK_WAIT_SECONDS = 600
-
-
-class SchemaError(Exception):
-    """The database schema does not match this code; the message says what to run."""
 
 
 def alembic_config() -> Config:
@@ -51,33 +50,6 @@ def head_revision() -> str:
 async def current_revision(db: Database) -> str | None:
     async with db.read() as conn:
         return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
-
-
-async def check_schema(db: Database) -> None:
-    current = await current_revision(db)
-    head = head_revision()
-    if current == head:
-        return
-    script = ScriptDirectory.from_config(alembic_config())
-    known = {rev.revision for rev in script.walk_revisions()}
-    if current is None:
-        raise SchemaError("the database has no Wharf schema yet: run `wharf migrate`")
-    if current not in known:
-        raise SchemaError(
-            f"the database schema ({current}) is newer than this Wharf ({head}): upgrade this service"
-        )
-    raise SchemaError(
-        f"the database schema ({current}) is older than this Wharf ({head}): run `wharf migrate`"
-    )
-
-
-async def preflight(settings: Settings) -> None:
-    """Connect once and check the schema: what a service does before it starts serving."""
-    db = Database(settings.effective_database_url, pool_size=1)
-    try:
-        await check_schema(db)
-    finally:
-        await db.close()
 
 
 @asynccontextmanager
