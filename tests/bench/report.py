@@ -49,6 +49,9 @@ def cpu_cost(m: Measurement | None, scale: float) -> float | None:
     the machine steals time. Per GiB for MiB/s figures, per 1,000 requests for rates."""
     if m is None or m.error or not m.value or m.server_cores is None:
         return None
+    cpu, units = m.detail.get("server_cpu_seconds"), m.detail.get("work_units")
+    if cpu is not None and units:  # counted to the end of the timed run (the mixed load)
+        return float(cpu) / float(units) * scale
     return m.server_cores / m.value * scale
 
 
@@ -266,14 +269,25 @@ def mixed_table(results: list[Measurement]) -> list[str]:
     forms = ", ".join(
         f"{m.target} {'tags and manifests' if m.detail.get('tag_delete') else 'manifests'}" for m in results
     )
+    latency = [
+        [m.target, *(_latency(m.detail.get("latency_ms_by_operation", {}).get(k)) for k in kinds)]
+        for m in results
+        if not m.error
+    ]
     out = [
         f"mixed load, {clients} clients: operations/s by kind (any unexpected status, digest or body is"
         f" an error; deletes of: {forms})",
         _grid(head, rows),
+        "mixed load latency by kind, ms (p50 / p99)",
+        _grid(["target", *kinds], latency),
     ]
     if samples:
         out += ["mixed load errors (first of each run):", *samples]
     return out
+
+
+def _latency(values: dict[str, float] | None) -> str:
+    return "—" if not values else f"{values['p50']:,.0f} / {values['p99']:,.0f}"
 
 
 def memory_json(memory: list[ProcessMemory]) -> dict[str, Any]:

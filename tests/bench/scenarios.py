@@ -730,6 +730,10 @@ class Bench:
                     "errors_by_operation": dict(errors),
                     "error_samples": [e for c in clients for e in c.samples][:20],
                     "requests": sum(c.requests for c in clients),
+                    # The CPU cost: all the server's CPU over every operation it completed, those in
+                    # flight at the deadline included (the timed run lasts until they end).
+                    "server_cpu_seconds": usage.server,
+                    "work_units": sum(done.values()) + sum(c.late for c in clients),
                     "latency_ms_by_operation": {k: v for k, v in latencies.items() if v},
                     **background([usage]),
                 },

@@ -45,6 +45,13 @@ def test_mixed_load_with_errors_misses_its_target_whatever_its_speed() -> None:
     assert row["server_cpu_per_unit"][REFERENCE] == pytest.approx(10.0)  # s per 1,000 operations
 
 
+def test_the_mixed_loads_cost_counts_the_operations_that_ended_after_the_deadline() -> None:
+    # 100 ops/s to the deadline, but 6,600 operations in the 66 CPU seconds of the whole timed run.
+    detail = {"server_cpu_seconds": 66.0, "work_units": 6600, "errors": 0}
+    measured = Measurement("mixed", REFERENCE, 100.0, "ops/s", server_cores=1.0, detail=detail)
+    assert cpu_cost(measured, COST_UNITS["ops/s"][1]) == pytest.approx(10.0)
+
+
 def _client(index: int, seed: str = "1/1") -> MixedClient:
     return MixedClient(Connection("http://127.0.0.1:9"), {}, index, seed, [])  # never connects
 
