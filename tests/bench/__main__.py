@@ -255,7 +255,7 @@ def start_targets(
 
 def measure_memory(targets: list[Target]) -> dict[str, list[ProcessMemory]]:
     """RSS and PSS of every process of each target (its trees: all the services it runs)."""
-    return {t.key: [m for root in t.memory_roots() for m in tree_memory(root)] for t in targets}
+    return {t.key: [m for root in t.memory_roots() for m in tree_memory(root).processes] for t in targets}
 
 
 def run_all(

@@ -45,7 +45,7 @@ from tests.bench.http import Connection, HTTPError, expect
 from tests.bench.machine import tree_cpu_seconds
 from tests.support.backends import fresh_database, leased_redis_db
 from tests.support.grants import allow_push
-from tests.support.memory import children, command_name
+from tests.support.memory import tree_memory
 from tests.support.processes import (
     ServiceProcess,
     free_port,
@@ -142,12 +142,9 @@ class Target:
         the target's key, those behind it under their names; under `wharf run`, each service it
         started (not the supervisor, not Redis)."""
         if self.key == WHARF_RUN:
-            services = [(command_name(pid), pid) for pid in children(self.process.pid)]
-            found = [
-                (f"{WHARF_RUN}-{name.rsplit('wharf_', 1)[1]}", pid)
-                for name, pid in services
-                if "wharf_" in name
-            ]
+            root = self.process.pid
+            services = [(p.name, p.pid) for p in tree_memory(root).processes if p.ppid == root]
+            found = [(f"{WHARF_RUN}-{n.rsplit('wharf_', 1)[1]}", pid) for n, pid in services if "wharf_" in n]
             return found or [(self.key, self.process.pid)]
         return [(self.key if p is self.process else p.name, p.pid) for p in self.servers()]
 

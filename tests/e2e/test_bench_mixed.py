@@ -80,8 +80,8 @@ def test_wharf_run_target_logs_in_through_its_proxy(tmp_path: Path) -> None:
         target: Target = start_wharf_run(stack, tmp_path, tmp_path / "logs")
         names = {name for name, _pid in target.profiled()}
         assert {f"{WHARF_RUN}-proxy", f"{WHARF_RUN}-registry", f"{WHARF_RUN}-token"} <= names
-        processes = [m for root in target.memory_roots() for m in tree_memory(root)]
-        assert any(m.name.startswith("redis-server") for m in processes), processes  # its private Redis
+        processes = [m for root in target.memory_roots() for m in tree_memory(root).processes]
+        assert "redis-server" in {m.name for m in processes}, processes  # its private Redis
         assert all(m.pss > 0 for m in processes)
         own, mounts = repo_names(2)
         auth = target.auth(  # tokens from `GET /service/token` through the proxy, as the bench user

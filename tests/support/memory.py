@@ -1,95 +1,148 @@
-"""Resident memory of a process tree from /proc: RSS (`VmRSS` in status) and PSS (`Pss` in
-smaps_rollup), per process and summed.
+"""Memory of a process tree, as the kernel counts it: per process and summed.
 
-RSS counts every page a process maps, so pages that pre-forked workers share with their parent
-are counted once per process; PSS divides each shared page among the processes that map it, so
-the PSS of a whole tree adds up to what the tree really holds.
+RSS (`VmRSS` in /proc/<pid>/status) counts every resident page a process maps, so pages that
+forked workers share with their parent are counted once per process: the RSS sum overstates
+what the tree costs the machine. PSS (`Pss` in /proc/<pid>/smaps_rollup) divides each shared
+page among the processes that map it, so the PSS sum is what the tree really holds. Both are
+reported; the bench's idle-memory line and tests/e2e/test_idle_memory.py use this module.
+
+    python -m tests.support.memory PID   # prints the table for PID and its descendants
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 KIB = 1024
+MIB = 1024 * 1024
+_PROC = Path("/proc")
 
 
 @dataclass(frozen=True)
 class ProcessMemory:
     pid: int
-    name: str  # the command line, shortened: `python -m wharf_registry`, `redis-server …`
+    ppid: int
+    name: str  # a short label from the command line (`wharf_proxy`, `redis-server`, …)
     rss: int  # bytes
     pss: int  # bytes
+    shared: int  # bytes of RSS shared with other processes (Shared_Clean + Shared_Dirty)
 
 
-def _read(path: str) -> str | None:
+@dataclass(frozen=True)
+class TreeMemory:
+    processes: tuple[ProcessMemory, ...]
+
+    @property
+    def rss(self) -> int:
+        return sum(p.rss for p in self.processes)
+
+    @property
+    def pss(self) -> int:
+        return sum(p.pss for p in self.processes)
+
+    def by_name(self) -> dict[str, tuple[int, int, int]]:
+        """Per label: (processes, RSS sum, PSS sum)."""
+        out: dict[str, tuple[int, int, int]] = {}
+        for p in self.processes:
+            count, rss, pss = out.get(p.name, (0, 0, 0))
+            out[p.name] = (count + 1, rss + p.rss, pss + p.pss)
+        return out
+
+    def table(self) -> str:
+        lines = [f"{'pid':>7} {'ppid':>7} {'RSS MiB':>8} {'PSS MiB':>8} {'shared':>7}  process"]
+        for p in self.processes:
+            figures = f"{p.rss / MIB:>8.1f} {p.pss / MIB:>8.1f} {p.shared / MIB:>7.1f}"
+            lines.append(f"{p.pid:>7} {p.ppid:>7} {figures}  {p.name}")
+        lines.append(f"{'':>7} {'total':>7} {self.rss / MIB:>8.1f} {self.pss / MIB:>8.1f}")
+        return "\n".join(lines)
+
+
+def _status(pid: int) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in (_PROC / str(pid) / "status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return fields
+
+
+def _kib(value: str) -> int:
+    return int(value.split()[0]) * KIB if value else 0
+
+
+def _label(pid: int, fallback: str) -> str:
+    """What the process runs: the module after `-m`, the script's name, or the executable's."""
     try:
-        return Path(path).read_text(errors="replace")
-    except OSError:  # the process exited, or is not ours
-        return None
+        argv = (_PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return fallback
+    args = [a.decode(errors="replace") for a in argv if a]
+    if "-m" in args[:-1]:
+        return args[args.index("-m") + 1]
+    for arg in args[:2]:
+        base = os.path.basename(arg.split()[0]) if arg.strip() else ""
+        if base and not base.startswith("python"):
+            return base  # a script (`wharf`), or a program that rewrote its title (`redis-server …`)
+    return fallback
 
 
-def _kib_field(text: str, name: str) -> int | None:
-    for line in text.splitlines():
-        if line.startswith(name + ":"):
-            return int(line.split()[1]) * KIB
-    return None
+def process_memory(pid: int) -> ProcessMemory:
+    status = _status(pid)
+    rollup: dict[str, int] = {}
+    for line in (_PROC / str(pid) / "smaps_rollup").read_text().splitlines()[1:]:
+        key, _, value = line.partition(":")
+        rollup[key] = _kib(value.strip())
+    return ProcessMemory(
+        pid=pid,
+        ppid=int(status["PPid"]),
+        name=_label(pid, status.get("Name", "?")),
+        rss=_kib(status.get("VmRSS", "")),
+        pss=rollup.get("Pss", 0),
+        shared=rollup.get("Shared_Clean", 0) + rollup.get("Shared_Dirty", 0),
+    )
 
 
-def _parents() -> dict[int, int]:
-    """pid → parent pid of every process now."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _read(f"/proc/{entry}/stat")
-            if stat is not None:
-                parents[int(entry)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-    return parents
+def mapped_files(pid: int) -> set[str]:
+    """The files `pid` maps (shared libraries, C extensions): which native modules it loaded."""
+    found = set()
+    for line in (_PROC / str(pid) / "maps").read_text().splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and parts[5].startswith("/"):
+            found.add(parts[5])
+    return found
 
 
-def children(pid: int) -> list[int]:
-    """The direct children of `pid`, in pid order."""
-    return sorted(child for child, parent in _parents().items() if parent == pid)
+def descendants(root: int) -> list[int]:
+    """`root` and every process below it, parents before children."""
+    children: dict[int, list[int]] = {}
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int(_status(int(entry.name))["PPid"])
+        except (OSError, KeyError, ValueError):
+            continue  # gone meanwhile, or a kernel thread without the field
+        children.setdefault(ppid, []).append(int(entry.name))
+    order, queue = [], [root]
+    while queue:
+        pid = queue.pop(0)
+        order.append(pid)
+        queue.extend(sorted(children.get(pid, [])))
+    return order
 
 
-def process_tree(root: int) -> list[int]:
-    """`root` and all its descendants (root first), or [] when `root` is gone."""
-    parents = _parents()
-    if root not in parents:
-        return []
-    tree, frontier = [root], [root]
-    while frontier:
-        pid = frontier.pop()
-        kids = sorted(child for child, parent in parents.items() if parent == pid)
-        tree += kids
-        frontier += kids
-    return tree
+def tree_memory(root: int) -> TreeMemory:
+    """Memory of `root` and its descendants; a process that exits meanwhile is left out."""
+    found = []
+    for pid in descendants(root):
+        try:
+            found.append(process_memory(pid))
+        except (OSError, KeyError, ValueError):
+            continue
+    return TreeMemory(tuple(found))
 
 
-def command_name(pid: int) -> str:
-    raw = _read(f"/proc/{pid}/cmdline") or ""
-    argv = [a for a in raw.split("\0") if a]
-    if not argv:
-        return "?"
-    program = Path(argv[0]).name
-    if "-m" in argv[:-1]:  # `python -m wharf_registry`
-        return f"{program} -m {argv[argv.index('-m') + 1]}"
-    return " ".join([program, *(Path(a).name for a in argv[1:3])])
-
-
-def process_memory(pid: int) -> ProcessMemory | None:
-    """RSS and PSS of one process (None when it is gone)."""
-    status, rollup = _read(f"/proc/{pid}/status"), _read(f"/proc/{pid}/smaps_rollup")
-    if status is None or rollup is None:
-        return None
-    rss, pss = _kib_field(status, "VmRSS"), _kib_field(rollup, "Pss")
-    if rss is None or pss is None:  # a zombie has neither
-        return None
-    return ProcessMemory(pid, command_name(pid), rss, pss)
-
-
-def tree_memory(root: int) -> list[ProcessMemory]:
-    """RSS and PSS of `root` and each of its descendants (root first)."""
-    found = (process_memory(pid) for pid in process_tree(root))
-    return [m for m in found if m is not None]
+if __name__ == "__main__":
+    print(tree_memory(int(sys.argv[1])).table())  # noqa: T201
