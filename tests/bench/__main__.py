@@ -121,7 +121,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile",
         action="store_true",
         help="attach py-spy to Wharf's registry (token: its token service; full path: the proxy and the"
-        " registry behind it) while each scenario is timed",
+        " services behind it; wharf-run: each service `wharf run` started) while each scenario is timed",
     )
     parser.add_argument(
         "--py-spy-args",
