@@ -1,5 +1,5 @@
 """Run the bench: `python -m tests.bench [--quick] [--workers N] [--db sqlite|postgresql] [--only …]
-[--targets wharf-none,wharf-token,wharf-proxy,reference]`."""
+[--targets wharf-none,wharf-token,wharf-proxy,wharf-run,reference]`."""
 
 from __future__ import annotations
 
@@ -23,7 +23,14 @@ import pytest
 
 from tests.bench import profiling
 from tests.bench.machine import disk_probe, settle
-from tests.bench.report import measurement_json, summary, table, write_json
+from tests.bench.report import (
+    measurement_json,
+    memory_json,
+    memory_table,
+    summary,
+    table,
+    write_json,
+)
 from tests.bench.scenarios import (
     ALIASES,
     BY_KEY,
@@ -39,6 +46,7 @@ from tests.bench.targets import (
     ALL_TARGETS,
     REFERENCE,
     WHARF_PROXY,
+    WHARF_RUN,
     WHARF_TOKEN,
     Target,
     reference_binary,
@@ -46,9 +54,11 @@ from tests.bench.targets import (
     start_full_path,
     start_reference,
     start_wharf,
+    start_wharf_run,
 )
 from tests.bench.wrk import wrk_binary, wrk_version
 from tests.support import s3
+from tests.support.memory import ProcessMemory, tree_memory
 from tests.support.processes import ROOT
 from tests.support.s3 import moto_server
 
@@ -101,10 +111,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     parser.add_argument(
+        "--mixed-seconds", type=float, help="length of the mixed load's run (default 60, quick 5)"
+    )
+    parser.add_argument("--mixed-clients", type=int, default=32, help="mixed load clients (default 32)")
+    parser.add_argument(
+        "--seed", type=int, default=1, help="seeds the mixed load's choices and images (default 1)"
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="attach py-spy to Wharf's registry (token: its token service; full path: the proxy and the"
-        " registry behind it) while each scenario is timed",
+        " services behind it; wharf-run: each service `wharf run` started) while each scenario is timed",
     )
     parser.add_argument(
         "--py-spy-args",
@@ -145,6 +162,9 @@ def make_config(args: argparse.Namespace, wrk: str | None) -> Config:
         wrk_binary=wrk or "",
         settle_seconds=args.settle if args.settle is not None else (3.0 if quick else 20.0),
         wrk_connections=args.connections,
+        mixed_clients=args.mixed_clients,
+        mixed_seconds=args.mixed_seconds or (5.0 if quick else 60.0),
+        seed=args.seed,
     )
 
 
@@ -198,6 +218,8 @@ def start_targets(
         if key == REFERENCE:
             assert reference is not None
             target = start_reference(stack, work, logs, reference)
+        elif key == WHARF_RUN:  # make run's defaults: SQLite and filesystem whatever --db and --storage say
+            target = start_wharf_run(stack, work, logs)
         elif key == WHARF_PROXY:
             target = start_full_path(
                 stack,
@@ -229,6 +251,11 @@ def start_targets(
             out(f"  {server.label} at {server.url} (pid {server.process.pid})")
         targets.append(target)
     return targets
+
+
+def measure_memory(targets: list[Target]) -> dict[str, list[ProcessMemory]]:
+    """RSS and PSS of every process of each target (its trees: all the services it runs)."""
+    return {t.key: [m for root in t.memory_roots() for m in tree_memory(root).processes] for t in targets}
 
 
 def run_all(
@@ -335,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     signal.signal(signal.SIGTERM, _on_sigterm)
     results: list[Measurement] = []
+    memory: dict[str, dict[str, list[ProcessMemory]]] = {}
     labels: dict[str, str] = {}
     env = environment(args, config, wrk, reference)
     out(
@@ -355,17 +383,22 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             labels = {t.key: t.label for t in targets}
             settle(config.settle_seconds)
+            for key, procs in measure_memory(targets).items():
+                memory.setdefault(key, {})["after start"] = procs
             env["disk"] = disk_probe(work / "disk-probe")
             out(f"disk ({work}): {env['disk']}")
             bench = Bench(config, spy or no_profiler)
             run_all(bench, args, targets, results)
+            settle(config.settle_seconds)
+            for key, procs in measure_memory(targets).items():
+                memory.setdefault(key, {})["after the load"] = procs
             out("\nstopping servers …")
     except KeyboardInterrupt:
         out("\ninterrupted: servers stopped, temp dir removed")
         status = 130
     finally:
-        if results:
-            finish(args, env, labels, results, run_dir, started, spy)
+        if results or memory:
+            finish(args, env, labels, results, memory, run_dir, started, spy)
     return status or (1 if any(m.error for m in results) else 0)
 
 
@@ -374,6 +407,7 @@ def finish(
     env: dict[str, Any],
     labels: dict[str, str],
     results: list[Measurement],
+    memory: dict[str, dict[str, list[ProcessMemory]]],
     run_dir: Path,
     started: dt.datetime,
     spy: profiling.PySpy | None,
@@ -388,6 +422,12 @@ def finish(
         "targets": labels,
         "summary": rows,
         "results": [measurement_json(m) for m in results],
+        # Server CPU seconds per GiB pushed/pulled, per 1,000 requests (manifest GETs …), per target.
+        "cpu_cost": {row["scenario"]: row["server_cpu_per_unit"] for row in rows},
+        "memory": {
+            target: {moment: memory_json(procs) for moment, procs in per.items()}
+            for target, per in memory.items()
+        },
     }
     profile_text = []
     if spy is not None:
@@ -409,7 +449,11 @@ def finish(
     out("targets: " + "; ".join(f"{k} = {v}" for k, v in labels.items()))
     note = "  (PROFILED: py-spy was attached, figures are perturbed)" if spy is not None else ""
     out(f"Wharf vs reference, same machine, same run{note}")
-    out(table(rows, results, present))
+    if results:
+        out(table(rows, results, present))
+    if memory:
+        out("")
+        out("\n".join(memory_table(memory)))
     for text in profile_text:
         out("")
         out(text)

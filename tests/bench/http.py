@@ -274,5 +274,7 @@ class _Counter:
 def expect(response: Response, *statuses: int, what: str) -> Response:
     if response.status not in statuses:
         detail = response.body[:300].decode("utf-8", "replace")
-        raise HTTPError(f"{what}: HTTP {response.status} (expected {statuses}): {detail}")
+        request_id = response.header("X-Request-Id")
+        rid = f" [request id {request_id}]" if request_id else ""
+        raise HTTPError(f"{what}: HTTP {response.status} (expected {statuses}){rid}: {detail}")
     return response

@@ -1,7 +1,7 @@
 """`--profile`: py-spy attached to Wharf's registry (parent and workers) while a scenario is timed;
 for the token scenario, to the token service's process instead (the target the scenario times);
 on the full path, to the proxy and, each recorded and summarised on its own, to the processes
-behind it (registry, token service).
+behind it (registry, token service); under `wharf run`, to each service it started.
 
 py-spy is not a project dependency: `.venv/bin/pip install py-spy`. Its raw output (collapsed
 stacks, one `frame;frame;… count` line per distinct stack) is kept next to the results and
@@ -52,11 +52,7 @@ class PySpy:
             yield None
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        # The front process under the target's key, each process behind it under its own name.
-        recordings = [
-            self._record(target.key if server is target.process else server.name, scenario, server.pid)
-            for server in target.servers()
-        ]
+        recordings = [self._record(name, scenario, pid) for name, pid in target.profiled()]
         try:
             time.sleep(1.0)  # attach to every worker before the clock starts
             yield None

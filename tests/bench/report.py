@@ -1,9 +1,11 @@
-"""The results table (figures, ratios to the reference, targets met or missed) and the JSON record.
+"""The results table (figures, ratios to the reference, targets met or missed), the server CPU
+each unit of work costs, the mixed load's operations and errors, idle memory, and the JSON record.
 
 Most targets are ratios to the reference; a scenario the reference cannot run (token issuance)
 has an absolute target instead (`Scenario.target_value`), judged on the figure alone. Each Wharf
 target is judged by its own issue's targets (`Scenario.ratio_for`): issue 3's for the registry
-alone, issue 5's for the full path through the proxy.
+alone, issue 10's for the full path (through the proxy, and as `wharf run` starts it). A figure
+whose run counted errors (the mixed load) misses its target whatever its speed.
 """
 
 from __future__ import annotations
@@ -14,32 +16,48 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench.scenarios import BY_KEY, Measurement, Scenario
-from tests.bench.targets import ALL_TARGETS, REFERENCE, WHARF_NONE, WHARF_PROXY, WHARF_TOKEN
+from tests.bench.targets import ALL_TARGETS, REFERENCE, WHARF_NONE, WHARF_PROXY, WHARF_RUN, WHARF_TOKEN
+from tests.support.memory import ProcessMemory
 
 # Issue 3's targets hold for Wharf's registry alone on filesystem storage, compared with the
 # reference like for like: auth none against the reference's no auth. The token column is shown
-# (with its own verdict) to see what auth costs. Issue 5's hold for the full path (proxy, token
-# auth, registry) against the same reference: what a docker client meets.
+# (with its own verdict) to see what auth costs. Issue 10's hold for the full path (proxy, token
+# auth, registry) against the same reference: what a docker client meets, also as `make run`
+# starts it with its defaults.
 VERDICT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("#3", (WHARF_NONE, WHARF_TOKEN)),
-    ("#5", (WHARF_PROXY,)),
+    ("#10", (WHARF_PROXY, WHARF_RUN)),
 )
 VERDICT_TARGETS = tuple(t for _, group in VERDICT_GROUPS for t in group)
 NOISY_CORES = 0.3
-# figure unit -> (cost unit, scale): server core-seconds per unit of work, scaled for reading.
+GiB_PER_MiB = 1024.0
+# figure unit -> (cost unit, scale): server CPU seconds per GiB moved, or per 1,000 of a rate's units.
 COST_UNITS = {
-    "MiB/s": ("ms/MiB", 1e3),
-    "req/s": ("µs/req", 1e6),
-    "images/s": ("ms/image", 1e3),
-    "tokens/s": ("µs/token", 1e6),
+    "MiB/s": ("s/GiB", GiB_PER_MiB),
+    "req/s": ("s/1k req", 1e3),
+    "images/s": ("s/1k images", 1e3),
+    "tokens/s": ("s/1k tokens", 1e3),
+    "ops/s": ("s/1k ops", 1e3),
 }
+MiB = 1024 * 1024
+IDLE_MEMORY_TARGET_MIB = 250  # issue 10: the whole suite under `make run`, at idle
+MEMORY_TARGETS = {WHARF_RUN: IDLE_MEMORY_TARGET_MIB}
 
 
 def cpu_cost(m: Measurement | None, scale: float) -> float | None:
-    """Server CPU per unit of work: robust when other work on the machine steals time."""
+    """Server CPU seconds per unit of work (cores busy / rate, scaled): robust when other work on
+    the machine steals time. Per GiB for MiB/s figures, per 1,000 requests for rates."""
     if m is None or m.error or not m.value or m.server_cores is None:
         return None
+    cpu, units = m.detail.get("server_cpu_seconds"), m.detail.get("work_units")
+    if cpu is not None and units:  # counted to the end of the timed run (the mixed load)
+        return float(cpu) / float(units) * scale
     return m.server_cores / m.value * scale
+
+
+def error_count(m: Measurement | None) -> int:
+    """Errors a run counted without stopping (the mixed load's unexpected answers)."""
+    return int(m.detail.get("errors", 0)) if m is not None and isinstance(m.detail.get("errors"), int) else 0
 
 
 def _value(results: dict[tuple[str, str], Measurement], scenario: str, target: str) -> float | None:
@@ -70,7 +88,10 @@ def summary(results: list[Measurement], scenarios: list[Scenario]) -> list[dict[
                 verdicts[t] = "n/a"
             else:
                 verdicts[t] = "met" if ratio >= goal_ratio else "missed"
+            if verdicts[t] == "met" and error_count(by.get((sc.key, t))):
+                verdicts[t] = "missed"  # fast but wrong is not a pass
         errors = {t: m.error for (s, t), m in by.items() if s == sc.key and m.error}
+        counted = {t: error_count(m) for (s, t), m in by.items() if s == sc.key and "errors" in m.detail}
         cost_unit, scale = COST_UNITS[sc.unit]
         costs = {t: cpu_cost(by.get((sc.key, t)), scale) for t in values}
         rows.append(
@@ -85,6 +106,7 @@ def summary(results: list[Measurement], scenarios: list[Scenario]) -> list[dict[
                 "proxy_target_ratio": sc.proxy_ratio,
                 "verdicts": verdicts,
                 "errors": errors,
+                "error_counts": counted,
                 "server_cpu_per_unit": {"unit": cost_unit, **costs},
             }
         )
@@ -95,6 +117,11 @@ def _num(value: float | None) -> str:
     if value is None:
         return "—"
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
+
+
+def _cost(value: float | None) -> str:
+    """Three significant figures: CPU costs run from thousandths of a second to tens."""
+    return "—" if value is None else f"{value:.3g}"
 
 
 def _over(a: float | None, b: float | None) -> float | None:
@@ -185,16 +212,25 @@ def table(rows: list[dict[str, Any]], results: list[Measurement], targets: list[
         name, scale = unit
         costs = {t: cpu_cost(by.get((row["scenario"], t)), scale) for t in targets}
         ref = costs.get(REFERENCE)
-        line = [row["label"], name, *(_num(costs[t]) for t in targets)]
+        line = [row["label"], name, *(_cost(costs[t]) for t in targets)]
         line += [_ratio(_over(ref, costs.get(t))) for t in wharf]
         cost_rows.append(line)
-    full_path = " (full path: proxy + registry + token service)" if WHARF_PROXY in targets else ""
+    trees: list[str] = []
+    if WHARF_PROXY in targets:
+        trees.append(f"{WHARF_PROXY}: proxy + registry + token service")
+    if WHARF_RUN in targets:
+        trees.append(f"{WHARF_RUN}: the whole `wharf run` tree, its Redis included")
     out += [
         "",
-        "server CPU per unit of work (lower is better; ratio = reference/Wharf, so >1 means Wharf is leaner;"
-        f" Redis and PostgreSQL not included){full_path}",
+        "server CPU seconds per unit of work: per GiB pushed or pulled, per 1,000 requests (manifest GETs,"
+        " tags, …), images, tokens or operations",
+        "(lower is better; ref/x = reference/Wharf, >1 means Wharf is leaner; shared Redis and PostgreSQL"
+        " not included" + (f"; {'; '.join(trees)}" if trees else "") + ")",
         _grid(["scenario", "unit", *targets, *(f"ref/{_short(t)}" for t in wharf)], cost_rows),
     ]
+    mixed = [by[("mixed", t)] for t in targets if ("mixed", t) in by]
+    if mixed:
+        out += ["", *mixed_table(mixed)]
     noisy = [
         f"  {m.target} · {BY_KEY[m.scenario].label}: {m.detail['background_cores']:.2f} cores busy before it"
         for m in results
@@ -213,6 +249,86 @@ def table(rows: list[dict[str, Any]], results: list[Measurement], targets: list[
     if errors:
         out += ["", "errors:", *errors]
     return "\n".join(out)
+
+
+def mixed_table(results: list[Measurement]) -> list[str]:
+    """The mixed load per target: operations/s of each kind, errors, and the errors word for word."""
+    kinds = list(dict.fromkeys(k for m in results for k in m.detail.get("operations", {})))
+    head = ["target", "ops/s", "errors", "req/s", *kinds]
+    rows, samples = [], []
+    for m in results:
+        if m.error:
+            rows.append([m.target, "ERROR", "—", "—", *("—" for _ in kinds)])
+            continue
+        seconds = m.seconds or 1.0
+        ops = m.detail.get("operations", {})
+        line = [m.target, _num(m.value), str(error_count(m)), _num(m.detail.get("requests", 0) / seconds)]
+        rows.append(line + [_num(ops.get(k, 0) / seconds) for k in kinds])
+        samples += [f"  {m.target}: {e}" for e in m.detail.get("error_samples", [])]
+    clients = max((m.detail.get("clients", 0) for m in results), default=0)
+    forms = ", ".join(
+        f"{m.target} {'tags and manifests' if m.detail.get('tag_delete') else 'manifests'}" for m in results
+    )
+    latency = [
+        [m.target, *(_latency(m.detail.get("latency_ms_by_operation", {}).get(k)) for k in kinds)]
+        for m in results
+        if not m.error
+    ]
+    out = [
+        f"mixed load, {clients} clients: operations/s by kind (any unexpected status, digest or body is"
+        f" an error; deletes of: {forms})",
+        _grid(head, rows),
+        "mixed load latency by kind, ms (p50 / p99)",
+        _grid(["target", *kinds], latency),
+    ]
+    if samples:
+        out += ["mixed load errors (first of each run):", *samples]
+    return out
+
+
+def _latency(values: dict[str, float] | None) -> str:
+    return "—" if not values else f"{values['p50']:,.0f} / {values['p99']:,.0f}"
+
+
+def memory_json(memory: list[ProcessMemory]) -> dict[str, Any]:
+    return {
+        "rss_bytes": sum(m.rss for m in memory),
+        "pss_bytes": sum(m.pss for m in memory),
+        "processes": [asdict(m) for m in memory],
+    }
+
+
+def memory_table(memory: dict[str, dict[str, list[ProcessMemory]]]) -> list[str]:
+    """Resident memory of each target's process trees (Wharf's: every service it runs; `wharf run`:
+    with its Redis): the sums, then each process; issue 10's target for `wharf run` judged on PSS
+    (RSS counts the pages forked workers share with their parent once per process)."""
+    moments = list(dict.fromkeys(k for per in memory.values() for k in per))
+    head = ["target", *(f"{w} {moment}" for moment in moments for w in ("RSS", "PSS")), "target (PSS)"]
+    rows, lines = [], []
+    for target, per in memory.items():
+        line = [target]
+        for moment in moments:
+            procs = per.get(moment, [])
+            line += [f"{sum(m.rss for m in procs) / MiB:,.1f}", f"{sum(m.pss for m in procs) / MiB:,.1f}"]
+        goal = MEMORY_TARGETS.get(target)
+        first = per.get(moments[0], []) if moments else []
+        if goal is None:
+            line.append("")
+        else:
+            verdict = "met" if sum(m.pss for m in first) <= goal * MiB else "missed"
+            line.append(f"<= {goal} MiB: {verdict}")
+        rows.append(line)
+        for m in first:
+            lines.append(
+                f"  {target:12} pid {m.pid:>7}  RSS {m.rss / MiB:7.1f}  PSS {m.pss / MiB:7.1f}  {m.name}"
+            )
+    first_moment = moments[0] if moments else ""
+    return [
+        "resident memory at idle, MiB (sum over each target's process trees)",
+        _grid(head, rows),
+        f"per process ({first_moment}):",
+        *lines,
+    ]
 
 
 def _grid(head: list[str], rows: list[list[str]]) -> str:

@@ -11,6 +11,8 @@
 | catalog      | wrk, 64 connections, GET `/v2/_catalog?n=100` (50 repositories)       | req/s    |
 | base         | wrk, 64 connections, GET `/v2/`: each server's floor, no target        | req/s    |
 | token        | wrk, 32 connections, GET `/service/token` (Basic, warm credentials)    | tokens/s |
+| mixed        | N clients (32) for 60 s looping over a weighted mix of pushes, pulls,  | ops/s    |
+|              | deletes, mounts, abandoned and cancelled uploads (`mixed.py`)          |          |
 
 `token` runs against Wharf with token auth only (the reference has no token service): its one
 token process issues tokens to a developer of a private project for
@@ -19,24 +21,17 @@ the warm-up run leaves the credentials in the credential cache, so the password 
 timed. Its target is absolute (`target_value`), not a ratio to the reference.
 
 Targets are ratios to the reference. Wharf's registry alone (`wharf-none`, `wharf-token`) has
-issue 3's (`target_ratio`); the full path through the proxy (`wharf-proxy`) has issue 5's
-(`proxy_ratio`: blob push >= 2.5x, pull >= 0.7x, manifest GET >= 1.5x, small push >= 1.5x), and
-none for what issue 5 does not name. The token scenario does not run on the full path.
+issue 3's (`target_ratio`); the full path through the proxy (`wharf-proxy`, and `wharf-run`, the
+same path as `make run` starts it) has issue 10's (`proxy_ratio`: blob push >= 2.5x monolithic,
+>= 2x chunked, pull >= 0.9x, manifest GET, tags and catalog >= 2x, small push and the mixed load
+>= 1.5x, the mixed load with no error). The token scenario does not run on the full path.
 
 Each timed run starts once the machine is quiet (`settle`), and records the CPU the server
 process tree, the client (this process, or wrk) and the rest of the machine used, so a figure
 taken while something else ran is visible as such; `--rounds` repeats everything and the
 median is reported.
 
-A small-image push is what docker sends for an image of one config blob and one layer that the
-registry does not have yet (docker checks and uploads layers before the config):
-  1. HEAD  /v2/<repo>/blobs/<layer>          → 404
-  2. POST  /v2/<repo>/blobs/uploads/         → 202 + Location
-  3. PUT   <Location>&digest=<layer> (body)  → 201
-  4. HEAD  /v2/<repo>/blobs/<config>         → 404
-  5. POST  /v2/<repo>/blobs/uploads/         → 202 + Location
-  6. PUT   <Location>&digest=<config> (body) → 201
-  7. PUT   /v2/<repo>/manifests/<tag>        → 201 (Docker schema 2)
+A small-image push is the 7 requests docker sends for a new one-layer image (`pushes.py`).
 
 "Monolithic" push is one request carrying the whole body: `POST …/uploads/?digest=` where the
 registry completes it in that request (Wharf), otherwise the spec's two-request form `POST`
@@ -54,28 +49,31 @@ import statistics
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from tests.bench import mixed
 from tests.bench.http import Connection, HTTPError, Response, expect
 from tests.bench.machine import machine_busy_seconds, settle
-from tests.bench.targets import CATALOG_ACCESS, WHARF_PROXY, Target, repo_access
+from tests.bench.pushes import (
+    ACCEPT,
+    OCTETS,
+    PUSH_REQUESTS,
+    SmallImage,
+    push_small,
+    sha256,
+    small_image,
+    with_digest,
+)
+from tests.bench.targets import CATALOG_ACCESS, FULL_PATH, Target, repo_access
 from tests.bench.wrk import WrkResult, run_wrk
-from tests.support.oci import DOCKER_MANIFEST, image_manifest
+from tests.support.oci import DOCKER_MANIFEST
 
 MiB = 1024 * 1024
-ACCEPT = ", ".join(
-    (
-        DOCKER_MANIFEST,
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.oci.image.index.v1+json",
-    )
-)
-OCTETS = {"Content-Type": "application/octet-stream"}
 
 
 @dataclass
@@ -94,6 +92,10 @@ class Config:
     token_clients: int = 32
     catalog_repos: int = 50
     tags: int = 50
+    mixed_clients: int = 32
+    mixed_seconds: float = 60.0
+    mixed_shared: int = 8  # images in the shared repository the mixed load pulls and mounts from
+    seed: int = 1  # the mixed load's choices and images
 
 
 @dataclass
@@ -144,29 +146,21 @@ class Scenario:
     run: Callable[[Bench, Target], Measurement]
     target_value: float | None = None  # an absolute target in `unit`, for figures with no reference
     needs_token_service: bool = False  # runs only against targets with Wharf's token service
-    proxy_ratio: float | None = None  # the full path's target (issue 5), a ratio to the reference
+    proxy_ratio: float | None = None  # the full path's target (issue 10), a ratio to the reference
 
     def runs_on(self, target: Target) -> bool:
         return not self.needs_token_service or target.token_service is not None
 
     def ratio_for(self, target: str) -> float | None:
         """The target ratio to the reference that `target`'s figure is judged by (None: none)."""
-        return self.proxy_ratio if target == WHARF_PROXY else self.target_ratio
+        return self.proxy_ratio if target in FULL_PATH else self.target_ratio
 
     def value_for(self, target: str) -> float | None:
         """The absolute target for `target`'s figure (None: none)."""
-        return None if target == WHARF_PROXY else self.target_value
+        return None if target in FULL_PATH else self.target_value
 
 
 # -- shared client pieces -----------------------------------------------------------------------
-
-
-def sha256(data: bytes | bytearray | memoryview) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def with_digest(target_path: str, digest: str) -> str:
-    return f"{target_path}{'&' if '?' in target_path else '?'}digest={digest}"
 
 
 def upload_blob(
@@ -224,61 +218,6 @@ def upload_chunked(
         )
         location = conn.target(patched.header("Location"))
     expect(conn.request("PUT", with_digest(location, digest), headers=headers), 201, what=f"PUT {repo} blob")
-
-
-@dataclass(frozen=True)
-class SmallImage:
-    config: bytes
-    layer: bytes
-    manifest: bytes
-
-    @property
-    def digest(self) -> str:
-        return sha256(self.manifest)
-
-
-def small_image(seed: str, layer_bytes: int = 2048) -> SmallImage:
-    block = hashlib.sha256(seed.encode()).digest()
-    layer = (block * (layer_bytes // len(block) + 1))[:layer_bytes]
-    config = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Labels": {"seed": seed}},
-            "rootfs": {"type": "layers", "diff_ids": [sha256(layer)]},
-        },
-        sort_keys=True,
-    ).encode()
-    manifest = image_manifest(config, [layer], media_type=DOCKER_MANIFEST)
-    return SmallImage(config, layer, manifest)
-
-
-def push_small(
-    conn: Connection, target: Target, repo: str, tag: str, image: SmallImage, auth: dict[str, str]
-) -> None:
-    """The 7 requests of a docker push of a one-layer image the registry lacks (module docstring)."""
-    for blob in (image.layer, image.config):
-        digest = sha256(blob)
-        expect(conn.request("HEAD", f"/v2/{repo}/blobs/{digest}", headers=auth), 404, what="HEAD blob")
-        started = expect(
-            conn.request("POST", f"/v2/{repo}/blobs/uploads/", headers=auth), 202, what="POST upload"
-        )
-        location = conn.target(started.header("Location"))
-        expect(
-            conn.request("PUT", with_digest(location, digest), headers={**auth, **OCTETS}, body=blob),
-            201,
-            what="PUT blob",
-        )
-    expect(
-        conn.request(
-            "PUT",
-            f"/v2/{repo}/manifests/{tag}",
-            headers={**auth, "Content-Type": DOCKER_MANIFEST},
-            body=image.manifest,
-        ),
-        201,
-        what="PUT manifest",
-    )
 
 
 def seed_image(conn: Connection, target: Target, repo: str, tags: list[str], image: SmallImage) -> None:
@@ -391,6 +330,7 @@ class Bench:
         self.config = config
         self.profiler = profiler
         self._blob: bytearray | None = None
+        self._mixed_runs: Counter[str] = Counter()  # per target: each round pushes new images
 
     def blob(self, label: str) -> tuple[bytearray, str]:
         """The large blob, its first 32 bytes rewritten so each push is new content; (data, digest)."""
@@ -695,7 +635,7 @@ class Bench:
                 deadline = window["deadline"]
                 while (start := time.monotonic()) < deadline:
                     tag, image = next(images)
-                    push_small(conn, target, repo, tag, image, auth)
+                    push_small(conn, repo, tag, image, auth)
                     finished = time.monotonic()
                     if finished <= deadline:
                         done[index] += 1
@@ -718,12 +658,102 @@ class Bench:
                 detail={
                     "images": sum(done),
                     "clients": cfg.push_clients,
-                    "requests_per_image": 7,
+                    "requests_per_image": PUSH_REQUESTS,
                     **background([usage]),
                 },
             ),
             usage.cores(),
         )
+
+    # -- mixed load -----------------------------------------------------------------------------------
+
+    def mixed(self, target: Target) -> Measurement:
+        """`mixed_clients` clients for `mixed_seconds`, each looping over `mixed.WEIGHTS` (see
+        `mixed.py`); the figure is operations completed per second, errors counted beside it."""
+        cfg = self.config
+        self._mixed_runs[target.key] += 1
+        seed = f"{cfg.seed}/{self._mixed_runs[target.key]}"
+        shared = [
+            mixed.Image(mixed.SHARED_REPO, f"s{i}", small_image(f"shared/{seed}/{i}"))
+            for i in range(cfg.mixed_shared)
+        ]
+        with target.connect() as conn:
+            for image in shared:
+                seed_image(conn, target, image.repo, [image.tag], image.content)
+        tag_delete = probe_tag_delete(target)
+        clients: list[mixed.MixedClient] = []
+        window: dict[str, float] = {}
+
+        def client(index: int, barrier: threading.Barrier) -> None:
+            own, mounts = mixed.repo_names(index)
+            access = (
+                repo_access(own, "pull", "push", "delete"),
+                repo_access(mounts, "pull", "push"),
+                repo_access(mixed.SHARED_REPO, "pull"),
+            )
+            with target.connect() as conn:
+                auth = target.auth(*access)  # one login per client, before the clock starts
+                conn.request("GET", "/v2/", headers=auth)
+                state = mixed.MixedClient(conn, auth, index, seed, shared, tag_delete=tag_delete)
+                clients.append(state)
+                barrier.wait()
+                deadline = window["deadline"]
+                while time.monotonic() < deadline:
+                    state.step(deadline)
+
+        def work() -> None:
+            window["deadline"] = time.monotonic() + cfg.mixed_seconds
+            run_threads(cfg.mixed_clients, client)
+
+        _, usage = self.timed(target, "mixed", work)
+        done = sum((c.done for c in clients), Counter[str]())
+        errors = sum((c.errors for c in clients), Counter[str]())
+        latencies = {
+            kind: percentiles([v for c in clients for v in c.latencies.get(kind, [])])
+            for kind in mixed.WEIGHTS
+        }
+        # The clock stops when the last operation in flight at the deadline ends; count to the deadline.
+        return with_cores(
+            Measurement(
+                "mixed",
+                target.key,
+                sum(done.values()) / cfg.mixed_seconds,
+                "ops/s",
+                seconds=cfg.mixed_seconds,
+                latency_ms=percentiles([v for c in clients for per in c.latencies.values() for v in per]),
+                detail={
+                    "clients": cfg.mixed_clients,
+                    "seed": seed,
+                    "tag_delete": tag_delete,
+                    "operations": dict(done),
+                    "errors": sum(errors.values()),
+                    "errors_by_operation": dict(errors),
+                    "error_samples": [e for c in clients for e in c.samples][:20],
+                    "requests": sum(c.requests for c in clients),
+                    # The CPU cost: all the server's CPU over every operation it completed, those in
+                    # flight at the deadline included (the timed run lasts until they end).
+                    "server_cpu_seconds": usage.server,
+                    "work_units": sum(done.values()) + sum(c.late for c in clients),
+                    "latency_ms_by_operation": {k: v for k, v in latencies.items() if v},
+                    **background([usage]),
+                },
+            ),
+            usage.cores(),
+        )
+
+
+def probe_tag_delete(target: Target) -> bool:
+    """Does the target delete a tag (`DELETE /v2/<name>/manifests/<tag>`, optional in OCI 1.1)?"""
+    repo = "bench/mixed-probe"
+    image = small_image(f"tag-delete/{uuid.uuid4()}")
+    with target.connect() as conn:
+        seed_image(conn, target, repo, ["probe"], image)
+        auth = target.auth(repo_access(repo, "pull", "push", "delete"))
+        answer = conn.request("DELETE", f"/v2/{repo}/manifests/probe", headers=auth)
+        if answer.status == 202:
+            return True
+        expect(answer, 400, 404, 405, what=f"DELETE /v2/{repo}/manifests/probe")  # unsupported, not broken
+        return False
 
 
 def _images(prefix: str) -> Iterator[tuple[str, SmallImage]]:
@@ -735,14 +765,14 @@ def _images(prefix: str) -> Iterator[tuple[str, SmallImage]]:
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("push-mono", "blob push, monolithic", "MiB/s", 3.0, Bench.push_mono, proxy_ratio=2.5),
-    Scenario("push-chunked", "blob push, chunked", "MiB/s", 3.0, Bench.push_chunked, proxy_ratio=2.5),
-    Scenario("pull", "blob pull, 8 clients", "MiB/s", 0.95, Bench.pull, proxy_ratio=0.7),
-    Scenario("manifest", "manifest GET, 64 conns", "req/s", 3.0, Bench.manifest, proxy_ratio=1.5),
+    Scenario("push-chunked", "blob push, chunked", "MiB/s", 3.0, Bench.push_chunked, proxy_ratio=2.0),
+    Scenario("pull", "blob pull, 8 clients", "MiB/s", 0.95, Bench.pull, proxy_ratio=0.9),
+    Scenario("manifest", "manifest GET, 64 conns", "req/s", 3.0, Bench.manifest, proxy_ratio=2.0),
     Scenario(
         "small-push", "small-image push, 16 clients", "images/s", 1.5, Bench.small_push, proxy_ratio=1.5
     ),
-    Scenario("tags", "tags list, 64 conns", "req/s", 2.0, Bench.tags),
-    Scenario("catalog", "catalog, 64 conns", "req/s", 2.0, Bench.catalog),
+    Scenario("tags", "tags list, 64 conns", "req/s", 2.0, Bench.tags, proxy_ratio=2.0),
+    Scenario("catalog", "catalog, 64 conns", "req/s", 2.0, Bench.catalog, proxy_ratio=2.0),
     Scenario("base", "GET /v2/ (baseline)", "req/s", None, Bench.base),
     Scenario(
         "token",
@@ -753,6 +783,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         target_value=1000.0,
         needs_token_service=True,
     ),
+    Scenario("mixed", "mixed load", "ops/s", 1.5, Bench.mixed, proxy_ratio=1.5),
 )
 BY_KEY = {s.key: s for s in SCENARIOS}
 ALIASES = {

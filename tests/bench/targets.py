@@ -16,8 +16,14 @@ wharf_proxy`) in front of a token service and a token-auth registry (the registr
 so the registry's challenge names `<proxy>/service/token`. Its clients log in the real way: a
 `GET <proxy>/service/token` with Basic credentials and the scope they need, once per client
 and repository (as docker does), then `Authorization: Bearer` on every request through the
-proxy. Repositories are in a private project `bench` whose developer is the bench user; the
+proxy. Repositories are in a private project `bench` whose maintainer is the bench user (a
+maintainer, not a developer: the mixed load deletes, which Harbor's developers may not); the
 catalog scope is for sysadmins only, so that token is the admin's.
+
+`wharf-run` is what a new user runs: `wharf run` (the command behind `make run`) on free ports in
+a temp data dir with its defaults (SQLite, its private Redis, its worker counts), the bench user
+and project added to its database, logins through its proxy as on `wharf-proxy`. Its CPU and
+memory are the whole process tree of `wharf run`, Redis included.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import base64
 import json
 import shutil
 import subprocess
+import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +45,7 @@ from tests.bench.http import Connection, HTTPError, expect
 from tests.bench.machine import tree_cpu_seconds
 from tests.support.backends import fresh_database, leased_redis_db
 from tests.support.grants import allow_push
+from tests.support.memory import tree_memory
 from tests.support.processes import (
     ServiceProcess,
     free_port,
@@ -63,12 +71,15 @@ POOL_SIZE = "5"
 WHARF_NONE = "wharf-none"
 WHARF_TOKEN = "wharf-token"
 WHARF_PROXY = "wharf-proxy"
+WHARF_RUN = "wharf-run"
 REFERENCE = "reference"
-ALL_TARGETS = (WHARF_NONE, WHARF_TOKEN, WHARF_PROXY, REFERENCE)
+ALL_TARGETS = (WHARF_NONE, WHARF_TOKEN, WHARF_PROXY, WHARF_RUN, REFERENCE)
+FULL_PATH = (WHARF_PROXY, WHARF_RUN)  # a client → proxy → token service + registry
 TOKEN_SERVICE = "wharf-token-service"  # not a target: the token process behind WHARF_TOKEN
 
-# The accounts the token service logs in: a developer of a private project (not a sysadmin,
-# so its grants come from its membership), and the admin that owns the project.
+# The accounts the token service logs in: a member of a private project (not a sysadmin,
+# so its grants come from its membership: developer, or maintainer on the full path), and the
+# admin that owns the project.
 BENCH_ADMIN_PASSWORD = "bench-admin-password-1"
 BENCH_USER = "bench-user"
 BENCH_PASSWORD = "bench-password-1"
@@ -115,8 +126,27 @@ class Target:
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) so far of the server processes and all their descendants
-        (on the full path: proxy, registry and token service together)."""
+        (on the full path: proxy, registry and token service together; `wharf run`: the whole
+        suite with its private Redis)."""
         return tree_cpu_seconds(*(p.pid for p in self.servers()))
+
+    def memory_roots(self) -> list[int]:
+        """The processes whose trees hold this target's memory (its token service's too)."""
+        roots = [p.pid for p in self.servers()]
+        if self.token_service is not None:
+            roots.append(self.token_service.server.process.pid)
+        return roots
+
+    def profiled(self) -> list[tuple[str, int]]:
+        """(name, pid) of each process tree py-spy records on its own: the front process under
+        the target's key, those behind it under their names; under `wharf run`, each service it
+        started (not the supervisor, not Redis)."""
+        if self.key == WHARF_RUN:
+            root = self.process.pid
+            services = [(p.name, p.pid) for p in tree_memory(root).processes if p.ppid == root]
+            found = [(f"{WHARF_RUN}-{n.rsplit('wharf_', 1)[1]}", pid) for n, pid in services if "wharf_" in n]
+            return found or [(self.key, self.process.pid)]
+        return [(self.key if p is self.process else p.name, p.pid) for p in self.servers()]
 
 
 @dataclass
@@ -135,7 +165,7 @@ class TokenService:
 class Login:
     """What a docker client does before it talks to the registry: trade credentials for a token
     at `GET /service/token` (Basic auth, `service`, one `scope` per access). Repository scopes
-    are asked as the user (a developer of the repositories' project); the catalog, which the
+    are asked as the user (a maintainer of the repositories' project); the catalog, which the
     token service grants to sysadmins only, as the admin."""
 
     service: str
@@ -172,6 +202,7 @@ class Login:
 
 
 def repo_access(name: str, *actions: str) -> Access:
+    """`repository:<name>:<actions>` (pull and push when none are named)."""
     return Access("repository", name, frozenset(actions or ("pull", "push")))
 
 
@@ -255,7 +286,7 @@ def start_token_service(
     return TokenService(server, settings.token.service, BENCH_USER, BENCH_PASSWORD, BENCH_PROJECT, verifier)
 
 
-async def _seed_accounts(settings: Settings, project_name: str) -> None:
+async def _seed_accounts(settings: Settings, project_name: str, role: Role = Role.DEVELOPER) -> None:
     """The admin and `library` (as `wharf init` makes them), then the bench user and its project."""
     await ensure_accounts(settings)
     db = Database(settings.effective_database_url, pool_size=1)
@@ -265,7 +296,7 @@ async def _seed_accounts(settings: Settings, project_name: str) -> None:
             admin = await accounts.find_user(conn, "admin")
             assert admin is not None
             project = await projects.create_project(conn, project_name, admin.id, public=False)
-            await projects.set_member(conn, project.id, user.id, Role.DEVELOPER)
+            await projects.set_member(conn, project.id, user.id, role)
     finally:
         await db.close()
 
@@ -296,7 +327,7 @@ def start_full_path(
         admin_password=SecretStr(BENCH_ADMIN_PASSWORD),
     )
     ensure_files(settings)
-    asyncio.run(_seed_accounts(settings, PROXY_PROJECT))
+    asyncio.run(_seed_accounts(settings, PROXY_PROJECT, Role.MAINTAINER))
     registry_port, token_port = free_port(HOST), free_port(HOST)
     env = {
         "WHARF_DATA_DIR": str(data_dir),
@@ -328,6 +359,40 @@ def start_full_path(
         f" → token service (1 worker) + registry (token, {db_kind}, {workers} worker{plural})"
     )
     return Target(WHARF_PROXY, label, proxy, login=login, behind=[registry, token])
+
+
+def start_wharf_run(stack: ExitStack, work: Path, logs: Path) -> Target:
+    """`wharf run` (what `make run` starts) on free ports in a data dir of its own, with nothing
+    but its defaults: SQLite in the data dir, its private Redis, its worker counts. The admin's
+    password is set (the run would print a generated one); the bench user and its project are
+    added to its database once it is up, and clients log in through its proxy."""
+    data_dir = work / WHARF_RUN
+    http_port = free_port(HOST)
+    env = service_env(  # no WHARF_* from the bench's environment: make run's defaults
+        {
+            "WHARF_DATA_DIR": str(data_dir),
+            "WHARF_HTTP_PORT": str(http_port),
+            "WHARF_REGISTRY__PORT": str(free_port(HOST)),
+            "WHARF_TOKEN__PORT": str(free_port(HOST)),
+            "WHARF_ADMIN_PASSWORD": BENCH_ADMIN_PASSWORD,
+        }
+    )
+    wharf = Path(sys.executable).with_name("wharf")
+    process = ServiceProcess(
+        WHARF_RUN, [str(wharf), "run"], env, HOST, http_port, logs / f"{WHARF_RUN}-{http_port}.log"
+    )
+    stack.callback(process.stop)  # SIGTERM: `wharf run` stops its services and its Redis
+    process.start(timeout=120)  # ready once the proxy (started last) is
+    settings = Settings.model_construct(data_dir=data_dir, admin_password=SecretStr(BENCH_ADMIN_PASSWORD))
+    asyncio.run(_seed_accounts(settings, PROXY_PROJECT, Role.MAINTAINER))
+    verifier = TokenVerifier.from_bundle(
+        settings.token_keys_path, service=settings.token.service, issuer=settings.token.issuer
+    )
+    login = Login(settings.token.service, BENCH_USER, BENCH_PASSWORD, BENCH_ADMIN_PASSWORD, verifier)
+    counts = (settings.proxy.workers, settings.registry.workers, settings.token.workers)
+    label = "wharf run (make run's defaults: SQLite, private Redis; workers: proxy {}, registry {}, token {})"
+    label = label.format(*counts)
+    return Target(WHARF_RUN, label, process, login=login)
 
 
 REFERENCE_CONFIG = """\
