@@ -14,6 +14,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from tests.support import backends
 from tests.support.oci import V2, error_code, image_manifest
 from tests.support.processes import ServiceProcess, proxy_process
 from tests.support.suite import Suite, start_suite
+from tests.support.tls import self_signed
 from wharf_shared.accel import ACCEL_REDIRECT, ACCEL_REQUEST, BLOB_LENGTH, REDIRECT_PREFIX
 from wharf_shared.events import decode
 
@@ -272,8 +274,9 @@ async def test_the_pull_event_is_recorded(
 class extra_proxy:
     """Another proxy process beside the suite's, with `env` over the suite's settings."""
 
-    def __init__(self, suite: Suite, env: dict[str, str]) -> None:
+    def __init__(self, suite: Suite, env: dict[str, str], scheme: str = "http") -> None:
         self.process = proxy_process({**suite.env, **env}, suite.log_dir, name="proxy-extra")
+        self.process.scheme = scheme
 
     def __enter__(self) -> ServiceProcess:
         return self.process.start()
@@ -309,3 +312,17 @@ async def test_a_proxy_that_cannot_open_the_file_falls_back(
         warnings = [line for line in log_lines(lagging) if line.get("event") == "local_blob_unavailable"]
         assert [line["request_id"] for line in warnings] == [request_id]
         assert warnings[0]["level"] == "warning"
+
+
+async def test_over_tls_the_file_is_encrypted(
+    suite: Suite, session: aiohttp.ClientSession, pull_auth: dict[str, str], tmp_path: Path
+) -> None:
+    """Under uvloop too: on a TLS connection the file goes through TLS, not sendfile's plain bytes."""
+    cert, key = self_signed(tmp_path)
+    env = {"WHARF_PROXY__TLS_CERT_FILE": str(cert), "WHARF_PROXY__TLS_KEY_FILE": str(key)}
+    trust = ssl.create_default_context(cafile=str(cert))
+    with extra_proxy(suite, env, scheme="https") as secure:
+        async with session.get(secure.url + BLOB_URL, headers=pull_auth, ssl=trust) as resp:
+            assert resp.status == 200
+            assert await resp.read() == LAYER
+            assert access_line(secure, resp.headers["X-Request-Id"]).get("sendfile") is True

@@ -7,6 +7,7 @@ tests/service/registry/test_blob_redirect.py; the whole path in tests/e2e/test_l
 from __future__ import annotations
 
 import hashlib
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from multidict import CIMultiDict
 
 from tests.support import wire
 from tests.support.processes import free_port
+from tests.support.tls import self_signed
 from wharf_proxy.app import create_app
 from wharf_proxy.keys import LOCAL_BLOBS
 from wharf_shared.accel import ACCEL_REDIRECT, ACCEL_REQUEST, BLOB_LENGTH, REDIRECT_PREFIX, redirect_uri
@@ -91,7 +93,9 @@ def storage(tmp_path: Path) -> Path:
     return root
 
 
-async def proxy(aiohttp_client: Any, tmp_path: Path, registry: TestServer, **proxy: Any) -> TestClient:  # type: ignore[type-arg]
+async def proxy(
+    aiohttp_client: Any, tmp_path: Path, registry: TestServer, tls: ssl.SSLContext | None = None, **proxy: Any
+) -> TestClient:  # type: ignore[type-arg]
     settings = Settings(
         data_dir=tmp_path,
         proxy={  # type: ignore[arg-type]
@@ -100,7 +104,9 @@ async def proxy(aiohttp_client: Any, tmp_path: Path, registry: TestServer, **pro
             **proxy,
         },
     )
-    client: TestClient = await aiohttp_client(wire.ProductionServer(create_app(settings)))  # type: ignore[type-arg]
+    server = wire.ProductionServer(create_app(settings))
+    await server.start_server(ssl=tls)
+    client: TestClient = await aiohttp_client(server)  # type: ignore[type-arg]
     return client
 
 
@@ -275,3 +281,21 @@ async def test_without_a_storage_root_nothing_is_offered(
     assert await resp.read() == STREAMED
     assert_no_internal_headers(resp)
     assert offers(registry) == [[]]
+
+
+async def test_over_tls_the_file_is_encrypted_like_any_body(
+    aiohttp_client: Any, tmp_path: Path, registry: TestServer, storage: Path
+) -> None:
+    """sendfile would put the file's plain bytes on a TLS connection: there FileResponse copies."""
+    cert, key = self_signed(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    client = await proxy(aiohttp_client, tmp_path, registry, tls)
+    trust = ssl.create_default_context(cafile=str(cert))
+    assert str(client.make_url("/")).startswith("https://")
+    resp = await client.get(BLOB_URL, ssl=trust)
+    assert resp.status == 200
+    assert await resp.read() == DATA
+    resp = await client.get(BLOB_URL, ssl=trust, headers={"Range": "bytes=-100"})
+    assert (resp.status, await resp.read()) == (206, DATA[-100:])
+    assert offers(registry) == [["blobs"], ["blobs"]]
