@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
+from aiohttp.web_fileresponse import NOSENDFILE  # AIOHTTP_NOSENDFILE=1 turns it off here too
 
 MAX_CALL = 8 * 1024 * 1024  # bytes per sendfile call: bounds one thread's disk wait
 
@@ -45,7 +46,8 @@ class BlobFileResponse(web.FileResponse):
         self, request: web.BaseRequest, fobj: IO[Any], offset: int, count: int
     ) -> AbstractStreamWriter:
         transport = request.transport
-        if transport is None or self.compression or transport.get_extra_info("sslcontext") is not None:
+        tls = transport is not None and transport.get_extra_info("sslcontext") is not None
+        if NOSENDFILE or transport is None or tls or self.compression:
             return await super()._sendfile(request, fobj, offset, count)
         sock = transport.get_extra_info("socket")
         if sock is None:
