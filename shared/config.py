@@ -243,6 +243,17 @@ class ProxySettings(_Group):
     drain_seconds: float = Field(
         default=30.0, ge=0, description="On SIGTERM, how long requests in flight may take to finish."
     )
+    local_blobs: bool = Field(
+        default=True,
+        description="Send blob downloads from the storage root with sendfile, by the registry's "
+        "internal redirect, when this host can read the registry's filesystem storage.",
+    )
+    storage_root: Path | None = Field(
+        default=None,
+        description="The registry's filesystem storage as mounted on this host (default: the "
+        "storage root when `WHARF_STORAGE__DRIVER` is `filesystem`; none with `s3`). "
+        "Local blobs are off while the directory is absent.",
+    )
 
 
 class ServingSettings(_Group):
@@ -399,6 +410,15 @@ class Settings(BaseSettings):
     @property
     def storage_root(self) -> Path:
         return (self.storage.filesystem.root or self.data_dir / "storage").resolve()
+
+    @property
+    def proxy_storage_root(self) -> Path | None:
+        """Where the proxy reads blobs the registry wrote, or None: local blobs are off."""
+        if not self.proxy.local_blobs:
+            return None
+        if self.proxy.storage_root is not None:
+            return self.proxy.storage_root.resolve()
+        return self.storage_root if self.storage.driver == "filesystem" else None
 
     @property
     def token_private_key_path(self) -> Path:

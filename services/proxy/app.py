@@ -16,14 +16,18 @@ from aiohttp import web
 
 from wharf_proxy import keys
 from wharf_proxy.forward import Forwarder
+from wharf_proxy.local_blobs import LocalBlobs
 from wharf_proxy.metrics import ProxyMetrics
 from wharf_proxy.middleware import edge_middleware
 from wharf_proxy.pools import Pool, check_forever
 from wharf_proxy.routes import add_routes
 from wharf_shared import keys as shared_keys
 from wharf_shared.config import Settings
+from wharf_shared.logging import get_logger
 from wharf_shared.metrics import Metrics
 from wharf_shared.request_ids import request_id_middleware
+
+log = get_logger(__name__)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -47,9 +51,23 @@ def create_app(settings: Settings) -> web.Application:
         for name in ("registry", "token", "ui")
     }
     app[keys.POOLS] = pools
+    app[keys.LOCAL_BLOBS] = _local_blobs(settings)
     app.cleanup_ctx.append(_client)
     add_routes(app, pools, metrics, lambda: _readiness(app))
     return app
+
+
+def _local_blobs(settings: Settings) -> LocalBlobs | None:
+    """Blob GETs sent from the registry's storage when this host can read it (see local_blobs)."""
+    root = settings.proxy_storage_root
+    if root is None:
+        log.info("local_blobs_off", reason="no filesystem storage on this host")
+        return None
+    if not root.is_dir():
+        log.warning("local_blobs_off", reason="the storage root is not a directory here", root=str(root))
+        return None
+    log.info("local_blobs_on", root=str(root))
+    return LocalBlobs(root)
 
 
 async def _client(app: web.Application) -> AsyncIterator[None]:

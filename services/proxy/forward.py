@@ -25,9 +25,11 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
 from wharf_proxy.bodies import RequestBody
+from wharf_proxy.local_blobs import Offer
 from wharf_proxy.metrics import ProxyMetrics
 from wharf_proxy.paths import origin_form
 from wharf_proxy.pools import Pool, Upstream
+from wharf_shared.accel import ACCEL_BLOBS, ACCEL_REDIRECT, ACCEL_REQUEST, INTERNAL_HEADERS
 
 WRITE_HIGH = 1024 * 1024
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -55,6 +57,9 @@ HOP_BY_HOP = frozenset(
         "server",
     }
 )
+# Dropped in both directions whatever `Connection` says: hop-by-hop headers, and the internal
+# redirect's (a client may neither offer nor see one).
+ALWAYS_DROPPED = HOP_BY_HOP | INTERNAL_HEADERS
 
 
 class NoUpstream(Exception):
@@ -80,14 +85,15 @@ class Outcome:
     status: int
     attempts: int
     sent_bytes: int
+    local: bool = False  # the body was sent from the storage root, by the upstream's redirect
 
 
 def _dropped(headers: MultiMapping[str]) -> frozenset[str]:
     """Hop-by-hop headers plus those the `Connection` header names."""
     values = headers.getall("Connection", ())
     if not values:
-        return HOP_BY_HOP
-    return HOP_BY_HOP | {part.strip().lower() for value in values for part in value.split(",")}
+        return ALWAYS_DROPPED
+    return ALWAYS_DROPPED | {part.strip().lower() for value in values for part in value.split(",")}
 
 
 def upstream_headers(request: web.Request, request_id: str) -> CIMultiDict[str]:
@@ -142,14 +148,19 @@ class Forwarder:
         )
 
     async def forward(
-        self, request: web.Request, pool: Pool, request_id: str
+        self, request: web.Request, pool: Pool, request_id: str, offer: Offer | None = None
     ) -> tuple[web.StreamResponse, Outcome]:
+        """The upstream's answer, relayed; with `offer`, the upstream may answer with an internal
+        redirect, sent from here (local_blobs.Unavailable, before any byte went to the client,
+        when that file will not do)."""
         candidates = pool.candidates()
         if not candidates:
             raise NoUpstream(pool.name, "no instance is configured")
         body = RequestBody(request, hold_up_to=self._retry_body_bytes, stall_seconds=self._read_timeout)
         await body.read_if_held()
         headers = upstream_headers(request, request_id)
+        if offer is not None:
+            headers[ACCEL_REQUEST] = ACCEL_BLOBS
         target = origin_form(request.raw_path)
         last: BaseException | None = None
         for attempt, upstream in enumerate(candidates, 1):
@@ -167,11 +178,15 @@ class Forwarder:
                 break
             try:
                 pool.succeeded(upstream)
-                out = await self._relay(request, response, upstream, request_id, pool)
+                local = offer is not None and response.status == 200 and ACCEL_REDIRECT in response.headers
+                if offer is not None and local:
+                    out = await self._send_local(request, response, upstream, request_id, offer)
+                else:
+                    out = await self._relay(request, response, upstream, request_id, pool)
             finally:
                 upstream.in_flight -= 1
                 response.release()
-            return out, Outcome(upstream.url, response.status, attempt, body.sent)
+            return out, Outcome(upstream.url, response.status, attempt, body.sent, local)
         reason = _describe(last) if last is not None else "no attempt"
         if isinstance(last, TimeoutError) and _reached(last):
             raise UpstreamTimedOut(pool.name, reason)
@@ -239,6 +254,21 @@ class Forwarder:
                 self._failed(pool, upstream, exc)
                 raise Truncated(_describe(exc)) from exc
         await out.write_eof()
+        return out
+
+    async def _send_local(
+        self,
+        request: web.Request,
+        upstream_response: aiohttp.ClientResponse,
+        upstream: Upstream,
+        request_id: str,
+        offer: Offer,
+    ) -> web.StreamResponse:
+        """The file the upstream redirected to, with the upstream's headers, by sendfile."""
+        headers = response_headers(upstream_response, upstream.url, self._external)
+        headers["X-Request-Id"] = request_id
+        out = await offer.respond(upstream_response.headers, headers)
+        await out.prepare(request)  # FileResponse sends it all here: Range, 304, 416 included
         return out
 
 

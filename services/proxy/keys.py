@@ -5,12 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from wharf_proxy.forward import Forwarder, Outcome
+from wharf_proxy.local_blobs import LocalBlobs
 from wharf_proxy.metrics import ProxyMetrics
 from wharf_proxy.pools import Pool
 
 POOLS = web.AppKey("pools", dict[str, Pool])
 FORWARDER = web.AppKey("forwarder", Forwarder)
 PROXY_METRICS = web.AppKey("proxy_metrics", ProxyMetrics)
+LOCAL_BLOBS = web.AppKey[LocalBlobs | None]("local_blobs")  # None: blob GETs are relayed
 
 POOL = web.RequestKey("pool", str)  # the pool a request was routed to
 OUTCOME = web.RequestKey("outcome", Outcome)  # how forwarding went, for the access log

@@ -72,6 +72,8 @@ def _access(request: web.Request, start: float, status: int, error: str | None =
         metrics.requests.labels(pool, outcome.upstream, str(outcome.status)).inc()
         metrics.latency.labels(pool, outcome.upstream).observe(elapsed)
         fields.update(upstream=outcome.upstream, attempts=outcome.attempts, bytes_in=outcome.sent_bytes)
+        if outcome.local:
+            fields["sendfile"] = True  # the body came from the storage root, not the upstream
     if error is not None:
         log.warning("access", **fields, error=error)
     else:

@@ -20,6 +20,7 @@ from wharf_registry.middleware import auth_middleware, errors_middleware
 from wharf_registry.routes import add_routes
 from wharf_registry.uploads import Uploads
 from wharf_shared import keys as shared_keys
+from wharf_shared.addresses import parse_networks
 from wharf_shared.config import Settings
 from wharf_shared.db.engine import Database
 from wharf_shared.db.schema import check_schema
@@ -56,6 +57,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         clock=clock,
     )
     app[keys.STORAGE] = open_storage(settings, metrics)
+    app[keys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_purger)

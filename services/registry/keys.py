@@ -9,6 +9,7 @@ from wharf_registry.blobs import Blobs
 from wharf_registry.cache import ManifestCache
 from wharf_registry.manifests import Manifests
 from wharf_registry.uploads import Uploads
+from wharf_shared.addresses import Network
 from wharf_shared.storage.base import Instrumented
 from wharf_shared.tokens import Grant
 
@@ -18,5 +19,6 @@ MANIFEST_CACHE = web.AppKey("manifest_cache", ManifestCache)
 MANIFESTS = web.AppKey("manifests", Manifests)
 BLOBS = web.AppKey("blobs", Blobs)
 AUTHORIZER = web.AppKey("authorizer", Authorizer)
+TRUSTED_PROXIES = web.AppKey[list[Network]]("trusted_proxies")  # may offer to send blobs themselves
 
 GRANT = web.RequestKey("grant", Grant)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from wharf_registry.handlers.common import API_VERSION, parse_digest, repository_name
-from wharf_registry.keys import BLOBS, STORAGE
+from wharf_registry.keys import BLOBS, STORAGE, TRUSTED_PROXIES
+from wharf_shared.accel import ACCEL_BLOBS, ACCEL_REDIRECT, ACCEL_REQUEST, BLOB_LENGTH, redirect_uri
+from wharf_shared.addresses import is_trusted
 from wharf_shared.errors.oci import BlobUnknown, RangeNotSatisfiable
 from wharf_shared.logging import get_logger
+from wharf_shared.sendfile import BlobFileResponse
 from wharf_shared.storage import paths
 from wharf_shared.storage.base import PathNotFoundError
 
@@ -36,9 +39,24 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         if not local.is_file():
             log.error("blob_bytes_missing", repository=name, digest=str(digest))
             raise BlobUnknown(detail={"digest": str(digest)})
+        if accel_offered(request):
+            # The front door sends the file itself (wharf_shared.accel): headers only, no body.
+            return web.Response(
+                status=200,
+                headers={**headers, ACCEL_REDIRECT: redirect_uri(path), BLOB_LENGTH: str(blob.size)},
+            )
         # sendfile, with Range handled by aiohttp.
-        return web.FileResponse(local, chunk_size=1024 * 1024, headers=headers)
+        return BlobFileResponse(local, chunk_size=1024 * 1024, headers=headers)
     return await _stream(request, path, blob.size, headers)
+
+
+def accel_offered(request: web.Request) -> bool:
+    """Whether a trusted front door (the peer itself, not what it forwards for) offers to send
+    the blob from storage; anyone else's offer is ignored."""
+    if request.headers.get(ACCEL_REQUEST) != ACCEL_BLOBS:
+        return False
+    trusted = request.app[TRUSTED_PROXIES]
+    return is_trusted(request.remote or "", trusted)
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
