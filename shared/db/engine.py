@@ -113,13 +113,17 @@ class Database:
         # pool, and `run` retries the transaction on a fresh one.
         # A statement's parameters stay out of error messages (and so out of tracebacks in the
         # log): they can be password hashes, refresh-token fingerprints or stored credentials.
+        # No overflow: connections beyond the pool would be opened and closed per request under
+        # load (a new server session each time; on SQLite a new thread, file handle and PRAGMAs);
+        # requests queue for one instead.
         kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
+        database = make_url(self.url).database
+        if self.dialect != "sqlite" or (database and database != ":memory:"):  # memory: one static connection
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=60)
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            # No overflow: connections beyond the pool would be opened and closed per request
-            # under load (a new server session each time); requests queue for one instead.
-            kwargs.update(pool_size=pool_size, max_overflow=0, pool_recycle=1800, pool_timeout=60)
+            kwargs["pool_recycle"] = 1800
         if self.dialect == "mysql":
             # Fewer gap locks and deadlocks than REPEATABLE READ; every write is idempotent anyway.
             kwargs["isolation_level"] = "READ COMMITTED"
@@ -135,7 +139,6 @@ class Database:
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
             _configure_sqlite(self.read_engine, transactions=False)
-            database = make_url(self.url).database
             self._write_lock = asyncio.Lock()
             if database and database != ":memory:":
                 self._write_lock_file = Path(database + ".write.lock")
@@ -270,6 +273,10 @@ async def _file_lock(path: Path | None) -> AsyncIterator[None]:
         os.close(fd)
 
 
+def _no_rollback(_dbapi_connection: Any) -> None:
+    pass
+
+
 def _configure_sqlite(engine: AsyncEngine, *, transactions: bool = True) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -281,7 +288,10 @@ def _configure_sqlite(engine: AsyncEngine, *, transactions: bool = True) -> None
         cursor.close()
 
     if not transactions:
-        return  # the read engine: every statement on its own, no BEGIN at all
+        # The read engine: every statement on its own, no BEGIN at all. The ROLLBACK SQLAlchemy
+        # sends when such a connection closes has nothing to undo, and costs a thread hop per read.
+        engine.dialect.do_rollback = _no_rollback  # type: ignore[method-assign]
+        return
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Any) -> None:
