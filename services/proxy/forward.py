@@ -189,7 +189,6 @@ class Forwarder:
             allow_redirects=False,
             auto_decompress=False,
             timeout=self._timeout,
-            skip_auto_headers=("Content-Type", "User-Agent", "Accept-Encoding"),
         )
         if not body.exists:
             return await request  # nothing to send: sock_read covers the wait for the answer
