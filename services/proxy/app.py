@@ -81,6 +81,9 @@ async def _client(app: web.Application) -> AsyncIterator[None]:
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
         read_bufsize=1024 * 1024,
+        # Headers only the client may send (the body's own, its agent's); set once per session,
+        # not turned into a set on every request.
+        skip_auto_headers=("Content-Type", "User-Agent", "Accept-Encoding"),
     )
     app[keys.FORWARDER] = Forwarder(
         session,

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from wharf_shared.logging import get_logger
+from wharf_shared.redis import Script
 
 log = get_logger(__name__)
 
@@ -44,7 +45,7 @@ class ManifestCache:
     def __init__(self, redis: Redis, ttl_seconds: int) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
-        self._script = redis.register_script(_GET)
+        self._script = Script(redis, _GET)
 
     @property
     def enabled(self) -> bool:

@@ -46,6 +46,7 @@ from wharf_shared.errors.domain import LoginFailed, RefreshTokenInvalid, Throttl
 from wharf_shared.logging import get_logger
 from wharf_shared.passwords import fingerprint
 from wharf_shared.rbac import ANONYMOUS, Identity, ProjectAccess
+from wharf_shared.redis import Script
 from wharf_token.refresh import RefreshTokens
 
 log = get_logger(__name__)
@@ -139,8 +140,8 @@ class Logins:
         self._cache_seconds = cache_seconds
         self._throttling = throttling
         self._clock = clock
-        self._check = redis.register_script(_CHECK)
-        self._failed = redis.register_script(_FAILED)
+        self._check = Script(redis, _CHECK)
+        self._failed = Script(redis, _FAILED)
 
     async def login(self, username: str, password: str, address: str, names: Collection[str]) -> Login:
         """Sign in with a password (`names`: the projects the scopes name)."""

@@ -8,6 +8,7 @@ busy SQLite file). The rule for "transient" is written once, in `is_transient`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import fcntl
 import os
 import random
@@ -16,8 +17,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import aiosqlite
 from sqlalchemy import Table, event, func, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_connection, AsyncAdapt_aiosqlite_cursor
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -113,13 +116,17 @@ class Database:
         # pool, and `run` retries the transaction on a fresh one.
         # A statement's parameters stay out of error messages (and so out of tracebacks in the
         # log): they can be password hashes, refresh-token fingerprints or stored credentials.
+        # No overflow: connections beyond the pool would be opened and closed per request under
+        # load (a new server session each time; on SQLite a new thread, file handle and PRAGMAs);
+        # requests queue for one instead.
         kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
+        database = make_url(self.url).database
+        if self.dialect != "sqlite" or (database and database != ":memory:"):  # memory: one static connection
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=60)
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            # No overflow: connections beyond the pool would be opened and closed per request
-            # under load (a new server session each time); requests queue for one instead.
-            kwargs.update(pool_size=pool_size, max_overflow=0, pool_recycle=1800, pool_timeout=60)
+            kwargs["pool_recycle"] = 1800
         if self.dialect == "mysql":
             # Fewer gap locks and deadlocks than REPEATABLE READ; every write is idempotent anyway.
             kwargs["isolation_level"] = "READ COMMITTED"
@@ -127,15 +134,16 @@ class Database:
         # Reads get their own pool whose connections stay in autocommit: no BEGIN/ROLLBACK round
         # trips, and no isolation-level switch on every checkout and checkin.
         # Nothing to roll back on checkin either.
-        self.read_engine: AsyncEngine = create_async_engine(
-            self.url, **{**kwargs, "isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
-        )
+        read_kwargs = {**kwargs, "isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
+        if self.dialect == "sqlite":
+            # _ReadCursor opens its cursors on the event loop's thread.
+            read_kwargs["connect_args"] = {**kwargs["connect_args"], "check_same_thread": False}
+        self.read_engine: AsyncEngine = create_async_engine(self.url, **read_kwargs)
         self._write_lock: asyncio.Lock | None = None
         self._write_lock_file: Path | None = None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
             _configure_sqlite(self.read_engine, transactions=False)
-            database = make_url(self.url).database
             self._write_lock = asyncio.Lock()
             if database and database != ":memory:":
                 self._write_lock_file = Path(database + ".write.lock")
@@ -270,6 +278,53 @@ async def _file_lock(path: Path | None) -> AsyncIterator[None]:
         os.close(fd)
 
 
+def _no_rollback(_dbapi_connection: Any) -> None:
+    pass
+
+
+class _ReadCursor(AsyncAdapt_aiosqlite_cursor):
+    """A read in one hop to aiosqlite's thread: the statement runs, its rows are fetched and its
+    cursor closed there at once (four hops otherwise: open, execute, fetch, close). The sqlite3
+    cursor is made on the event loop's thread (`check_same_thread=False`): a connection is used
+    by one request at a time, so nothing else touches it meanwhile."""
+
+    __slots__ = ()
+
+    def _make_new_cursor(self, connection: Any) -> Any:
+        return aiosqlite.Cursor(connection, connection._conn.cursor())
+
+    def _aenter_cursor(self, cursor: Any) -> Any:
+        return cursor
+
+    async def _execute_async(self, operation: Any, parameters: Any) -> Any:
+        cursor = self._cursor
+        raw = cursor._cursor  # type: ignore[attr-defined]
+
+        def run() -> list[Any] | None:
+            try:
+                raw.execute(operation, () if parameters is None else parameters)
+                return raw.fetchall() if raw.description else None
+            finally:
+                raw.close()  # description, rowcount and lastrowid stay readable
+
+        async with self._adapt_connection._execute_mutex:
+            rows = await cursor._conn._execute(run)  # type: ignore[attr-defined]
+        if rows is not None:
+            self._rows = collections.deque(rows)
+        return cursor
+
+    async def _async_soft_close(self) -> None:
+        pass  # closed in the thread already
+
+    def close(self) -> None:
+        self._rows.clear()
+
+
+class _ReadConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ()
+    _cursor_cls = _ReadCursor
+
+
 def _configure_sqlite(engine: AsyncEngine, *, transactions: bool = True) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -281,7 +336,15 @@ def _configure_sqlite(engine: AsyncEngine, *, transactions: bool = True) -> None
         cursor.close()
 
     if not transactions:
-        return  # the read engine: every statement on its own, no BEGIN at all
+        # The read engine: every statement on its own, no BEGIN at all. The ROLLBACK SQLAlchemy
+        # sends when such a connection closes has nothing to undo, and costs a thread hop per read.
+        engine.dialect.do_rollback = _no_rollback  # type: ignore[method-assign,assignment]
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def fused_reads(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.__class__ = _ReadConnection  # same layout: only the cursor class differs
+
+        return
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Any) -> None:

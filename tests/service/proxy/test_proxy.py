@@ -97,6 +97,22 @@ async def test_routes_by_path_and_sets_forwarded_headers(
     assert CIMultiDict((await resp.json())["headers"])["X-Request-Id"] == made
 
 
+async def test_the_upstream_gets_the_clients_own_headers_and_none_of_the_proxys(
+    aiohttp_client: Any, tmp_path: Path, upstreams: list[TestServer]
+) -> None:
+    """No User-Agent, Accept-Encoding or Content-Type of the proxy's own HTTP client is added."""
+    registry, token = upstreams
+    client = await proxy_client(aiohttp_client, proxy_settings(tmp_path, [url(registry)], [url(token)]))
+    bare = ("User-Agent", "Accept-Encoding", "Content-Type")
+    resp = await client.get("/v2/", skip_auto_headers=bare)
+    sent = CIMultiDict((await resp.json())["headers"])
+    assert not any(name in sent for name in bare), sent
+    own = {"User-Agent": "docker/27.0", "Accept-Encoding": "identity", "Content-Type": "text/plain"}
+    resp = await client.post("/v2/x/blobs/uploads/", data=b"abc", headers=own)
+    sent = CIMultiDict((await resp.json())["headers"])
+    assert {name: sent.get(name) for name in own} == own
+
+
 async def test_relayed_responses_say_wharf(
     aiohttp_client: Any, tmp_path: Path, upstreams: list[TestServer]
 ) -> None:
