@@ -4,7 +4,6 @@ requests it offers to serve itself, and where it looks for the storage."""
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
@@ -122,17 +121,6 @@ def test_a_missing_file_or_a_directory_is_unavailable(root: Path) -> None:
     data.mkdir()
     with pytest.raises(Unavailable, match="not a regular file"):
         open_blob(root, redirect_uri(blob_path(DIGEST)), DIGEST, len(DATA))
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_a_file_this_process_cannot_read_is_unavailable(root: Path) -> None:
-    data = root / blob_path(DIGEST)
-    data.chmod(0)
-    try:
-        with pytest.raises(Unavailable, match="cannot open"):
-            open_blob(root, redirect_uri(blob_path(DIGEST)), DIGEST, len(DATA))
-    finally:
-        data.chmod(0o644)
 
 
 @pytest.mark.parametrize(
