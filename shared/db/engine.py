@@ -135,8 +135,8 @@ class Database:
         self._write_lock_file: Path | None = None
         self._writer: SQLiteWriter | None = None
         if self.dialect == "sqlite":
-            _configure_sqlite(self.engine.sync_engine)
-            _configure_sqlite(self.read_engine.sync_engine, transactions=False)
+            _configure_sqlite(self.engine)
+            _configure_sqlite(self.read_engine, transactions=False)
             database = make_url(self.url).database
             self._write_lock = asyncio.Lock()
             if database and database != ":memory:":
@@ -147,7 +147,7 @@ class Database:
                     self.url,
                     self._write_lock,
                     self._write_lock_file,
-                    configure=_configure_sqlite,
+                    configure=_configure_sqlite_writer,
                     is_transient=is_transient,
                     echo=echo,
                 )
@@ -345,8 +345,8 @@ async def _file_lock(path: Path | None) -> AsyncIterator[None]:
 _SQLITE_PRAGMAS = ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL", "foreign_keys=ON")
 
 
-def _configure_sqlite(engine: Engine, *, transactions: bool = True) -> None:
-    @event.listens_for(engine, "connect")
+def _configure_sqlite(engine: AsyncEngine, *, transactions: bool = True) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # We emit BEGIN ourselves (below); pysqlite's implicit transactions would defeat it.
         dbapi_connection.isolation_level = None
@@ -358,6 +358,22 @@ def _configure_sqlite(engine: Engine, *, transactions: bool = True) -> None:
     if not transactions:
         return  # the read engine: every statement on its own, no BEGIN at all
 
-    @event.listens_for(engine, "begin")
+    @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Any) -> None:
         conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+
+
+def _configure_sqlite_writer(engine: Engine) -> None:
+    """The SQLite writer's own engine (sync, pysqlite): the same pragmas; it begins IMMEDIATE."""
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -185,7 +185,7 @@ class SQLiteWriter:
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.invalidated or self._conn.closed:
-            self._conn = self._engine.connect().execution_options(sqlite_begin="BEGIN IMMEDIATE")
+            self._conn = self._engine.connect()
         return self._conn
 
     def _reset(self) -> None:
