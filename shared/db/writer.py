@@ -119,15 +119,15 @@ class SQLiteWriter:
         loop = asyncio.get_running_loop()
         while self._queue:
             group: list[_Item] = []
-            while self._queue and len(group) < MAX_GROUP:
-                item = self._queue.popleft()
-                if not item.future.done():  # a caller that was cancelled while queued: skip it
-                    group.append(item)
-            if not group:
-                continue
             try:
                 async with self._lock:
-                    await loop.run_in_executor(self._executor, self._commit_group, group)
+                    # Taken once the lock is held: what queued while waiting for it joins the group.
+                    while self._queue and len(group) < MAX_GROUP:
+                        item = self._queue.popleft()
+                        if not item.future.done():  # a caller cancelled while queued: skipped
+                            group.append(item)
+                    if group:
+                        await loop.run_in_executor(self._executor, self._commit_group, group)
             except Exception as exc:  # the group as a whole: BEGIN or COMMIT failed
                 for item in group:
                     item.outcome, item.failed = exc, True
