@@ -14,9 +14,9 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from sqlalchemy import Engine, Select, Table, event, func, select
+from sqlalchemy import Table, event, func, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -25,6 +25,9 @@ from sqlalchemy.sql.dml import Insert
 
 from wharf_shared.config import mask_url
 from wharf_shared.db.writer import SQLiteWriter
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine, Select
 
 T = TypeVar("T")
 Dialect = Literal["postgresql", "mysql", "sqlite"]
@@ -44,6 +47,14 @@ _DRIVERS: dict[str, tuple[Dialect, str]] = {
 # PostgreSQL SQLSTATEs and MySQL error numbers worth a retry.
 _PG_TRANSIENT = {"40001", "40P01", "55P03"}
 _MYSQL_TRANSIENT = {1205, 1213, 2006, 2013}
+
+# WAL: readers never wait for the writer, and a commit appends to the log instead of rewriting
+# pages. synchronous=NORMAL: a commit is not fsynced, the log is at checkpoints. A crash of the
+# process loses nothing (the log is written before the commit returns); a crash of the machine
+# (power, kernel) may lose the commits made since the last checkpoint, never the database's
+# integrity. Image bytes are fsynced before their rows commit, so a lost commit leaves
+# unreferenced bytes (garbage collection's), never a row without its bytes.
+_SQLITE_PRAGMAS = ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL", "foreign_keys=ON")
 
 
 class DatabaseURLError(ValueError):
@@ -334,15 +345,6 @@ async def _file_lock(path: Path | None) -> AsyncIterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-
-
-# WAL: readers never wait for the writer, and a commit appends to the log instead of rewriting
-# pages. synchronous=NORMAL: a commit is not fsynced, the log is at checkpoints. A crash of the
-# process loses nothing (the log is written before the commit returns); a crash of the machine
-# (power, kernel) may lose the last commits before the previous checkpoint's fsync, never the
-# database's integrity. Image bytes are fsynced before their rows commit, so a lost commit leaves
-# unreferenced bytes (garbage collection's), never a row without its bytes.
-_SQLITE_PRAGMAS = ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL", "foreign_keys=ON")
 
 
 def _configure_sqlite(engine: AsyncEngine, *, transactions: bool = True) -> None:
