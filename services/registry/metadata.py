@@ -7,17 +7,23 @@ return values from `datatypes`. The only place the registry's tables are queried
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import BigInteger, ScalarSelect, and_, delete, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wharf_registry.datatypes import Blob, Descriptor, Manifest, ParsedManifest, Repository
 from wharf_shared.db import tables as t
-from wharf_shared.db.engine import insert_ignore, insert_or_get_id, upsert
-from wharf_shared.db.types import utcnow
+from wharf_shared.db.engine import (
+    insert_ignore,
+    insert_ignore_select,
+    insert_or_get_id,
+    upsert,
+    upsert_returning_id,
+)
+from wharf_shared.db.types import UTCDateTime, utcnow
 from wharf_shared.errors.domain import BlobReferenced, ManifestReferenced, MissingReferences
 from wharf_shared.media_types import IMAGE_MANIFESTS
 
@@ -56,15 +62,28 @@ async def find_blob(conn: AsyncConnection, repository: str, digest: str) -> Blob
 
 
 async def link_blob(conn: AsyncConnection, repository: str, digest: str, size: int) -> Blob:
-    """Record a verified blob and make it visible in the repository (idempotent)."""
-    repo = await ensure_repository(conn, repository)
+    """Record a verified blob and make it visible in the repository (idempotent).
+
+    Two statements on the common path (a new link in an existing repository): the blob row,
+    then the link selected by the repository's name. A new repository, or a link that was
+    there already, costs a look-up more."""
     now = utcnow()
     blob_id = await insert_or_get_id(
         conn, t.blob, {"digest": digest, "size": size, "created_at": now}, unique=("digest",)
     )
-    await insert_ignore(
-        conn, t.repository_blob, {"repository_id": repo.id, "blob_id": blob_id, "created_at": now}
+    linked = await insert_ignore_select(
+        conn,
+        t.repository_blob,
+        ("repository_id", "blob_id", "created_at"),
+        select(t.repository.c.id, literal(blob_id, BigInteger), literal(now, UTCDateTime())).where(
+            t.repository.c.name == repository
+        ),
     )
+    if not linked:  # no such repository yet, or linked already
+        repo = await ensure_repository(conn, repository)
+        await insert_ignore(
+            conn, t.repository_blob, {"repository_id": repo.id, "blob_id": blob_id, "created_at": now}
+        )
     return Blob(digest, size)
 
 
@@ -115,60 +134,58 @@ def _batches(items: list[_T]) -> Iterator[list[_T]]:
     return (items[start : start + _BATCH] for start in range(0, len(items), _BATCH))
 
 
-async def _linked_blob_ids(
-    conn: AsyncConnection, repository_id: int, digests: Iterable[str]
-) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for wanted in _batches(sorted(set(digests))):
-        query = (
-            select(t.blob.c.digest, t.blob.c.id)
-            .select_from(t.blob.join(t.repository_blob, t.repository_blob.c.blob_id == t.blob.c.id))
-            .where(t.repository_blob.c.repository_id == repository_id, t.blob.c.digest.in_(wanted))
-        )
-        found.update({row.digest: row.id for row in await conn.execute(query)})
-    return found
-
-
-async def _manifest_ids(conn: AsyncConnection, repository_id: int, digests: Iterable[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for wanted in _batches(sorted(set(digests))):
-        query = select(t.manifest.c.digest, t.manifest.c.id).where(
-            t.manifest.c.repository_id == repository_id, t.manifest.c.digest.in_(wanted)
-        )
-        found.update({row.digest: row.id for row in await conn.execute(query)})
-    return found
-
-
 async def missing_references(conn: AsyncConnection, repository: str, parsed: ParsedManifest) -> list[str]:
     """What the manifest references that the repository lacks (a read-only `put_manifest` check)."""
-    wanted = {d.digest for d in parsed.blobs} | {d.digest for d in parsed.children}
-    repo = await get_repository(conn, repository)
-    if repo is None:
-        return sorted(wanted)
-    found = await _linked_blob_ids(conn, repo.id, (d.digest for d in parsed.blobs))
-    found |= await _manifest_ids(conn, repo.id, (d.digest for d in parsed.children))
-    missing = {d.digest for d in parsed.blobs if d.digest not in found}
-    missing |= {d.digest for d in parsed.children if d.digest not in found}
-    return sorted(missing)
+    blobs = sorted({d.digest for d in parsed.blobs})
+    children = sorted({d.digest for d in parsed.children})
+    found: set[str] = set()
+    for wanted in _batches(blobs):
+        query = (
+            select(t.blob.c.digest)
+            .select_from(
+                t.repository.join(
+                    t.repository_blob, t.repository_blob.c.repository_id == t.repository.c.id
+                ).join(t.blob, t.blob.c.id == t.repository_blob.c.blob_id)
+            )
+            .where(t.repository.c.name == repository, t.blob.c.digest.in_(wanted))
+        )
+        found.update(row.digest for row in await conn.execute(query))
+    for wanted in _batches(children):
+        query = (
+            select(t.manifest.c.digest)
+            .select_from(t.repository.join(t.manifest, t.manifest.c.repository_id == t.repository.c.id))
+            .where(t.repository.c.name == repository, t.manifest.c.digest.in_(wanted))
+        )
+        found.update(row.digest for row in await conn.execute(query))
+    return [digest for digest in blobs + children if digest not in found]
 
 
 async def put_manifest(
     conn: AsyncConnection, repository: str, parsed: ParsedManifest, tag: str | None
 ) -> Manifest:
-    """Make a manifest (and its tag) visible; everything it references must already be here."""
-    repo = await ensure_repository(conn, repository)
-    blob_ids = await _linked_blob_ids(conn, repo.id, (d.digest for d in parsed.blobs))
-    child_ids = await _manifest_ids(conn, repo.id, (d.digest for d in parsed.children))
-    missing = [d.digest for d in parsed.blobs if d.digest not in blob_ids]
-    missing += [d.digest for d in parsed.children if d.digest not in child_ids]
-    if missing:
-        raise MissingReferences(sorted(set(missing)))
+    """Make a manifest (and its tag) visible; everything it references must already be here.
+
+    Each reference is inserted with its id looked up by digest in the same statement: a blob
+    missing from the repository leaves a NULL or breaks the foreign key to the repository's
+    link (a child manifest: a NULL), so the database refuses the manifest rather than dropping
+    the reference (MissingReferences without digests: the caller names them). Four statements
+    for an image, whatever the number of its layers up to `_BATCH`.
+    """
     now = utcnow()
+    # Creates the repository if need be, and marks it updated; the row stays locked (PostgreSQL,
+    # MySQL) until commit, so pushes to one repository write their manifests one at a time.
+    repo_id = await upsert_returning_id(
+        conn,
+        t.repository,
+        {"name": repository, "created_at": now, "updated_at": now},
+        keys=("name",),
+        update=("updated_at",),
+    )
     manifest_id = await insert_or_get_id(
         conn,
         t.manifest,
         {
-            "repository_id": repo.id,
+            "repository_id": repo_id,
             "digest": parsed.digest,
             "media_type": parsed.media_type,
             "size": parsed.size,
@@ -180,26 +197,31 @@ async def put_manifest(
         unique=("repository_id", "digest"),
     )
     try:
-        for batch in _batches(list(blob_ids.values())):
+        for batch in _batches(sorted({d.digest for d in parsed.blobs})):
             await insert_ignore(
                 conn,
                 t.manifest_blob,
-                [{"manifest_id": manifest_id, "repository_id": repo.id, "blob_id": b} for b in batch],
+                [
+                    {"manifest_id": manifest_id, "repository_id": repo_id, "blob_id": _blob_id(d)}
+                    for d in batch
+                ],
+            )
+        for batch in _batches(sorted({d.digest for d in parsed.children})):
+            await insert_ignore(
+                conn,
+                t.manifest_child,
+                [{"parent_id": manifest_id, "child_id": _manifest_id(repo_id, d)} for d in batch],
             )
     except IntegrityError as exc:
-        # A blob was unlinked after the lookup above: the foreign key to the repository's link
-        # refused the reference. Which one is for the caller to find (this transaction is spent).
+        # A reference is not in the repository (unlinked since the caller's check, or never
+        # there). Which one is for the caller to find (this transaction is spent).
         raise MissingReferences([]) from exc
-    for batch in _batches(list(child_ids.values())):
-        await insert_ignore(
-            conn, t.manifest_child, [{"parent_id": manifest_id, "child_id": c} for c in batch]
-        )
     if tag is not None:
         await upsert(
             conn,
             t.tag,
             {
-                "repository_id": repo.id,
+                "repository_id": repo_id,
                 "name": tag,
                 "manifest_id": manifest_id,
                 "created_at": now,
@@ -208,8 +230,18 @@ async def put_manifest(
             keys=("repository_id", "name"),
             update=("manifest_id", "updated_at"),
         )
-    await conn.execute(update(t.repository).where(t.repository.c.id == repo.id).values(updated_at=now))
-    return Manifest(manifest_id, repo.id, parsed.digest, parsed.media_type, parsed.size)
+    return Manifest(manifest_id, repo_id, parsed.digest, parsed.media_type, parsed.size)
+
+
+def _blob_id(digest: str) -> ScalarSelect[Any]:
+    return select(t.blob.c.id).where(t.blob.c.digest == digest).scalar_subquery()
+
+
+def _manifest_id(repository_id: int, digest: str) -> ScalarSelect[Any]:
+    query = select(t.manifest.c.id).where(
+        t.manifest.c.repository_id == repository_id, t.manifest.c.digest == digest
+    )
+    return query.scalar_subquery()
 
 
 _MANIFEST_COLUMNS = (

@@ -94,11 +94,12 @@ redis.call('EXPIRE', KEYS[1], ARGV[7])
 return 1
 """
 # Take the upload for publishing or discarding (its state goes): the same fence as _RECORD.
+# ARGV[4] '1': the lock goes with it (the request has nothing left to do under it).
 _CLAIM = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 local state = redis.call('HMGET', KEYS[1], 'offset', 'parts')
 if state[1] ~= ARGV[2] or (state[2] or '') ~= ARGV[3] then return 0 end
-redis.call('DEL', KEYS[1])
+if ARGV[4] == '1' then redis.call('DEL', KEYS[1], KEYS[2]) else redis.call('DEL', KEYS[1]) end
 return 1
 """
 # Put a claimed upload back, as it was, when publishing it failed: the client may retry the PUT.
@@ -225,6 +226,7 @@ class Uploads:
         self._expiry = expiry_seconds
         self._lease_ms = lock_lease_ms
         self._hashers: OrderedDict[str, tuple[str, hashing.Hasher]] = OrderedDict()
+        self._released: set[str] = set()  # lock tokens a claim released (see `_claim`)
         self._hash_cache_size = hash_cache_size
 
     # -- session state -------------------------------------------------------------------
@@ -322,7 +324,10 @@ class Uploads:
                 extender.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await extender
-            await self._redis.eval(_RELEASE, 1, lock_key, token)
+            if token in self._released:
+                self._released.discard(token)  # released with the claim
+            else:
+                await self._redis.eval(_RELEASE, 1, lock_key, token)
 
     async def _keep_lock(self, upload_id: str, lock_key: str, token: str) -> None:
         while True:
@@ -513,7 +518,8 @@ class Uploads:
             if body is not None:
                 blob = await self._store_whole(state.repository, current.offset, digest, body, start, length)
                 if blob is not None:
-                    await self._discard(current)  # nothing was stored: only the session goes
+                    # Nothing was stored: only the session goes, and the lock with it (one round trip).
+                    await self._discard(current, release=True)
                     return blob
             if body is not None and (length is None or length > 0):
                 if start is not None and start != current.offset:
@@ -562,20 +568,31 @@ class Uploads:
             if not await self._discard(current):
                 raise InvalidUpload("the upload's lock lapsed while this request ran", upload=state.id)
 
-    async def _claim(self, state: UploadState) -> bool:
-        """Take the upload out of Redis if this request still holds it as `state` has it."""
+    async def _claim(self, state: UploadState, *, release: bool = False) -> bool:
+        """Take the upload out of Redis if this request still holds it as `state` has it;
+        `release`: drop the lock too (`_locked` then has nothing to release)."""
         key = _key(state.id)
         claimed = await self._redis.eval(
-            _CLAIM, 2, key, key + ":lock", state.lock_token, state.offset, state.encoded_parts
+            _CLAIM,
+            2,
+            key,
+            key + ":lock",
+            state.lock_token,
+            state.offset,
+            state.encoded_parts,
+            "1" if release else "0",
         )
         self._hashers.pop(state.id, None)
+        if claimed and release:
+            self._released.add(state.lock_token)
         return bool(claimed)
 
-    async def _discard(self, state: UploadState) -> bool:
+    async def _discard(self, state: UploadState, *, release: bool = False) -> bool:
         """Claim the upload and delete its parts; False (nothing deleted) when it is not ours."""
-        if not await self._claim(state):
+        if not await self._claim(state, release=release):
             return False
-        await self._delete_parts(state.id, state.parts)
+        if state.parts:
+            await self._delete_parts(state.id, state.parts)
         return True
 
     async def _publish(self, state: UploadState, digest: Digest) -> Blob:

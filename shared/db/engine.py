@@ -15,7 +15,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiosqlite
 from sqlalchemy import Table, event, func, select
@@ -27,6 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.dml import Insert
 
 from wharf_shared.config import mask_url
+from wharf_shared.db.writer import SQLiteWriter
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine, Select
 
 T = TypeVar("T")
 Dialect = Literal["postgresql", "mysql", "sqlite"]
@@ -46,6 +50,14 @@ _DRIVERS: dict[str, tuple[Dialect, str]] = {
 # PostgreSQL SQLSTATEs and MySQL error numbers worth a retry.
 _PG_TRANSIENT = {"40001", "40P01", "55P03"}
 _MYSQL_TRANSIENT = {1205, 1213, 2006, 2013}
+
+# WAL: readers never wait for the writer, and a commit appends to the log instead of rewriting
+# pages. synchronous=NORMAL: a commit is not fsynced, the log is at checkpoints. A crash of the
+# process loses nothing (the log is written before the commit returns); a crash of the machine
+# (power, kernel) may lose the commits made since the last checkpoint, never the database's
+# integrity. Image bytes are fsynced before their rows commit, so a lost commit leaves
+# unreferenced bytes (garbage collection's), never a row without its bytes.
+_SQLITE_PRAGMAS = ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL", "foreign_keys=ON")
 
 
 class DatabaseURLError(ValueError):
@@ -141,12 +153,31 @@ class Database:
         self.read_engine: AsyncEngine = create_async_engine(self.url, **read_kwargs)
         self._write_lock: asyncio.Lock | None = None
         self._write_lock_file: Path | None = None
+        self._writer: SQLiteWriter | None = None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
             _configure_sqlite(self.read_engine, transactions=False)
             self._write_lock = asyncio.Lock()
             if database and database != ":memory:":
                 self._write_lock_file = Path(database + ".write.lock")
+                # `run` goes through one writer that commits queued writes together (writer.py);
+                # `transaction()` still takes the same locks, so both keep to one writer at a time.
+                self._writer = SQLiteWriter(
+                    self.url,
+                    self._write_lock,
+                    self._write_lock_file,
+                    configure=_configure_sqlite_writer,
+                    is_transient=is_transient,
+                    echo=echo,
+                )
+
+    @property
+    def write_engines(self) -> tuple[Engine, ...]:
+        """The sync engines that write (for event hooks: the SQLite writer's has its own)."""
+        engines = [self.engine.sync_engine]
+        if self._writer is not None:
+            engines.append(self._writer.engine)
+        return tuple(engines)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -176,7 +207,12 @@ class Database:
         attempts: int = 6,
         retry_on: tuple[type[Exception], ...] = (),
     ) -> T:
-        """Run `fn(conn)` in one transaction, again on transient conflicts (and on `retry_on`)."""
+        """Run `fn(conn)` in one transaction, again on transient conflicts (and on `retry_on`).
+
+        `fn` may await nothing but statements on `conn`: on SQLite it runs in the writer's thread,
+        committed with the other writes queued meanwhile."""
+        if self._writer is not None:
+            return await self._writer.run(fn, attempts=attempts, retry_on=retry_on)
         for attempt in range(1, attempts + 1):
             try:
                 async with self.transaction() as conn:
@@ -188,6 +224,8 @@ class Database:
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
         await self.engine.dispose()
         await self.read_engine.dispose()
 
@@ -244,6 +282,45 @@ async def insert_or_get_id(
         return int(new_id)
     query = select(id_column).where(*(table.c[name] == row[name] for name in unique))
     return int((await conn.execute(query)).scalar_one())
+
+
+async def insert_ignore_select(
+    conn: AsyncConnection, table: Table, columns: Sequence[str], query: Select[Any]
+) -> int:
+    """`INSERT INTO table (columns) SELECT …` leaving existing rows (same unique key) alone.
+
+    Returns the row count the driver reports: 0 when the SELECT found nothing; a positive
+    count means the rows are there (PostgreSQL and SQLite count the rows inserted, MySQL with
+    FOUND_ROWS those inserted or found), so 0 may also mean "all there already".
+    """
+    dialect = _dialect(conn)
+    stmt: Insert
+    if dialect == "mysql":
+        key = next(iter(table.primary_key.columns))
+        stmt = mysql.insert(table).from_select(columns, query).on_duplicate_key_update({key.name: key})
+    else:
+        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        # The SELECT always has a WHERE: SQLite's parser needs one before ON CONFLICT.
+        stmt = dialect_insert(table).from_select(columns, query).on_conflict_do_nothing()
+    return int((await conn.execute(stmt)).rowcount)
+
+
+async def upsert_returning_id(
+    conn: AsyncConnection, table: Table, row: Mapping[str, Any], keys: Sequence[str], update: Sequence[str]
+) -> int:
+    """INSERT, or UPDATE the `update` columns of the row with the same `keys`; its `id` either way,
+    in one statement."""
+    id_column = table.c.id
+    if _dialect(conn) == "mysql":
+        stmt = mysql.insert(table).values(row)
+        assignments = {"id": func.last_insert_id(id_column), **{c: stmt.inserted[c] for c in update}}
+        return int((await conn.execute(stmt.on_duplicate_key_update(assignments))).lastrowid)
+    dialect_insert = postgresql.insert if _dialect(conn) == "postgresql" else sqlite.insert
+    stmt2 = dialect_insert(table).values(row)
+    stmt2 = stmt2.on_conflict_do_update(
+        index_elements=list(keys), set_={c: stmt2.excluded[c] for c in update}
+    )
+    return int((await conn.execute(stmt2.returning(id_column))).scalar_one())
 
 
 async def upsert(
@@ -331,7 +408,7 @@ def _configure_sqlite(engine: AsyncEngine, *, transactions: bool = True) -> None
         # We emit BEGIN ourselves (below); pysqlite's implicit transactions would defeat it.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL", "foreign_keys=ON"):
+        for pragma in _SQLITE_PRAGMAS:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
@@ -349,3 +426,19 @@ def _configure_sqlite(engine: AsyncEngine, *, transactions: bool = True) -> None
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Any) -> None:
         conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+
+
+def _configure_sqlite_writer(engine: Engine) -> None:
+    """The SQLite writer's own engine (sync, pysqlite): the same pragmas; it begins IMMEDIATE."""
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

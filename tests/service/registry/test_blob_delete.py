@@ -137,28 +137,35 @@ async def test_manifest_push_racing_a_blob_delete(
     db_kind: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The push has found its blobs linked, inside its transaction; the delete runs right then.
+    # The push's write transaction has begun (its first statement ran); the delete runs right then.
     # PostgreSQL and MariaDB: the delete commits first, and the push's reference is refused by
     # the foreign key: 400 MANIFEST_BLOB_UNKNOWN naming the blob, nothing committed. SQLite has
-    # one writer: the delete waits for the push and is then refused (409).
+    # one writer (a thread of its own, which holds the write lock): the delete waits for the
+    # push and is then refused (409).
     v2 = V2(client)
     config, layer = b'{"os":"linux"}', b"racing layer"
     await v2.push_blob(NAME, config)
     await v2.push_blob(NAME, layer)
     body = image_manifest(config, [layer])
     db: Database = client.server.app[DB]
-    real = metadata._linked_blob_ids
+    real = metadata.upsert_returning_id
     deleting: list[asyncio.Task[Any]] = []
+    loop = asyncio.get_running_loop()
 
-    async def linked_then_delete(conn: Any, repository_id: int, digests: Iterable[str]) -> dict[str, int]:
-        found = await real(conn, repository_id, digests)
-        if conn.engine.sync_engine is db.engine.sync_engine and not deleting:  # the write transaction
-            deleting.append(asyncio.create_task(v2.request("DELETE", f"/v2/{NAME}/blobs/{digest_of(layer)}")))
-            if db_kind != "sqlite":
+    def start_delete() -> None:
+        deleting.append(asyncio.ensure_future(v2.request("DELETE", f"/v2/{NAME}/blobs/{digest_of(layer)}")))
+
+    async def upsert_then_delete(conn: Any, *args: Any, **kwargs: Any) -> int:
+        repo_id = await real(conn, *args, **kwargs)
+        if not deleting:
+            if db_kind == "sqlite":
+                loop.call_soon_threadsafe(start_delete)
+            else:
+                start_delete()
                 assert (await deleting[0]).status == 202
-        return found
+        return repo_id
 
-    monkeypatch.setattr(metadata, "_linked_blob_ids", linked_then_delete)
+    monkeypatch.setattr(metadata, "upsert_returning_id", upsert_then_delete)
     resp = await v2.push_manifest(NAME, "v1", body)
     deleted = await deleting[0]
     monkeypatch.undo()
