@@ -99,9 +99,8 @@ async def test_a_transient_failure_is_retried(db: Database) -> None:
     assert await _names(db) == ["app/try-3"]  # the failed attempts left nothing
 
 
+@pytest.mark.parametrize("db_kind", ["sqlite"])  # only SQLite queues runs
 async def test_a_run_cancelled_while_queued_does_not_write(db: Database) -> None:
-    if db.dialect != "sqlite":
-        pytest.skip("only SQLite queues runs")
     async with db.transaction():  # holds the write lock: runs wait in the queue
         queued = asyncio.ensure_future(db.run(lambda c: _add(c, "app/cancelled")))
         await asyncio.sleep(0.05)
@@ -112,9 +111,8 @@ async def test_a_run_cancelled_while_queued_does_not_write(db: Database) -> None
     assert await _names(db) == ["app/after"]
 
 
+@pytest.mark.parametrize("db_kind", ["sqlite"])  # only SQLite runs writes in a thread of their own
 async def test_the_sqlite_writer_refuses_a_run_that_awaits_something_else(db: Database) -> None:
-    if db.dialect != "sqlite":
-        pytest.skip("only SQLite runs writes in a thread of their own")
 
     async def sleeps(conn: AsyncConnection) -> None:
         await _add(conn, "app/sleepy")
