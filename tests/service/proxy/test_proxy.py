@@ -215,6 +215,48 @@ async def test_bodies_stream_both_ways(
     assert await resp.read() == b""
 
 
+async def test_a_large_body_is_spliced_and_its_connection_closes_after(
+    aiohttp_client: Any, tmp_path: Path, upstreams: list[TestServer]
+) -> None:
+    """A streamed body with a length goes by splice(2): every byte arrives, in order, and the
+    client connection (whose parser never saw the body) is closed after the answer; a held body
+    keeps its connection."""
+    client = await proxy_client(aiohttp_client, proxy_settings(tmp_path, [url(upstreams[0])], []))
+    data = b"".join(hashlib.sha256(str(i).encode()).digest() for i in range(9 * MiB // 32 + 7))
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 3 * MiB + 11):
+            yield data[i : i + 3 * MiB + 11]
+            await asyncio.sleep(0.01)
+
+    resp = await client.patch(
+        "/v2/x/blobs/uploads/1", data=body(), headers={"Content-Length": str(len(data))}
+    )
+    echoed = await resp.json()
+    assert (echoed["size"], echoed["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    assert resp.headers.get("Connection", "").lower() == "close"
+    resp = await client.patch("/v2/x/blobs/uploads/1", data=b"small", headers={"Content-Length": "5"})
+    assert (await resp.json())["size"] == 5
+    assert resp.headers.get("Connection", "").lower() != "close"
+
+
+async def test_a_client_breaking_off_a_spliced_body_is_not_the_upstreams_failure(
+    aiohttp_client: Any, tmp_path: Path, upstreams: list[TestServer]
+) -> None:
+    upstream = url(upstreams[0])
+    client = await proxy_client(aiohttp_client, proxy_settings(tmp_path, [upstream], []))
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    head = wire.request_head("PATCH", "/v2/x/blobs/uploads/1", {"Content-Length": str(8 * MiB)})
+    writer.write(head + b"p" * 3 * MiB)
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the relay is under way
+    writer.close()
+    await writer.wait_closed()
+    resp = await client.patch("/v2/x/blobs/uploads/1", data=b"next", headers={"Content-Length": "4"})
+    assert (await resp.json())["size"] == 4
+    assert failures(client, upstream) == 0
+
+
 async def test_bodies_are_reframed(aiohttp_client: Any, tmp_path: Path, upstreams: list[TestServer]) -> None:
     """What reaches the upstream is one request with a canonical length (or chunked), whatever
     spelling the client used: the upstream never has a framing of the client's to disagree with."""
