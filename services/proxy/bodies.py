@@ -27,6 +27,9 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import AsyncIterablePayload
 
 from wharf_proxy import splicing
+from wharf_shared.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class ClientBodyFailed(Exception):
@@ -162,6 +165,10 @@ class RequestBody:
             await relay.run()
         except splicing.ClientBroke as exc:
             self.failure = ClientBodyFailed(exc.cause)
+            if isinstance(exc.cause, TimeoutError):
+                # As the server does for a silent body it parses (shared/serving.py): close.
+                log.info("request_body_timeout", remote=request.remote, seconds=self._silence_seconds)
+                protocol.force_close()
             raise self.failure from exc
         except TimeoutError:
             self.abort_upstream()  # silent: no graceful close into an upstream that takes nothing

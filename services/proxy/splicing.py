@@ -104,7 +104,6 @@ class Relay:
         now = time.monotonic()
         heard = now  # the client's last byte
         taken = now  # the upstream's last taking of a byte (the stall clock, while bytes wait)
-        poller = select.poll()
         while remaining or in_pipe:
             if self._stopped.is_set():
                 raise ConnectionAbortedError("the relay was stopped")
@@ -141,8 +140,10 @@ class Relay:
             now = time.monotonic()
             if in_pipe and now - taken >= self._stall:
                 raise TimeoutError("the upstream took no request byte in time")
-            waiting_client = remaining and in_pipe < PIPE_BYTES
-            if waiting_client and not in_pipe and now - heard >= self._silence:
+            # With bytes in the pipe, a refused splice from the client may mean a full pipe (it
+            # counts buffers, not bytes) whatever the client sent: wait for the upstream then.
+            waiting_client = remaining and not in_pipe
+            if waiting_client and now - heard >= self._silence:
                 raise ClientBroke(TimeoutError(f"no body byte from the client for {self._silence:g} s"))
             deadline = taken + self._stall if in_pipe else heard + self._silence
             poller = select.poll()

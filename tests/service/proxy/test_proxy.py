@@ -21,7 +21,7 @@ from tests.support.processes import free_port
 from tests.support.upstream import HUNG, SEEN, start_upstream, upstream_app
 from wharf_proxy.app import create_app
 from wharf_proxy.keys import POOLS
-from wharf_shared.config import Settings
+from wharf_shared.config import ServingSettings, Settings
 from wharf_shared.keys import METRICS
 
 MiB = 1024 * 1024
@@ -245,7 +245,7 @@ async def test_a_client_breaking_off_a_spliced_body_is_not_the_upstreams_failure
 ) -> None:
     upstream = url(upstreams[0])
     client = await proxy_client(aiohttp_client, proxy_settings(tmp_path, [upstream], []))
-    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    _reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     head = wire.request_head("PATCH", "/v2/x/blobs/uploads/1", {"Content-Length": str(8 * MiB)})
     writer.write(head + b"p" * 3 * MiB)
     await writer.drain()
@@ -254,6 +254,26 @@ async def test_a_client_breaking_off_a_spliced_body_is_not_the_upstreams_failure
     await writer.wait_closed()
     resp = await client.patch("/v2/x/blobs/uploads/1", data=b"next", headers={"Content-Length": "4"})
     assert (await resp.json())["size"] == 4
+    assert failures(client, upstream) == 0
+
+
+async def test_a_client_silent_within_a_spliced_body_is_let_go(
+    aiohttp_client: Any, tmp_path: Path, upstreams: list[TestServer]
+) -> None:
+    """The client's silence ends a spliced body as it ends a parsed one (the connection closes),
+    and is not the upstream's failure."""
+    upstream = url(upstreams[0])
+    settings = proxy_settings(tmp_path, [upstream], [])
+    settings = settings.model_copy(update={"serving": ServingSettings(body_timeout_seconds=0.5)})
+    client = await proxy_client(aiohttp_client, settings)
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    head = wire.request_head("PATCH", "/v2/x/blobs/uploads/1", {"Content-Length": str(8 * MiB)})
+    writer.write(head + b"q" * 3 * MiB)
+    await writer.drain()
+    start = time.monotonic()
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # closed
+    assert time.monotonic() - start < 5
+    writer.close()
     assert failures(client, upstream) == 0
 
 
