@@ -148,11 +148,17 @@ class RequestBody:
             return False  # the parser still holds bytes back: the rest streams the usual way
         protocol.pause_reading()  # from here on the client's socket is the relay's alone
         # Whatever aiohttp still queues for the upstream must be sent before the kernel appends.
+        limits = None
         if isinstance(upstream, asyncio.WriteTransport):
+            limits = upstream.get_write_buffer_limits()
             upstream.set_write_buffer_limits(high=0)
         if hasattr(writer, "send_headers"):
             writer.send_headers()
         await writer.drain()
+        while isinstance(upstream, asyncio.WriteTransport) and upstream.get_write_buffer_size():
+            await asyncio.sleep(0.001)  # what drain left queued must go before the spliced bytes
+        if limits is not None and isinstance(upstream, asyncio.WriteTransport):
+            upstream.set_write_buffer_limits(high=limits[1], low=limits[0])  # the pool reuses it
         relay = splicing.Relay(
             source,
             dest,
