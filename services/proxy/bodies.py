@@ -136,29 +136,28 @@ class RequestBody:
         # The client connection's parser never sees the spliced bytes: the connection closes after
         # the answer (set before the first await: the upstream may answer before the body is sent).
         request._message = request._message._replace(should_close=True)
-        # Bytes aiohttp already received (and any its parser held back) go first, the usual way.
+        # Bytes aiohttp already received (and any its parser held back) go first, the usual way,
+        # and nothing queued for the upstream may be overtaken by what the kernel appends.
         content = request.content
         protocol = request.protocol
-        while data := content.read_nowait(-1):
+        loop = asyncio.get_running_loop()
+        while True:
+            data = content.read_nowait(-1)  # may resume reading: the parser hands on what it held
+            queued = isinstance(upstream, asyncio.WriteTransport) and upstream.get_write_buffer_size()
+            if not data and not queued:
+                if protocol._reading_paused:
+                    return False  # the parser still holds bytes back: stream the usual way
+                break
             self.sent += len(data)
-            self._set_clock(asyncio.get_running_loop().time() + self._stall_seconds)
-            await writer.write(data)
+            self._set_clock(loop.time() + self._stall_seconds)
+            await _flushed(writer, upstream, data)
             self._set_clock(None)
-        if protocol._reading_paused:
-            return False  # the parser still holds bytes back: the rest streams the usual way
         protocol.pause_reading()  # from here on the client's socket is the relay's alone
-        # Whatever aiohttp still queues for the upstream must be sent before the kernel appends.
-        limits = None
-        if isinstance(upstream, asyncio.WriteTransport):
-            limits = upstream.get_write_buffer_limits()
-            upstream.set_write_buffer_limits(high=0)
-        if hasattr(writer, "send_headers"):
-            writer.send_headers()
-        await writer.drain()
-        while isinstance(upstream, asyncio.WriteTransport) and upstream.get_write_buffer_size():
-            await asyncio.sleep(0.001)  # what drain left queued must go before the spliced bytes
-        if limits is not None and isinstance(upstream, asyncio.WriteTransport):
-            upstream.set_write_buffer_limits(high=limits[1], low=limits[0])  # the pool reuses it
+        writer.send_headers()  # a body that had no byte buffered yet: the head goes first
+        if isinstance(upstream, asyncio.WriteTransport) and upstream.get_write_buffer_size():
+            self._set_clock(loop.time() + self._stall_seconds)
+            await _flushed(writer, upstream, b"")
+            self._set_clock(None)
         relay = splicing.Relay(
             source,
             dest,
@@ -189,6 +188,23 @@ class RequestBody:
         clock = self.clock
         if clock is not None and not clock.expired():
             clock.reschedule(when)
+
+
+async def _flushed(writer: AbstractStreamWriter, upstream: asyncio.BaseTransport, data: bytes) -> None:
+    """Write `data` (the head, if not sent yet, goes first) and wait until none of it is queued."""
+    limits = None
+    if isinstance(upstream, asyncio.WriteTransport):
+        limits = upstream.get_write_buffer_limits()
+        upstream.set_write_buffer_limits(high=0)  # drain then waits for an empty buffer
+    try:
+        if data:
+            await writer.write(data)
+        else:
+            writer.send_headers()
+        await writer.drain()
+    finally:
+        if limits is not None and isinstance(upstream, asyncio.WriteTransport):
+            upstream.set_write_buffer_limits(high=limits[1], low=limits[0])  # the pool reuses it
 
 
 class _Payload(AsyncIterablePayload):
