@@ -52,6 +52,7 @@ from wharf_shared.errors.domain import (
 from wharf_shared.logging import get_logger
 from wharf_shared.storage import paths
 from wharf_shared.storage.base import (
+    BlockingWriter,
     FileWriter,
     InvalidOffsetError,
     PathNotFoundError,
@@ -62,7 +63,7 @@ from wharf_shared.storage.base import (
 log = get_logger(__name__)
 
 CHUNK = 1024 * 1024
-# Uploads move through storage in blocks this large: fewer thread hand-offs per byte.
+# Uploads are hashed and written in batches this large: one thread hand-off per batch.
 BLOCK = 4 * 1024 * 1024
 # Bodies up to this size are read whole, hashed in memory and stored with one atomic write,
 # skipping the part files: most layers and every config blob take this path.
@@ -124,6 +125,9 @@ class ByteSource(Protocol):
     """A request body: `read(n)` returns up to n bytes, b"" at the end (aiohttp's StreamReader)."""
 
     async def read(self, n: int = -1) -> bytes: ...
+
+    async def readany(self) -> bytes:
+        """Whatever arrived (at least a byte, unless at the end), without joining pieces."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -715,10 +719,10 @@ class _LazyWriter:
         self._start = start
         self._writer: FileWriter | None = None
 
-    async def write(self, data: bytes) -> None:
+    async def opened(self) -> FileWriter:
         if self._writer is None:
             self._writer = await self._storage.writer(self._path, self._start)
-        await self._writer.write(data)
+        return self._writer
 
     async def commit(self) -> None:
         if self._writer is not None:
@@ -744,29 +748,43 @@ async def _read_exactly(body: ByteSource, length: int) -> bytes:
 
 
 async def _pump(body: ByteSource, writer: _LazyWriter, hasher: hashing.Hasher) -> int:
-    """Copy a body to storage in 4 MiB blocks, hashing as it goes; the next block is read while
-    the previous one is written and hashed (both in threads). Returns the bytes copied."""
+    """Copy a body to storage, hashing it as it goes; returns the bytes copied.
+
+    The event loop only takes the chunks aiohttp received (never joined into a copy); each batch
+    of up to BLOCK bytes is hashed and written by one worker-thread call (both release the GIL),
+    while the next batch is read. Stores without blocking writes get the batch joined, written
+    and hashed side by side."""
+    loop = asyncio.get_running_loop()
     total = 0
-    parts: list[bytes] = []
+    batch: list[bytes] = []
     buffered = 0
     pending: asyncio.Future[Any] | None = None
 
-    async def flush(block: bytes) -> None:
-        await asyncio.gather(writer.write(block), asyncio.to_thread(hasher.update, block))
+    def store(pieces: list[bytes], sink: BlockingWriter) -> None:
+        for piece in pieces:
+            hasher.update(piece)
+        sink.write_blocking(pieces)
+
+    async def flush(pieces: list[bytes]) -> None:
+        sink = await writer.opened()
+        if isinstance(sink, BlockingWriter):
+            await loop.run_in_executor(None, store, pieces, sink)
+            return
+        block = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        await asyncio.gather(sink.write(block), asyncio.to_thread(hasher.update, block))
 
     try:
         while True:
-            data = await body.read(BLOCK)
+            data = await body.readany()
             if data:
-                parts.append(data)
+                batch.append(data)
                 buffered += len(data)
             if buffered >= BLOCK or (not data and buffered):
-                block = parts[0] if len(parts) == 1 else b"".join(parts)
-                parts, buffered = [], 0
                 if pending is not None:
                     await pending
-                pending = asyncio.ensure_future(flush(block))
-                total += len(block)
+                pending = asyncio.ensure_future(flush(batch))
+                total += buffered
+                batch, buffered = [], 0
             if not data:
                 break
         if pending is not None:

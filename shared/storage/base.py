@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from wharf_shared.metrics import Metrics
 
@@ -65,6 +65,15 @@ class FileWriter(Protocol):
 
     async def cancel(self) -> None:
         """Discard what this writer wrote (the file is as it was when opened); closes it."""
+
+
+@runtime_checkable
+class BlockingWriter(Protocol):
+    """A FileWriter that can also be written from a worker thread, so that a caller already off
+    the event loop (hashing there, say) writes with no further thread hand-off."""
+
+    def write_blocking(self, pieces: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Append the pieces, in order; never call it while an async `write` runs."""
 
 
 class StorageDriver(Protocol):

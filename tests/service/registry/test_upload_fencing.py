@@ -35,6 +35,7 @@ from wharf_shared.storage.filesystem import FilesystemDriver
 from wharf_shared.storage.s3 import S3Driver
 
 MiB = 1024 * 1024
+CHUNK = 256 * 1024
 R = "library/fenced"
 LEASE_MS = 300
 FIRST = pattern(MiB + 17, seed=1)  # acknowledged before A starts, in the "later" cases
@@ -109,6 +110,9 @@ class Body:
         self._position = end
         return piece
 
+    async def readany(self) -> bytes:
+        return await self.read(CHUNK)  # in pieces, as aiohttp receives them
+
 
 class Whole:
     def __init__(self, data: bytes) -> None:
@@ -120,6 +124,9 @@ class Whole:
         piece = bytes(self._data[self._position : end])
         self._position = end
         return piece
+
+    async def readany(self) -> bytes:
+        return await self.read(CHUNK)
 
 
 def stored_bytes(storage: StorageDriver, upload_id: str) -> Callable[[], int]:
