@@ -92,7 +92,6 @@ async def _client(app: web.Application) -> AsyncIterator[None]:
         connect_timeout=proxy.connect_timeout_seconds,
         read_timeout=proxy.read_timeout_seconds,
         external=settings.external_url,
-        body_timeout=settings.serving.body_timeout_seconds,
     )
     pools = list(app[keys.POOLS].values())
     checker = asyncio.create_task(

@@ -138,14 +138,12 @@ class Forwarder:
         connect_timeout: float,
         read_timeout: float,
         external: str,
-        body_timeout: float = 60.0,
     ) -> None:
         self._session = session
         self._external = external.rstrip("/")  # what Location headers naming an upstream become
         self._metrics = metrics
         self._retry_body_bytes = retry_body_bytes
         self._read_timeout = read_timeout
-        self._body_timeout = body_timeout  # the client's silence within a body
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
@@ -159,12 +157,7 @@ class Forwarder:
         candidates = pool.candidates()
         if not candidates:
             raise NoUpstream(pool.name, "no instance is configured")
-        body = RequestBody(
-            request,
-            hold_up_to=self._retry_body_bytes,
-            stall_seconds=self._read_timeout,
-            silence_seconds=self._body_timeout,
-        )
+        body = RequestBody(request, hold_up_to=self._retry_body_bytes, stall_seconds=self._read_timeout)
         await body.read_if_held()
         headers = upstream_headers(request, request_id)
         if offer is not None:

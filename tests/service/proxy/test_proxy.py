@@ -21,7 +21,7 @@ from tests.support.processes import free_port
 from tests.support.upstream import HUNG, SEEN, start_upstream, upstream_app
 from wharf_proxy.app import create_app
 from wharf_proxy.keys import POOLS
-from wharf_shared.config import ServingSettings, Settings
+from wharf_shared.config import Settings
 from wharf_shared.keys import METRICS
 
 MiB = 1024 * 1024
@@ -229,68 +229,6 @@ async def test_bodies_stream_both_ways(
     resp = await client.head("/v2/bytes/1234")
     assert resp.headers["Content-Length"] == "1234"
     assert await resp.read() == b""
-
-
-async def test_a_large_body_is_spliced_and_its_connection_closes_after(
-    aiohttp_client: Any, tmp_path: Path, upstreams: list[TestServer]
-) -> None:
-    """A streamed body with a length goes by splice(2): every byte arrives, in order, and the
-    client connection (whose parser never saw the body) is closed after the answer; a held body
-    keeps its connection."""
-    client = await proxy_client(aiohttp_client, proxy_settings(tmp_path, [url(upstreams[0])], []))
-    data = b"".join(hashlib.sha256(str(i).encode()).digest() for i in range(9 * MiB // 32 + 7))
-
-    async def body() -> AsyncIterator[bytes]:
-        for i in range(0, len(data), 3 * MiB + 11):
-            yield data[i : i + 3 * MiB + 11]
-            await asyncio.sleep(0.01)
-
-    resp = await client.patch(
-        "/v2/x/blobs/uploads/1", data=body(), headers={"Content-Length": str(len(data))}
-    )
-    echoed = await resp.json()
-    assert (echoed["size"], echoed["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
-    assert resp.headers.get("Connection", "").lower() == "close"
-    resp = await client.patch("/v2/x/blobs/uploads/1", data=b"small", headers={"Content-Length": "5"})
-    assert (await resp.json())["size"] == 5
-    assert resp.headers.get("Connection", "").lower() != "close"
-
-
-async def test_a_client_breaking_off_a_spliced_body_is_not_the_upstreams_failure(
-    aiohttp_client: Any, tmp_path: Path, upstreams: list[TestServer]
-) -> None:
-    upstream = url(upstreams[0])
-    client = await proxy_client(aiohttp_client, proxy_settings(tmp_path, [upstream], []))
-    _reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
-    head = wire.request_head("PATCH", "/v2/x/blobs/uploads/1", {"Content-Length": str(8 * MiB)})
-    writer.write(head + b"p" * 3 * MiB)
-    await writer.drain()
-    await asyncio.sleep(0.2)  # the relay is under way
-    writer.close()
-    await writer.wait_closed()
-    resp = await client.patch("/v2/x/blobs/uploads/1", data=b"next", headers={"Content-Length": "4"})
-    assert (await resp.json())["size"] == 4
-    assert failures(client, upstream) == 0
-
-
-async def test_a_client_silent_within_a_spliced_body_is_let_go(
-    aiohttp_client: Any, tmp_path: Path, upstreams: list[TestServer]
-) -> None:
-    """The client's silence ends a spliced body as it ends a parsed one (the connection closes),
-    and is not the upstream's failure."""
-    upstream = url(upstreams[0])
-    settings = proxy_settings(tmp_path, [upstream], [])
-    settings = settings.model_copy(update={"serving": ServingSettings(body_timeout_seconds=0.5)})
-    client = await proxy_client(aiohttp_client, settings)
-    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
-    head = wire.request_head("PATCH", "/v2/x/blobs/uploads/1", {"Content-Length": str(8 * MiB)})
-    writer.write(head + b"q" * 3 * MiB)
-    await writer.drain()
-    start = time.monotonic()
-    assert await asyncio.wait_for(reader.read(), 10) == b""  # closed
-    assert time.monotonic() - start < 5
-    writer.close()
-    assert failures(client, upstream) == 0
 
 
 async def test_bodies_are_reframed(aiohttp_client: Any, tmp_path: Path, upstreams: list[TestServer]) -> None:
