@@ -402,15 +402,17 @@ class _ReadConnection(AsyncAdapt_aiosqlite_connection):
     _cursor_cls = _ReadCursor
 
 
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # We emit BEGIN ourselves; pysqlite's implicit transactions would defeat it.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in _SQLITE_PRAGMAS:
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
 def _configure_sqlite(engine: AsyncEngine, *, transactions: bool = True) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # We emit BEGIN ourselves (below); pysqlite's implicit transactions would defeat it.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in _SQLITE_PRAGMAS:
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
+    event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
 
     if not transactions:
         # The read engine: every statement on its own, no BEGIN at all. The ROLLBACK SQLAlchemy
@@ -431,13 +433,7 @@ def _configure_sqlite(engine: AsyncEngine, *, transactions: bool = True) -> None
 def _configure_sqlite_writer(engine: Engine) -> None:
     """The SQLite writer's own engine (sync, pysqlite): the same pragmas; it begins IMMEDIATE."""
 
-    @event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in _SQLITE_PRAGMAS:
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
+    event.listen(engine, "connect", _on_sqlite_connect)
 
     @event.listens_for(engine, "begin")
     def on_begin(conn: Any) -> None:
