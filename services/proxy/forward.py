@@ -180,7 +180,7 @@ class Forwarder:
             try:
                 pool.succeeded(upstream)
                 local = offer is not None and response.status == 200 and ACCEL_REDIRECT in response.headers
-                if offer is not None and local:
+                if local and offer is not None:
                     out = await self._send_local(request, response, upstream, request_id, offer)
                 else:
                     out = await self._relay(request, response, upstream, request_id, pool)
@@ -232,8 +232,7 @@ class Forwarder:
         request_id: str,
         pool: Pool,
     ) -> web.StreamResponse:
-        headers = response_headers(upstream_response, upstream.url, self._external)
-        headers["X-Request-Id"] = request_id
+        headers = self._client_headers(upstream_response, upstream, request_id)
         length = upstream_response.headers.get("Content-Length")
         size = int(length) if length is not None and length.isdigit() else None
         small = request.method == "HEAD" or (size is not None and size <= SMALL_BODY)
@@ -258,6 +257,13 @@ class Forwarder:
         await out.write_eof()
         return out
 
+    def _client_headers(
+        self, upstream_response: aiohttp.ClientResponse, upstream: Upstream, request_id: str
+    ) -> CIMultiDict[str]:
+        headers = response_headers(upstream_response, upstream.url, self._external)
+        headers["X-Request-Id"] = request_id
+        return headers
+
     async def _send_local(
         self,
         request: web.Request,
@@ -267,8 +273,7 @@ class Forwarder:
         offer: Offer,
     ) -> web.StreamResponse:
         """The file the upstream redirected to, with the upstream's headers, by sendfile."""
-        headers = response_headers(upstream_response, upstream.url, self._external)
-        headers["X-Request-Id"] = request_id
+        headers = self._client_headers(upstream_response, upstream, request_id)
         out = await offer.respond(upstream_response.headers, headers)
         await out.prepare(request)  # FileResponse sends it all here: Range, 304, 416 included
         return out

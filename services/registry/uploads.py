@@ -50,6 +50,7 @@ from wharf_shared.errors.domain import (
     UploadNotFound,
 )
 from wharf_shared.logging import get_logger
+from wharf_shared.redis import Script
 from wharf_shared.storage import paths
 from wharf_shared.storage.base import (
     BlockingWriter,
@@ -232,6 +233,12 @@ class Uploads:
         self._hashers: OrderedDict[str, tuple[str, hashing.Hasher]] = OrderedDict()
         self._released: set[str] = set()  # lock tokens a claim released (see `_claim`)
         self._hash_cache_size = hash_cache_size
+        self._lock_and_get = Script(redis, _LOCK_AND_GET)
+        self._record = Script(redis, _RECORD)
+        self._claim_script = Script(redis, _CLAIM)
+        self._restore_script = Script(redis, _RESTORE)
+        self._release = Script(redis, _RELEASE)
+        self._extend = Script(redis, _EXTEND)
 
     # -- session state -------------------------------------------------------------------
 
@@ -308,7 +315,7 @@ class Uploads:
         lock_key = key + ":lock"
         token = uuid.uuid4().hex
         deadline = time.monotonic() + self._lease_ms / 1000 + _LOCK_WAIT_MARGIN_SECONDS
-        while (raw := await self._redis.eval(_LOCK_AND_GET, 2, key, lock_key, token, self._lease_ms)) is None:
+        while (raw := await self._lock_and_get([key, lock_key], [token, self._lease_ms])) is None:
             if time.monotonic() > deadline:
                 raise UploadBusy(upload=state.id)
             await asyncio.sleep(0.05)
@@ -331,11 +338,11 @@ class Uploads:
             if token in self._released:
                 self._released.discard(token)  # released with the claim
             else:
-                await self._redis.eval(_RELEASE, 1, lock_key, token)
+                await self._release([lock_key], [token])
 
     async def _keep_lock(self, upload_id: str, lock_key: str, token: str) -> None:
         while True:
-            if not await self._redis.eval(_EXTEND, 1, lock_key, token, self._lease_ms):
+            if not await self._extend([lock_key], [token, self._lease_ms]):
                 break
             await asyncio.sleep(self._lease_ms / 3000)
         # Lapsed: whatever this request still writes will be refused when it records it.
@@ -386,18 +393,17 @@ class Uploads:
         else:
             parts = (*state.parts, Part(token, written))
         key = _key(state.id)
-        outcome = await self._redis.eval(
-            _RECORD,
-            2,
-            key,
-            key + ":lock",
-            state.lock_token,
-            state.offset,
-            state.encoded_parts,
-            offset,
-            _encode(parts),
-            saved or b"",
-            self._expiry,
+        outcome = await self._record(
+            [key, key + ":lock"],
+            [
+                state.lock_token,
+                state.offset,
+                state.encoded_parts,
+                offset,
+                _encode(parts),
+                saved or b"",
+                self._expiry,
+            ],
         )
         if outcome != 1:
             # Another request took the upload over: what this one wrote never becomes part of it.
@@ -576,15 +582,9 @@ class Uploads:
         """Take the upload out of Redis if this request still holds it as `state` has it;
         `release`: drop the lock too (`_locked` then has nothing to release)."""
         key = _key(state.id)
-        claimed = await self._redis.eval(
-            _CLAIM,
-            2,
-            key,
-            key + ":lock",
-            state.lock_token,
-            state.offset,
-            state.encoded_parts,
-            "1" if release else "0",
+        claimed = await self._claim_script(
+            [key, key + ":lock"],
+            [state.lock_token, state.offset, state.encoded_parts, "1" if release else "0"],
         )
         self._hashers.pop(state.id, None)
         if claimed and release:
@@ -638,16 +638,16 @@ class Uploads:
 
     async def _restore(self, state: UploadState) -> None:
         with contextlib.suppress(Exception):
-            await self._redis.eval(
-                _RESTORE,
-                1,
-                _key(state.id),
-                state.repository,
-                state.offset,
-                repr(state.started_at),
-                state.encoded_parts,
-                state.hash_state or b"",
-                self._expiry,
+            await self._restore_script(
+                [_key(state.id)],
+                [
+                    state.repository,
+                    state.offset,
+                    repr(state.started_at),
+                    state.encoded_parts,
+                    state.hash_state or b"",
+                    self._expiry,
+                ],
             )
             log.warning("upload_publish_failed", upload=state.id)
 
