@@ -1,5 +1,7 @@
-"""The whole suite as processes: token and registry instances behind one proxy, on loopback
-addresses of their own, sharing one database, Redis and data dir (keys, filesystem storage)."""
+"""The whole suite as processes: token and registry instances behind one or more proxies, on
+loopback addresses of their own, sharing one database, Redis and data dir (keys, filesystem
+storage). The first proxy's address is the suite's external URL; the others serve it too (as
+proxies behind one load-balanced address do)."""
 
 from __future__ import annotations
 
@@ -26,9 +28,13 @@ class Suite:
     env: dict[str, str]
     registries: list[ServiceProcess]
     tokens: list[ServiceProcess]
-    proxy: ServiceProcess
+    proxies: list[ServiceProcess]
     log_dir: Path
     stopped: list[ServiceProcess] = field(default_factory=list)
+
+    @property
+    def proxy(self) -> ServiceProcess:
+        return self.proxies[0]
 
     @property
     def url(self) -> str:
@@ -42,7 +48,7 @@ class Suite:
         return f"docker://{self.address}/{name}"
 
     def processes(self) -> list[ServiceProcess]:
-        return [self.proxy, *self.registries, *self.tokens]
+        return [*self.proxies, *self.registries, *self.tokens]
 
     def stop(self) -> None:
         for process in self.processes():
@@ -84,12 +90,14 @@ def start_suite(
     registry_hosts: tuple[str, ...] = ("127.0.0.1",),
     token_hosts: tuple[str, ...] = ("127.0.0.1",),
     proxy_host: str = "127.0.0.1",
+    more_proxy_hosts: tuple[str, ...] = (),
     extra_env: dict[str, str] | None = None,
     populate: Callable[[Settings], Coroutine[Any, Any, None]] | None = None,
 ) -> Suite:
     """Init the data dir and accounts (then `populate`), start every process, ready to serve."""
     data_dir = init_site(tmp, database_url, redis_url, admin_password=admin_password, populate=populate)
     proxy_port = free_port(proxy_host)
+    more_proxy_ports = [free_port(h) for h in more_proxy_hosts]
     registry_ports = [free_port(h) for h in registry_hosts]
     token_ports = [free_port(h) for h in token_hosts]
     env = {
@@ -120,11 +128,17 @@ def start_suite(
             token_process(env, logs, host=h, port=p, name=f"token-{h}")
             for h, p in zip(token_hosts, token_ports, strict=True)
         ],
-        proxy_process(env, logs, host=proxy_host, port=proxy_port),
+        [
+            proxy_process(env, logs, host=proxy_host, port=proxy_port),
+            *(
+                proxy_process(env, logs, host=h, port=p, name=f"proxy-{h}")
+                for h, p in zip(more_proxy_hosts, more_proxy_ports, strict=True)
+            ),
+        ],
         logs,
     )
     try:
-        for process in [*suite.tokens, *suite.registries, suite.proxy]:
+        for process in [*suite.tokens, *suite.registries, *suite.proxies]:
             process.start()
     except BaseException:
         suite.stop()
