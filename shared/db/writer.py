@@ -3,10 +3,19 @@
 SQLite takes one writer at a time, so what limits write throughput is how long each writer
 holds the lock. Through aiosqlite every statement (and BEGIN, COMMIT, the lock) is a hand-off
 between the event loop and a thread, a wait for the GIL each under load, all while the lock is
-held. Here a `run` call queues its function; the writer takes every function queued, and in its
-thread, in one hand-off: takes the lock, BEGIN IMMEDIATE, runs each function in a SAVEPOINT of
-its own (one that fails is rolled back alone and gets its exception), COMMIT. Each function's
-transaction stays atomic; a group commits (and costs the WAL write) once.
+held. Here a `run` call queues its function; the writer takes every function queued and, in one
+go: takes the lock, BEGIN IMMEDIATE, runs each function in a SAVEPOINT of its own (one that
+fails is rolled back alone and gets its exception), COMMIT. Each function's transaction stays
+atomic; a group commits (and costs the WAL write) once.
+
+Where the group runs: when the cross-process lock file is free, right here on the event loop
+(a group is a few statements on a local file, well under a millisecond each: cheaper than
+handing it to a thread, where it waits for the GIL behind the loop twice per statement, which
+made the group, and the other processes waiting for the lock, several times slower); when
+another process holds it, in the writer's thread, which waits for it there. On the loop the
+connection waits at most `INLINE_BUSY_MS` for SQLite's own lock (held only by a writer that
+does not take the lock file, such as a sqlite3 shell); a group that finds it busy is retried
+in the thread.
 
 The functions are `Database.run`'s: `fn(conn)` awaiting only statements on `conn`. Here `conn`
 executes each statement synchronously and the function's coroutine is driven to completion
@@ -34,6 +43,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 T = TypeVar("T")
 # Functions committed in one transaction at most: a group holds the lock while it runs.
 MAX_GROUP = 64
+# SQLite's busy timeout while a group runs on the event loop, and in the writer's thread.
+INLINE_BUSY_MS = 50
+THREAD_BUSY_MS = 30_000
 
 
 class _SyncConnection:
@@ -86,13 +98,16 @@ class SQLiteWriter:
         echo: bool = False,
     ) -> None:
         sync_url = make_url(url).set(drivername="sqlite")
-        self._engine = create_engine(sync_url, echo=echo, hide_parameters=True, connect_args={"timeout": 30})
+        self._engine = create_engine(
+            sync_url, echo=echo, hide_parameters=True, connect_args={"timeout": THREAD_BUSY_MS / 1000}
+        )
         configure(self._engine)
         self._lock = lock
         self._lock_file = lock_file
         self._lock_fd: int | None = None
         self._is_transient = is_transient
         self._conn: Connection | None = None
+        self._busy_ms = THREAD_BUSY_MS  # the connection's busy timeout as last set
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._queue: deque[_Item] = deque()
         self._task: asyncio.Task[None] | None = None
@@ -126,7 +141,16 @@ class SQLiteWriter:
                         item = self._queue.popleft()
                         if not item.future.done():  # a caller cancelled while queued: skipped
                             group.append(item)
-                    if group:
+                    if group and self._try_flock():
+                        try:
+                            self._commit_group(group, locked=True, busy_ms=INLINE_BUSY_MS)
+                        except Exception as exc:
+                            if not _is_busy(exc):
+                                raise
+                            for item in group:  # nothing was committed: the thread runs them
+                                item.outcome, item.failed = None, False
+                            await loop.run_in_executor(self._executor, self._commit_group, group)
+                    elif group:
                         await loop.run_in_executor(self._executor, self._commit_group, group)
             except Exception as exc:  # the group as a whole: BEGIN or COMMIT failed
                 for item in group:
@@ -153,11 +177,21 @@ class SQLiteWriter:
 
     # -- in the writer's thread ------------------------------------------------------------
 
-    def _commit_group(self, group: Sequence[_Item]) -> None:
-        """One transaction for the group, one SAVEPOINT per function when there are several."""
-        self._flock()
+    def _commit_group(
+        self, group: Sequence[_Item], *, locked: bool = False, busy_ms: int = THREAD_BUSY_MS
+    ) -> None:
+        """One transaction for the group, one SAVEPOINT per function when there are several;
+        `locked`: the lock file is already held (`_try_flock`). Releases it."""
+        if not locked:
+            self._flock()
         try:
             conn = self._connection()
+            if busy_ms != self._busy_ms:
+                # On the DB-API connection: through `conn` it would begin the transaction.
+                dbapi = conn.connection.dbapi_connection
+                assert dbapi is not None
+                dbapi.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+                self._busy_ms = busy_ms
             try:
                 transaction = conn.begin()
                 shim = cast(AsyncConnection, _SyncConnection(conn))
@@ -186,6 +220,7 @@ class SQLiteWriter:
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.invalidated or self._conn.closed:
             self._conn = self._engine.connect()
+            self._busy_ms = THREAD_BUSY_MS
         return self._conn
 
     def _reset(self) -> None:
@@ -201,6 +236,18 @@ class SQLiteWriter:
         if self._lock_fd is None:
             self._lock_fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+
+    def _try_flock(self) -> bool:
+        """Take the lock file if no other process holds it, without waiting."""
+        if self._lock_file is None:
+            return True
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
     def _funlock(self) -> None:
         if self._lock_fd is not None:
@@ -218,3 +265,8 @@ class SQLiteWriter:
             await self._task
         await asyncio.get_running_loop().run_in_executor(self._executor, self._close_sync)
         self._executor.shutdown(wait=True)
+
+
+def _is_busy(exc: BaseException) -> bool:
+    """SQLite's lock was held by a writer outside the lock file (`database is locked`)."""
+    return "database is locked" in str(exc)

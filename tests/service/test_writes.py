@@ -1,18 +1,24 @@
 """`Database.run` on every backend: each run is atomic and alone in what it commits, however many
-run at once. On SQLite they go through one writer thread that commits queued runs together
+run at once. On SQLite they go through one writer that commits queued runs together
 (`wharf_shared.db.writer`): a run that fails there is rolled back alone, a transient failure is
-retried, and a run that awaits anything but its connection is refused."""
+retried, and a run that awaits anything but its connection is refused. The writer runs a group
+on the event loop when no other process holds the lock file, in its thread otherwise, and never
+stalls the loop on a writer that ignores the lock file."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import fcntl
+import os
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -123,3 +129,77 @@ async def test_the_sqlite_writer_refuses_a_run_that_awaits_something_else(db: Da
     assert await _names(db) == []
     await db.run(lambda c: _add(c, "app/next"))  # the writer goes on
     assert await _names(db) == ["app/next"]
+
+
+def _sqlite_file(database_url: str) -> str:
+    path = make_url(database_url).database
+    assert path
+    return path
+
+
+async def _where(conn: AsyncConnection, name: str, seen: list[int]) -> int:
+    seen.append(threading.get_ident())
+    return await _add(conn, name)
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"])
+async def test_with_the_lock_file_free_a_group_runs_on_the_event_loop(db: Database) -> None:
+    seen: list[int] = []
+    await db.run(lambda c: _where(c, "app/here", seen))
+    assert seen == [threading.get_ident()]
+    assert await _names(db) == ["app/here"]
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"])
+async def test_while_another_process_holds_the_lock_file_runs_wait_in_the_thread(
+    db: Database, database_url: str
+) -> None:
+    # flock(2) locks belong to an open file description: this one stands for another process.
+    other = os.open(_sqlite_file(database_url) + ".write.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        seen: list[int] = []
+        run = asyncio.ensure_future(db.run(lambda c: _where(c, "app/later", seen)))
+        for _ in range(5):
+            await asyncio.sleep(0.01)  # the loop is free meanwhile
+        assert not run.done()
+        assert await _names(db) == []
+        fcntl.flock(other, fcntl.LOCK_UN)
+        await run
+    finally:
+        os.close(other)
+    assert seen
+    assert seen[0] != threading.get_ident()
+    assert await _names(db) == ["app/later"]
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"])
+async def test_a_writer_that_ignores_the_lock_file_does_not_stall_the_loop(
+    db: Database, database_url: str
+) -> None:
+    """A sqlite3 shell holding the write lock: the run waits for it, the event loop does not
+    (a busy wait on the loop would block it for the whole 30 s busy timeout)."""
+    outsider = sqlite3.connect(_sqlite_file(database_url), isolation_level=None, check_same_thread=False)
+    outsider.execute("BEGIN IMMEDIATE")
+    released = threading.Event()
+
+    def release(why: str) -> None:
+        if not released.is_set():
+            released.set()
+            outsider.execute("ROLLBACK")
+            outcome.append(why)
+
+    outcome: list[str] = []
+    watchdog = threading.Timer(20, release, args=("watchdog",))  # never needed unless the loop stalls
+    watchdog.start()
+    try:
+        run = asyncio.ensure_future(db.run(lambda c: _add(c, "app/patient")))
+        for _ in range(10):
+            await asyncio.sleep(0.02)
+        release("test")
+        assert await run
+    finally:
+        watchdog.cancel()
+        outsider.close()
+    assert outcome == ["test"]
+    assert await _names(db) == ["app/patient"]
