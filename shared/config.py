@@ -21,7 +21,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "WHARF_"
@@ -150,6 +158,22 @@ class RegistrySettings(_Group):
     upload_purge_interval_seconds: int = Field(
         default=600, ge=1, description="How often each instance looks for expired uploads."
     )
+    upload_lease_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="Lease of an upload's lock, renewed while a request writes the upload: how long a "
+        "holder that still beats (a stalled process) keeps others waiting. A dead holder's lock is "
+        "taken over once its liveness key lapses.",
+    )
+    liveness_interval_seconds: float = Field(
+        default=1.0, gt=0, description="How often each registry process refreshes its liveness key in Redis."
+    )
+    liveness_ttl_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        description="Lifetime of that key: how soon after a process dies others take its upload locks "
+        "over. Must exceed the interval.",
+    )
     upload_token_grace_seconds: int = Field(
         default=3600,
         ge=0,
@@ -164,6 +188,15 @@ class RegistrySettings(_Group):
         default=300, ge=0, description="Lifetime of cached tag and manifest lookups in Redis (0 = no cache)."
     )
     page_size_max: int = Field(default=1000, ge=1, description="Largest `n` for tags list and catalog pages.")
+
+    @model_validator(mode="after")
+    def _liveness(self) -> RegistrySettings:
+        if self.liveness_ttl_seconds <= self.liveness_interval_seconds:
+            raise ValueError(
+                "WHARF_REGISTRY__LIVENESS_TTL_SECONDS must exceed WHARF_REGISTRY__LIVENESS_INTERVAL_SECONDS "
+                "(the key would lapse between refreshes)"
+            )
+        return self
 
 
 def _comma_list(value: Any) -> Any:

@@ -15,6 +15,7 @@ from wharf_registry import keys
 from wharf_registry.auth import Authorizer
 from wharf_registry.blobs import Blobs
 from wharf_registry.cache import ManifestCache
+from wharf_registry.liveness import Heartbeat
 from wharf_registry.manifests import Manifests
 from wharf_registry.middleware import auth_middleware, errors_middleware
 from wharf_registry.routes import add_routes
@@ -88,8 +89,17 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     db = app[shared_keys.DB]
     cache = ManifestCache(redis, settings.registry.cache_ttl_seconds)
     app[keys.MANIFEST_CACHE] = cache
+    reg = settings.registry
+    heartbeat = Heartbeat(
+        redis, interval_seconds=reg.liveness_interval_seconds, ttl_seconds=reg.liveness_ttl_seconds
+    )
     app[keys.UPLOADS] = Uploads(
-        redis, app[keys.STORAGE], db, expiry_seconds=settings.registry.upload_expiry_seconds
+        redis,
+        app[keys.STORAGE],
+        db,
+        expiry_seconds=reg.upload_expiry_seconds,
+        lock_lease_ms=max(1, round(reg.upload_lease_seconds * 1000)),
+        instance=heartbeat.instance,
     )
     # Every registry process relays the outbox (the job service does not exist yet).
     relay = EventRelay(
@@ -105,11 +115,14 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         db, app[keys.STORAGE], cache, events, relay, max_bytes=settings.registry.manifest_max_bytes
     )
     app[keys.BLOBS] = Blobs(db, relay)
+    await heartbeat.start()
     await events.start()
     await relay.start()
     yield
     await relay.close()
     await events.close()
+    # Requests in flight are done (and their locks released): this instance is no holder to wait for.
+    await heartbeat.close()
     await redis.aclose()
 
 

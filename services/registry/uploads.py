@@ -19,6 +19,13 @@ gone with it) before it puts exactly those bytes at the blob's content-addressed
 for one part, on the common path; a copy of each part's recorded bytes otherwise) and links the
 blob in SQL: what is published hashes to its digest. Small blobs sent whole skip all of this
 (`_store_whole`).
+
+A lock's token names the instance holding it (`liveness.py`). A request that finds the lock held
+by an instance whose liveness key is gone (a killed process) takes it over at once, in one Lua
+call that checks the lock still holds the same token and its holder is still not alive, rather
+than waiting out the lease: the fencing above keeps what a holder wrongly believed dead (a
+stalled process) does afterwards out of the upload. A request releases its lock however it
+ends (its client gone, its handler cancelled), so a broken connection blocks no one.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from redis.asyncio import Redis
 
 from wharf_registry import metadata
 from wharf_registry.datatypes import Blob
+from wharf_registry.liveness import alive_key
 from wharf_shared import hashing
 from wharf_shared.db.engine import Database
 from wharf_shared.digests import Digest
@@ -73,15 +81,26 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 # The accumulated file is `acc-<t>`, t naming the request that recorded it last; a request
 # writing it renames it to `acc-<t>-<its own>` (`acc--<its own>` when it creates it) first.
 ACC = "acc-"
-# A killed holder's lease lapses within it; a request waits a little longer than that, so that
-# a client resuming on another instance after a crash is served, not refused.
+# A holder that cannot be known dead (one whose instance still beats: a stalled process) keeps
+# the lock until its lease lapses; a request waits a little longer than that, so that a client
+# resuming on another instance is served, not refused.
 LOCK_LEASE_MS = 15_000
 _LOCK_WAIT_MARGIN_SECONDS = 5.0
 _ORPHAN_GRACE_SECONDS = 600
-# Take the upload's lock and read its state in one round trip; nil while another request holds it.
-_LOCK_AND_GET = """
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return redis.call('HGETALL', KEYS[1]) end
-return false
+# Take the upload's lock and read its state in one round trip: {'new', HGETALL...}; or take it
+# over from the holder seen last time (ARGV[3]) if the lock still holds that token and the
+# holder's liveness key (KEYS[3]) is gone: {'taken', HGETALL...}; else the holder's token.
+_ACQUIRE = """
+local how = 'new'
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local holder = redis.call('GET', KEYS[2])
+  if holder ~= ARGV[3] or redis.call('EXISTS', KEYS[3]) == 1 then return holder end
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+  how = 'taken'
+end
+local state = redis.call('HGETALL', KEYS[1])
+table.insert(state, 1, how)
+return state
 """
 # Record what a writer committed, only while it still holds the lock and the upload is as it
 # found it: 1, or 0 when the lock is no longer its own, -1 when the upload moved on or is gone.
@@ -209,6 +228,12 @@ def _state(upload_id: str, repository: str, fields: dict[bytes, bytes], token: s
     )
 
 
+def _holder(token: str) -> str:
+    """The instance a lock token names ("" for a token that names none: it cannot be known dead)."""
+    instance, separator, _ = token.partition(":")
+    return instance if separator else ""
+
+
 def _whole_and_small(offset: int, length: int | None) -> bool:
     """Whether a body is a whole blob small enough to read into memory: the one place this is decided."""
     return offset == 0 and length is not None and 0 < length <= SMALL_BODY
@@ -224,8 +249,13 @@ class Uploads:
         expiry_seconds: int,
         lock_lease_ms: int = LOCK_LEASE_MS,
         hash_cache_size: int = 256,
+        instance: str = "",
     ) -> None:
+        """`instance`: this process's identity, kept alive by a `liveness.Heartbeat`; its locks name
+        it, so others take them over once it is dead. Without one, locks are only ever given up by
+        their holder or their lease."""
         self._redis = redis
+        self._instance = instance
         self._storage = storage
         self._db = db
         self._expiry = expiry_seconds
@@ -233,7 +263,7 @@ class Uploads:
         self._hashers: OrderedDict[str, tuple[str, hashing.Hasher]] = OrderedDict()
         self._released: set[str] = set()  # lock tokens a claim released (see `_claim`)
         self._hash_cache_size = hash_cache_size
-        self._lock_and_get = Script(redis, _LOCK_AND_GET)
+        self._acquire = Script(redis, _ACQUIRE)
         self._record = Script(redis, _RECORD)
         self._claim_script = Script(redis, _CLAIM)
         self._restore_script = Script(redis, _RESTORE)
@@ -313,12 +343,13 @@ class Uploads:
         """Hold the upload's lock and yield its state as of now (another instance may have moved it)."""
         key = _key(state.id)
         lock_key = key + ":lock"
-        token = uuid.uuid4().hex
-        deadline = time.monotonic() + self._lease_ms / 1000 + _LOCK_WAIT_MARGIN_SECONDS
-        while (raw := await self._lock_and_get([key, lock_key], [token, self._lease_ms])) is None:
-            if time.monotonic() > deadline:
-                raise UploadBusy(upload=state.id)
-            await asyncio.sleep(0.05)
+        token = f"{self._instance}:{uuid.uuid4().hex}" if self._instance else uuid.uuid4().hex
+        try:
+            raw = await self._take_lock(state.id, key, lock_key, token)
+        except BaseException:
+            # Cancelled (or cut off) after Redis may have given it the lock: give it back now.
+            await asyncio.shield(self._release([lock_key], [token]))
+            raise
         # The lease outlives short requests; only a long one needs a task that renews it.
         extender: asyncio.Task[None] | None = None
 
@@ -332,13 +363,33 @@ class Uploads:
         finally:
             timer.cancel()
             if extender is not None:
-                extender.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await extender
+                extender.cancel()  # an extension still in flight finds the token gone: a no-op
             if token in self._released:
                 self._released.discard(token)  # released with the claim
             else:
-                await self._release([lock_key], [token])
+                # Shielded: a request whose handler is cancelled again must not leave it to lapse.
+                await asyncio.shield(self._release([lock_key], [token]))
+
+    async def _take_lock(self, upload_id: str, key: str, lock_key: str, token: str) -> list[bytes]:
+        """Wait for the lock (taking it over from a dead holder at once); the upload's fields."""
+        deadline = time.monotonic() + self._lease_ms / 1000 + _LOCK_WAIT_MARGIN_SECONDS
+        seen = ""  # the holder whose liveness the next attempt checks
+        while True:
+            keys = [key, lock_key, alive_key(_holder(seen))]
+            reply = await self._acquire(keys, [token, self._lease_ms, seen])
+            if isinstance(reply, list):
+                how, *fields = reply
+                if how == b"taken":
+                    log.info("upload_lock_taken_over", upload=upload_id, holder=_holder(seen))
+                return cast(list[bytes], fields)
+            holder = reply.decode()
+            instance = _holder(holder)
+            if holder != seen and instance not in ("", self._instance):
+                seen = holder
+                continue  # a holder not seen before: whether it is alive is checked at once
+            if time.monotonic() > deadline:
+                raise UploadBusy(upload=upload_id)
+            await asyncio.sleep(0.05)
 
     async def _keep_lock(self, upload_id: str, lock_key: str, token: str) -> None:
         while True:

@@ -15,6 +15,7 @@ import asyncio
 import io
 import json
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -177,6 +178,12 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
             # A realm nobody serves: the test mints its tokens itself.
             "WHARF_EXTERNAL_URL": f"http://127.0.0.1:{free_port()}",
             "WHARF_DATABASE_POOL_SIZE": "5",
+            # Upload locks that would take ten minutes to lapse: a request waiting on one held by a
+            # killed or stopped instance is served only by taking it over once the holder's liveness
+            # key lapses (2 s), or runs into the test's timeout.
+            "WHARF_REGISTRY__UPLOAD_LEASE_SECONDS": "600",
+            "WHARF_REGISTRY__LIVENESS_INTERVAL_SECONDS": "0.25",
+            "WHARF_REGISTRY__LIVENESS_TTL_SECONDS": "2",
             **storage_env,
         }
         instances = []
@@ -551,7 +558,7 @@ async def test_patch_killed_mid_body_is_resumed_on_the_other_instance(cluster: C
         assert acknowledged <= offset <= acknowledged + sent, cluster.explain(
             f"B reports offset {offset}: acknowledged {acknowledged}, sent at most {acknowledged + sent}"
         )
-        # A died holding the upload's lock: B takes it once A's lease lapses (within the lock's TTL).
+        # A died holding the upload's lock: B takes it over once A's liveness key lapses.
         middle = offset + (len(data) - offset) // 2
         location = await b.patch(location, data[offset:middle], offset, "resumed chunk")
         await b.finish(location, digest, data[middle:], middle)
@@ -572,7 +579,146 @@ async def test_patch_killed_mid_body_is_resumed_on_the_other_instance(cluster: C
                         await driver.stat_file(name)
 
 
-# -- 3. the same blob and the same tag, pushed concurrently through both ------------------------
+# -- 3. a holder of an upload's lock killed during the closing PUT, or stopped and resumed -------
+
+
+@dataclass
+class SlowRequest:
+    """A request whose body streams in: `partial` bytes, then nothing until `release` is set."""
+
+    task: asyncio.Task[tuple[int, bytes]]
+    release: asyncio.Event
+    sent: list[int]  # bytes of the body sent so far (one number, updated as it goes)
+
+
+def slow_request(
+    node: Node, method: str, location: str, body: bytes, start: int, partial: int, **params: str
+) -> SlowRequest:
+    """`method` with `body` (the upload's bytes from `start`) on `node`: answers (status, body)."""
+    release = asyncio.Event()
+    sent = [0]
+    piece = 256 * 1024
+
+    async def stream() -> AsyncIterator[bytes]:
+        for offset in range(0, partial, piece):
+            yield body[offset : min(offset + piece, partial)]
+            sent[0] = min(offset + piece, partial)
+        await release.wait()
+        yield body[partial:]
+
+    async def send() -> tuple[int, bytes]:
+        headers = {
+            "Content-Range": f"{start}-{start + len(body) - 1}",
+            "Content-Length": str(len(body)),
+            "Content-Type": "application/octet-stream",
+        }
+        async with node.session.request(
+            method, location, data=stream(), headers=headers, params=params
+        ) as response:
+            return response.status, await response.read()
+
+    return SlowRequest(asyncio.create_task(send()), release, sent)
+
+
+async def until_writing(
+    cluster: Cluster, instance: Instance, request: SlowRequest, partial: int, writers_before: int, upload: str
+) -> None:
+    """Until `instance` holds the upload's lock inside `request`: it has opened a storage writer
+    and stored some of what the client sent past what was recorded."""
+    recorded = await asyncio.to_thread(bytes_stored, cluster, upload)
+    deadline = time.monotonic() + 30
+    while (
+        request.sent[0] < partial
+        or await storage_writers_opened(instance) <= writers_before
+        or await asyncio.to_thread(bytes_stored, cluster, upload) <= recorded
+    ):
+        assert not request.task.done(), cluster.explain(
+            f"the slow request ended early: {request.task.exception() or request.task.result()}"
+        )
+        assert time.monotonic() < deadline, cluster.explain(
+            f"{instance.label} never stored any of the slow request (client sent {request.sent[0]} bytes)"
+        )
+        await asyncio.sleep(0.05)
+
+
+async def test_put_killed_mid_body_is_finished_on_the_other_instance(cluster: Cluster) -> None:
+    """A is SIGKILLed while the closing PUT's body streams into it (A holds the upload's lock); the
+    client asks B where to resume and sends the rest in a PUT: B takes the dead holder's lock over
+    (without waiting out its ten-minute lease) and publishes the blob, intact."""
+    repo = "team/crash-put"
+    first, rest, partial = 3 * MIB + 1, 20 * MIB, 12 * MIB
+    data = os.urandom(first + rest)
+    digest = digest_of(data)
+    async with clients(cluster, cluster.token(repo)) as (a, b):
+        location = await b.start_upload(repo)
+        upload_id = location.rstrip("/").rsplit("/", 1)[-1]
+        location = await b.patch(location, data[:first], 0, "first chunk")
+        writers_before = await storage_writers_opened(cluster.a)
+        put = slow_request(a, "PUT", location, data[first:], first, partial, digest=digest)
+        try:
+            await until_writing(cluster, cluster.a, put, partial, writers_before, upload_id)
+            await asyncio.to_thread(cluster.a.kill)
+        finally:
+            put.release.set()
+        try:
+            status = await asyncio.wait_for(put.task, 30)
+        except (aiohttp.ClientError, ConnectionError):
+            pass  # the connection died with the server
+        else:
+            raise AssertionError(cluster.explain(f"the PUT to a killed server answered {status}"))
+
+        offset = await b.offset(location, "status after A was killed")
+        assert offset == first, cluster.explain(f"B reports offset {offset}, acknowledged {first}")
+        await b.finish(location, digest, data[offset:], offset)
+        assert await b.pull_blob(repo, digest) == data
+        # On S3, the segments A had written and never committed are garbage in no file, which the
+        # uploads purge reclaims once its grace period is over.
+        garbage = [paths.upload_dir(upload_id)] if cluster.driver == "s3" else []
+        assert await upload_leftovers(cluster) == garbage, cluster.explain("upload state left after the PUT")
+
+
+async def test_a_stopped_holder_is_taken_over_and_records_nothing_after(cluster: Cluster) -> None:
+    """A PATCH streams into A, which is stopped (SIGSTOP) holding the upload's lock; its liveness
+    key lapses, so B takes the lock over and records a chunk of its own. A resumes (SIGCONT), takes
+    the rest of its body, and is refused: it recorded nothing, and the blob is the bytes B and the
+    chunk before took, finished on A."""
+    repo = "team/stalled"
+    first, second, stalled, partial = 2 * MIB + 3, 3 * MIB + 1, 16 * MIB, 12 * MIB
+    data = os.urandom(first + second)
+    theirs = os.urandom(stalled)  # what A was sent: never part of the blob
+    digest = digest_of(data)
+    async with clients(cluster, cluster.token(repo)) as (a, b):
+        location = await a.start_upload(repo)
+        upload_id = location.rstrip("/").rsplit("/", 1)[-1]
+        location = await b.patch(location, data[:first], 0, "first chunk")
+        writers_before = await storage_writers_opened(cluster.a)
+        patch = slow_request(a, "PATCH", location, theirs, first, partial)
+        process = cluster.a.registry.process.process
+        assert process is not None
+        try:
+            await until_writing(cluster, cluster.a, patch, partial, writers_before, upload_id)
+            process.send_signal(signal.SIGSTOP)
+            try:
+                offset = await b.offset(location, "status while A is stopped")
+                assert offset == first, cluster.explain(f"B reports offset {offset}, acknowledged {first}")
+                location = await b.patch(location, data[first:], first, "chunk written while A is stopped")
+            finally:
+                process.send_signal(signal.SIGCONT)
+        finally:
+            patch.release.set()
+        status, body = await asyncio.wait_for(patch.task, 60)
+        assert (status, b"BLOB_UPLOAD_INVALID" in body) == (400, True), cluster.explain(
+            f"A, taken over while stopped, answered {status}: {body[:300]!r}"
+        )
+        for node in (a, b):
+            assert await node.offset(location, "status after A resumed") == len(data)
+        await a.finish(location, digest)
+        for node in (a, b):
+            assert await node.pull_blob(repo, digest) == data
+        assert await upload_leftovers(cluster) == [], cluster.explain("upload state left after the PUT")
+
+
+# -- 4. the same blob and the same tag, pushed concurrently through both ------------------------
 
 
 @dataclass(frozen=True)
@@ -706,7 +852,7 @@ async def table_rows(database_url: str) -> dict[str, list[list[Any]]]:
         await db.close()
 
 
-# -- 4. a real client: push via one instance, pull via the other --------------------------------
+# -- 5. a real client: push via one instance, pull via the other --------------------------------
 
 
 def test_skopeo_multi_arch_pushed_via_one_instance_pulled_via_the_other(

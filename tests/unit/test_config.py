@@ -202,6 +202,19 @@ def test_invalid_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name:
     assert message.count("WHARF_") == 1, message
 
 
+def test_liveness_key_must_outlive_its_refresh_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WHARF_REGISTRY__LIVENESS_INTERVAL_SECONDS", "2")
+    monkeypatch.setenv("WHARF_REGISTRY__LIVENESS_TTL_SECONDS", "2")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "WHARF_REGISTRY__LIVENESS_TTL_SECONDS" in message
+    assert "WHARF_REGISTRY__LIVENESS_INTERVAL_SECONDS" in message
+    monkeypatch.setenv("WHARF_REGISTRY__LIVENESS_TTL_SECONDS", "2.5")
+    registry = load_settings().registry
+    assert (registry.liveness_interval_seconds, registry.liveness_ttl_seconds) == (2.0, 2.5)
+
+
 # -- known_variables ------------------------------------------------------------------------
 
 

@@ -1,0 +1,353 @@
+"""An upload's lock blocks no one once its holder is known gone: a dead instance's lock is taken over
+at once (a live one's is not), a request whose client hung up or whose handler was cancelled gives
+it back at once, and a holder that was taken over cannot record what it writes afterwards.
+
+Leases here are long (minutes): a request that waited for one to lapse would run into the test's
+timeout, so each test passes only by the mechanism under test. (Processes killed with SIGKILL or
+stopped with SIGSTOP: tests/e2e/test_instances.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from tests.service.registry.conftest import registry_settings
+from tests.support import wire
+from tests.support.oci import V2, digest_of
+from tests.support.processes import free_port
+from tests.support.storage_suite import pattern
+from wharf_registry.app import create_app
+from wharf_registry.liveness import Heartbeat, alive_key
+from wharf_registry.uploads import Uploads, UploadState
+from wharf_registry.uploads import _key as upload_key
+from wharf_shared.db.engine import Database
+from wharf_shared.digests import Digest
+from wharf_shared.errors.domain import InvalidUpload, UploadBusy
+from wharf_shared.redis import open_redis
+from wharf_shared.storage import paths
+from wharf_shared.storage.base import PathNotFoundError, StorageDriver
+from wharf_shared.storage.filesystem import FilesystemDriver
+
+pytestmark = pytest.mark.timeout(60)
+
+MiB = 1024 * 1024
+R = "library/leased"
+LONG_LEASE_MS = 600_000
+FIRST = pattern(MiB + 3, seed=11)  # recorded before the holder starts
+HELD = pattern(3 * MiB + 1, seed=12)  # the holder's body; it stops after its first MiB until released
+SECOND = pattern(2 * MiB + 5, seed=13)  # what the next request writes at the same offset
+
+
+@pytest.fixture
+def db_kind() -> str:
+    return "postgresql"  # production's database; locks live in Redis
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url, pool_size=2)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = open_redis(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> StorageDriver:
+    return FilesystemDriver(tmp_path / "storage")
+
+
+class Held:
+    """A request body whose client sends its first MiB, then nothing until `go` is set."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+        self._position = 0
+        self.waiting = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def read(self, n: int = -1) -> bytes:
+        if self._position >= MiB and not self.go.is_set():
+            self.waiting.set()
+            await self.go.wait()
+        end = len(self._data) if n < 0 else min(len(self._data), self._position + n)
+        if self._position < MiB:
+            end = min(end, MiB)
+        piece = bytes(self._data[self._position : end])
+        self._position = end
+        return piece
+
+    async def readany(self) -> bytes:
+        return await self.read(256 * 1024)
+
+
+class Whole:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._position = 0
+
+    async def read(self, n: int = -1) -> bytes:
+        end = len(self._data) if n < 0 else min(len(self._data), self._position + n)
+        piece = self._data[self._position : end]
+        self._position = end
+        return piece
+
+    async def readany(self) -> bytes:
+        return await self.read(256 * 1024)
+
+
+def sha256(data: bytes) -> Digest:
+    return Digest.parse("sha256:" + hashlib.sha256(data).hexdigest())
+
+
+async def until(condition: Callable[[], Awaitable[Any]], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def lock_of(state: UploadState) -> str:
+    return upload_key(state.id) + ":lock"
+
+
+async def holding(
+    uploads: Uploads, redis: Redis, state: UploadState
+) -> tuple[asyncio.Task[UploadState], Held]:
+    """A PATCH at the upload's offset that holds its lock, its body stopped after the first MiB."""
+    body = Held(HELD)
+    task = asyncio.create_task(uploads.write(await uploads.get(R, state.id), body, start=state.offset))
+    await until(lambda: asyncio.wait_for(body.waiting.wait(), 0.05), "the holder to read its body")
+    assert await redis.exists(lock_of(state))
+    return task, body
+
+
+async def published(storage: StorageDriver, data: bytes) -> None:
+    stored = await storage.get_content(paths.blob_path(sha256(data)))
+    assert stored == data
+
+
+async def nothing_left(storage: StorageDriver, redis: Redis, state: UploadState) -> None:
+    with pytest.raises(PathNotFoundError):
+        await storage.list(paths.upload_dir(state.id))
+    assert not await redis.exists(upload_key(state.id), lock_of(state))
+
+
+# -- instances and their heartbeats ------------------------------------------------------------
+
+
+async def test_heartbeat_keeps_its_key_alive_and_deletes_it_on_close(redis: Redis) -> None:
+    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=1.0)
+    await heartbeat.start()
+    key = alive_key(heartbeat.instance)
+    try:
+        first = await redis.pttl(key)
+        assert 0 < first <= 1000
+        # Without a refresh the key's time to live only falls.
+        last = first
+
+        async def refreshed() -> bool:
+            nonlocal last
+            now = await redis.pttl(key)
+            assert now > 0, "the liveness key lapsed while its instance ran"
+            grew, last = now > last, now
+            return grew
+
+        await until(refreshed, "a refresh of the liveness key")
+    finally:
+        await heartbeat.close()
+    assert not await redis.exists(key)  # a clean stop leaves no one waiting
+
+
+async def test_heartbeat_starts_without_redis() -> None:
+    """The registry serves pulls while Redis is down: its heartbeat must not stop the start."""
+    dead = open_redis(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        heartbeat = Heartbeat(dead, interval_seconds=0.05, ttl_seconds=1.0)
+        await heartbeat.start()
+        await asyncio.sleep(0.2)  # a few failed beats, none of them fatal
+        await heartbeat.close()
+    finally:
+        await dead.aclose()
+
+
+def test_heartbeat_refuses_a_key_that_lapses_between_beats() -> None:
+    with pytest.raises(ValueError, match="outlive"):
+        Heartbeat(Redis(), interval_seconds=1.0, ttl_seconds=1.0)
+
+
+# -- taking over a dead holder's lock ----------------------------------------------------------
+
+
+async def test_a_dead_instances_lock_is_taken_over_at_once_and_fences_it(
+    redis: Redis, db: Database, storage: StorageDriver
+) -> None:
+    """A holds the lock mid-body, and its instance has no liveness key (as after SIGKILL; here its
+    request is still running, as in a process that only stalled). B takes the lock over at once
+    and writes at A's offset; A, resuming, records nothing; the blob is exactly B's bytes."""
+    a = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=LONG_LEASE_MS, instance="dead-a")
+    b = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=LONG_LEASE_MS, instance="b")
+    state = await b.write(await b.start(R), Whole(FIRST))
+    a_patch, body = await holding(a, redis, state)
+    assert (await redis.get(lock_of(state))).startswith(b"dead-a:")
+
+    state = await b.write(await b.get(R, state.id), Whole(SECOND), start=len(FIRST))
+    assert state.offset == len(FIRST) + len(SECOND)
+    body.go.set()
+    with pytest.raises(InvalidUpload):
+        await a_patch
+
+    current = await b.get(R, state.id)
+    assert current.offset == len(FIRST) + len(SECOND)
+    blob = await b.complete(current, sha256(FIRST + SECOND))
+    assert blob.size == len(FIRST) + len(SECOND)
+    await published(storage, FIRST + SECOND)
+    await nothing_left(storage, redis, state)
+
+
+async def test_a_live_instances_lock_is_not_taken(redis: Redis, db: Database, storage: StorageDriver) -> None:
+    """A's instance beats: B waits out A's (short, renewed) lease and is refused; A, whose lock was
+    never taken, records its whole body."""
+    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=1.0)
+    await heartbeat.start()
+    try:
+        a = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=300, instance=heartbeat.instance)
+        b = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=300, instance="b")
+        state = await b.write(await b.start(R), Whole(FIRST))
+        a_patch, body = await holding(a, redis, state)
+        with pytest.raises(UploadBusy):
+            await b.write(await b.get(R, state.id), Whole(SECOND), start=len(FIRST))
+        body.go.set()
+        state = await a_patch
+        assert state.offset == len(FIRST) + len(HELD)
+        await b.complete(await b.get(R, state.id), sha256(FIRST + HELD))
+        await published(storage, FIRST + HELD)
+    finally:
+        await heartbeat.close()
+
+
+async def test_a_waiting_request_takes_the_lock_once_its_holder_stops(
+    redis: Redis, db: Database, storage: StorageDriver
+) -> None:
+    """B waits on a live holder; the holder's instance stops (its key goes): B gets the lock then,
+    not when the lease would have lapsed."""
+    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=1.0)
+    await heartbeat.start()
+    try:
+        a = Uploads(
+            redis, storage, db, expiry_seconds=3600, lock_lease_ms=LONG_LEASE_MS, instance=heartbeat.instance
+        )
+        b = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=LONG_LEASE_MS, instance="b")
+        state = await b.write(await b.start(R), Whole(FIRST))
+        a_patch, body = await holding(a, redis, state)
+        b_patch = asyncio.create_task(b.write(await b.get(R, state.id), Whole(SECOND), start=len(FIRST)))
+        await asyncio.sleep(0.3)  # B polls the live holder a few times
+        assert not b_patch.done()
+    finally:
+        await heartbeat.close()
+    state = await b_patch
+    assert state.offset == len(FIRST) + len(SECOND)
+    body.go.set()
+    with pytest.raises(InvalidUpload):
+        await a_patch
+    await b.complete(await b.get(R, state.id), sha256(FIRST + SECOND))
+    await published(storage, FIRST + SECOND)
+    await nothing_left(storage, redis, state)
+
+
+# -- a request that ends early gives its lock back at once --------------------------------------
+
+
+@pytest.mark.parametrize("times", [1, 2], ids=["cancelled", "cancelled-twice"])
+async def test_a_cancelled_request_releases_its_lock(
+    times: int, redis: Redis, db: Database, storage: StorageDriver
+) -> None:
+    a = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=LONG_LEASE_MS, instance="a")
+    state = await a.write(await a.start(R), Whole(FIRST))
+    a_patch, _body = await holding(a, redis, state)
+    for _ in range(times):
+        a_patch.cancel()
+        await asyncio.sleep(0)  # the second lands while the first is being handled
+    with pytest.raises(asyncio.CancelledError):
+        await a_patch
+    await until(lambda: _gone(redis, lock_of(state)), "the cancelled request's lock to go")
+    # The upload is as it was: another request continues it at once.
+    state = await a.write(await a.get(R, state.id), Whole(SECOND), start=len(FIRST))
+    await a.complete(state, sha256(FIRST + SECOND))
+    await published(storage, FIRST + SECOND)
+
+
+async def test_a_request_cancelled_while_waiting_for_the_lock_leaves_no_lock(
+    redis: Redis, db: Database, storage: StorageDriver
+) -> None:
+    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=1.0)
+    await heartbeat.start()
+    try:
+        a = Uploads(
+            redis, storage, db, expiry_seconds=3600, lock_lease_ms=LONG_LEASE_MS, instance=heartbeat.instance
+        )
+        b = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=LONG_LEASE_MS, instance="b")
+        state = await a.write(await a.start(R), Whole(FIRST))
+        a_patch, body = await holding(a, redis, state)
+        b_patch = asyncio.create_task(b.write(await b.get(R, state.id), Whole(SECOND), start=len(FIRST)))
+        await asyncio.sleep(0.2)
+        b_patch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await b_patch
+        assert (await redis.get(lock_of(state))).startswith(heartbeat.instance.encode())
+        body.go.set()
+        state = await a_patch
+    finally:
+        await heartbeat.close()
+    assert not await redis.exists(lock_of(state))
+
+
+async def _gone(redis: Redis, key: str) -> bool:
+    return not await redis.exists(key)
+
+
+@pytest.mark.parametrize("method", ["PATCH", "PUT"])
+async def test_a_client_hanging_up_mid_body_releases_the_lock_at_once(
+    method: str, aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str, redis: Redis
+) -> None:
+    """Served as in production (the handler is not cancelled; it reads the lost connection as an
+    error): the lock is gone as soon as the handler is, and another instance continues at once."""
+    settings = registry_settings(tmp_path, database_url, redis_url, upload_lease_seconds=LONG_LEASE_MS / 1000)
+    a: TestClient[Any, Any] = await aiohttp_client(wire.ProductionServer(create_app(settings)))
+    b: TestClient[Any, Any] = await aiohttp_client(wire.ProductionServer(create_app(settings)))
+    resp = await V2(a).request("POST", f"/v2/{R}/blobs/uploads/")
+    assert resp.status == 202, await resp.text()
+    location = resp.headers["Location"]
+    lock = upload_key(location.rsplit("/", 1)[-1]) + ":lock"
+    whole = HELD + SECOND
+    target = location if method == "PATCH" else f"{location}?digest={digest_of(whole)}"
+    head = wire.request_head(method, target, {"Content-Length": str(len(HELD))})
+
+    async def locked() -> None:
+        await until(lambda: redis.exists(lock), "the request to take the upload's lock")
+
+    await wire.hang_up(a.server.host, a.server.port, head, HELD[:MiB], before_close=locked)
+    await until(lambda: _gone(redis, lock), "the lock of the request whose client hung up to go")
+    await wire.wait_idle(a.app)
+
+    resp = await V2(b).request("PUT", location, params={"digest": digest_of(whole)}, data=io.BytesIO(whole))
+    assert resp.status == 201, await resp.text()
+    resp = await V2(a).request("GET", f"/v2/{R}/blobs/{digest_of(whole)}")
+    assert await resp.read() == whole
+    assert wire.server_errors(a.app) == {}
+    assert wire.server_errors(b.app) == {}
