@@ -1,4 +1,14 @@
-"""The proxy's own metrics, per pool and upstream, beside the shared HTTP ones."""
+"""The proxy's own metrics: what each request came to, and what each pool and upstream went
+through (failures by kind, retries elsewhere, ejections and restorations, health).
+
+Failure kinds (`kind`): `connect` (refused, unreachable, or no connection in time), `reset`
+(the connection dropped before an answer), `timeout` (silent once the request was sent, took no
+byte of its body, or fell silent mid-answer), `truncated` (the answer's body broke off),
+`protocol` (an answer that was not HTTP), `health` (a failed readiness check), `other`.
+
+Requests that reached no pool (the proxy's own routes, unknown paths, malformed targets) have
+`pool="none"`.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +16,15 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from wharf_shared.metrics import Metrics
 
+NO_POOL = "none"
+
 
 class ProxyMetrics:
     def __init__(self, metrics: Metrics) -> None:
         registry = metrics.registry
         self.requests = Counter(
             "wharf_proxy_upstream_requests",
-            "Requests forwarded, by pool, upstream and status",
+            "Requests forwarded, by pool, upstream and the upstream's status",
             ["pool", "upstream", "status"],
             registry=registry,
         )
@@ -24,14 +36,40 @@ class ProxyMetrics:
         )
         self.failures = Counter(
             "wharf_proxy_upstream_failures",
-            "Attempts that failed before a response (connect errors, resets), by upstream",
-            ["pool", "upstream"],
+            "Failed attempts and health checks, by pool, upstream and kind "
+            "(connect, reset, timeout, truncated, protocol, health, other)",
+            ["pool", "upstream", "kind"],
             registry=registry,
         )
         self.healthy = Gauge(
             "wharf_proxy_upstream_healthy",
             "1 while the upstream is in rotation",
             ["pool", "upstream"],
-            multiprocess_mode="max",
+            multiprocess_mode="livemostrecent",  # every worker publishes the one shared verdict
+            registry=registry,
+        )
+        self.responses = Counter(
+            "wharf_proxy_responses",
+            "Requests by the status the client saw: relayed answers and the proxy's own (400, 404, "
+            "503, 504); 502 for an answer cut off mid-body, 499 when the client left first",
+            ["pool", "status"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "wharf_proxy_retries",
+            "Attempts moved to another instance after one failed",
+            ["pool"],
+            registry=registry,
+        )
+        self.ejections = Counter(
+            "wharf_proxy_upstream_ejections",
+            "Times the upstream was taken out of rotation",
+            ["pool", "upstream"],
+            registry=registry,
+        )
+        self.restorations = Counter(
+            "wharf_proxy_upstream_restorations",
+            "Times the upstream was put back into rotation",
+            ["pool", "upstream"],
             registry=registry,
         )

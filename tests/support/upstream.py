@@ -14,6 +14,9 @@ MiB = 1024 * 1024
 GATE = web.AppKey("gate", asyncio.Event)  # opened by the test: `/v2/slow` sends the rest
 HUNG = web.AppKey("hung", asyncio.Event)  # set once a hanging route holds a request
 SEEN = web.AppKey("seen", list[str])
+# What `/health/ready` reports, as a service's readiness does: every check "ok", or a cause.
+# Change it to make the upstream unready.
+READINESS = web.AppKey("readiness", dict[str, str])
 # Set when the server shuts down: a hanging handler ends, rather than hold the shutdown for its
 # whole timeout (a paused reader never notices that the proxy dropped its connection).
 SHUTDOWN = web.AppKey("shutdown", asyncio.Event)
@@ -124,17 +127,25 @@ def upstream_app(label: str, *, misbehaving: bool = True) -> web.Application:
     async def health(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def ready(request: web.Request) -> web.Response:
+        checks = request.app[READINESS]
+        ok = all(value == "ok" for value in checks.values())
+        body = {"status": "ok" if ok else "unavailable", "checks": checks}
+        return web.json_response(body, status=200 if ok else 503)
+
     app = web.Application(client_max_size=1024**3)
     app[GATE] = asyncio.Event()
     app[HUNG] = asyncio.Event()
     app[SEEN] = []
     app[SHUTDOWN] = asyncio.Event()
+    app[READINESS] = {"database": "ok", "redis": "ok"}
 
     async def release(app: web.Application) -> None:
         app[SHUTDOWN].set()
 
     app.on_shutdown.append(release)
     app.router.add_get("/health", health)
+    app.router.add_get("/health/ready", ready)
     if misbehaving:
         app.router.add_route("*", "/v2/hang", hang)
         app.router.add_get("/v2/hang-mid-body", hang_mid_body)
