@@ -68,6 +68,11 @@ class S3StorageSettings(_Group):
     redirect: bool = Field(default=False, description="Redirect blob downloads to presigned URLs.")
     redirect_ttl_seconds: int = Field(default=1200, ge=60, description="Lifetime of presigned download URLs.")
     max_threads: int = Field(default=16, ge=1, le=256, description="Threads (and connections) for S3 calls.")
+    create_bucket: bool = Field(
+        default=False,
+        description="Create the bucket when the registry starts and it does not exist (else the "
+        "registry refuses to start, naming it).",
+    )
 
 
 class StorageSettings(_Group):
