@@ -69,7 +69,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[shared_keys.SETTINGS]
-    db = Database(settings.effective_database_url, pool_size=settings.database_pool_size)
+    db = Database(
+        settings.effective_database_url,
+        pool_size=settings.database_pool_size,
+        metrics=app[shared_keys.METRICS],
+    )
     try:
         await check_schema(db)
     except BaseException:
@@ -82,7 +86,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     settings = app[shared_keys.SETTINGS]
-    redis = open_redis(settings.redis_url)
+    redis = open_redis(settings.redis_url, metrics=app[shared_keys.METRICS])
     events = EventPublisher(redis, settings.events_stream, settings.events_max_len, app[shared_keys.METRICS])
     app[shared_keys.REDIS] = redis
     app[shared_keys.EVENTS] = events
