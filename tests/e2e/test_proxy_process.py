@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import psutil
 import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
@@ -108,6 +109,39 @@ async def test_sigterm_drains_requests_in_flight(
     assert received == 8 * MiB  # the download in flight finished after SIGTERM
     code = await asyncio.to_thread(proxy.process.wait, 30)
     assert code == 0, proxy.tail()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with aiohttp.ClientSession() as session:
+            await session.get(f"{proxy.url}/health", ssl=client_tls(tmp_path))
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+async def test_workers_drain_and_stop_when_their_supervisor_is_killed(
+    proxy: ServiceProcess, upstream: TestServer, tmp_path: Path
+) -> None:
+    """SIGKILL of the proxy's main process (the supervisor) leaves no worker serving on
+    unsupervised, holding the port: each gets SIGTERM and drains as on a plain SIGTERM."""
+    workers = psutil.Process(proxy.pid).children()
+    assert len(workers) == 2
+    received = 0
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{proxy.url}/v2/slow", ssl=client_tls(tmp_path)) as resp,
+    ):
+        assert resp.status == 200
+        received += len(await resp.content.readexactly(MiB // 4))
+        proxy.kill()
+        await wait_until(lambda: stopping_workers(proxy) == 2, "both workers to stop accepting")
+        upstream.app[GATE].set()
+        async for chunk in resp.content.iter_chunked(MiB):
+            received += len(chunk)
+    assert received == 8 * MiB  # the download in flight finished
+    await wait_until(lambda: not any(alive(w) for w in workers), "the workers to exit")
     with pytest.raises(aiohttp.ClientConnectionError):
         async with aiohttp.ClientSession() as session:
             await session.get(f"{proxy.url}/health", ssl=client_tls(tmp_path))
