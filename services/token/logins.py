@@ -156,6 +156,9 @@ class Logins:
         except LoginFailed:
             self._count("failure", self._backend.name)
             raise
+        except Exception:
+            self._count("error", self._backend.name)  # no verdict: Redis or the database failed
+            raise
         self._count("success", self._backend.name)
         return login
 
@@ -189,6 +192,9 @@ class Logins:
             login = await self._refresh(token, names)
         except RefreshTokenInvalid:
             self._count("failure", REFRESH_BACKEND)
+            raise
+        except Exception:
+            self._count("error", REFRESH_BACKEND)
             raise
         self._count("success", REFRESH_BACKEND)
         return login

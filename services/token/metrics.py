@@ -14,8 +14,9 @@ class TokenMetrics:
         registry = metrics.registry
         self.logins = Counter(
             "wharf_token_logins",
-            "Sign-ins by result (success, failure, throttled) and backend (the auth backend that "
-            "checked the password, e.g. db_auth; refresh_token for the OAuth2 refresh grant)",
+            "Sign-ins by result (success, failure, throttled; error when Redis or the database "
+            "failed before a verdict) and backend (the auth backend that checks the password, e.g. "
+            "db_auth; refresh_token for the OAuth2 refresh grant)",
             ["result", "backend"],
             registry=registry,
         )

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.processes import ServiceProcess, free_port, proxy_process
 from tests.support.tls import self_signed
-from tests.support.upstream import GATE, MiB, start_upstream, upstream_app
+from tests.support.upstream import GATE, MiB, start_upstream, upstream_process
 from tests.support.wire import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -169,8 +169,8 @@ async def test_a_dead_upstream_is_logged_once_by_two_workers(tmp_path: Path) -> 
     worker, and once when it comes back."""
     host, port = "127.0.0.1", free_port()
     base = f"http://{host}:{port}"
-    server = TestServer(upstream_app("first"), host=host, port=port)
-    await server.start_server()
+    upstream = upstream_process("first", host, port, tmp_path / "logs")
+    await asyncio.to_thread(upstream.start)
     env = {
         "WHARF_DATA_DIR": str(tmp_path / "var"),
         "WHARF_PROXY__UPSTREAMS__REGISTRY": base,
@@ -183,7 +183,7 @@ async def test_a_dead_upstream_is_logged_once_by_two_workers(tmp_path: Path) -> 
     proxy = proxy_process(env, tmp_path / "logs")
     await asyncio.to_thread(proxy.start)
     try:
-        await server.close()
+        upstream.kill()
 
         def failed_checks() -> float:
             return proxy_metric(
@@ -198,8 +198,8 @@ async def test_a_dead_upstream_is_logged_once_by_two_workers(tmp_path: Path) -> 
                 for _ in range(8):  # a new connection each: the kernel hands them to either worker
                     async with session.get(f"{proxy.url}/v2/", headers={"Connection": "close"}) as resp:
                         assert resp.status == 503
-        server = TestServer(upstream_app("second"), host=host, port=port)
-        await server.start_server()
+        upstream = upstream_process("second", host, port, tmp_path / "logs")
+        await asyncio.to_thread(upstream.start)
         await wait_until(
             lambda: len(proxy_events(proxy, "upstream_restored", "registry")) >= 1, "a restoration"
         )
@@ -214,4 +214,4 @@ async def test_a_dead_upstream_is_logged_once_by_two_workers(tmp_path: Path) -> 
         assert proxy_metric(proxy, "wharf_proxy_upstream_healthy", pool="registry") == 1
     finally:
         await asyncio.to_thread(proxy.stop)
-        await server.close()
+        upstream.kill()

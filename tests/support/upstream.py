@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import sys
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.support.processes import free_port
+from tests.support.processes import ServiceProcess, free_port
 
 MiB = 1024 * 1024
 GATE = web.AppKey("gate", asyncio.Event)  # opened by the test: `/v2/slow` sends the rest
@@ -165,3 +168,17 @@ async def start_upstream(label: str, host: str = "127.0.0.1", *, misbehaving: bo
     server = TestServer(upstream_app(label, misbehaving=misbehaving), host=host, port=free_port(host))
     await server.start_server()
     return server
+
+
+def upstream_process(label: str, host: str, port: int, log_dir: Path) -> ServiceProcess:
+    """The stand-in (not misbehaving) as a process of its own, not started: one a test can kill
+    outright, as an instance dies, and start again on the same port."""
+    argv = [sys.executable, "-m", "tests.support.upstream", label, host, str(port)]
+    return ServiceProcess(
+        f"upstream-{label}", argv, dict(os.environ), host, port, log_dir / f"upstream-{label}.log"
+    )
+
+
+if __name__ == "__main__":
+    name, address, number = sys.argv[1:4]
+    web.run_app(upstream_app(name, misbehaving=False), host=address, port=int(number), print=None)

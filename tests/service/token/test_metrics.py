@@ -3,9 +3,13 @@ issues by grant, and the requests a lockout refused, by what was locked."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from tests.service.token.conftest import ADMIN_PASSWORD, Suite, basic
+from tests.service.token.conftest import ADMIN_PASSWORD, Suite, basic, start_suite
+from tests.support.processes import free_port
 from wharf_shared.keys import METRICS
 
 SCOPE = {"service": "wharf-registry", "scope": "repository:library/app:pull"}
@@ -62,3 +66,15 @@ async def test_sign_ins_tokens_and_lockouts_are_counted(suite: Suite) -> None:
         assert (await suite.token.get("/service/token", params=SCOPE, headers=headers)).status == 401
     assert await sign_in(suite, ADMIN_PASSWORD, GUESSER) == 429
     assert counted(suite, "throttled_requests", lock="address") == 1
+
+
+async def test_a_sign_in_that_redis_fails_is_an_error(
+    aiohttp_client: Any, tmp_path: Path, database_url: str
+) -> None:
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    suite = await start_suite(aiohttp_client, tmp_path, database_url, dead_redis)
+    headers = {**basic("admin", ADMIN_PASSWORD), "X-Forwarded-For": OWNER}
+    assert (await suite.token.get("/service/token", params=SCOPE, headers=headers)).status == 503
+    assert counted(suite, "logins", result="error", backend="db_auth") == 1
+    assert counted(suite, "logins", result="failure", backend="db_auth") == 0
+    assert suite.token.app[METRICS].registry.get_sample_value("wharf_token_redis_errors_total") == 1
