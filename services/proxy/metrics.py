@@ -12,11 +12,28 @@ Requests that reached no pool (the proxy's own routes, unknown paths, malformed 
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from wharf_shared.metrics import Metrics
 
 NO_POOL = "none"
+
+
+class _ByStatus:
+    """Counts a request's final status under `responses`: every request does, so the labelled
+    child is kept here rather than looked up under the family's lock each time."""
+
+    def __init__(self, responses: Counter) -> None:
+        self._responses = responses
+        self._children: dict[tuple[str, int], Any] = {}
+
+    def __call__(self, pool: str, status: int) -> None:
+        child = self._children.get((pool, status))
+        if child is None:
+            child = self._children[pool, status] = self._responses.labels(pool, str(status))
+        child.inc()
 
 
 class ProxyMetrics:
@@ -39,13 +56,6 @@ class ProxyMetrics:
             "Failed attempts and health checks, by pool, upstream and kind "
             "(connect, reset, timeout, truncated, protocol, health, other)",
             ["pool", "upstream", "kind"],
-            registry=registry,
-        )
-        self.healthy = Gauge(
-            "wharf_proxy_upstream_healthy",
-            "1 while the upstream is in rotation",
-            ["pool", "upstream"],
-            multiprocess_mode="livemostrecent",  # every worker publishes the one shared verdict
             registry=registry,
         )
         self.responses = Counter(
@@ -71,5 +81,13 @@ class ProxyMetrics:
             "wharf_proxy_upstream_restorations",
             "Times the upstream was put back into rotation",
             ["pool", "upstream"],
+            registry=registry,
+        )
+        self.responded = _ByStatus(self.responses)
+        self.healthy = Gauge(
+            "wharf_proxy_upstream_healthy",
+            "1 while the upstream is in rotation",
+            ["pool", "upstream"],
+            multiprocess_mode="livemostrecent",  # every worker publishes the one shared verdict
             registry=registry,
         )

@@ -62,7 +62,7 @@ def _render(request: web.Request, error: HTTPError) -> web.Response:
 def _access(request: web.Request, start: float, status: int, error: str | None = None) -> None:
     elapsed = time.monotonic() - start
     pool = request.get(keys.POOL)
-    request.app[keys.PROXY_METRICS].responses.labels(pool or NO_POOL, str(status)).inc()
+    request.app[keys.PROXY_METRICS].responded(pool or NO_POOL, status)
     fields: dict[str, Any] = {
         "method": request.method,
         "path": request.path,
