@@ -76,6 +76,11 @@ class S3StorageSettings(_Group):
     redirect: bool = Field(default=False, description="Redirect blob downloads to presigned URLs.")
     redirect_ttl_seconds: int = Field(default=1200, ge=60, description="Lifetime of presigned download URLs.")
     max_threads: int = Field(default=16, ge=1, le=256, description="Threads (and connections) for S3 calls.")
+    create_bucket: bool = Field(
+        default=False,
+        description="Create the bucket when the registry starts and it does not exist (else the "
+        "registry refuses to start, naming it).",
+    )
 
 
 class StorageSettings(_Group):
@@ -245,7 +250,9 @@ class ProxySettings(_Group):
     tls_cert_file: Path | None = Field(default=None, description="PEM certificate (chain): serve HTTPS.")
     tls_key_file: Path | None = Field(default=None, description="PEM private key of the certificate.")
     health_interval_seconds: float = Field(
-        default=2.0, gt=0, description="How often each upstream's `/health` is checked."
+        default=2.0,
+        gt=0,
+        description="How often each upstream's readiness (`/health/ready`) is checked (by one worker).",
     )
     eject_after_failures: int = Field(
         default=3, ge=1, description="Consecutive failures (checks or requests) that take an upstream out."
@@ -253,7 +260,8 @@ class ProxySettings(_Group):
     eject_seconds: float = Field(
         default=10.0,
         gt=0,
-        description="How long an ejected upstream gets no requests (until a check passes).",
+        description="How long an ejected upstream stays out at least; then the first passing check "
+        "puts it back (one that passes checks yet fails requests does not flap).",
     )
     connect_timeout_seconds: float = Field(default=3.0, gt=0, description="Connect timeout to an upstream.")
     read_timeout_seconds: float = Field(

@@ -83,7 +83,7 @@ class EventPublisher:
         self._redis = redis
         self._stream = stream
         self._max_len = max_len
-        self._metrics = metrics
+        self._published, self._failed = metrics.events_published, metrics.events_failed
         self._flush_interval = flush_interval
         self._buffer: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
@@ -109,10 +109,10 @@ class EventPublisher:
         try:
             await self._append([event])
         except RedisError as exc:
-            self._metrics.events_failed.labels(event_type).inc()
+            self._failed.labels(event_type).inc()
             log.error("event_publish_failed", type=event_type, error=str(exc), **fields)
             return None
-        self._metrics.events_published.labels(event_type).inc()
+        self._published.labels(event_type).inc()
         return str(event["id"])
 
     def publish_soon(self, event_type: str, **fields: Any) -> None:
@@ -138,14 +138,14 @@ class EventPublisher:
                 await self._append(batch)
             except RedisError as exc:
                 for event in batch:
-                    self._metrics.events_failed.labels(event["type"]).inc()
+                    self._failed.labels(event["type"]).inc()
                 log.error("event_batch_failed", count=len(batch), error=str(exc))
                 continue
             counts: dict[str, int] = {}
             for event in batch:
                 counts[event["type"]] = counts.get(event["type"], 0) + 1
             for event_type, count in counts.items():
-                self._metrics.events_published.labels(event_type).inc(count)
+                self._published.labels(event_type).inc(count)
 
     async def _flush_loop(self) -> None:
         while not self._closing:
@@ -185,7 +185,7 @@ class EventRelay:
         self._redis = redis
         self._stream = stream
         self._max_len = max_len
-        self._metrics = metrics
+        self._published = metrics.events_published
         self._interval = interval
         self._backoff_max = max(backoff_max, interval)
         self._batch = batch
@@ -268,7 +268,7 @@ class EventRelay:
         for row in rows:
             counts[row.event_type] = counts.get(row.event_type, 0) + 1
         for event_type, count in counts.items():
-            self._metrics.events_published.labels(event_type).inc(count)
+            self._published.labels(event_type).inc(count)
 
     async def _loop(self) -> None:
         failures = 0

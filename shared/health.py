@@ -1,5 +1,9 @@
 """`/health` (alive), `/health/ready` (the service's own dependencies answer) and `/metrics`.
 
+Readiness runs each dependency's probe at once, each bounded by `CHECK_SECONDS` (below the
+proxy's check timeout, so that the proxy hears why rather than nothing), and answers 503 naming
+the cause of each failure: `{"checks": {"storage": "NoSuchBucket wharf", "redis": "ok", …}}`.
+
 `/metrics` names internal addresses and counts, so it answers only whom `WHARF_METRICS__*`
 allows: a request carrying the bearer token (`WHARF_METRICS__TOKEN`), or one straight from an
 allowed address (`WHARF_METRICS__ALLOW`, loopback by default). A relayed request (one with
@@ -9,15 +13,16 @@ address is the proxy's. Anyone else gets the 404 of a route that does not exist.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from wharf_shared import keys as shared_keys
 from wharf_shared.addresses import Network, is_trusted, parse_networks
-from wharf_shared.config import MetricsSettings
+from wharf_shared.config import MetricsSettings, mask_url
 
 if TYPE_CHECKING:  # the proxy serves these routes too, without SQL or Redis
     from redis.asyncio import Redis
@@ -28,23 +33,54 @@ if TYPE_CHECKING:  # the proxy serves these routes too, without SQL or Redis
 RELAYED = ("X-Forwarded-For", "Forwarded")
 
 
-async def dependency_checks(db: Database, redis: Redis) -> dict[str, str]:
-    """Readiness of the database and Redis: "ok", or the error's kind."""
-    from redis.exceptions import RedisError
+CHECK_SECONDS = 2.0
+_CAUSE_MAX = 200
 
-    checks: dict[str, str] = {}
-    try:
+Probe = Callable[[], Awaitable[object]]
+
+
+class Unready(Exception):
+    """Raised by a probe in its own words (`NoSuchBucket wharf`), shown as they are."""
+
+
+def cause(exc: BaseException) -> str:
+    """Why a probe failed, in one short line, with any URL password masked."""
+    text = str(exc).strip()
+    if not isinstance(exc, Unready):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return mask_url(text.splitlines()[0])[:_CAUSE_MAX]
+
+
+async def run_checks(probes: Mapping[str, Probe]) -> dict[str, str]:
+    """Each probe's verdict: "ok", or its cause."""
+
+    async def verdict(probe: Probe) -> str:
+        try:
+            async with asyncio.timeout(CHECK_SECONDS):
+                await probe()
+        except TimeoutError:
+            return f"no answer within {CHECK_SECONDS:g} s"
+        except Exception as exc:
+            return cause(exc)
+        return "ok"
+
+    results = await asyncio.gather(*(verdict(probe) for probe in probes.values()))
+    return dict(zip(probes, results, strict=True))
+
+
+def dependency_probes(db: Database, redis: Redis) -> dict[str, Probe]:
+    """The probes of the database and Redis."""
+
+    async def database() -> None:
         async with db.read() as conn:
             await conn.exec_driver_sql("SELECT 1")
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
-    try:
-        await redis.ping()
-        checks["redis"] = "ok"
-    except (RedisError, OSError) as exc:
-        checks["redis"] = f"error: {type(exc).__name__}"
-    return checks
+
+    return {"database": database, "redis": redis.ping}
+
+
+async def dependency_checks(db: Database, redis: Redis) -> dict[str, str]:
+    """Readiness of the database and Redis."""
+    return await run_checks(dependency_probes(db, redis))
 
 
 def metrics_allowed(request: web.Request, allow: Sequence[Network], token: str | None) -> bool:

@@ -6,6 +6,7 @@ HTTP metrics are labelled by route template, never the raw path, to keep cardina
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 
@@ -21,47 +22,145 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 
 
 class Metrics:
+    """One service's metric families. Each is made when a part of the service that it measures
+    first asks for it (the HTTP middleware, the storage wrapper, the event publisher, the
+    database and Redis pools), so that a service exports only what applies to it: the proxy has
+    no database, the token service no storage."""
+
     def __init__(self, service: str) -> None:
         self.service = service
         self.registry = CollectorRegistry(auto_describe=True)
-        prefix = f"wharf_{service}"
-        self.http_requests = Counter(
-            f"{prefix}_http_requests",
+        self._prefix = f"wharf_{service}"
+
+    # -- HTTP (services that answer through metrics_middleware) -----------------------------------
+
+    @functools.cached_property
+    def http_requests(self) -> Counter:
+        return Counter(
+            f"{self._prefix}_http_requests",
             "HTTP requests served",
             ["method", "route", "status"],
             registry=self.registry,
         )
-        self.http_latency = Histogram(
-            f"{prefix}_http_request_duration_seconds",
+
+    @functools.cached_property
+    def http_latency(self) -> Histogram:
+        return Histogram(
+            f"{self._prefix}_http_request_duration_seconds",
             "HTTP request latency (to the end of the handler)",
             ["method", "route"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.http_in_flight = Gauge(
-            f"{prefix}_http_in_flight_requests",
+
+    @functools.cached_property
+    def http_in_flight(self) -> Gauge:
+        return Gauge(
+            f"{self._prefix}_http_in_flight_requests",
             "Requests in flight",
             multiprocess_mode="livesum",
             registry=self.registry,
         )
-        self.storage_latency = Histogram(
-            f"{prefix}_storage_operation_duration_seconds",
+
+    # -- storage ----------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def storage_latency(self) -> Histogram:
+        return Histogram(
+            f"{self._prefix}_storage_operation_duration_seconds",
             "Storage driver call latency",
             ["driver", "operation"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.storage_errors = Counter(
-            f"{prefix}_storage_operation_errors",
+
+    @functools.cached_property
+    def storage_errors(self) -> Counter:
+        return Counter(
+            f"{self._prefix}_storage_operation_errors",
             "Storage driver calls that failed",
             ["driver", "operation"],
             registry=self.registry,
         )
-        self.events_published = Counter(
-            f"{prefix}_events_published", "Events appended to the stream", ["type"], registry=self.registry
+
+    # -- events -----------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def events_published(self) -> Counter:
+        return Counter(
+            f"{self._prefix}_events_published",
+            "Events appended to the stream",
+            ["type"],
+            registry=self.registry,
         )
-        self.events_failed = Counter(
-            f"{prefix}_events_failed", "Events that could not be appended", ["type"], registry=self.registry
+
+    @functools.cached_property
+    def events_failed(self) -> Counter:
+        return Counter(
+            f"{self._prefix}_events_failed",
+            "Events that could not be appended",
+            ["type"],
+            registry=self.registry,
+        )
+
+    # -- the SQL connection pools, `pool` "read" or "write" (wharf_shared.db.engine) ---------------
+
+    @functools.cached_property
+    def db_connections_in_use(self) -> Gauge:
+        return Gauge(
+            f"{self._prefix}_db_connections_in_use",
+            "SQL connections checked out of the pool",
+            ["pool"],
+            multiprocess_mode="livesum",
+            registry=self.registry,
+        )
+
+    @functools.cached_property
+    def db_pool_size(self) -> Gauge:
+        return Gauge(
+            f"{self._prefix}_db_pool_size",
+            "SQL connections the pool may hold (WHARF_DATABASE_POOL_SIZE per process)",
+            ["pool"],
+            multiprocess_mode="livesum",
+            registry=self.registry,
+        )
+
+    @functools.cached_property
+    def db_waiting(self) -> Gauge:
+        return Gauge(
+            f"{self._prefix}_db_waiting",
+            "Requests waiting for a SQL connection (the pool is full, or one is being opened)",
+            ["pool"],
+            multiprocess_mode="livesum",
+            registry=self.registry,
+        )
+
+    @functools.cached_property
+    def db_errors(self) -> Counter:
+        return Counter(
+            f"{self._prefix}_db_errors",
+            "SQL connections that could not be had (refused, pool timeout) or were found broken",
+            ["pool"],
+            registry=self.registry,
+        )
+
+    # -- the Redis client (wharf_shared.redis) ----------------------------------------------------
+
+    @functools.cached_property
+    def redis_connections_in_use(self) -> Gauge:
+        return Gauge(
+            f"{self._prefix}_redis_connections_in_use",
+            "Redis connections checked out of the pool",
+            multiprocess_mode="livesum",
+            registry=self.registry,
+        )
+
+    @functools.cached_property
+    def redis_errors(self) -> Counter:
+        return Counter(
+            f"{self._prefix}_redis_errors",
+            "Redis connections that could not be had (Redis down, unreachable, refusing)",
+            registry=self.registry,
         )
 
     def render(self) -> bytes:
@@ -82,11 +181,13 @@ def route_label(request: web.Request) -> str:
 
 
 def metrics_middleware(metrics: Metrics) -> Middleware:
+    in_flight, latency, requests = metrics.http_in_flight, metrics.http_latency, metrics.http_requests
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         route = route_label(request)
         start = time.perf_counter()
-        metrics.http_in_flight.inc()
+        in_flight.inc()
         status = 500
         try:
             response = await handler(request)
@@ -101,8 +202,8 @@ def metrics_middleware(metrics: Metrics) -> Middleware:
             status = 499
             raise
         finally:
-            metrics.http_in_flight.dec()
-            metrics.http_latency.labels(request.method, route).observe(time.perf_counter() - start)
-            metrics.http_requests.labels(request.method, route, str(status)).inc()
+            in_flight.dec()
+            latency.labels(request.method, route).observe(time.perf_counter() - start)
+            requests.labels(request.method, route, str(status)).inc()
 
     return middleware

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import os
 import signal
@@ -410,6 +411,20 @@ async def serve_forever(
     await runner.cleanup()
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _stop_with(supervisor: int) -> None:
+    """Have the kernel send this worker SIGTERM when its supervisor dies, however it dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("parent_death_signal_unset", errno=ctypes.get_errno())
+    if os.getppid() != supervisor:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run(
     app_factory: Callable[[], Awaitable[web.Application]] | Callable[[], web.Application],
     host: str,
@@ -423,7 +438,8 @@ def run(
 
     The socket is bound once, before forking, and inherited: the kernel spreads connections
     across the workers, and port 0 works (the chosen port is printed). The parent restarts a
-    worker that dies and forwards SIGTERM/SIGINT to all.
+    worker that dies and forwards SIGTERM/SIGINT to all; if the parent dies (SIGKILL too), the
+    workers get SIGTERM and drain, rather than serve on unsupervised and hold the port.
     """
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -451,12 +467,15 @@ def run(
     children: dict[int, int] = {}
     started: dict[int, float] = {}
 
+    supervisor = os.getpid()
+
     def spawn(slot: int) -> None:
         started[slot] = time.monotonic()
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            _stop_with(supervisor)
             code = 0
             try:
                 serve()

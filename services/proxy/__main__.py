@@ -37,10 +37,12 @@ def main() -> None:
     if proxy.workers > 1:
         use_multiprocess_metrics("proxy")
     from wharf_proxy.app import create_app
+    from wharf_proxy.board import Board
     from wharf_shared.serving import run
 
+    board = Board.for_settings(settings)  # the workers' shared verdicts: made before the fork
     run(
-        lambda: create_app(settings),
+        lambda: create_app(settings, board=board),
         proxy.host,
         settings.http_port,
         proxy.workers,

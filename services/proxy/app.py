@@ -1,20 +1,21 @@
 """`create_app(settings)`: the proxy's only constructor.
 
 The URL map is routes.py; the edge (malformed targets, error bodies, access log) middleware.py;
-forwarding forward.py and bodies.py; pools and health checks pools.py.
+forwarding forward.py and bodies.py; pools and health checks pools.py; the verdicts on upstreams
+that the worker processes share board.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
 from wharf_proxy import keys
+from wharf_proxy.board import POOL_NAMES, Board
 from wharf_proxy.forward import Forwarder
 from wharf_proxy.local_blobs import LocalBlobs
 from wharf_proxy.metrics import ProxyMetrics
@@ -30,7 +31,9 @@ from wharf_shared.request_ids import request_id_middleware
 log = get_logger(__name__)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, board: Board | None = None) -> web.Application:
+    """`board`: the verdicts on upstreams shared with the other workers, made before they were
+    forked (`Board.for_settings`); without one the app makes its own (a single process)."""
     metrics = Metrics("proxy")
     app = web.Application(
         middlewares=[request_id_middleware, edge_middleware],
@@ -39,22 +42,32 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[shared_keys.SETTINGS] = settings
     app[shared_keys.METRICS] = metrics
-    app[keys.PROXY_METRICS] = ProxyMetrics(metrics)
+    proxy_metrics = app[keys.PROXY_METRICS] = ProxyMetrics(metrics)
     proxy = settings.proxy
+    if board is None:
+        board = Board.for_settings(settings)
+        app.on_cleanup.append(lambda _app: _close(board))
+    app[keys.BOARD] = board
     pools = {
         name: Pool.of(
             name,
             list(getattr(proxy.upstreams, name)),
+            board=board,
             eject_after=proxy.eject_after_failures,
             eject_seconds=proxy.eject_seconds,
+            metrics=proxy_metrics,
         )
-        for name in ("registry", "token", "ui")
+        for name in POOL_NAMES
     }
     app[keys.POOLS] = pools
     app[keys.LOCAL_BLOBS] = _local_blobs(settings)
     app.cleanup_ctx.append(_client)
     add_routes(app, pools, metrics, lambda: _readiness(app))
     return app
+
+
+async def _close(board: Board) -> None:
+    board.close()
 
 
 def _local_blobs(settings: Settings) -> LocalBlobs | None:
@@ -116,10 +129,9 @@ async def _watch(
     def publish() -> None:
         for pool in pools:
             for upstream in pool.upstreams:
-                up = upstream.available(time.monotonic())
-                metrics.healthy.labels(pool.name, upstream.url).set(1 if up else 0)
+                metrics.healthy.labels(pool.name, upstream.url).set(1 if upstream.in_rotation else 0)
 
-    await check_forever(pools, session, interval, check_timeout, after_round=publish)
+    await check_forever(app[keys.BOARD], pools, session, interval, check_timeout, after_round=publish)
 
 
 async def _readiness(app: web.Application) -> dict[str, str]:

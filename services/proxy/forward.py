@@ -165,6 +165,8 @@ class Forwarder:
         target = origin_form(request.raw_path)
         last: BaseException | None = None
         for attempt, upstream in enumerate(candidates, 1):
+            if attempt > 1:
+                self._metrics.retries.labels(pool.name).inc()
             upstream.in_flight += 1
             try:
                 response = await self._attempt(request.method, upstream.url + target, headers, body)
@@ -221,8 +223,7 @@ class Forwarder:
             raise
 
     def _failed(self, pool: Pool, upstream: Upstream, exc: BaseException) -> None:
-        pool.failed(upstream, _describe(exc))
-        self._metrics.failures.labels(pool.name, upstream.url).inc()
+        pool.failed(upstream, _describe(exc), failure_kind(exc))
 
     async def _relay(
         self,
@@ -250,6 +251,8 @@ class Forwarder:
                 async for chunk in upstream_response.content.iter_any():
                     await out.write(chunk)  # waits while the client is slow: back-pressure
             except (TimeoutError, aiohttp.ClientError) as exc:
+                if isinstance(exc, ConnectionResetError):
+                    raise  # a write to the client failed: it left, and no upstream is to blame
                 # The upstream died or fell silent mid-body: cut the client off too, so it sees
                 # a short read (never a complete-looking truncated blob).
                 self._failed(pool, upstream, exc)
@@ -295,6 +298,21 @@ def repeatable(method: str, path: str) -> bool:
 def _reached(exc: BaseException) -> bool:
     """Whether the upstream may have seen the request (anything but a failed connect)."""
     return not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+
+
+def failure_kind(exc: BaseException) -> str:
+    """How an attempt failed, for the failures metric (its kinds are listed in metrics.py)."""
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return "connect"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "truncated"  # raised only for a body, once its headers came
+    if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError):
+        return "reset"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return "protocol"
+    return "other"
 
 
 def _describe(exc: BaseException) -> str:

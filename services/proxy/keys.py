@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from wharf_proxy.board import Board
 from wharf_proxy.forward import Forwarder, Outcome
 from wharf_proxy.local_blobs import LocalBlobs
 from wharf_proxy.metrics import ProxyMetrics
 from wharf_proxy.pools import Pool
 
 POOLS = web.AppKey("pools", dict[str, Pool])
+BOARD = web.AppKey("board", Board)  # the verdicts on upstreams, shared by the worker processes
 FORWARDER = web.AppKey("forwarder", Forwarder)
 PROXY_METRICS = web.AppKey("proxy_metrics", ProxyMetrics)
 LOCAL_BLOBS = web.AppKey[LocalBlobs | None]("local_blobs")  # None: blob GETs are relayed

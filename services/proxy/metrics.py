@@ -1,10 +1,39 @@
-"""The proxy's own metrics, per pool and upstream, beside the shared HTTP ones."""
+"""The proxy's own metrics: what each request came to, and what each pool and upstream went
+through (failures by kind, retries elsewhere, ejections and restorations, health).
+
+Failure kinds (`kind`): `connect` (refused, unreachable, or no connection in time), `reset`
+(the connection dropped before an answer), `timeout` (silent once the request was sent, took no
+byte of its body, or fell silent mid-answer), `truncated` (the answer's body broke off),
+`protocol` (an answer that was not HTTP), `health` (a failed readiness check), `other`.
+
+Requests that reached no pool (the proxy's own routes, unknown paths, malformed targets) have
+`pool="none"`.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from wharf_shared.metrics import Metrics
+
+NO_POOL = "none"
+
+
+class _ByStatus:
+    """Counts a request's final status under `responses`: every request does, so the labelled
+    child is kept here rather than looked up under the family's lock each time."""
+
+    def __init__(self, responses: Counter) -> None:
+        self._responses = responses
+        self._children: dict[tuple[str, int], Any] = {}
+
+    def __call__(self, pool: str, status: int) -> None:
+        child = self._children.get((pool, status))
+        if child is None:
+            child = self._children[pool, status] = self._responses.labels(pool, str(status))
+        child.inc()
 
 
 class ProxyMetrics:
@@ -12,7 +41,7 @@ class ProxyMetrics:
         registry = metrics.registry
         self.requests = Counter(
             "wharf_proxy_upstream_requests",
-            "Requests forwarded, by pool, upstream and status",
+            "Requests forwarded, by pool, upstream and the upstream's status",
             ["pool", "upstream", "status"],
             registry=registry,
         )
@@ -24,14 +53,41 @@ class ProxyMetrics:
         )
         self.failures = Counter(
             "wharf_proxy_upstream_failures",
-            "Attempts that failed before a response (connect errors, resets), by upstream",
+            "Failed attempts and health checks, by pool, upstream and kind "
+            "(connect, reset, timeout, truncated, protocol, health, other)",
+            ["pool", "upstream", "kind"],
+            registry=registry,
+        )
+        self.responses = Counter(
+            "wharf_proxy_responses",
+            "Requests by the status the client saw: relayed answers and the proxy's own (400, 404, "
+            "503, 504); 502 for an answer cut off mid-body, 499 when the client left first",
+            ["pool", "status"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "wharf_proxy_retries",
+            "Attempts moved to another instance after one failed",
+            ["pool"],
+            registry=registry,
+        )
+        self.ejections = Counter(
+            "wharf_proxy_upstream_ejections",
+            "Times the upstream was taken out of rotation",
             ["pool", "upstream"],
             registry=registry,
         )
+        self.restorations = Counter(
+            "wharf_proxy_upstream_restorations",
+            "Times the upstream was put back into rotation",
+            ["pool", "upstream"],
+            registry=registry,
+        )
+        self.responded = _ByStatus(self.responses)
         self.healthy = Gauge(
             "wharf_proxy_upstream_healthy",
             "1 while the upstream is in rotation",
             ["pool", "upstream"],
-            multiprocess_mode="max",
+            multiprocess_mode="livemostrecent",  # every worker publishes the one shared verdict
             registry=registry,
         )

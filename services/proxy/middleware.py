@@ -1,6 +1,6 @@
 """The front door's edge: a malformed target is refused before any route acts on it, every
 failure leaves as an HTTP error body (the table in errors.py), and each request is one JSON
-access line."""
+access line and one count of the status its client saw (`wharf_proxy_responses_total`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from aiohttp import web
 
 from wharf_proxy import keys, paths
 from wharf_proxy.errors import FAILURES, to_http
-from wharf_proxy.forward import NoUpstream, Truncated
+from wharf_proxy.forward import Truncated
+from wharf_proxy.metrics import NO_POOL
 from wharf_shared.errors.http import HTTPError, MethodNotAllowed, NotFound
 from wharf_shared.logging import get_logger
 from wharf_shared.request_ids import REQUEST_ID
@@ -31,15 +32,18 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         response = await handler(request)
     except FAILURES as exc:
         error = to_http(exc, request[REQUEST_ID])
-        if isinstance(exc, NoUpstream):
-            request.app[keys.PROXY_METRICS].failures.labels(exc.pool, "none").inc()
         _access(request, start, error.status, error=str(exc))
         return _render(request, error)
     except Truncated as exc:
-        _access(request, start, 0, error=f"upstream cut off: {exc}")
+        # The client got the head and part of the body, then the connection closed: a failed
+        # answer, counted as the bad gateway it is.
+        _access(request, start, 502, error=f"upstream cut off: {exc}")
         if request.transport is not None:
             request.transport.close()
         raise web.HTTPBadGateway() from None  # the connection is already closed: nothing is sent
+    except ConnectionResetError:  # a write to the client failed: it left (nginx's 499), routine
+        _access(request, start, 499)
+        raise
     except web.HTTPNotFound:
         _access(request, start, 404)
         return _render(request, NotFound(detail={"request_id": request[REQUEST_ID]}))
@@ -58,6 +62,7 @@ def _render(request: web.Request, error: HTTPError) -> web.Response:
 def _access(request: web.Request, start: float, status: int, error: str | None = None) -> None:
     elapsed = time.monotonic() - start
     pool = request.get(keys.POOL)
+    request.app[keys.PROXY_METRICS].responded(pool or NO_POOL, status)
     fields: dict[str, Any] = {
         "method": request.method,
         "path": request.path,

@@ -25,6 +25,8 @@ def main() -> None:
         use_multiprocess_metrics("registry")
     from wharf_registry.app import create_app
     from wharf_shared.serving import run
+    from wharf_shared.storage.base import StorageError
+    from wharf_shared.storage.factory import check_storage
 
     reg = settings.registry
     if reg.auth == "token" and not settings.token_keys_path.is_file():
@@ -37,7 +39,8 @@ def main() -> None:
     try:
         # Fail fast, once, with a clear message, before any worker starts.
         asyncio.run(preflight(settings))
-    except (SchemaError, TokenError, DatabaseURLError, OSError) as exc:
+        asyncio.run(check_storage(settings))
+    except (SchemaError, TokenError, DatabaseURLError, StorageError, OSError) as exc:
         log.error("startup_failed", error=str(exc))
         print(f"wharf-registry: {exc}", file=sys.stderr)  # noqa: T201
         sys.exit(2)

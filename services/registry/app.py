@@ -26,11 +26,12 @@ from wharf_shared.config import Settings
 from wharf_shared.db.engine import Database
 from wharf_shared.db.schema import check_schema
 from wharf_shared.events import EventPublisher, EventRelay
-from wharf_shared.health import add_health_and_metrics, dependency_checks
+from wharf_shared.health import Unready, add_health_and_metrics, dependency_probes, run_checks
 from wharf_shared.logging import get_logger
 from wharf_shared.metrics import Metrics, metrics_middleware
 from wharf_shared.redis import open_redis
 from wharf_shared.request_ids import request_id_middleware
+from wharf_shared.storage.base import StorageError
 from wharf_shared.storage.factory import open_storage
 
 log = get_logger(__name__)
@@ -69,7 +70,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[shared_keys.SETTINGS]
-    db = Database(settings.effective_database_url, pool_size=settings.database_pool_size)
+    db = Database(
+        settings.effective_database_url,
+        pool_size=settings.database_pool_size,
+        metrics=app[shared_keys.METRICS],
+    )
     try:
         await check_schema(db)
     except BaseException:
@@ -82,7 +87,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     settings = app[shared_keys.SETTINGS]
-    redis = open_redis(settings.redis_url)
+    redis = open_redis(settings.redis_url, metrics=app[shared_keys.METRICS])
     events = EventPublisher(redis, settings.events_stream, settings.events_max_len, app[shared_keys.METRICS])
     app[shared_keys.REDIS] = redis
     app[shared_keys.EVENTS] = events
@@ -146,13 +151,16 @@ async def _purger(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _readiness(app: web.Application) -> dict[str, str]:
-    checks = await dependency_checks(app[shared_keys.DB], app[shared_keys.REDIS])
-    try:
+    storage = app[keys.STORAGE]
+
+    async def storage_probe() -> None:
         # A write and a read back: storage that only answers stat would still fail pushes.
-        probe = f"_health/{socket.gethostname()}-{os.getpid()}"
-        await app[keys.STORAGE].put_content(probe, b"ok")
-        await app[keys.STORAGE].get_content(probe)
-        checks["storage"] = "ok"
-    except Exception as exc:
-        checks["storage"] = f"error: {type(exc).__name__}"
-    return checks
+        path = f"_health/{socket.gethostname()}-{os.getpid()}"
+        try:
+            await storage.put_content(path, b"ok")
+            await storage.get_content(path)
+        except StorageError as exc:
+            raise Unready(exc.reason) from exc
+
+    probes = dependency_probes(app[shared_keys.DB], app[shared_keys.REDIS])
+    return await run_checks({**probes, "storage": storage_probe})

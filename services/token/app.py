@@ -21,6 +21,7 @@ from wharf_shared.request_ids import request_id_middleware
 from wharf_shared.tokens import TokenIssuer, load_private_key
 from wharf_token import keys
 from wharf_token.logins import Logins, Throttling
+from wharf_token.metrics import TokenMetrics
 from wharf_token.middleware import errors_middleware
 from wharf_token.refresh import RefreshTokens
 from wharf_token.routes import add_routes
@@ -32,6 +33,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app = web.Application(middlewares=[request_id_middleware, metrics_middleware(metrics), errors_middleware])
     app[shared_keys.SETTINGS] = settings
     app[shared_keys.METRICS] = metrics
+    app[keys.TOKEN_METRICS] = TokenMetrics(metrics)
     private_key = load_private_key(settings.token_private_key_path)
     token = settings.token
     app[keys.ISSUER] = TokenIssuer(private_key, service=token.service, issuer=token.issuer, clock=clock)
@@ -53,8 +55,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
 async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncIterator[None]:
     settings = app[shared_keys.SETTINGS]
-    db = Database(settings.effective_database_url, pool_size=settings.database_pool_size)
-    redis = open_redis(settings.redis_url)
+    metrics = app[shared_keys.METRICS]
+    db = Database(settings.effective_database_url, pool_size=settings.database_pool_size, metrics=metrics)
+    redis = open_redis(settings.redis_url, metrics=metrics)
     try:
         await check_schema(db)
         async with db.transaction() as conn:
@@ -80,6 +83,7 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
             lockout_seconds=token.throttle_lockout_seconds,
         ),
         clock=clock,
+        metrics=app[keys.TOKEN_METRICS],
     )
     yield
     await redis.aclose()

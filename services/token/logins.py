@@ -47,6 +47,7 @@ from wharf_shared.logging import get_logger
 from wharf_shared.passwords import fingerprint
 from wharf_shared.rbac import ANONYMOUS, Identity, ProjectAccess
 from wharf_shared.redis import Script
+from wharf_token.metrics import REFRESH_BACKEND, TokenMetrics
 from wharf_token.refresh import RefreshTokens
 
 log = get_logger(__name__)
@@ -131,6 +132,7 @@ class Logins:
         cache_seconds: int,
         throttling: Throttling,
         clock: Callable[[], float] = time.time,
+        metrics: TokenMetrics | None = None,
     ) -> None:
         self._db = db
         self._redis = redis
@@ -140,17 +142,37 @@ class Logins:
         self._cache_seconds = cache_seconds
         self._throttling = throttling
         self._clock = clock
+        self._metrics = metrics
         self._check = Script(redis, _CHECK)
         self._failed = Script(redis, _FAILED)
 
     async def login(self, username: str, password: str, address: str, names: Collection[str]) -> Login:
         """Sign in with a password (`names`: the projects the scopes name)."""
+        try:
+            login = await self._login(username, password, address, names)
+        except Throttled:
+            self._count("throttled", self._backend.name)
+            raise
+        except LoginFailed:
+            self._count("failure", self._backend.name)
+            raise
+        except Exception:
+            self._count("error", self._backend.name)  # no verdict: Redis or the database failed
+            raise
+        self._count("success", self._backend.name)
+        return login
+
+    async def _login(self, username: str, password: str, address: str, names: Collection[str]) -> Login:
         throttle_keys = [_pair_key(username, address), _address_key(address)]
         cache_key = self._cache_key(username, password) if self._cache_seconds > 0 else None
         results = await self._check(keys=[*throttle_keys, *([cache_key] if cache_key else [])])
         now = self._clock()
-        until = max((float(v) for v in results[:2] if v is not None), default=0.0)
+        pair_until, address_until = (float(v) if v is not None else 0.0 for v in results[:2])
+        until = max(pair_until, address_until)
         if until > now:
+            if self._metrics is not None:
+                lock = "address" if address_until > now else "account"
+                self._metrics.throttled.labels(lock).inc()
             raise Throttled(retry_after=max(1, math.ceil(round(until - now, 3))))
         remembered = results[2] if len(results) > 2 else None
         if remembered is not None:
@@ -166,6 +188,18 @@ class Logins:
 
     async def refresh(self, token: str, names: Collection[str]) -> Login:
         """Sign in with a refresh token: still the user it was issued to, with the same password."""
+        try:
+            login = await self._refresh(token, names)
+        except RefreshTokenInvalid:
+            self._count("failure", REFRESH_BACKEND)
+            raise
+        except Exception:
+            self._count("error", REFRESH_BACKEND)
+            raise
+        self._count("success", REFRESH_BACKEND)
+        return login
+
+    async def _refresh(self, token: str, names: Collection[str]) -> Login:
         claims = self._refresh_tokens.read(token)
         async with self._db.read() as conn:
             caller, access = await projects.caller_and_access(conn, claims.user_id, names)
@@ -176,6 +210,10 @@ class Logins:
         ):
             raise RefreshTokenInvalid("the refresh token is no longer valid: sign in again")
         return Login(Identity(caller.id, caller.username, caller.sysadmin), access, claims.mark)
+
+    def _count(self, result: str, backend: str) -> None:
+        if self._metrics is not None:
+            self._metrics.logins.labels(result, backend).inc()
 
     def _cache_key(self, username: str, password: str) -> str:
         mac = hmac.new(self._secret, f"{username}\0{password}".encode(), hashlib.sha256).hexdigest()

@@ -3,6 +3,10 @@
 `Database.transaction()` is a write transaction; `Database.run(fn)` runs `fn(conn)` in one and
 retries it when the engine reports a transient conflict (deadlock, serialization failure, a
 busy SQLite file). The rule for "transient" is written once, in `is_transient`.
+
+Given the service's `Metrics`, both pools (`read`, `write`) are measured: connections in use,
+the pool's size, requests waiting for a connection, and connections that could not be had or
+were found broken (`wharf_<service>_db_*`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ from wharf_shared.config import mask_url
 from wharf_shared.db.writer import SQLiteWriter
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter, Gauge
     from sqlalchemy import Engine, Select
+
+    from wharf_shared.metrics import Metrics
 
 T = TypeVar("T")
 Dialect = Literal["postgresql", "mysql", "sqlite"]
@@ -121,8 +128,28 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and "database is locked" in str(orig)
 
 
+class _PoolWatch:
+    """One pool's figures: in use and broken from the pool's events, waiting and failed
+    checkouts from `Database._connect`."""
+
+    def __init__(self, engine: AsyncEngine, name: str, metrics: Metrics) -> None:
+        pool = engine.sync_engine.pool
+        size = getattr(pool, "size", None)
+        metrics.db_pool_size.labels(name).set(size() if callable(size) else 1)  # else one static
+        in_use: Gauge = metrics.db_connections_in_use.labels(name)
+        in_use.set(0)  # exported from the start, not from the first checkout
+        self.waiting: Gauge = metrics.db_waiting.labels(name)
+        self.waiting.set(0)
+        self.errors: Counter = metrics.db_errors.labels(name)
+        event.listen(pool, "checkout", lambda *_: in_use.inc())
+        event.listen(pool, "checkin", lambda *_: in_use.dec())
+        event.listen(pool, "invalidate", lambda *_: self.errors.inc())
+
+
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, echo: bool = False, metrics: Metrics | None = None
+    ) -> None:
         self.dialect, self.url = normalize_url(url)
         # No pre-ping (a round trip per checkout): a connection found dead is invalidated with its
         # pool, and `run` retries the transaction on a fresh one.
@@ -151,6 +178,12 @@ class Database:
             # _ReadCursor opens its cursors on the event loop's thread.
             read_kwargs["connect_args"] = {**kwargs["connect_args"], "check_same_thread": False}
         self.read_engine: AsyncEngine = create_async_engine(self.url, **read_kwargs)
+        self._watches: dict[AsyncEngine, _PoolWatch] = {}
+        if metrics is not None:
+            self._watches = {
+                self.engine: _PoolWatch(self.engine, "write", metrics),
+                self.read_engine: _PoolWatch(self.read_engine, "read", metrics),
+            }
         self._write_lock: asyncio.Lock | None = None
         self._write_lock_file: Path | None = None
         self._writer: SQLiteWriter | None = None
@@ -180,22 +213,45 @@ class Database:
         return tuple(engines)
 
     @asynccontextmanager
+    async def _connect(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+        """A connection of `engine`'s pool, the wait for it measured when metrics are on."""
+        watch = self._watches.get(engine)
+        if watch is None:
+            async with engine.connect() as conn:
+                yield conn
+            return
+        watch.waiting.inc()
+        connected = False
+        try:
+            async with engine.connect() as conn:
+                connected = True
+                watch.waiting.dec()
+                yield conn
+        except Exception:
+            if not connected:
+                watch.errors.inc()
+            raise
+        finally:
+            if not connected:
+                watch.waiting.dec()
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads outside a transaction."""
-        async with self.read_engine.connect() as conn:
+        async with self._connect(self.read_engine) as conn:
             yield conn
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction, committed at the end of the block (rolled back on an exception)."""
         if self._write_lock is None:
-            async with self.engine.connect() as conn, conn.begin():
+            async with self._connect(self.engine) as conn, conn.begin():
                 yield conn
             return
         # SQLite has one writer at a time. Waiters on its own lock poll with growing sleeps, which
         # under load adds hundreds of milliseconds; queue writers on locks that wake them at once
         # instead: an asyncio lock within the process, an flock across processes.
-        async with self._write_lock, _file_lock(self._write_lock_file), self.engine.connect() as conn:
+        async with self._write_lock, _file_lock(self._write_lock_file), self._connect(self.engine) as conn:
             conn = await conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
             async with conn.begin():
                 yield conn

@@ -25,6 +25,7 @@ class StorageError(Exception):
         super().__init__(f"{driver + ': ' if driver else ''}{message or type(self).__name__}: {path}")
         self.path = path
         self.driver = driver
+        self.reason = message or type(self).__name__  # what went wrong, without where
 
 
 class PathNotFoundError(StorageError):

@@ -22,6 +22,21 @@ DRIVERS: dict[str, Callable[[Settings], StorageDriver]] = {
 }
 
 
+async def check_storage(settings: Settings) -> None:
+    """What the registry checks of its storage once, before it serves: that the S3 bucket
+    exists (or, with `WHARF_STORAGE__S3__CREATE_BUCKET`, makes it). A StorageError says what
+    is wrong."""
+    if settings.storage.driver != "s3":
+        return
+    from wharf_shared.storage.s3 import S3Driver
+
+    driver = S3Driver.from_settings(settings.storage.s3)
+    try:
+        await driver.ensure_bucket(create=settings.storage.s3.create_bucket)
+    finally:
+        driver.close()
+
+
 def open_storage(settings: Settings, metrics: Metrics) -> Instrumented:
     try:
         make = DRIVERS[settings.storage.driver]

@@ -137,6 +137,19 @@ class _Source:
     segment: _Segment | None = None  # set when this is a whole segment (kept as is if unchanged)
 
 
+class BucketMissingError(StorageError):
+    """The bucket does not exist, and may not be made here."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(bucket, f"NoSuchBucket {bucket}", driver="s3")
+
+    def __str__(self) -> str:
+        return (
+            f"the S3 bucket {self.path!r} does not exist: create it, or set "
+            "WHARF_STORAGE__S3__CREATE_BUCKET=true"
+        )
+
+
 class S3Driver:
     name = "s3"
     atomic_rename = False
@@ -212,6 +225,40 @@ class S3Driver:
     def close(self) -> None:
         """Let the threads go once their calls finish; the driver takes no new calls."""
         self._pool.shutdown()
+
+    async def ensure_bucket(self, *, create: bool) -> bool:
+        """Check that the bucket exists, or (`create`) make it; True when it was made here.
+        BucketMissingError (naming it) when it does not exist and may not be made."""
+
+        def ensure() -> bool:
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+                return False
+            except ClientError as exc:
+                status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if status != "404" and code not in ("404", "NoSuchBucket"):
+                    raise
+            if not create:
+                raise BucketMissingError(self.bucket)
+            region = self.client.meta.region_name
+            extra = (
+                {}
+                if region in (None, "us-east-1")
+                else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+            )
+            try:
+                self.client.create_bucket(Bucket=self.bucket, **extra)
+            except ClientError as exc:  # another instance, starting at once, made it first
+                if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+                    raise
+                return False
+            return True
+
+        created = await self._run(self.bucket, ensure)
+        if created:
+            log.info("bucket_created", bucket=self.bucket)
+        return created
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -1042,6 +1089,8 @@ def _translate(path: str, exc: ClientError) -> StorageError:
         return PathNotFoundError(path, driver="s3")
     if code in _BAD_RANGE or status == "416":
         return InvalidOffsetError(path, "range not satisfiable", driver="s3")
+    if code == "NoSuchBucket":  # the bucket is named: which of them is gone matters
+        return StorageError(path, f"NoSuchBucket {error.get('BucketName', '')}".rstrip(), driver="s3")
     return StorageError(path, f"{code or status}: {error.get('Message', exc)}", driver="s3")
 
 

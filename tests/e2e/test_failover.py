@@ -12,23 +12,34 @@ request cut off inside a killed instance cannot be replayed by the proxy once it
 been sent, so the client starts that blob again (on the surviving instance). Everything else
 (connects refused by a dead instance, token requests, reads) the proxy moves to the other
 instance without the client seeing an error.
+
+A proxy dies too: of two proxies in front of the same instances (as behind one load-balanced
+address), one is killed outright while pulls go through both; only what was in flight through
+it is lost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import aiohttp
+import psutil
 import pytest
 
 from tests.e2e.conftest import Registry, Skopeo, make_skopeo
 from tests.images import make_image, write_layout
-from tests.support import backends
+from tests.support import backends, wire
+from tests.support.oci import V2, digest_of, image_manifest
+from tests.support.processes import ServiceProcess
 from tests.support.suite import Suite, start_suite
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -174,3 +185,113 @@ def test_instances_killed_and_restarted_under_load(suite: Suite, tmp_path: Path)
     # The proxy saw the dead instances (connects refused, health checks failing) and took them out.
     ejected = {entry["upstream"] for entry in lines if entry.get("event") == "upstream_ejected"}
     assert {p.url for p in [*suite.registries, suite.tokens[0]]} <= ejected, ejected
+
+
+def kill_all(process: ServiceProcess) -> None:
+    """SIGKILL a service and its workers at once, as the death of its host would."""
+    assert process.process is not None
+    family = [psutil.Process(process.pid), *psutil.Process(process.pid).children()]
+    for member in family:
+        member.send_signal(signal.SIGKILL)
+    process.process.wait()
+
+
+@pytest.fixture
+def two_proxies(tmp_path: Path) -> Iterator[Suite]:
+    with (
+        backends.fresh_database("postgresql", str(tmp_path)) as database_url,
+        backends.leased_redis_db() as redis_url,
+    ):
+        suite = start_suite(
+            tmp_path, database_url, redis_url, admin_password=ADMIN_PASSWORD, more_proxy_hosts=("127.0.0.6",)
+        )
+        try:
+            yield suite
+        finally:
+            suite.stop()
+
+
+@pytest.mark.timeout(300)
+async def test_a_proxy_killed_leaves_the_others_serving(two_proxies: Suite) -> None:
+    """Two proxies in front of the same instances, as behind one load-balanced address: one is
+    killed (SIGKILL, every process of it) while pulls go through both. Pulls through the other
+    all succeed; through the dead one, only those in flight when it died are lost, and nothing
+    answers there afterwards (a client, or the balancer, turns to the other)."""
+    await pull_through_both_while_one_dies(two_proxies)
+
+
+async def pull_through_both_while_one_dies(suite: Suite) -> None:
+    survivor, doomed = suite.proxies
+    name = "library/through-two"
+    layer = os.urandom(4 * 1024 * 1024)  # large enough to be caught mid-transfer
+    credentials = {"Authorization": aiohttp.encode_basic_auth("admin", ADMIN_PASSWORD)}
+    async with aiohttp.ClientSession() as session:
+
+        async def token(base: str, actions: str) -> dict[str, str]:
+            params = {"service": "wharf-registry", "scope": f"repository:{name}:{actions}"}
+            async with session.get(f"{base}/service/token", params=params, headers=credentials) as resp:
+                assert resp.status == 200, await resp.text()
+                return {"Authorization": f"Bearer {(await resp.json())['token']}"}
+
+        v2 = V2(_Base(session, survivor.url), await token(survivor.url, "pull,push"))
+        config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+        await v2.push_blob(name, config)
+        layer_digest = await v2.push_blob_chunked(name, layer, 512 * 1024)
+        manifest = image_manifest(config, [layer])
+        assert (await v2.push_manifest(name, "1", manifest)).status == 201
+        digest = digest_of(manifest)
+        results: dict[str, list[tuple[bool, bool]]] = {
+            survivor.url: [],
+            doomed.url: [],
+        }  # (ok, after the kill)
+        killed = asyncio.Event()
+        stop = asyncio.Event()
+
+        async def pull(base: str, headers: dict[str, str]) -> None:
+            while not stop.is_set():
+                after = killed.is_set()
+                try:
+                    async with session.get(f"{base}/v2/{name}/manifests/1", headers=headers) as resp:
+                        assert resp.status == 200
+                        assert "sha256:" + hashlib.sha256(await resp.read()).hexdigest() == digest
+                    async with session.get(f"{base}/v2/{name}/blobs/{layer_digest}", headers=headers) as resp:
+                        assert resp.status == 200
+                        assert "sha256:" + hashlib.sha256(await resp.read()).hexdigest() == layer_digest
+                    results[base].append((True, after))
+                except (aiohttp.ClientError, OSError):
+                    results[base].append((False, after))
+                    await asyncio.sleep(0.05)
+
+        def done(base: str, after: bool) -> int:
+            return sum(1 for ok, late in results[base] if ok and late == after)
+
+        pullers = [
+            asyncio.create_task(pull(base, await token(base, "pull")))
+            for base in (survivor.url, doomed.url)
+            for _ in range(2)
+        ]
+        try:
+            await wire.wait_until(
+                lambda: min(done(survivor.url, False), done(doomed.url, False)) >= 5, "pulls"
+            )
+            await asyncio.to_thread(kill_all, doomed)
+            killed.set()
+            await wire.wait_until(lambda: done(survivor.url, True) >= 20, "pulls after the kill")
+        finally:
+            stop.set()
+            await asyncio.gather(*pullers)
+    assert all(ok for ok, _after in results[survivor.url]), results[survivor.url]
+    lost_in_flight = [ok for ok, after in results[doomed.url] if not after and not ok]
+    assert len(lost_in_flight) <= 2  # the two pullers' requests in flight, at most
+    assert not any(ok for ok, after in results[doomed.url] if after)
+
+
+class _Base:
+    """An aiohttp session bound to one base URL, as V2 expects of a client."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session = session
+        self.base = base
+
+    async def request(self, method: str, path: str, **kwargs: object) -> aiohttp.ClientResponse:
+        return await self.session.request(method, self.base + path, **kwargs)  # type: ignore[arg-type]

@@ -273,7 +273,11 @@ def registry_requests(suite: Suite) -> int:
     for family in text_string_to_metric_families(text):
         if family.name == "wharf_registry_http_requests":
             for sample in family.samples:
-                if sample.name.endswith("_total") and sample.labels["route"] not in ("/health", "/metrics"):
+                if sample.name.endswith("_total") and sample.labels["route"] not in (
+                    "/health",
+                    "/health/ready",
+                    "/metrics",
+                ):
                     total += int(sample.value)
     return total
 

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import sys
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.support.processes import free_port
+from tests.support.processes import ServiceProcess, free_port
 
 MiB = 1024 * 1024
 GATE = web.AppKey("gate", asyncio.Event)  # opened by the test: `/v2/slow` sends the rest
 HUNG = web.AppKey("hung", asyncio.Event)  # set once a hanging route holds a request
 SEEN = web.AppKey("seen", list[str])
+# What `/health/ready` reports, as a service's readiness does: every check "ok", or a cause.
+# Change it to make the upstream unready.
+READINESS = web.AppKey("readiness", dict[str, str])
 # Set when the server shuts down: a hanging handler ends, rather than hold the shutdown for its
 # whole timeout (a paused reader never notices that the proxy dropped its connection).
 SHUTDOWN = web.AppKey("shutdown", asyncio.Event)
@@ -124,17 +130,25 @@ def upstream_app(label: str, *, misbehaving: bool = True) -> web.Application:
     async def health(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def ready(request: web.Request) -> web.Response:
+        checks = request.app[READINESS]
+        ok = all(value == "ok" for value in checks.values())
+        body = {"status": "ok" if ok else "unavailable", "checks": checks}
+        return web.json_response(body, status=200 if ok else 503)
+
     app = web.Application(client_max_size=1024**3)
     app[GATE] = asyncio.Event()
     app[HUNG] = asyncio.Event()
     app[SEEN] = []
     app[SHUTDOWN] = asyncio.Event()
+    app[READINESS] = {"database": "ok", "redis": "ok"}
 
     async def release(app: web.Application) -> None:
         app[SHUTDOWN].set()
 
     app.on_shutdown.append(release)
     app.router.add_get("/health", health)
+    app.router.add_get("/health/ready", ready)
     if misbehaving:
         app.router.add_route("*", "/v2/hang", hang)
         app.router.add_get("/v2/hang-mid-body", hang_mid_body)
@@ -154,3 +168,17 @@ async def start_upstream(label: str, host: str = "127.0.0.1", *, misbehaving: bo
     server = TestServer(upstream_app(label, misbehaving=misbehaving), host=host, port=free_port(host))
     await server.start_server()
     return server
+
+
+def upstream_process(label: str, host: str, port: int, log_dir: Path) -> ServiceProcess:
+    """The stand-in (not misbehaving) as a process of its own, not started: one a test can kill
+    outright, as an instance dies, and start again on the same port."""
+    argv = [sys.executable, "-m", "tests.support.upstream", label, host, str(port)]
+    return ServiceProcess(
+        f"upstream-{label}", argv, dict(os.environ), host, port, log_dir / f"upstream-{label}.log"
+    )
+
+
+if __name__ == "__main__":
+    name, address, number = sys.argv[1:4]
+    web.run_app(upstream_app(name, misbehaving=False), host=address, port=int(number), print=None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 
+from wharf_proxy.board import Board
 from wharf_proxy.bodies import holds
 from wharf_proxy.pools import Pool
 from wharf_proxy.routes import ROUTES, add_routes
@@ -49,13 +50,19 @@ async def ready() -> dict[str, str]:
 )
 def test_a_pool_has_routes_only_while_it_has_instances(configured: set[str], paths: set[str]) -> None:
     app = web.Application()
+    board = Board([(name, "http://127.0.0.1:1") for name in configured])
     pools = {
         name: Pool.of(
-            name, ["http://127.0.0.1:1"] if name in configured else [], eject_after=3, eject_seconds=1
+            name,
+            ["http://127.0.0.1:1"] if name in configured else [],
+            board=board,
+            eject_after=3,
+            eject_seconds=1,
         )
         for name in ("registry", "token", "ui")
     }
     add_routes(app, pools, Metrics("proxy"), ready)
+    board.close()
     canonical = [resource.canonical for resource in app.router.resources()]
     assert canonical[:3] == ["/health", "/health/ready", "/metrics"]  # the proxy's own come first
     assert set(canonical[3:]) == paths

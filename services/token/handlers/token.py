@@ -15,7 +15,7 @@ from wharf_shared.addresses import client_address
 from wharf_shared.keys import SETTINGS
 from wharf_token import grants
 from wharf_token.errors import AuthenticationRequired, InvalidRequest, UnsupportedGrantType
-from wharf_token.keys import ISSUER, LOGINS, REFRESH, RUNTIME, TRUSTED_PROXIES
+from wharf_token.keys import ISSUER, LOGINS, REFRESH, RUNTIME, TOKEN_METRICS, TRUSTED_PROXIES
 from wharf_token.logins import Login
 from wharf_token.scopes import SCOPE_MAX_LENGTH, Scope, parse_scopes
 
@@ -112,11 +112,13 @@ def _required(form: dict[str, str], name: str) -> str:
     return value
 
 
-async def _token(request: web.Request, login: Login, scopes: list[Scope]) -> dict[str, Any]:
+async def _token(request: web.Request, login: Login, scopes: list[Scope], grant: str) -> dict[str, Any]:
+    """`grant`: how the caller signed in (password, refresh_token, anonymous), for the metrics."""
     runtime = await request.app[RUNTIME].get()
     access = grants.resolve(login.identity, login.access, scopes, anonymous_access=runtime.anonymous_access)
     lifetime = runtime.token_lifetime_seconds
     token, issued = request.app[ISSUER].issue(login.identity.username, access, lifetime)
+    request.app[TOKEN_METRICS].issued.labels(grant).inc()
     return {
         "token": token,
         "access_token": token,
@@ -133,13 +135,13 @@ async def get_token(request: web.Request) -> web.Response:
     names = grants.project_names(scopes)
     if credentials is not None:
         address = _address(request)
-        login = await logins.login(*credentials, address, names)
+        login, grant = await logins.login(*credentials, address, names), "password"
     elif scopes:
-        login = await logins.anonymous(names)
+        login, grant = await logins.anonymous(names), "anonymous"
     else:
         # `docker login` without credentials: there is nothing to log in as.
         raise AuthenticationRequired()
-    return web.json_response(await _token(request, login, scopes))
+    return web.json_response(await _token(request, login, scopes, grant))
 
 
 async def post_token(request: web.Request) -> web.Response:
@@ -153,7 +155,7 @@ async def post_token(request: web.Request) -> web.Response:
         username, password = _required(form, "username"), _required(form, "password")
         address = _address(request)
         login = await logins.login(username, password, address, names)
-        body = await _token(request, login, scopes)
+        body = await _token(request, login, scopes, "password")
         if form.get("access_type") == "offline" and login.identity.user_id is not None and login.mark:
             body["refresh_token"] = request.app[REFRESH].issue(
                 login.identity.user_id, login.identity.username, login.mark
@@ -161,7 +163,7 @@ async def post_token(request: web.Request) -> web.Response:
     elif grant_type == "refresh_token":
         refresh_token = _required(form, "refresh_token")
         login = await logins.refresh(refresh_token, names)
-        body = await _token(request, login, scopes)
+        body = await _token(request, login, scopes, "refresh_token")
         body["refresh_token"] = refresh_token
     else:
         raise UnsupportedGrantType(

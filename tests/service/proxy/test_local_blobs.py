@@ -65,7 +65,7 @@ def registry_stand_in() -> web.Application:
     app = web.Application()
     app[SEEN] = []
     app[REDIRECT] = valid_redirect()  # a mutable dict: the app is frozen once it serves
-    app.router.add_get("/health", health)
+    app.router.add_get("/health/ready", health)
     app.router.add_get("/v2/{name:.+}/blobs/{digest}", blob, allow_head=True)
     app.router.add_route("*", "/{tail:.*}", other)
     return app

@@ -12,15 +12,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 
 from tests.support import wire
 from tests.support.processes import free_port
-from tests.support.upstream import HUNG, SEEN, start_upstream, upstream_app
+from tests.support.upstream import HUNG, READINESS, SEEN, start_upstream, upstream_app
 from wharf_proxy.app import create_app
 from wharf_proxy.keys import POOLS
+from wharf_proxy.pools import not_ready
 from wharf_shared.config import Settings
 from wharf_shared.keys import METRICS
 
@@ -62,10 +64,25 @@ async def proxy_client(aiohttp_client: Any, settings: Settings) -> TestClient:  
     return client
 
 
-def failures(client: TestClient, upstream: str) -> float:  # type: ignore[type-arg]
-    """Failed attempts at `upstream` (of the registry pool), as the proxy's metrics count them."""
-    labels = {"pool": "registry", "upstream": upstream}
-    value = client.app[METRICS].registry.get_sample_value("wharf_proxy_upstream_failures_total", labels)
+def failures(client: TestClient, upstream: str, kind: str | None = None) -> float:  # type: ignore[type-arg]
+    """Failed attempts at `upstream` (of the registry pool), of one kind or all, as the proxy's
+    metrics count them."""
+    total = 0.0
+    for family in client.app[METRICS].registry.collect():
+        for sample in family.samples:
+            labels = sample.labels
+            if (
+                sample.name == "wharf_proxy_upstream_failures_total"
+                and (labels["pool"], labels["upstream"]) == ("registry", upstream)
+                and kind in (None, labels["kind"])
+            ):
+                total += sample.value
+    return total
+
+
+def counted(client: TestClient, name: str, **labels: str) -> float:  # type: ignore[type-arg]
+    """The proxy's `wharf_proxy_<name>_total` for these labels (0 before the first)."""
+    value = client.app[METRICS].registry.get_sample_value(f"wharf_proxy_{name}_total", labels)
     return float(value or 0.0)
 
 
@@ -137,6 +154,8 @@ async def test_paths_nobody_serves_are_404(aiohttp_client: Any, tmp_path: Path) 
         assert body["errors"][0]["detail"]["request_id"] == resp.headers["X-Request-Id"]
     # The proxy's own endpoints answer regardless.
     assert (await client.get("/health")).status == 200
+    assert counted(client, "responses", pool="none", status="404") == 4
+    assert counted(client, "responses", pool="none", status="200") == 1
 
 
 async def test_configured_pool_without_a_healthy_instance_is_503(aiohttp_client: Any, tmp_path: Path) -> None:
@@ -148,6 +167,8 @@ async def test_configured_pool_without_a_healthy_instance_is_503(aiohttp_client:
         assert resp.status == 503, path
         assert resp.headers["Retry-After"] == "5"
         assert (await resp.json())["errors"][0]["code"] == "UNAVAILABLE"
+    for pool in ("ui", "registry", "token"):
+        assert counted(client, "responses", pool=pool, status="503") == 1
 
 
 # Targets refused before routing (services/proxy/paths.py); none reaches an upstream.
@@ -182,6 +203,7 @@ async def test_malformed_targets_are_refused_before_routing(
     assert error["code"] == "BAD_REQUEST"
     assert "X-Upstream" not in resp.headers
     assert upstreams[0].app[SEEN] == []  # nothing was forwarded
+    assert counted(client, "responses", pool="none", status="400") == 1
 
 
 async def test_absolute_form_is_forwarded_as_its_path(
@@ -274,7 +296,12 @@ async def test_connect_failures_go_to_the_next_instance(
         assert (await resp.json())["size"] == len(big)
     # Passive ejection: after its third failed connect the dead instance is out of rotation.
     dead = client.app[POOLS]["registry"].upstreams[0]
-    assert not dead.available(time.monotonic())
+    assert not dead.in_rotation
+    assert failures(client, dead.url, "connect") == 3
+    assert counted(client, "upstream_ejections", pool="registry", upstream=dead.url) == 1
+    # Each failed connect moved its request to the live instance; the client saw only answers.
+    assert counted(client, "retries", pool="registry") == 3
+    assert counted(client, "responses", pool="registry", status="200") == 12
 
 
 async def test_every_instance_down_is_503(aiohttp_client: Any, tmp_path: Path) -> None:
@@ -285,23 +312,73 @@ async def test_every_instance_down_is_503(aiohttp_client: Any, tmp_path: Path) -
     assert resp.headers["Docker-Distribution-API-Version"] == "registry/2.0"
     body = await resp.json()
     assert body["errors"][0]["code"] == "UNAVAILABLE"
+    assert counted(client, "retries", pool="registry") == 1  # to the second, then no more
+    assert counted(client, "responses", pool="registry", status="503") == 1
 
 
 async def test_health_checks_eject_and_restore(aiohttp_client: Any, tmp_path: Path) -> None:
     host, port = "127.0.0.1", free_port()
-    settings = proxy_settings(tmp_path, [f"http://{host}:{port}"], [], eject_after_failures=2)
+    settings = proxy_settings(
+        tmp_path, [f"http://{host}:{port}"], [], eject_after_failures=2, eject_seconds=0.5
+    )
     client = await proxy_client(aiohttp_client, settings)
     pool = client.app[POOLS]["registry"]
     await wire.wait_until(lambda: pool.healthy_count() == 0, "failed checks to eject the instance")
     assert (await client.get("/health/ready")).status == 503
+    upstream = f"http://{host}:{port}"
+    # Checks go on failing while it is out: it was ejected once.
+    await wire.wait_until(lambda: failures(client, upstream, "health") >= 6, "more failed checks")
+    assert counted(client, "upstream_ejections", pool="registry", upstream=upstream) == 1
     server = TestServer(upstream_app("late"), host=host, port=port)
     await server.start_server()
     try:
         await wire.wait_until(lambda: pool.healthy_count() == 1, "a passing check to restore it")
         assert (await client.get("/health/ready")).status == 200
         assert (await (await client.get("/v2/")).json())["upstream"] == "late"
+        assert counted(client, "upstream_restorations", pool="registry", upstream=upstream) == 1
+        assert counted(client, "upstream_ejections", pool="registry", upstream=upstream) == 1
     finally:
         await server.close()
+
+
+async def test_an_unready_instance_is_ejected_and_comes_back(
+    aiohttp_client: Any, tmp_path: Path, upstreams: list[TestServer]
+) -> None:
+    """The checks ask for readiness: an instance that is alive but whose Redis (say) is gone
+    leaves the rotation, with its cause, though it answers requests; it comes back once ready."""
+    unready, other = upstreams
+    settings = proxy_settings(tmp_path, [url(unready), url(other)], [], eject_seconds=0.3)
+    client = await proxy_client(aiohttp_client, settings)
+    pool = client.app[POOLS]["registry"]
+    unready.app[READINESS]["redis"] = "ConnectionError: Error 111 connecting to 10.0.0.9:6379"
+    await wire.wait_until(lambda: pool.healthy_count() == 1, "failed checks to eject the instance")
+    assert not pool.upstreams[0].in_rotation
+    assert counted(client, "upstream_ejections", pool="registry", upstream=url(unready)) == 1
+    for _ in range(6):
+        assert (await (await client.get("/v2/")).json())["upstream"] == "b"
+    async with aiohttp.ClientSession() as session:
+        reason = await not_ready(session, url(unready), aiohttp.ClientTimeout(total=5))
+    assert reason == "not ready (503): redis: ConnectionError: Error 111 connecting to 10.0.0.9:6379"
+    unready.app[READINESS]["redis"] = "ok"
+    await wire.wait_until(lambda: pool.healthy_count() == 2, "a passing check to restore it")
+    assert counted(client, "upstream_restorations", pool="registry", upstream=url(unready)) == 1
+    seen = {(await (await client.get("/v2/")).json())["upstream"] for _ in range(4)}
+    assert seen == {"a", "b"}
+
+
+async def test_a_client_that_leaves_is_no_upstream_failure(
+    aiohttp_client: Any, tmp_path: Path, upstreams: list[TestServer]
+) -> None:
+    client = await proxy_client(aiohttp_client, proxy_settings(tmp_path, [url(upstreams[0])], []))
+    async with aiohttp.ClientSession() as session:
+        resp = await session.get(f"http://{client.server.host}:{client.server.port}/v2/bytes/1000000000")
+        await resp.content.readexactly(MiB)
+        resp.close()  # hangs up with most of the gigabyte unread
+    await wire.wait_until(
+        lambda: counted(client, "responses", pool="registry", status="499") == 1, "the answer to end"
+    )
+    assert failures(client, url(upstreams[0])) == 0
+    assert counted(client, "responses", pool="registry", status="502") == 0
 
 
 async def test_upstream_dying_mid_body_cuts_the_client_off(
@@ -312,6 +389,8 @@ async def test_upstream_dying_mid_body_cuts_the_client_off(
     assert resp.status == 200
     with pytest.raises(Exception, match=r"(?i)payload|connection|closed|not complete"):
         await resp.read()
+    assert failures(client, url(upstreams[0]), "truncated") == 1
+    assert counted(client, "responses", pool="registry", status="502") == 1
 
 
 # -- upstreams that fall silent ----------------------------------------------------------------
@@ -337,8 +416,9 @@ async def test_upstream_that_hangs_is_504_and_a_failure(
     assert resp.status == 504
     assert resp.headers["Retry-After"] == "5"
     assert (await resp.json())["errors"][0]["code"] == "GATEWAY_TIMEOUT"
-    assert failures(client, hung) == 1
-    assert not client.app[POOLS]["registry"].upstreams[0].available(time.monotonic())
+    assert failures(client, hung, "timeout") == 1
+    assert counted(client, "responses", pool="registry", status="504") == 1
+    assert not client.app[POOLS]["registry"].upstreams[0].in_rotation
 
 
 async def test_idempotent_request_moves_on_from_a_hung_instance(
@@ -371,7 +451,8 @@ async def test_an_upload_start_moves_on_from_an_instance_that_died(
             resp = await client.post(target, data=b"")
             assert resp.status == 200, await resp.text()
             assert (await resp.json())["upstream"] == "b"
-        assert failures(client, dying) >= 1  # the rotation started at the dying one at least once
+        # The rotation started at the dying one at least once.
+        assert failures(client, dying, "reset") == failures(client, dying) >= 1
     finally:
         await server.close()
     both_dying = [url(upstreams[0]), url(upstreams[1])]
@@ -390,7 +471,7 @@ async def test_upstream_silent_mid_body_cuts_the_client_off(
     assert resp.status == 200
     with pytest.raises(Exception, match=r"(?i)payload|connection|closed|not complete"):
         await resp.read()
-    assert failures(client, silent) == 1
+    assert failures(client, silent, "timeout") == 1
 
 
 async def test_upstream_that_stops_taking_the_body_is_504(

@@ -13,6 +13,7 @@ import io
 import logging
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +33,8 @@ from wharf_registry.app import create_app
 from wharf_registry.keys import STORAGE, UPLOADS
 from wharf_registry.uploads import _key as upload_key
 from wharf_shared.config import Settings
-from wharf_shared.storage.s3 import S3Driver
+from wharf_shared.storage.factory import check_storage
+from wharf_shared.storage.s3 import BucketMissingError, S3Driver
 
 MiB = 1024 * 1024
 R = "library/s3app"
@@ -293,3 +295,47 @@ async def test_abandoned_upload_is_purged_from_s3(
     assert [k for k in keys if k.startswith(f"uploads/{live}/")]
     resp = await v2.request("PUT", locations[1], params={"digest": digest_of(pattern(6 * MiB))})
     assert resp.status == 201, await resp.text()
+
+
+async def test_readiness_names_a_missing_bucket(
+    client: TestClient, moto_endpoint: str, s3_bucket: str
+) -> None:  # type: ignore[type-arg]
+    """The bucket deleted under a running registry: readiness fails, saying which bucket is
+    gone (what the proxy's checks log when they eject the instance); back once it is there."""
+    assert (await client.get("/health/ready")).status == 200
+    s3.empty_bucket(moto_endpoint, s3_bucket)
+    s3.client(moto_endpoint).delete_bucket(Bucket=s3_bucket)
+    try:
+        resp = await client.get("/health/ready")
+        assert resp.status == 503
+        body = await resp.json()
+        assert body == {
+            "status": "unavailable",
+            "checks": {"database": "ok", "redis": "ok", "storage": f"NoSuchBucket {s3_bucket}"},
+        }
+    finally:
+        s3.create_bucket(moto_endpoint, s3_bucket)
+    assert (await client.get("/health/ready")).status == 200
+
+
+async def test_a_missing_bucket_is_named_or_made(moto_endpoint: str) -> None:
+    """What the registry checks at start (`check_storage`): a missing bucket is refused with its
+    name, unless `create_bucket` asks for it to be made."""
+    bucket = f"wharf-new-{uuid.uuid4().hex[:8]}"
+    settings = Settings(storage=s3.storage_settings(moto_endpoint, bucket))  # type: ignore[arg-type]
+    with pytest.raises(BucketMissingError) as refused:
+        await check_storage(settings)
+    assert str(refused.value) == (
+        f"the S3 bucket '{bucket}' does not exist: create it, or set WHARF_STORAGE__S3__CREATE_BUCKET=true"
+    )
+    settings = Settings(storage=s3.storage_settings(moto_endpoint, bucket, create_bucket=True))  # type: ignore[arg-type]
+    await check_storage(settings)
+    driver = S3Driver.from_settings(settings.storage.s3)
+    try:
+        assert not await driver.ensure_bucket(create=True)  # there now: nothing to make
+        await driver.put_content("x", b"stored")
+        assert await driver.get_content("x") == b"stored"
+    finally:
+        driver.close()
+        s3.empty_bucket(moto_endpoint, bucket)
+        s3.client(moto_endpoint).delete_bucket(Bucket=bucket)
