@@ -28,7 +28,7 @@ class User:
     password_hash: str | None  # argon2id; never leaves the service that checks it
 
 
-_COLUMNS = (
+COLUMNS = (
     t.user_account.c.id,
     t.user_account.c.username,
     t.user_account.c.email,
@@ -41,18 +41,18 @@ _COLUMNS = (
 )
 
 
-def _user(row: object) -> User:
+def to_user(row: object) -> User:
     return User(*row)  # type: ignore[misc]
 
 
 async def find_user(conn: AsyncConnection, username: str) -> User | None:
-    row = (await conn.execute(select(*_COLUMNS).where(t.user_account.c.username == username))).first()
-    return _user(row) if row else None
+    row = (await conn.execute(select(*COLUMNS).where(t.user_account.c.username == username))).first()
+    return to_user(row) if row else None
 
 
 async def get_user(conn: AsyncConnection, user_id: int) -> User | None:
-    row = (await conn.execute(select(*_COLUMNS).where(t.user_account.c.id == user_id))).first()
-    return _user(row) if row else None
+    row = (await conn.execute(select(*COLUMNS).where(t.user_account.c.id == user_id))).first()
+    return to_user(row) if row else None
 
 
 async def create_user(
