@@ -61,6 +61,10 @@ _PAGE_SIZE = {
 }
 _Q = {"name": "q", "in": "query", "type": "string", "description": "Query: k=v, k=~v, k=[a~b], k={a b}"}
 _SORT = {"name": "sort", "in": "query", "type": "string", "description": "e.g. username,-creation_time"}
+_USER_SORT = {
+    **_SORT,
+    "pattern": r"^-?(user_id|username|email|creation_time|update_time)$",
+}
 _USER_ID = {
     "name": "user_id",
     "in": "path",
@@ -117,6 +121,7 @@ DEFINITIONS: dict[str, Any] = {
     },
     "UserCreationReq": {
         "type": "object",
+        "required": ["username", "password"],
         "properties": {
             "username": {"type": "string", "maxLength": 255},
             "email": {"type": "string", "maxLength": 255},
@@ -131,9 +136,14 @@ DEFINITIONS: dict[str, Any] = {
     },
     "PasswordReq": {
         "type": "object",
+        "required": ["new_password"],
         "properties": {"old_password": _STR, "new_password": _STR},
     },
-    "UserSysAdminFlag": {"type": "object", "properties": {"sysadmin_flag": {"type": "boolean"}}},
+    "UserSysAdminFlag": {
+        "type": "object",
+        "required": ["sysadmin_flag"],
+        "properties": {"sysadmin_flag": {"type": "boolean"}},
+    },
     "Permission": {
         "type": "object",
         "required": ["resource", "action"],
@@ -185,32 +195,45 @@ _CREATED = {
 
 
 def _op(
-    op_id: str, responses: dict[str, Any], *parameters: dict[str, Any], tag: str = "user"
+    op_id: str,
+    responses: dict[str, Any],
+    *parameters: dict[str, Any],
+    tag: str = "user",
+    anonymous: bool = False,
 ) -> dict[str, Any]:
-    return {
+    """`anonymous`: credentials are optional (the answer may say more to a signed-in caller)."""
+    op: dict[str, Any] = {
         "operationId": op_id,
         "tags": [tag],
         "parameters": [_REQUEST_ID, *parameters],
         "responses": responses,
     }
+    if anonymous:
+        op["security"] = [{}, {"basic": []}]
+    return op
 
 
 PATHS: dict[str, Any] = {
     "/ping": {
-        "get": _op("getPing", {"200": {"description": "Pong", "schema": _STR}}, tag="ping"),
+        "get": _op("getPing", {"200": {"description": "Pong", "schema": _STR}}, tag="ping", anonymous=True),
     },
     "/health": {
-        "get": _op("getHealth", {**_ok(_ref("OverallHealthStatus")), "500": _ERRORS["500"]}, tag="health"),
+        "get": _op(
+            "getHealth",
+            {**_ok(_ref("OverallHealthStatus")), "500": _ERRORS["500"]},
+            tag="health",
+            anonymous=True,
+        ),
     },
     "/systeminfo": {
-        "get": _op("getSystemInfo", _responses(_ok(_ref("GeneralInfo"))), tag="systeminfo"),
+        "get": _op("getSystemInfo", _responses(_ok(_ref("GeneralInfo"))), tag="systeminfo", anonymous=True),
     },
     "/users": {
         "get": _op(
             "listUsers",
             _responses(_ok({"type": "array", "items": _ref("UserResp")}, _PAGE_HEADERS), "400", "403"),
             _Q,
-            _SORT,
+            _USER_SORT,
             _PAGE,
             _PAGE_SIZE,
         ),
@@ -224,7 +247,14 @@ PATHS: dict[str, Any] = {
         "get": _op(
             "searchUsers",
             _responses(_ok({"type": "array", "items": _ref("UserSearchRespItem")}, _PAGE_HEADERS), "400"),
-            {"name": "username", "in": "query", "required": True, "type": "string"},
+            {
+                "name": "username",
+                "in": "query",
+                "required": True,
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 255,
+            },
             _PAGE,
             _PAGE_SIZE,
         ),

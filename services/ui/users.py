@@ -5,14 +5,14 @@ raise domain errors and know nothing of HTTP."""
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wharf_shared.accounts import check_password, check_profile, check_username
 from wharf_shared.db import accounts
 from wharf_shared.db import tables as t
 from wharf_shared.db.accounts import User
@@ -23,9 +23,8 @@ from wharf_shared.errors.domain import (
     Forbidden,
     InvalidInput,
     NotFound,
-    PreconditionFailed,
 )
-from wharf_shared.passwords import PASSWORD_RULE, hash_password, meets_policy, verify_password
+from wharf_shared.passwords import hash_password, verify_password
 from wharf_shared.rbac import Identity
 from wharf_ui.listing import Filter, ListSpec
 from wharf_ui.query import Page, SortKey, as_bool, as_int, as_time
@@ -52,36 +51,6 @@ USERS = ListSpec(
     default_sort=(SortKey("user_id", False),),
     tiebreak=u.id,
 )
-
-# Harbor's limits: names without characters that break its other surfaces, sizes of the columns.
-_BAD_NAME_CHARS = set(',"~#%$:/\\ ') | {chr(c) for c in range(32)} | {"\x7f"}
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-MAX_NAME = 255
-MAX_EMAIL = 255
-MAX_REALNAME = 255
-MAX_COMMENT = 1024
-
-
-def check_username(username: str) -> None:
-    if not username or len(username) > MAX_NAME:
-        raise InvalidInput(f"username must be 1 to {MAX_NAME} characters long")
-    if any(c in _BAD_NAME_CHARS for c in username):
-        raise InvalidInput('username must not contain spaces, control characters or any of ,"~#%$:/\\')
-
-
-def check_profile(email: str | None, realname: str | None, comment: str | None) -> None:
-    if email is not None and email != "" and (len(email) > MAX_EMAIL or not _EMAIL.match(email)):
-        raise InvalidInput(f"email {email[:80]!r} is not a valid email address")
-    if realname is not None and len(realname) > MAX_REALNAME:
-        raise InvalidInput(f"realname must be at most {MAX_REALNAME} characters long")
-    if comment is not None and len(comment) > MAX_COMMENT:
-        raise InvalidInput(f"comment must be at most {MAX_COMMENT} characters long")
-
-
-def check_password(password: str) -> None:
-    if not meets_policy(password):
-        raise InvalidInput(PASSWORD_RULE)
-
 
 # -- reads ---------------------------------------------------------------------------------------
 
@@ -223,10 +192,7 @@ async def change_password(
     new_hash = await asyncio.to_thread(hash_password, new_password)
 
     async def go(conn: AsyncConnection) -> None:
-        result = await conn.execute(
-            update(t.user_account).where(u.id == user_id).values(password_hash=new_hash, updated_at=utcnow())
-        )
-        if result.rowcount == 0:
+        if not await accounts.set_password(conn, user_id, new_hash):
             raise NotFound(f"user {user_id} not found")
 
     await db.run(go)
@@ -251,13 +217,6 @@ async def remove(db: Database, identity: Identity, user_id: int) -> None:
 
     async def go(conn: AsyncConnection) -> None:
         await get(conn, user_id)
-        owned = await conn.execute(select(t.project.c.name).where(t.project.c.owner_id == user_id).limit(5))
-        names = [row.name for row in owned]
-        if names:
-            raise PreconditionFailed(
-                f"the user owns projects ({', '.join(names)}): delete them or give them another owner first"
-            )
-        await conn.execute(delete(t.project_member).where(t.project_member.c.user_id == user_id))
-        await conn.execute(delete(t.user_account).where(u.id == user_id))
+        await accounts.delete_user(conn, user_id)
 
     await db.run(go)

@@ -8,6 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from wharf_shared import rbac
+from wharf_shared.accounts import MAX_NAME
 from wharf_shared.db import projects
 from wharf_shared.db.accounts import User
 from wharf_shared.errors.harbor import BadRequest, Forbidden, Unauthorized
@@ -77,8 +78,8 @@ async def list_users(request: web.Request) -> web.Response:
 async def search_users(request: web.Request) -> web.Response:
     await signed_in(request)
     username = request.query.get("username", "")
-    if not username or "\x00" in username or len(username) > users.MAX_NAME:
-        raise BadRequest(message=f"username: required, 1 to {users.MAX_NAME} characters")
+    if not username or "\x00" in username or len(username) > MAX_NAME:
+        raise BadRequest(message=f"username: required, 1 to {MAX_NAME} characters")
     query = list_query(request)
     async with request.app[DB].read() as conn:
         found, total = await users.search(conn, username, query.page)
