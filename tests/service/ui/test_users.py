@@ -374,3 +374,19 @@ async def test_system_permissions(ui: Ui) -> None:
     await error(await ui.client.get("/api/v2.0/users/current/permissions"), 401, "UNAUTHORIZED")
     bad = await ui.client.get("/api/v2.0/users/current/permissions", params={"scope": "/nope"}, headers=ALICE)
     await error(bad, 400, "BAD_REQUEST")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "username=%ED%A0%80",
+        "username=%FF%FE",
+        "username=a%00b",
+    ],
+    ids=["surrogate", "not-utf8", "nul"],
+)
+async def test_search_with_undecodable_names_is_never_a_5xx(ui: Ui, query: str) -> None:
+    resp = await ui.client.get(f"/api/v2.0/users/search?{query}", headers=ALICE)
+    assert resp.status in (200, 400), await resp.text()
+    listed = await ui.client.get(f"/api/v2.0/users?q={query.replace('=', '%3D~')}", headers=ADMIN)
+    assert listed.status in (200, 400), await listed.text()
