@@ -5,12 +5,12 @@ proxy) repeats every query parameter of the request with `page` changed."""
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from multidict import MultiDict
 
 from wharf_shared.errors.harbor import BadRequest
 from wharf_ui.listing import ListSpec
@@ -46,10 +46,12 @@ def list_query(request: web.Request, spec: ListSpec | None = None) -> ListQuery:
 
 
 def _link(request: web.Request, number: int, rel: str) -> str:
-    query: MultiDict[str] = MultiDict((k, v) for k, v in request.query.items() if k != "page")
-    query["page"] = str(number)
-    url = request.rel_url.with_query(query)
-    return f'<{url.path_qs}>; rel="{rel}"'
+    # Every character outside the unreserved set percent-encoded (a space or a brace from `q`
+    # would end the URL for a client that parses the header).
+    pairs = [(k, v) for k, v in request.query.items() if k != "page"] + [("page", str(number))]
+    query = urllib.parse.urlencode(pairs, quote_via=urllib.parse.quote, safe="")
+    path = urllib.parse.quote(request.path, safe="/")
+    return f'<{path}?{query}>; rel="{rel}"'
 
 
 def page_headers(request: web.Request, total: int, page: Page) -> dict[str, str]:

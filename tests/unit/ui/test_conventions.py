@@ -31,6 +31,11 @@ def test_links_repeat_every_parameter_and_stop_at_the_ends() -> None:
     assert "Link" not in only
     beyond = page_headers(make_mocked_request("GET", "/api/v2.0/users?page=9"), 35, Page(9, 10))
     assert beyond["Link"] == '</api/v2.0/users?page=4>; rel="prev"'
+    # Spaces, braces and quotes from q are encoded: the URL ends only at ">".
+    spaced = make_mocked_request("GET", "/api/v2.0/users?q=name%3D%7Ba%20'b%20c'%7D")
+    assert page_headers(spaced, 35, Page(1, 10))["Link"] == (
+        '</api/v2.0/users?q=name%3D%7Ba%20%27b%20c%27%7D&page=2>; rel="next"'
+    )
 
 
 def test_location_by_id_or_by_name() -> None:
