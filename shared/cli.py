@@ -1,4 +1,4 @@
-"""`wharf`: the admin command — migrate, init, config, token, run.
+"""`wharf`: the admin command — migrate, init, config, token, user, project, run.
 
 Each command imports what it uses when it runs: `wharf run` stays up as the supervisor of the
 whole suite, and must not hold pydantic, SQLAlchemy or asyncio for the life of the suite.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from wharf_shared.config import Settings
@@ -111,6 +111,184 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> None:
     _print(token)
 
 
+def _read_password(args: argparse.Namespace, prompt: str) -> str:
+    """From stdin (`--password-stdin`: the first line) or typed twice at a prompt; never argv."""
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        if not password:
+            _fail("--password-stdin: no password on standard input")
+        return password
+    import getpass
+
+    if not sys.stdin.isatty():
+        _fail("no terminal to ask for the password: use --password-stdin")
+    first = getpass.getpass(f"{prompt}: ")
+    if getpass.getpass(f"{prompt} (again): ") != first:
+        _fail("the passwords differ", 1)
+    return first
+
+
+def _accounts_command(settings: Settings, work: Callable[[Any], Awaitable[object]]) -> None:
+    """Run `work(conn)` in one transaction; a refusal exits with its message (2 for a value that
+    cannot be used, 1 for anything the database's state refuses)."""
+    import asyncio
+
+    from wharf_shared.db.engine import Database
+    from wharf_shared.db.schema import check_schema
+    from wharf_shared.errors.domain import DomainError, InvalidInput
+
+    async def go() -> None:
+        db = Database(settings.effective_database_url, pool_size=1)
+        try:
+            await check_schema(db)
+            async with db.transaction() as conn:
+                await work(conn)
+        finally:
+            await db.close()
+
+    try:
+        asyncio.run(go())
+    except DomainError as exc:
+        _fail(exc.message, 2 if isinstance(exc, InvalidInput) else 1)
+
+
+def cmd_user_add(settings: Settings, args: argparse.Namespace) -> None:
+    from wharf_shared.accounts import check_password, check_profile, check_username
+    from wharf_shared.db import accounts
+    from wharf_shared.errors.domain import Conflict, InvalidInput
+    from wharf_shared.passwords import hash_password
+
+    try:
+        check_username(args.username)
+        check_profile(args.email, args.realname, args.comment)
+    except InvalidInput as exc:
+        _fail(exc.message)
+    password = _read_password(args, f"password for {args.username}")
+    try:
+        check_password(password)
+    except InvalidInput as exc:
+        _fail(exc.message)
+    password_hash = hash_password(password)
+
+    async def work(conn: Any) -> None:
+        if await accounts.find_user(conn, args.username) is not None:
+            raise Conflict(f"user {args.username} already exists")
+        if args.email and await accounts.find_user_by_email(conn, args.email) is not None:
+            raise Conflict(f"email {args.email} is already taken")
+        user = await accounts.create_user(
+            conn,
+            args.username,
+            password_hash,
+            email=args.email or None,
+            realname=args.realname,
+            comment=args.comment,
+            sysadmin=args.sysadmin,
+        )
+        _print(f"created user {user.username} (id {user.id}{', system admin' if user.sysadmin else ''})")
+
+    _accounts_command(settings, work)
+
+
+def cmd_user_passwd(settings: Settings, args: argparse.Namespace) -> None:
+    from wharf_shared.accounts import check_password
+    from wharf_shared.db import accounts
+    from wharf_shared.errors.domain import InvalidInput, NotFound
+    from wharf_shared.passwords import hash_password
+
+    password = _read_password(args, f"new password for {args.username}")
+    try:
+        check_password(password)
+    except InvalidInput as exc:
+        _fail(exc.message)
+    password_hash = hash_password(password)
+
+    async def work(conn: Any) -> None:
+        user = await accounts.find_user(conn, args.username)
+        if user is None or not await accounts.set_password(conn, user.id, password_hash):
+            raise NotFound(f"no user {args.username}")
+        _print(f"password of {args.username} changed")
+
+    _accounts_command(settings, work)
+
+
+def cmd_user_list(settings: Settings, args: argparse.Namespace) -> None:
+    import json
+
+    from wharf_shared.db import accounts
+
+    async def work(conn: Any) -> None:
+        users = await accounts.list_all(conn)
+        if args.json:
+            rows = [
+                {"user_id": u.id, "username": u.username, "email": u.email or "", "sysadmin_flag": u.sysadmin}
+                for u in users
+            ]
+            _print(json.dumps(rows, indent=2))
+            return
+        for u in users:
+            _print(f"{u.id:>6}  {u.username:<32} {'sysadmin' if u.sysadmin else '-':<9} {u.email or ''}")
+
+    _accounts_command(settings, work)
+
+
+def cmd_user_delete(settings: Settings, args: argparse.Namespace) -> None:
+    from wharf_shared.db import accounts
+    from wharf_shared.errors.domain import NotFound
+
+    async def work(conn: Any) -> None:
+        user = await accounts.find_user(conn, args.username)
+        if user is None:
+            raise NotFound(f"no user {args.username}")
+        await accounts.delete_user(conn, user.id)
+        _print(f"deleted user {args.username}")
+
+    _accounts_command(settings, work)
+
+
+def cmd_project_add(settings: Settings, args: argparse.Namespace) -> None:
+    from wharf_shared.accounts import check_project_name
+    from wharf_shared.db import accounts, projects
+    from wharf_shared.errors.domain import Conflict, InvalidInput, NotFound
+
+    try:
+        check_project_name(args.name)
+    except InvalidInput as exc:
+        _fail(exc.message)
+
+    async def work(conn: Any) -> None:
+        owner = await accounts.find_user(conn, args.owner)
+        if owner is None:
+            raise NotFound(f"no user {args.owner} to own the project")
+        if await projects.find_project(conn, args.name) is not None:
+            raise Conflict(f"project {args.name} already exists")
+        project = await projects.create_project(conn, args.name, owner.id, public=args.public)
+        visibility = "public" if project.public else "private"
+        _print(f"created {visibility} project {project.name} (id {project.id}), owner {owner.username}")
+
+    _accounts_command(settings, work)
+
+
+def cmd_project_list(settings: Settings, args: argparse.Namespace) -> None:
+    import json
+
+    from wharf_shared.db import projects
+
+    async def work(conn: Any) -> None:
+        found = await projects.list_all(conn)
+        if args.json:
+            rows = [
+                {"project_id": p.id, "name": p.name, "public": p.public, "owner_name": owner}
+                for p, owner in found
+            ]
+            _print(json.dumps(rows, indent=2))
+            return
+        for p, owner in found:
+            _print(f"{p.id:>6}  {p.name:<32} {'public' if p.public else 'private':<8} {owner}")
+
+    _accounts_command(settings, work)
+
+
 def cmd_run(_args: argparse.Namespace) -> None:
     # Settings, migrations and `init` happen in a child of the supervisor (suite.py).
     from wharf_shared.suite import run_suite
@@ -146,6 +324,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subject", default="admin", help="the token's `sub` (default: admin)")
     p.add_argument("--lifetime", type=int, default=0, help="seconds (default: WHARF_TOKEN__LIFETIME_SECONDS)")
     p.set_defaults(func=cmd_token)
+
+    user = sub.add_parser("user", help="add, list, change or delete users (scripts, first set-up)")
+    users = user.add_subparsers(dest="user_command", required=True)
+    p = users.add_parser("add", help="create a local user (password prompted, or --password-stdin)")
+    p.add_argument("username")
+    p.add_argument("--email", default=None)
+    p.add_argument("--realname", default="")
+    p.add_argument("--comment", default="")
+    p.add_argument("--sysadmin", action="store_true", help="a system admin")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.set_defaults(func=cmd_user_add)
+    p = users.add_parser("passwd", help="set a user's password (prompted, or --password-stdin)")
+    p.add_argument("username")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.set_defaults(func=cmd_user_passwd)
+    p = users.add_parser("list", help="list users")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p.set_defaults(func=cmd_user_list)
+    p = users.add_parser("delete", help="delete a user (refused while they own projects)")
+    p.add_argument("username")
+    p.set_defaults(func=cmd_user_delete)
+
+    project = sub.add_parser("project", help="add or list projects")
+    project_commands = project.add_subparsers(dest="project_command", required=True)
+    p = project_commands.add_parser("add", help="create a project")
+    p.add_argument("name")
+    p.add_argument("--public", action="store_true", help="anyone may pull (default: private)")
+    p.add_argument("--owner", default="admin", help="the owning user, its project admin (default: admin)")
+    p.set_defaults(func=cmd_project_add)
+    p = project_commands.add_parser("list", help="list projects")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p.set_defaults(func=cmd_project_list)
 
     p = sub.add_parser(
         "run", help="run every service on this host on embedded defaults (what `make run` does)"

@@ -228,6 +228,15 @@ CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
 UrlList = Annotated[list[str], NoDecode, BeforeValidator(_url_list)]
 
 
+class UiSettings(_Group):
+    host: str = Field(default="127.0.0.1", description="Address the ui service (`/api/v2.0`) listens on.")
+    port: int = Field(default=8081, ge=0, le=65535, description="Port the ui service listens on.")
+    workers: int = Field(default=1, ge=1, le=64, description="UI worker processes sharing the port.")
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest JSON request body `/api/` accepts (413 beyond)."
+    )
+
+
 class UpstreamSettings(_Group):
     registry: UrlList = Field(
         default_factory=lambda: ["http://127.0.0.1:5000"],
@@ -420,6 +429,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     registry: RegistrySettings = RegistrySettings()
     token: TokenSettings = TokenSettings()
+    ui: UiSettings = UiSettings()
     proxy: ProxySettings = ProxySettings()
     serving: ServingSettings = ServingSettings()
     metrics: MetricsSettings = MetricsSettings()

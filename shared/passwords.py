@@ -35,3 +35,17 @@ def fingerprint(password_hash: str | None) -> str:
 
 def generate_password() -> str:
     return secrets.token_urlsafe(18)
+
+
+# A message, not a password (S105 reads the name).
+PASSWORD_RULE = "the password must be 8 to 128 characters long with at least 1 uppercase letter, 1 lowercase letter and 1 number"  # noqa: E501, S105
+
+
+def meets_policy(password: str) -> bool:
+    """Harbor's rule for local passwords: 8-128 characters, an upper, a lower and a digit."""
+    return (
+        8 <= len(password) <= 128
+        and any(c.isupper() for c in password)
+        and any(c.islower() for c in password)
+        and any(c.isdigit() for c in password)
+    )

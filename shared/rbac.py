@@ -178,3 +178,46 @@ def registry_actions(
     if "*" in requested and allowed == set(REGISTRY_ACTIONS):
         granted.add("*")
     return frozenset(granted)
+
+
+def project_permissions(
+    identity: Identity, access: ProjectAccess | None, *, anonymous_access: bool
+) -> frozenset[Permission]:
+    """Everything `identity` may do in one project (none in a project that does not exist)."""
+    if access is None:
+        return frozenset()
+    if identity.sysadmin:
+        return PERMISSIONS[Role.PROJECT_ADMIN] | PUBLIC
+    granted: set[Permission] = set(PERMISSIONS[access.role]) if access.role is not None else set()
+    if access.public and (not identity.anonymous or anonymous_access):
+        granted |= PUBLIC
+    return frozenset(granted)
+
+
+# System-level resources (Harbor's system policies) and what a system admin may do with them.
+SYSTEM: frozenset[Permission] = frozenset(
+    _grant("audit-log", "list")
+    | _grant("catalog", "read")
+    | _grant("project", "create", "list")
+    | _grant("user", "create", "read", "update", "delete", "list")
+    | _grant("user-group", "create", "read", "update", "delete", "list")
+    | _grant("registry", "create", "read", "update", "delete", "list")
+    | _grant("replication", "create", "read", "list")
+    | _grant("replication-policy", "create", "read", "update", "delete", "list")
+    | _grant("replication-adapter", "list")
+    | _grant("garbage-collection", "create", "read", "update", "list", "stop")
+    | _grant("scan-all", "create", "read", "update", "stop")
+    | _grant("system-volumes", "read")
+    | _grant("purge-audit", "create", "read", "update", "list", "stop")
+    | _grant("configuration", "read", "update")
+)
+
+
+def system_permissions(identity: Identity, *, project_creation_restriction: str) -> frozenset[Permission]:
+    """What `identity` may do outside any project: everything for system admins; a signed-in user
+    creates projects unless creation is restricted to admins."""
+    if identity.sysadmin:
+        return SYSTEM
+    if not identity.anonymous and project_creation_restriction == "everyone":
+        return frozenset(_grant("project", "create"))
+    return frozenset()

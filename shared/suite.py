@@ -165,19 +165,21 @@ def prepare(settings: Settings) -> Plan:
     ensure_files(settings)
     accounts = asyncio.run(ensure_accounts(settings))
 
-    token, reg = settings.token, settings.registry
+    token, reg, ui = settings.token, settings.registry, settings.ui
     services = [
         Service("token", "wharf_token", token.host, token.port),
         Service("registry", "wharf_registry", reg.host, reg.port),
+        Service("ui", "wharf_ui", ui.host, ui.port),
         Service("proxy", "wharf_proxy", settings.proxy.host, settings.http_port),
     ]
-    front_url = services[2].url
+    front_url = services[3].url
     # Clients see one address, the proxy's: the registry's challenge names it, and the
-    # proxy sends /v2/ and /service/token on to the services on their own ports.
+    # proxy sends /v2/, /service/token and /api/ on to the services on their own ports.
     env_defaults = {
         "WHARF_EXTERNAL_URL": front_url,
         "WHARF_PROXY__UPSTREAMS__REGISTRY": services[1].url,
         "WHARF_PROXY__UPSTREAMS__TOKEN": services[0].url,
+        "WHARF_PROXY__UPSTREAMS__UI": services[2].url,
         **CHILD_ENV_DEFAULTS,
     }
     external_url = os.environ.get("WHARF_EXTERNAL_URL", front_url)
@@ -311,6 +313,9 @@ def _banner(settings: Settings, front_url: str, new_admin_password: str | None) 
         f"  skopeo inspect {tls}docker://{host}/library/hello:latest",
         f"  docker login {host}   (plain HTTP: list {host} in the daemon's insecure-registries)",
         f"  docker push {host}/library/hello:latest",
+        "",
+        "Harbor's REST API (v2.0), with Basic auth:",
+        f"  curl -u admin:PASSWORD {front_url}/api/v2.0/users/current",
         "",
         "Ctrl-C stops every service.",
     ]

@@ -11,6 +11,7 @@ from wharf_shared import keys as shared_keys
 from wharf_shared import runtime
 from wharf_shared.addresses import parse_networks
 from wharf_shared.auth.backends import DatabaseBackend
+from wharf_shared.auth.logins import Throttling
 from wharf_shared.config import Settings
 from wharf_shared.db.engine import Database
 from wharf_shared.db.schema import check_schema
@@ -20,7 +21,7 @@ from wharf_shared.redis import open_redis
 from wharf_shared.request_ids import request_id_middleware
 from wharf_shared.tokens import TokenIssuer, load_private_key
 from wharf_token import keys
-from wharf_token.logins import Logins, Throttling
+from wharf_token.logins import TokenLogins
 from wharf_token.metrics import TokenMetrics
 from wharf_token.middleware import errors_middleware
 from wharf_token.refresh import RefreshTokens
@@ -70,11 +71,11 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
     app[shared_keys.REDIS] = redis
     app[keys.RUNTIME] = runtime.RuntimeConfig(db, runtime.defaults(settings))
     token = settings.token
-    app[keys.LOGINS] = Logins(
+    app[keys.LOGINS] = TokenLogins(
         db,
         redis,
-        app[keys.REFRESH],
         DatabaseBackend(),
+        refresh_tokens=app[keys.REFRESH],
         secret=settings.secret_key_path.read_bytes().strip(),
         cache_seconds=token.credential_cache_seconds,
         throttling=Throttling(

@@ -8,13 +8,13 @@ from aiohttp import web
 
 from wharf_shared.runtime import RuntimeConfig
 from wharf_shared.tokens import TokenIssuer
-from wharf_token.logins import Logins
+from wharf_token.logins import TokenLogins
 from wharf_token.metrics import TokenMetrics
 from wharf_token.refresh import RefreshTokens
 
 ISSUER = web.AppKey("issuer", TokenIssuer)
 REFRESH = web.AppKey("refresh", RefreshTokens)
-LOGINS = web.AppKey("logins", Logins)
+LOGINS = web.AppKey("logins", TokenLogins)
 RUNTIME = web.AppKey("runtime", RuntimeConfig)
 TOKEN_METRICS = web.AppKey("token_metrics", TokenMetrics)
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", list[ipaddress.IPv4Network | ipaddress.IPv6Network])

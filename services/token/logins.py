@@ -1,190 +1,24 @@
-"""The token service's login flow: credentials (or a refresh token) in, the caller and their
-view of the scopes' projects out. All of it lives here; the handlers only parse and render.
-
-A password login:
-
-1. One Redis call (a script): the lockouts in force for this account from this client address
-   and for the address, and what the credential cache remembers for these credentials.
-2. A lockout in force: `Throttled`, before any password check, whichever the account.
-3. Remembered (warm): one SQL query reads the user by id and their roles in the scopes'
-   projects. The entry holds the fingerprint of the password hash it was verified against; a
-   user row whose hash no longer matches (password changed), or a user gone or renamed, voids
-   it, and the login goes on cold.
-4. Cold: one SQL query reads the user by name with their roles (the only read of the user),
-   the auth backend checks the credentials (`db_auth`: argon2id against the row's hash, a dummy
-   hash for an unknown user so that it takes as long), then one Redis call: a miss is counted, a
-   success clears the count of this account from this address and remembers the credentials (a
-   keyed hash, never the password).
-
-Every failure is the same `LoginFailed`, whether the user is unknown or the password wrong.
-
-Throttling keys on (account, client address) and on the client address alone, never on the
-account alone, so that a guesser elsewhere cannot keep the owner out. After `pair_failures`
-misses within the window the account is locked for that address; after `address_failures`
-misses, whatever the accounts, the whole address is. A lockout starts at `lockout_seconds` and
-doubles with each further miss, up to an hour. Times come from the injected clock and the
-lock is stored as "locked until <time>", so tests can advance it; Redis TTLs only clean up.
-"""
+"""The token service's logins: the shared password flow (`wharf_shared.auth.logins`) plus
+OAuth2 refresh tokens, which only this service issues and reads."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import math
-import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection
 from typing import Any
 
-from redis.asyncio import Redis
-
-from wharf_shared.auth.backends import AuthBackend
+from wharf_shared.auth.logins import Login, Logins
 from wharf_shared.db import projects
-from wharf_shared.db.accounts import USERNAME_MAX_LENGTH
-from wharf_shared.db.engine import Database
-from wharf_shared.errors.domain import LoginFailed, RefreshTokenInvalid, Throttled
-from wharf_shared.logging import get_logger
+from wharf_shared.errors.domain import RefreshTokenInvalid
 from wharf_shared.passwords import fingerprint
-from wharf_shared.rbac import ANONYMOUS, Identity, ProjectAccess
-from wharf_shared.redis import Script
-from wharf_token.metrics import REFRESH_BACKEND, TokenMetrics
+from wharf_shared.rbac import Identity
+from wharf_token.metrics import REFRESH_BACKEND
 from wharf_token.refresh import RefreshTokens
 
-log = get_logger(__name__)
 
-MAX_LOCKOUT_SECONDS = 3600
-WINDOW_SECONDS = 3600
-
-# KEYS: the pair's and the address's throttle hashes, then (optionally) the credential-cache key.
-# Returns when each lock ends (nil: never locked) and the remembered login.
-_CHECK = """
-local out = {redis.call('HGET', KEYS[1], 'until'), redis.call('HGET', KEYS[2], 'until')}
-if KEYS[3] then out[3] = redis.call('GET', KEYS[3]) end
-return out
-"""
-
-# KEYS: the pair's and the address's throttle hashes. ARGV: now, the pair's and the address's
-# limits, first lockout, lockout cap, window. Counts the miss in each key's window (a fixed
-# window from its first miss) and, over the limit, locks until now + the doubled lockout.
-_FAILED = """
-local now, first, cap, window = tonumber(ARGV[1]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-for i, key in ipairs(KEYS) do
-  local start = tonumber(redis.call('HGET', key, 'start'))
-  local n
-  if not start or now - start >= window then
-    n = 1
-    redis.call('HSET', key, 'n', 1, 'start', ARGV[1])
-  else
-    n = redis.call('HINCRBY', key, 'n', 1)
-  end
-  local over = n - tonumber(ARGV[1 + i])
-  local lockout = 0
-  if over >= 0 then
-    lockout = math.min(first * 2 ^ over, cap)
-    redis.call('HSET', key, 'until', string.format('%.17g', now + lockout))
-  end
-  redis.call('EXPIRE', key, math.ceil(window + lockout))
-end
-return 0
-"""
-
-
-def _pair_key(username: str, address: str) -> str:
-    digest = hashlib.sha256(f"{username}\0{address}".encode()).hexdigest()[:32]
-    return "wharf:login:pair:" + digest
-
-
-def _address_key(address: str) -> str:
-    return "wharf:login:address:" + address
-
-
-def _storable(username: str) -> bool:
-    """Whether a user could have this name (else the database would refuse even to look)."""
-    return len(username) <= USERNAME_MAX_LENGTH and "\0" not in username
-
-
-@dataclass(frozen=True, slots=True)
-class Login:
-    """Who signed in, their view of the projects asked about, and their password hash's
-    fingerprint (what a refresh token is bound to; None for anonymous callers)."""
-
-    identity: Identity
-    access: dict[str, ProjectAccess] = field(default_factory=dict)
-    mark: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Throttling:
-    pair_failures: int
-    address_failures: int
-    lockout_seconds: int
-
-
-class Logins:
-    def __init__(
-        self,
-        db: Database,
-        redis: Redis,
-        refresh_tokens: RefreshTokens,
-        backend: AuthBackend,
-        *,
-        secret: bytes,
-        cache_seconds: int,
-        throttling: Throttling,
-        clock: Callable[[], float] = time.time,
-        metrics: TokenMetrics | None = None,
-    ) -> None:
-        self._db = db
-        self._redis = redis
+class TokenLogins(Logins):
+    def __init__(self, *args: Any, refresh_tokens: RefreshTokens, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._refresh_tokens = refresh_tokens
-        self._backend = backend
-        self._secret = secret
-        self._cache_seconds = cache_seconds
-        self._throttling = throttling
-        self._clock = clock
-        self._metrics = metrics
-        self._check = Script(redis, _CHECK)
-        self._failed = Script(redis, _FAILED)
-
-    async def login(self, username: str, password: str, address: str, names: Collection[str]) -> Login:
-        """Sign in with a password (`names`: the projects the scopes name)."""
-        try:
-            login = await self._login(username, password, address, names)
-        except Throttled:
-            self._count("throttled", self._backend.name)
-            raise
-        except LoginFailed:
-            self._count("failure", self._backend.name)
-            raise
-        except Exception:
-            self._count("error", self._backend.name)  # no verdict: Redis or the database failed
-            raise
-        self._count("success", self._backend.name)
-        return login
-
-    async def _login(self, username: str, password: str, address: str, names: Collection[str]) -> Login:
-        throttle_keys = [_pair_key(username, address), _address_key(address)]
-        cache_key = self._cache_key(username, password) if self._cache_seconds > 0 else None
-        results = await self._check(keys=[*throttle_keys, *([cache_key] if cache_key else [])])
-        now = self._clock()
-        pair_until, address_until = (float(v) if v is not None else 0.0 for v in results[:2])
-        until = max(pair_until, address_until)
-        if until > now:
-            if self._metrics is not None:
-                lock = "address" if address_until > now else "account"
-                self._metrics.throttled.labels(lock).inc()
-            raise Throttled(retry_after=max(1, math.ceil(round(until - now, 3))))
-        remembered = results[2] if len(results) > 2 else None
-        if remembered is not None:
-            login = await self._remembered(remembered, username, names)
-            if login is not None:
-                return login
-        return await self._verify(username, password, address, names, throttle_keys, cache_key)
-
-    async def anonymous(self, names: Collection[str]) -> Login:
-        async with self._db.read() as conn:
-            access = await projects.project_access(conn, names, None)
-        return Login(ANONYMOUS, access)
 
     async def refresh(self, token: str, names: Collection[str]) -> Login:
         """Sign in with a refresh token: still the user it was issued to, with the same password."""
@@ -210,66 +44,3 @@ class Logins:
         ):
             raise RefreshTokenInvalid("the refresh token is no longer valid: sign in again")
         return Login(Identity(caller.id, caller.username, caller.sysadmin), access, claims.mark)
-
-    def _count(self, result: str, backend: str) -> None:
-        if self._metrics is not None:
-            self._metrics.logins.labels(result, backend).inc()
-
-    def _cache_key(self, username: str, password: str) -> str:
-        mac = hmac.new(self._secret, f"{username}\0{password}".encode(), hashlib.sha256).hexdigest()
-        return "wharf:credentials:" + mac
-
-    async def _remembered(self, entry: bytes, username: str, names: Collection[str]) -> Login | None:
-        """The login a cache entry remembers, if the user row still matches it."""
-        user_id, _, mark = entry.decode().partition(":")
-        async with self._db.read() as conn:
-            caller, access = await projects.caller_and_access(conn, int(user_id), names)
-        if caller is None or caller.username != username or fingerprint(caller.password_hash) != mark:
-            return None
-        return Login(Identity(caller.id, caller.username, caller.sysadmin), access, mark)
-
-    async def _verify(
-        self,
-        username: str,
-        password: str,
-        address: str,
-        names: Collection[str],
-        throttle_keys: list[str],
-        cache_key: str | None,
-    ) -> Login:
-        caller: projects.Caller | None = None
-        access: dict[str, ProjectAccess] = {}
-        if _storable(username):
-            async with self._db.read() as conn:
-                caller, access = await projects.caller_and_access(conn, username, names)
-        proven = await self._backend.authenticate(username, password, caller)
-        if proven is None:
-            await self._count_failure(throttle_keys)
-            log.info("login_failed", username=username[:USERNAME_MAX_LENGTH], address=address)
-            raise LoginFailed()
-        if caller is None or proven.id != caller.id:
-            # The backend made (or swapped) the local row: read its roles afresh.
-            async with self._db.read() as conn:
-                proven, access = await projects.caller_and_access(conn, proven.id, names)
-            if proven is None:
-                raise LoginFailed()
-        caller = proven
-        mark = fingerprint(caller.password_hash)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.delete(throttle_keys[0])  # this address's misses on this account; not the address's
-            if cache_key is not None:
-                pipe.set(cache_key, f"{caller.id}:{mark}", ex=self._cache_seconds)
-            await pipe.execute()
-        return Login(Identity(caller.id, caller.username, caller.sysadmin), access, mark)
-
-    async def _count_failure(self, throttle_keys: list[str]) -> None:
-        t = self._throttling
-        args: list[Any] = [
-            repr(self._clock()),
-            t.pair_failures,
-            t.address_failures,
-            t.lockout_seconds,
-            MAX_LOCKOUT_SECONDS,
-            WINDOW_SECONDS,
-        ]
-        await self._failed(keys=throttle_keys, args=args)

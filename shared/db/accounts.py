@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import insert_or_get_id
 from wharf_shared.db.types import utcnow
+from wharf_shared.errors.domain import PreconditionFailed
 
 USERNAME_MAX_LENGTH = 255  # the column's: a longer name cannot belong to anyone
 
@@ -28,7 +29,7 @@ class User:
     password_hash: str | None  # argon2id; never leaves the service that checks it
 
 
-_COLUMNS = (
+COLUMNS = (
     t.user_account.c.id,
     t.user_account.c.username,
     t.user_account.c.email,
@@ -41,18 +42,23 @@ _COLUMNS = (
 )
 
 
-def _user(row: object) -> User:
+def to_user(row: object) -> User:
     return User(*row)  # type: ignore[misc]
 
 
 async def find_user(conn: AsyncConnection, username: str) -> User | None:
-    row = (await conn.execute(select(*_COLUMNS).where(t.user_account.c.username == username))).first()
-    return _user(row) if row else None
+    row = (await conn.execute(select(*COLUMNS).where(t.user_account.c.username == username))).first()
+    return to_user(row) if row else None
+
+
+async def find_user_by_email(conn: AsyncConnection, email: str) -> User | None:
+    row = (await conn.execute(select(*COLUMNS).where(t.user_account.c.email == email))).first()
+    return to_user(row) if row else None
 
 
 async def get_user(conn: AsyncConnection, user_id: int) -> User | None:
-    row = (await conn.execute(select(*_COLUMNS).where(t.user_account.c.id == user_id))).first()
-    return _user(row) if row else None
+    row = (await conn.execute(select(*COLUMNS).where(t.user_account.c.id == user_id))).first()
+    return to_user(row) if row else None
 
 
 async def create_user(
@@ -80,3 +86,27 @@ async def create_user(
     created = await get_user(conn, user_id)
     assert created is not None
     return created
+
+
+async def set_password(conn: AsyncConnection, user_id: int, password_hash: str) -> bool:
+    """False when there is no such user. Remembered logins die with the old hash."""
+    changed = update(t.user_account).where(t.user_account.c.id == user_id)
+    result = await conn.execute(changed.values(password_hash=password_hash, updated_at=utcnow()))
+    return bool(result.rowcount)
+
+
+async def delete_user(conn: AsyncConnection, user_id: int) -> None:
+    """Remove a user and their memberships; refused while they own projects (a project keeps an
+    owner: it is deleted or handed over first)."""
+    p = t.project.c
+    owned = [row.name for row in await conn.execute(select(p.name).where(p.owner_id == user_id).limit(5))]
+    if owned:
+        raise PreconditionFailed(
+            f"the user owns projects ({', '.join(owned)}): delete them or give them another owner first"
+        )
+    await conn.execute(delete(t.project_member).where(t.project_member.c.user_id == user_id))
+    await conn.execute(delete(t.user_account).where(t.user_account.c.id == user_id))
+
+
+async def list_all(conn: AsyncConnection) -> list[User]:
+    return [to_user(row) for row in await conn.execute(select(*COLUMNS).order_by(t.user_account.c.id))]

@@ -141,3 +141,28 @@ async def project_access(
         )
         for row in rows
     }
+
+
+async def access_by_id(conn: AsyncConnection, project_id: int, user_id: int | None) -> ProjectAccess | None:
+    """One project's visibility and the user's role in it, or None when there is no such project."""
+    p, m = t.project.c, t.project_member.c
+    joined = t.project.outerjoin(
+        t.project_member, and_(m.project_id == p.id, m.user_id == (user_id if user_id is not None else -1))
+    )
+    row = (
+        await conn.execute(select(p.id, p.public, m.role_id).select_from(joined).where(p.id == project_id))
+    ).first()
+    if row is None:
+        return None
+    return ProjectAccess(row.id, bool(row.public), Role(row.role_id) if row.role_id is not None else None)
+
+
+async def list_all(conn: AsyncConnection) -> list[tuple[Project, str]]:
+    """Every project with its owner's name, by name."""
+    p, u = t.project.c, t.user_account.c
+    query = (
+        select(p.id, p.name, p.public, p.owner_id, p.created_at, u.username)
+        .select_from(t.project.join(t.user_account, u.id == p.owner_id))
+        .order_by(p.name)
+    )
+    return [(Project(*row[:5]), row[5]) for row in await conn.execute(query)]

@@ -125,6 +125,12 @@ class Forbidden(DomainError):
     default_message = "the caller may not do this"
 
 
+class PreconditionFailed(DomainError):
+    """The request is sound, but something else must change first (a user who owns projects)."""
+
+    default_message = "a precondition of the request is not met"
+
+
 # -- identity ------------------------------------------------------------------------------------
 
 

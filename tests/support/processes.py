@@ -105,6 +105,7 @@ _SERVICES = {
     "registry": ("wharf_registry", "WHARF_REGISTRY__HOST", "WHARF_REGISTRY__PORT"),
     "token": ("wharf_token", "WHARF_TOKEN__HOST", "WHARF_TOKEN__PORT"),
     "proxy": ("wharf_proxy", "WHARF_PROXY__HOST", "WHARF_HTTP_PORT"),
+    "ui": ("wharf_ui", "WHARF_UI__HOST", "WHARF_UI__PORT"),
 }
 
 
@@ -137,3 +138,7 @@ def token_process(env_values: dict[str, str], log_dir: Path, **where: Any) -> Se
 
 def proxy_process(env_values: dict[str, str], log_dir: Path, **where: Any) -> ServiceProcess:
     return service_process("proxy", env_values, log_dir, **where)
+
+
+def ui_process(env_values: dict[str, str], log_dir: Path, **where: Any) -> ServiceProcess:
+    return service_process("ui", env_values, log_dir, **where)

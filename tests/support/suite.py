@@ -17,6 +17,7 @@ from tests.support.processes import (
     proxy_process,
     registry_process,
     token_process,
+    ui_process,
 )
 from wharf_shared.config import Settings
 from wharf_shared.setup import ensure_accounts, ensure_files
@@ -30,6 +31,7 @@ class Suite:
     tokens: list[ServiceProcess]
     proxies: list[ServiceProcess]
     log_dir: Path
+    uis: list[ServiceProcess] = field(default_factory=list)
     stopped: list[ServiceProcess] = field(default_factory=list)
 
     @property
@@ -48,7 +50,7 @@ class Suite:
         return f"docker://{self.address}/{name}"
 
     def processes(self) -> list[ServiceProcess]:
-        return [*self.proxies, *self.registries, *self.tokens]
+        return [*self.proxies, *self.registries, *self.tokens, *self.uis]
 
     def stop(self) -> None:
         for process in self.processes():
@@ -91,6 +93,7 @@ def start_suite(
     token_hosts: tuple[str, ...] = ("127.0.0.1",),
     proxy_host: str = "127.0.0.1",
     more_proxy_hosts: tuple[str, ...] = (),
+    ui_hosts: tuple[str, ...] = (),
     extra_env: dict[str, str] | None = None,
     populate: Callable[[Settings], Coroutine[Any, Any, None]] | None = None,
 ) -> Suite:
@@ -100,6 +103,7 @@ def start_suite(
     more_proxy_ports = [free_port(h) for h in more_proxy_hosts]
     registry_ports = [free_port(h) for h in registry_hosts]
     token_ports = [free_port(h) for h in token_hosts]
+    ui_ports = [free_port(h) for h in ui_hosts]
     env = {
         "WHARF_DATA_DIR": str(data_dir),
         "WHARF_DATABASE_URL": database_url,
@@ -112,6 +116,9 @@ def start_suite(
         ),
         "WHARF_PROXY__UPSTREAMS__TOKEN": ",".join(
             f"http://{h}:{p}" for h, p in zip(token_hosts, token_ports, strict=True)
+        ),
+        "WHARF_PROXY__UPSTREAMS__UI": ",".join(
+            f"http://{h}:{p}" for h, p in zip(ui_hosts, ui_ports, strict=True)
         ),
         "WHARF_PROXY__HEALTH_INTERVAL_SECONDS": "0.5",
         **(extra_env or {}),
@@ -136,9 +143,13 @@ def start_suite(
             ),
         ],
         logs,
+        [
+            ui_process(env, logs, host=h, port=p, name=f"ui-{h}")
+            for h, p in zip(ui_hosts, ui_ports, strict=True)
+        ],
     )
     try:
-        for process in [*suite.tokens, *suite.registries, *suite.proxies]:
+        for process in [*suite.tokens, *suite.registries, *suite.uis, *suite.proxies]:
             process.start()
     except BaseException:
         suite.stop()

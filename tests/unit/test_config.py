@@ -268,6 +268,7 @@ def test_known_variables_cover_every_field() -> None:
         "WHARF_STORAGE__S3",
         "WHARF_REGISTRY",
         "WHARF_TOKEN",
+        "WHARF_UI",
         "WHARF_PROXY",
         "WHARF_PROXY__UPSTREAMS",
         "WHARF_SERVING",

@@ -30,6 +30,7 @@ def test_table_lists_every_variable() -> None:
         "WHARF_STORAGE__S3",
         "WHARF_REGISTRY",
         "WHARF_TOKEN",
+        "WHARF_UI",
         "WHARF_PROXY",
         "WHARF_PROXY__UPSTREAMS",
         "WHARF_SERVING",

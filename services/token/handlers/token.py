@@ -12,11 +12,11 @@ from typing import Any
 from aiohttp import web
 
 from wharf_shared.addresses import client_address
+from wharf_shared.auth.logins import Login
 from wharf_shared.keys import SETTINGS
 from wharf_token import grants
 from wharf_token.errors import AuthenticationRequired, InvalidRequest, UnsupportedGrantType
 from wharf_token.keys import ISSUER, LOGINS, REFRESH, RUNTIME, TOKEN_METRICS, TRUSTED_PROXIES
-from wharf_token.logins import Login
 from wharf_token.scopes import SCOPE_MAX_LENGTH, Scope, parse_scopes
 
 FORM = "application/x-www-form-urlencoded"

@@ -1,0 +1,76 @@
+"""`create_app(settings)`: the ui service's only constructor."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from wharf_shared import keys as shared_keys
+from wharf_shared import runtime
+from wharf_shared.addresses import parse_networks
+from wharf_shared.auth.backends import DatabaseBackend
+from wharf_shared.auth.logins import Logins, Throttling
+from wharf_shared.config import Settings
+from wharf_shared.db.engine import Database
+from wharf_shared.db.schema import check_schema
+from wharf_shared.health import add_health_and_metrics, dependency_checks
+from wharf_shared.metrics import Metrics, metrics_middleware
+from wharf_shared.redis import open_redis
+from wharf_shared.request_ids import request_id_middleware
+from wharf_ui import keys
+from wharf_ui.middleware import errors_middleware
+from wharf_ui.routes import add_routes
+from wharf_ui.security import Authenticator, BasicAuth
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """`clock`: what login lockouts are measured against (tests move it)."""
+    metrics = Metrics("ui")
+    app = web.Application(middlewares=[request_id_middleware, metrics_middleware(metrics), errors_middleware])
+    app[shared_keys.SETTINGS] = settings
+    app[shared_keys.METRICS] = metrics
+    app.cleanup_ctx.append(lambda app: _resources(app, clock))
+    add_routes(app)
+    add_health_and_metrics(
+        app, metrics, lambda: dependency_checks(app[shared_keys.DB], app[shared_keys.REDIS])
+    )
+    return app
+
+
+async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncIterator[None]:
+    settings = app[shared_keys.SETTINGS]
+    metrics = app[shared_keys.METRICS]
+    db = Database(settings.effective_database_url, pool_size=settings.database_pool_size, metrics=metrics)
+    redis = open_redis(settings.redis_url, metrics=metrics)
+    try:
+        await check_schema(db)
+        async with db.transaction() as conn:
+            await runtime.seed(conn, runtime.defaults(settings))
+    except BaseException:
+        await db.close()
+        await redis.aclose()
+        raise
+    app[shared_keys.DB] = db
+    app[shared_keys.REDIS] = redis
+    app[keys.RUNTIME] = runtime.RuntimeConfig(db, runtime.defaults(settings))
+    # Logins share the token service's settings and Redis keys: one throttle for every surface.
+    token = settings.token
+    logins = Logins(
+        db,
+        redis,
+        DatabaseBackend(),
+        secret=settings.secret_key_path.read_bytes().strip(),
+        cache_seconds=token.credential_cache_seconds,
+        throttling=Throttling(
+            pair_failures=token.throttle_failures,
+            address_failures=token.throttle_address_failures,
+            lockout_seconds=token.throttle_lockout_seconds,
+        ),
+        clock=clock,
+    )
+    app[keys.AUTHENTICATOR] = Authenticator([BasicAuth(logins, parse_networks(settings.trusted_proxies))])
+    yield
+    await redis.aclose()
+    await db.close()

@@ -1,0 +1,1 @@
+"""HTTP handlers of `/api/v2.0`: each parses, authorizes, calls one domain function, renders."""
