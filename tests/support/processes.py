@@ -105,7 +105,9 @@ _SERVICES = {
     "registry": ("wharf_registry", "WHARF_REGISTRY__HOST", "WHARF_REGISTRY__PORT"),
     "token": ("wharf_token", "WHARF_TOKEN__HOST", "WHARF_TOKEN__PORT"),
     "proxy": ("wharf_proxy", "WHARF_PROXY__HOST", "WHARF_HTTP_PORT"),
+    "jobservice": ("wharf_jobservice", "WHARF_JOBSERVICE__HOST", "WHARF_JOBSERVICE__PORT"),
 }
+_COMMANDS = {"jobservice": ["events"]}
 
 
 def service_process(
@@ -123,7 +125,12 @@ def service_process(
     port = port or free_port(host)
     env = service_env({**env_values, host_var: host, port_var: str(port)})
     return ServiceProcess(
-        name, [sys.executable, "-m", module], env, host, port, log_dir / f"{name}-{port}.log"
+        name,
+        [sys.executable, "-m", module, *_COMMANDS.get(service, [])],
+        env,
+        host,
+        port,
+        log_dir / f"{name}-{port}.log",
     )
 
 
@@ -137,3 +144,8 @@ def token_process(env_values: dict[str, str], log_dir: Path, **where: Any) -> Se
 
 def proxy_process(env_values: dict[str, str], log_dir: Path, **where: Any) -> ServiceProcess:
     return service_process("proxy", env_values, log_dir, **where)
+
+
+def jobservice_process(env_values: dict[str, str], log_dir: Path, **where: Any) -> ServiceProcess:
+    """`python -m wharf_jobservice events`: the events consumer."""
+    return service_process("jobservice", env_values, log_dir, **where)

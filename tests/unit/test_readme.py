@@ -32,6 +32,7 @@ def test_table_lists_every_variable() -> None:
         "WHARF_TOKEN",
         "WHARF_PROXY",
         "WHARF_PROXY__UPSTREAMS",
+        "WHARF_JOBSERVICE",
         "WHARF_SERVING",
         "WHARF_METRICS",
     }
