@@ -374,6 +374,7 @@ def start_wharf_run(stack: ExitStack, work: Path, logs: Path) -> Target:
             "WHARF_HTTP_PORT": str(http_port),
             "WHARF_REGISTRY__PORT": str(free_port(HOST)),
             "WHARF_TOKEN__PORT": str(free_port(HOST)),
+            "WHARF_JOBSERVICE__PORT": str(free_port(HOST)),
             "WHARF_ADMIN_PASSWORD": BENCH_ADMIN_PASSWORD,
         }
     )

@@ -406,3 +406,32 @@ def _wait(condition: Callable[[], bool], process: ServiceProcess, within: float 
         assert process.process is not None
         assert time.monotonic() < deadline, f"condition not met in time\n{process.tail()}"
         time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_batch_in_hand(
+    db_kind: str, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    import redis as redis_sync_module
+
+    redis_sync = redis_sync_module.Redis.from_url(redis_url)
+    events = pushes_pulls_deletes(12)
+    asyncio.run(_seed(database_url))
+    process = start_consumer(tmp_path, database_url, redis_url, "stopping")
+    try:
+        with writes_blocked(db_kind, database_url):
+            with redis_sync.pipeline(transaction=True) as pipe:
+                for start in range(0, 12, 4):
+                    pipe.xadd(STREAM, {"events": json.dumps(events[start : start + 4])})
+                pipe.execute()
+            _wait(lambda: pending_of(redis_sync, "stopping") == 3, process)
+            assert process.process is not None
+            process.process.send_signal(signal.SIGTERM)  # while its write waits
+        assert process.process.wait(timeout=60) == 0, process.tail()
+        assert redis_sync.xpending(STREAM, GROUP)["pending"] == 0
+        assert redis_sync.xinfo_consumers(STREAM, GROUP) == []  # it left the group
+    finally:
+        process.kill()
+        redis_sync.close()
+    ids, _ = asyncio.run(_audited(database_url))
+    assert sorted(ids) == sorted(e["id"] for e in events)
