@@ -116,7 +116,17 @@ class StreamConsumer:
 
     async def round(self) -> int:
         """Read one batch, apply it, acknowledge it; returns how many events it held."""
-        batch = await self._read()
+        try:
+            batch = await self._read()
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis lost the stream and its group (restarted without persistence, or flushed):
+            # start again from what the stream holds now.
+            log.warning("events_group_recreated", group=self._group)
+            await self.ensure_group()
+            self._claim_cursor = "0-0"
+            return 0
         if batch is None:
             return 0
         started = time.perf_counter()

@@ -184,6 +184,17 @@ async def test_an_event_delivered_twice_counts_once(db: Database, redis: Redis) 
     assert (await pull_state(db))[0] == 2
 
 
+async def test_a_group_that_redis_lost_is_created_again(db: Database, redis: Redis) -> None:
+    reader = consumer(redis, AuditWriter(db))
+    await reader.ensure_group()
+    await redis.delete(STREAM)  # the stream and its group are gone (a Redis without persistence)
+    [event] = pushes_pulls_deletes(1)
+    await append(redis, [event])
+    assert await reader.round() == 0  # NOGROUP: the group is made again, from the stream's start
+    assert await reader.round() == 1
+    assert [r.event_id for r in await audit_rows(db)] == [event["id"]]
+
+
 async def test_concurrent_consumers_record_each_event_once(db: Database, redis: Redis) -> None:
     """Two writers given the same batch at once (a claim of a consumer that was only slow)."""
     events = pushes_pulls_deletes(12)
