@@ -22,7 +22,7 @@ lint: ## ruff and mypy
 	@scripts/bootstrap.sh venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	@mkdir -p .typecheck && ln -sfn ../shared .typecheck/wharf_shared && ln -sfn ../services/registry .typecheck/wharf_registry && ln -sfn ../services/token .typecheck/wharf_token && ln -sfn ../services/proxy .typecheck/wharf_proxy && ln -sfn ../services/ui .typecheck/wharf_ui
+	@mkdir -p .typecheck && ln -sfn ../shared .typecheck/wharf_shared && ln -sfn ../services/registry .typecheck/wharf_registry && ln -sfn ../services/token .typecheck/wharf_token && ln -sfn ../services/proxy .typecheck/wharf_proxy && ln -sfn ../services/ui .typecheck/wharf_ui && ln -sfn ../services/jobservice .typecheck/wharf_jobservice
 	$(BIN)/mypy
 
 fmt: ## apply ruff's fixes and formatting

@@ -204,6 +204,45 @@ class RegistrySettings(_Group):
         return self
 
 
+class JobServiceSettings(_Group):
+    host: str = Field(
+        default="127.0.0.1", description="Address the job service's `/health` and `/metrics` listen on."
+    )
+    port: int = Field(
+        default=8083, ge=0, le=65535, description="Port of the job service's `/health` and `/metrics`."
+    )
+    events_group: str = Field(
+        default="audit",
+        min_length=1,
+        description="Consumer group of the events consumer (audit log, pull counts): instances in one "
+        "group share the stream's entries.",
+    )
+    events_consumer: str | None = Field(
+        default=None,
+        description="This instance's consumer name in the group (default: `<hostname>-<pid>`).",
+    )
+    events_batch: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Stream entries read, and written in one transaction, at once.",
+    )
+    events_block_ms: int = Field(
+        default=1000, ge=10, le=20_000, description="How long one read waits for new entries (ms)."
+    )
+    events_claim_idle_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Entries another consumer read but did not acknowledge for this long (it crashed) "
+        "are claimed and processed here.",
+    )
+    audit_file: Path | None = Field(
+        default=None,
+        description="Also append each audit record to this JSON-lines file (for a log shipper); "
+        "reopened on SIGHUP or when rotated away.",
+    )
+
+
 def _comma_list(value: Any) -> Any:
     """`a,b` (env) or a list (file): stripped, empty items dropped."""
     if isinstance(value, str):
@@ -431,6 +470,7 @@ class Settings(BaseSettings):
     token: TokenSettings = TokenSettings()
     ui: UiSettings = UiSettings()
     proxy: ProxySettings = ProxySettings()
+    jobservice: JobServiceSettings = JobServiceSettings()
     serving: ServingSettings = ServingSettings()
     metrics: MetricsSettings = MetricsSettings()
 

@@ -10,6 +10,26 @@ outbox rows to the stream, woken after a local commit and polling for rows other
 and deletes them only once Redis has taken them. Pulls are many and write no SQL: they are
 buffered and appended straight to the stream by `EventPublisher`. `decode` turns an entry back
 into events.
+
+The events (`type`: `data` fields). `operator` is the username of whoever acted, "" for an
+anonymous caller; `repository` is the full name (`library/app`), its project the part before
+the first `/`:
+
+- `push` (registry, outbox): repository, digest, tag (None when pushed by digest), media_type,
+  size, operator.
+- `pull` (registry, straight to the stream): a manifest GET (blobs are not counted): repository,
+  digest, tag (None when pulled by digest), media_type, operator.
+- `delete` (registry, outbox): repository, digest, tag, kind (`manifest`: by digest, with its
+  tags; `tag`: the tag only; `blob`: a blob unlinked), operator.
+- `login` (token service, straight to the stream): a successful password check without scopes
+  (what `docker login` asks for; the token requests of pushes and pulls are not logins):
+  operator, address (the client's).
+- For the management API (the ui): `<resource>.<operation>` with `operator` and the resource's
+  name: `project.create` / `project.delete` (project, project_id), `repository.delete`
+  (repository), `tag.create` / `tag.delete` (repository, tag, digest), `user.create` /
+  `user.delete` (username), `member.create` / `member.update` / `member.delete` (project,
+  project_id, member). The job service's audit mapping (wharf_jobservice.audit) lists what it
+  records of each.
 """
 
 from __future__ import annotations
@@ -41,6 +61,8 @@ log = get_logger(__name__)
 PUSH = "push"
 PULL = "pull"
 DELETE = "delete"
+LOGIN = "login"
+ANONYMOUS = ""  # the operator of an anonymous caller
 _BATCH = 500
 _COALESCE_SECONDS = 0.05
 

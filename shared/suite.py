@@ -43,6 +43,14 @@ class Service:
     module: str
     host: str
     port: int
+    args: tuple[str, ...] = ()  # after `python -m <module>`
+    # Started with the other forked services as forks of one process (wharf_shared.forks), sharing
+    # the pages of the modules they all load.
+    forked: bool = False
+
+    @property
+    def spec(self) -> str:
+        return ":".join([self.module, ",".join(self.args)]) if self.args else self.module
 
     @property
     def url(self) -> str:
@@ -65,7 +73,7 @@ class Plan:
     @classmethod
     def from_json(cls, text: str) -> Plan:
         fields: dict[str, Any] = json.loads(text)
-        fields["services"] = [Service(**s) for s in fields["services"]]
+        fields["services"] = [Service(**{**s, "args": tuple(s["args"])}) for s in fields["services"]]
         return cls(**fields)
 
 
@@ -165,14 +173,17 @@ def prepare(settings: Settings) -> Plan:
     ensure_files(settings)
     accounts = asyncio.run(ensure_accounts(settings))
 
-    token, reg, ui = settings.token, settings.registry, settings.ui
+    token, reg, ui, jobs = settings.token, settings.registry, settings.ui, settings.jobservice
+    proxy = Service("proxy", "wharf_proxy", settings.proxy.host, settings.http_port)
     services = [
-        Service("token", "wharf_token", token.host, token.port),
-        Service("registry", "wharf_registry", reg.host, reg.port),
-        Service("ui", "wharf_ui", ui.host, ui.port),
-        Service("proxy", "wharf_proxy", settings.proxy.host, settings.http_port),
+        Service("token", "wharf_token", token.host, token.port, forked=True),
+        Service("registry", "wharf_registry", reg.host, reg.port, forked=True),
+        Service("ui", "wharf_ui", ui.host, ui.port, forked=True),
+        # The events consumer: audit log and pull counts.
+        Service("jobservice", "wharf_jobservice", jobs.host, jobs.port, ("events",), forked=True),
+        proxy,  # last: once it answers, everything behind it does
     ]
-    front_url = services[3].url
+    front_url = proxy.url
     # Clients see one address, the proxy's: the registry's challenge names it, and the
     # proxy sends /v2/, /service/token and /api/ on to the services on their own ports.
     env_defaults = {
@@ -254,10 +265,20 @@ def run_suite() -> int:
             redis_child, redis_url = _start_redis(Path(plan.data_dir))
             children.append(redis_child)
             env["WHARF_REDIS_URL"] = redis_url
+        forked = [service for service in plan.services if service.forked]
+        if forked:
+            argv = [sys.executable, "-m", "wharf_shared.forks", *(service.spec for service in forked)]
+            child = Child("+".join(service.name for service in forked), subprocess.Popen(argv, env=env))
+            children.append(child)
+            for service in forked:
+                _wait_http(service, child)
         for service in plan.services:
             if stopping:
                 return 0
-            child = Child(service.name, subprocess.Popen([sys.executable, "-m", service.module], env=env))
+            if service.forked:
+                continue
+            argv = [sys.executable, "-m", service.module, *service.args]
+            child = Child(service.name, subprocess.Popen(argv, env=env))
             children.append(child)
             _wait_http(service, child)
         _say(plan.banner)

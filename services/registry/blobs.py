@@ -26,10 +26,12 @@ class Blobs:
             raise BlobNotFound(digest=str(digest))
         return blob
 
-    async def delete(self, repository: str, digest: Digest) -> None:
+    async def delete(self, repository: str, digest: Digest, *, operator: str = events.ANONYMOUS) -> None:
         """Unlink the blob from the repository (refused while a manifest there references it);
         its bytes are garbage collection's to free. The delete event commits with the unlink."""
-        event = new_event(events.DELETE, repository=repository, digest=str(digest), kind="blob")
+        event = new_event(
+            events.DELETE, repository=repository, digest=str(digest), kind="blob", operator=operator
+        )
 
         async def unlink(conn: AsyncConnection) -> bool:
             removed = await metadata.unlink_blob(conn, repository, str(digest))

@@ -87,13 +87,19 @@ class Manifests:
         self.max_bytes = max_bytes
 
     async def get(
-        self, repository: str, reference: str, *, accept: frozenset[str] = frozenset(), pull: bool = False
+        self,
+        repository: str,
+        reference: str,
+        *,
+        accept: frozenset[str] = frozenset(),
+        pull: bool = False,
+        operator: str = events.ANONYMOUS,
     ) -> CachedManifest:
         """The manifest a tag or digest names. A reference that is no tag names nothing (the
         conformance suite asks for "unknown", not "invalid"; a malformed digest stays invalid).
         `accept`: the media types the client
         takes (an index is not given to a client that lists manifest types but not its own);
-        `pull`: count it as a pull."""
+        `pull`: count it as a pull, by `operator` (a username, "" for anonymous)."""
         try:
             ref = Reference.parse(reference)
         except InvalidTag:
@@ -120,13 +126,21 @@ class Manifests:
                 digest=entry.digest,
                 tag=ref.tag,
                 media_type=entry.media_type,
+                operator=operator,
             )
         return entry
 
     async def put(
-        self, repository: str, reference: str, body: bytes, content_type: str | None
+        self,
+        repository: str,
+        reference: str,
+        body: bytes,
+        content_type: str | None,
+        *,
+        operator: str = events.ANONYMOUS,
     ) -> PushedManifest:
-        """Validate a manifest, store its bytes and make it (and its tag) visible."""
+        """Validate a manifest, store its bytes and make it (and its tag) visible; `operator`
+        (a username, "" for anonymous) goes into the push event."""
         ref = Reference.parse(reference)
         if len(body) > self.max_bytes:
             raise TooLarge(limit=self.max_bytes, size=len(body))
@@ -151,6 +165,7 @@ class Manifests:
             tag=ref.tag,
             media_type=parsed.media_type,
             size=parsed.size,
+            operator=operator,
         )
 
         async def write(conn: AsyncConnection) -> Manifest:
@@ -172,8 +187,9 @@ class Manifests:
         subject = parsed.subject.digest if parsed.subject is not None else None
         return PushedManifest(manifest.digest, manifest.media_type, manifest.size, subject)
 
-    async def delete(self, repository: str, reference: str) -> Manifest:
-        """Delete a manifest (and the tags on it) by digest, or just a tag by its name."""
+    async def delete(self, repository: str, reference: str, *, operator: str = events.ANONYMOUS) -> Manifest:
+        """Delete a manifest (and the tags on it) by digest, or just a tag by its name; by
+        `operator` (a username, "" for anonymous)."""
         ref = Reference.parse(reference)
         key = str(ref)
         kind = "manifest" if ref.digest is not None else "tag"
@@ -185,7 +201,12 @@ class Manifests:
                 found = await metadata.delete_tag(conn, repository, key)
             if found is not None:
                 event = new_event(
-                    events.DELETE, repository=repository, digest=found.digest, tag=ref.tag, kind=kind
+                    events.DELETE,
+                    repository=repository,
+                    digest=found.digest,
+                    tag=ref.tag,
+                    kind=kind,
+                    operator=operator,
                 )
                 await write_events(conn, [event])
             return found

@@ -15,6 +15,7 @@ from wharf_shared.auth.logins import Throttling
 from wharf_shared.config import Settings
 from wharf_shared.db.engine import Database
 from wharf_shared.db.schema import check_schema
+from wharf_shared.events import EventPublisher
 from wharf_shared.health import add_health_and_metrics, dependency_checks
 from wharf_shared.metrics import Metrics, metrics_middleware
 from wharf_shared.redis import open_redis
@@ -69,6 +70,9 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
         raise
     app[shared_keys.DB] = db
     app[shared_keys.REDIS] = redis
+    # Logins go to the event stream (for the audit log), batched off the request's path.
+    events = EventPublisher(redis, settings.events_stream, settings.events_max_len, app[shared_keys.METRICS])
+    app[shared_keys.EVENTS] = events
     app[keys.RUNTIME] = runtime.RuntimeConfig(db, runtime.defaults(settings))
     token = settings.token
     app[keys.LOGINS] = TokenLogins(
@@ -86,6 +90,8 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
         clock=clock,
         metrics=app[keys.TOKEN_METRICS],
     )
+    await events.start()
     yield
+    await events.close()
     await redis.aclose()
     await db.close()

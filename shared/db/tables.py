@@ -45,6 +45,8 @@ repository = Table(
     Column("name", binary_string(255), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # Harbor's `pull_count`: manifest GETs, counted by the job service's event consumer.
+    Column("pull_count", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("name"),
 )
 
@@ -83,6 +85,8 @@ manifest = Table(
     # JSON object, for referrers descriptors; a manifest may be 4 MiB, past MySQL's 64 KiB TEXT.
     Column("annotations", Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    # Harbor's artifact `pull_time`: the latest pull's event time (NULL: never pulled).
+    Column("pull_time", UTCDateTime(), nullable=True),
     UniqueConstraint("repository_id", "digest"),
     Index(None, "repository_id", "subject_digest"),
 )
@@ -137,6 +141,27 @@ event_outbox = Table(
     Column("event_type", String(32), nullable=False),
     Column("payload", Text, nullable=False),  # the event's JSON, as the stream carries it
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# The audit trail (Harbor's audit_log): who did what to which resource, and when. Written by the job
+# service's event consumer, one row per event; `event_id` (the event's own id) is unique, so an
+# event delivered twice is recorded once. `project_id` is NULL for what belongs to no project
+# (logins, users) and for repositories outside any project; no foreign key: a project's log
+# outlives the project.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False),
+    Column("project_id", BigId, nullable=True),
+    Column("resource_type", String(32), nullable=False),  # artifact, tag, repository, project, user, member
+    Column("resource", String(512), nullable=False),  # `library/app:v1`, `library/app@sha256:…`, a name
+    Column("operation", String(32), nullable=False),  # create, delete, pull, login
+    Column("username", String(255), nullable=False),  # the operator; `anonymous` for none
+    Column("op_time", UTCDateTime(), nullable=False),
+    UniqueConstraint("event_id"),
+    Index(None, "op_time"),  # /audit-logs, newest first
+    Index(None, "project_id", "op_time"),  # /projects/{p}/logs
 )
 
 # -- identity: users, projects, members; runtime settings --------------------------------------

@@ -140,10 +140,17 @@ class Target:
     def profiled(self) -> list[tuple[str, int]]:
         """(name, pid) of each process tree py-spy records on its own: the front process under
         the target's key, those behind it under their names; under `wharf run`, each service it
-        started (not the supervisor, not Redis)."""
+        started (not the supervisor, not Redis, not the parent of the forked services)."""
         if self.key == WHARF_RUN:
             root = self.process.pid
-            services = [(p.name, p.pid) for p in tree_memory(root).processes if p.ppid == root]
+            processes = tree_memory(root).processes
+            # Token, registry and the events consumer are forks of one parent (wharf_shared.forks).
+            forks = {p.pid for p in processes if p.ppid == root and p.name == "wharf_shared.forks"}
+            services = [
+                (p.name, p.pid)
+                for p in processes
+                if (p.ppid == root and p.pid not in forks) or p.ppid in forks
+            ]
             found = [(f"{WHARF_RUN}-{n.rsplit('wharf_', 1)[1]}", pid) for n, pid in services if "wharf_" in n]
             return found or [(self.key, self.process.pid)]
         return [(self.key if p is self.process else p.name, p.pid) for p in self.servers()]
@@ -375,6 +382,7 @@ def start_wharf_run(stack: ExitStack, work: Path, logs: Path) -> Target:
             "WHARF_REGISTRY__PORT": str(free_port(HOST)),
             "WHARF_TOKEN__PORT": str(free_port(HOST)),
             "WHARF_UI__PORT": str(free_port(HOST)),
+            "WHARF_JOBSERVICE__PORT": str(free_port(HOST)),
             "WHARF_ADMIN_PASSWORD": BENCH_ADMIN_PASSWORD,
         }
     )

@@ -73,7 +73,7 @@ def listening(port: int) -> bool:
 
 
 def test_run_stop_and_run_again(tmp_path: Path) -> None:
-    http_port, registry_port, token_port = free_port(), free_port(), free_port()
+    http_port, registry_port, token_port, jobs_port = free_port(), free_port(), free_port(), free_port()
     ui_port = free_port()
     env = service_env(
         {
@@ -82,6 +82,7 @@ def test_run_stop_and_run_again(tmp_path: Path) -> None:
             "WHARF_REGISTRY__PORT": str(registry_port),
             "WHARF_TOKEN__PORT": str(token_port),
             "WHARF_UI__PORT": str(ui_port),
+            "WHARF_JOBSERVICE__PORT": str(jobs_port),
         }
     )
     env.pop("WHARF_REDIS_URL", None)  # the private Redis
@@ -115,7 +116,7 @@ def test_run_stop_and_run_again(tmp_path: Path) -> None:
         code = first.interrupt()
     assert code == 0, first.text()[-3000:]
     assert "wharf: stopped" in first.text()
-    for port in (http_port, registry_port, token_port, ui_port):
+    for port in (http_port, registry_port, token_port, ui_port, jobs_port):
         assert not listening(port), f"port {port} still answers after Ctrl-C"
 
     second = Run(tmp_path, env, "second")
@@ -184,6 +185,7 @@ def test_no_secret_in_banner_or_logs(tmp_path: Path) -> None:
                 "WHARF_REGISTRY__PORT": str(free_port()),
                 "WHARF_TOKEN__PORT": str(free_port()),
                 "WHARF_UI__PORT": str(free_port()),
+                "WHARF_JOBSERVICE__PORT": str(free_port()),
             }
         )
         env.pop("WHARF_REDIS_URL", None)  # the private Redis
@@ -241,14 +243,13 @@ def test_no_secret_in_banner_or_logs(tmp_path: Path) -> None:
 
 
 # The target for the whole suite at idle, on PSS (shared pages counted once): with
-# the supervisor, Redis, the token service, the registry and three proxy processes it measured
-# about 220 MiB after the traffic below, so 30 MiB of margin. The RSS sum counts the pages that
-# the proxy's workers share with their parent (and every process's shared libraries) again in
-# each process: about 360 MiB; its bound only catches a large regression. The ui service (one
-# more Python process with SQLAlchemy, pydantic and the login flow) added about 70 MiB PSS and
-# 90 MiB RSS (299 and 466 MiB measured with it), and the bounds moved by as much.
-IDLE_PSS_LIMIT = 320 * MIB
-IDLE_RSS_LIMIT = 510 * MIB
+# the supervisor, Redis, the token service, the registry, the ui service, the events consumer
+# (those four forked from one parent, wharf_shared.forks) and three proxy processes it measured
+# about 230 MiB after the traffic below without the ui service. The RSS sum counts the pages
+# that forks share with their parent (the proxy's workers, the forked services; and every
+# process's shared libraries) again in each process; its bound only catches a large regression.
+IDLE_PSS_LIMIT = 250 * MIB
+IDLE_RSS_LIMIT = 680 * MIB
 SUPERVISOR_RSS_LIMIT = 32 * MIB  # the standard library only: about 16 MiB
 # Native modules a process must not load: what it maps says what it imported.
 NOT_LOADED = {
@@ -283,6 +284,7 @@ def test_idle_memory(tmp_path: Path, record_property: pytest.RecordProperty) -> 
             "WHARF_REGISTRY__PORT": str(free_port()),
             "WHARF_TOKEN__PORT": str(free_port()),
             "WHARF_UI__PORT": str(free_port()),
+            "WHARF_JOBSERVICE__PORT": str(free_port()),
         }
     )
     env.pop("WHARF_REDIS_URL", None)  # the private Redis
@@ -313,7 +315,16 @@ def test_idle_memory(tmp_path: Path, record_property: pytest.RecordProperty) -> 
         record_property("idle_memory", table)
         names = sorted(p.name for p in memory.processes)
         assert names == sorted(
-            ["wharf", "redis-server", "wharf_token", "wharf_registry", "wharf_ui"] + ["wharf_proxy"] * 3
+            [
+                "wharf",
+                "redis-server",
+                "wharf_shared.forks",
+                "wharf_token",
+                "wharf_registry",
+                "wharf_ui",
+                "wharf_jobservice",
+            ]
+            + ["wharf_proxy"] * 3
         ), table
         for p in memory.processes:
             loaded = [

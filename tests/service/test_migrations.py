@@ -161,6 +161,28 @@ SEED: dict[str, list[dict[str, Any]]] = {
         {"project_id": 2, "user_id": 1, "role_id": 5, "created_at": NOW, "updated_at": NOW},
     ],
     "configuration": [{"key": "anonymous_access", "value": "false", "updated_at": NOW}],
+    "audit_log": [
+        {
+            "id": 1,
+            "event_id": "e" * 32,
+            "project_id": 1,
+            "resource_type": "artifact",
+            "resource": "library/app:latest",
+            "operation": "pull",
+            "username": "admin",
+            "op_time": NOW,
+        },
+        {
+            "id": 2,
+            "event_id": "f" * 32,
+            "project_id": None,
+            "resource_type": "user",
+            "resource": "admin",
+            "operation": "login",
+            "username": "admin",
+            "op_time": NOW,
+        },
+    ],
     "event_outbox": [
         {"id": 1, "event_type": "push", "payload": '{"id":"e1","type":"push","data":{}}', "created_at": NOW},
         {"id": 2, "event_type": "delete", "payload": '{"id":"e2","type":"delete"}', "created_at": NOW},

@@ -79,6 +79,9 @@ def _label(pid: int, fallback: str) -> str:
     except OSError:
         return fallback
     args = [a.decode(errors="replace") for a in argv if a]
+    if fallback.startswith("wharf_") and "wharf_shared.forks" in args:
+        # A fork named after its module (cut to 15 characters): the module it runs.
+        return next((a.split(":")[0] for a in args if a.startswith(fallback)), fallback)
     if "-m" in args[:-1]:
         return args[args.index("-m") + 1]
     for arg in args[:2]:

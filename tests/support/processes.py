@@ -106,7 +106,9 @@ _SERVICES = {
     "token": ("wharf_token", "WHARF_TOKEN__HOST", "WHARF_TOKEN__PORT"),
     "proxy": ("wharf_proxy", "WHARF_PROXY__HOST", "WHARF_HTTP_PORT"),
     "ui": ("wharf_ui", "WHARF_UI__HOST", "WHARF_UI__PORT"),
+    "jobservice": ("wharf_jobservice", "WHARF_JOBSERVICE__HOST", "WHARF_JOBSERVICE__PORT"),
 }
+_COMMANDS = {"jobservice": ["events"]}
 
 
 def service_process(
@@ -124,7 +126,12 @@ def service_process(
     port = port or free_port(host)
     env = service_env({**env_values, host_var: host, port_var: str(port)})
     return ServiceProcess(
-        name, [sys.executable, "-m", module], env, host, port, log_dir / f"{name}-{port}.log"
+        name,
+        [sys.executable, "-m", module, *_COMMANDS.get(service, [])],
+        env,
+        host,
+        port,
+        log_dir / f"{name}-{port}.log",
     )
 
 
@@ -142,3 +149,8 @@ def proxy_process(env_values: dict[str, str], log_dir: Path, **where: Any) -> Se
 
 def ui_process(env_values: dict[str, str], log_dir: Path, **where: Any) -> ServiceProcess:
     return service_process("ui", env_values, log_dir, **where)
+
+
+def jobservice_process(env_values: dict[str, str], log_dir: Path, **where: Any) -> ServiceProcess:
+    """`python -m wharf_jobservice events`: the events consumer."""
+    return service_process("jobservice", env_values, log_dir, **where)

@@ -1,7 +1,7 @@
-"""The whole suite as processes: token and registry instances behind one or more proxies, on
-loopback addresses of their own, sharing one database, Redis and data dir (keys, filesystem
-storage). The first proxy's address is the suite's external URL; the others serve it too (as
-proxies behind one load-balanced address do)."""
+"""The whole suite as processes: token and registry instances behind one or more proxies, and
+job service events consumers, on loopback addresses of their own, sharing one database, Redis and
+data dir (keys, filesystem storage). The first proxy's address is the suite's external URL; the
+others serve it too (as proxies behind one load-balanced address do)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 from tests.support.processes import (
     ServiceProcess,
     free_port,
+    jobservice_process,
     proxy_process,
     registry_process,
     token_process,
@@ -32,6 +33,7 @@ class Suite:
     proxies: list[ServiceProcess]
     log_dir: Path
     uis: list[ServiceProcess] = field(default_factory=list)
+    jobservices: list[ServiceProcess] = field(default_factory=list)
     stopped: list[ServiceProcess] = field(default_factory=list)
 
     @property
@@ -50,7 +52,7 @@ class Suite:
         return f"docker://{self.address}/{name}"
 
     def processes(self) -> list[ServiceProcess]:
-        return [*self.proxies, *self.registries, *self.tokens, *self.uis]
+        return [*self.proxies, *self.registries, *self.tokens, *self.uis, *self.jobservices]
 
     def stop(self) -> None:
         for process in self.processes():
@@ -94,6 +96,7 @@ def start_suite(
     proxy_host: str = "127.0.0.1",
     more_proxy_hosts: tuple[str, ...] = (),
     ui_hosts: tuple[str, ...] = (),
+    jobservice_hosts: tuple[str, ...] = ("127.0.0.1",),
     extra_env: dict[str, str] | None = None,
     populate: Callable[[Settings], Coroutine[Any, Any, None]] | None = None,
 ) -> Suite:
@@ -104,6 +107,7 @@ def start_suite(
     registry_ports = [free_port(h) for h in registry_hosts]
     token_ports = [free_port(h) for h in token_hosts]
     ui_ports = [free_port(h) for h in ui_hosts]
+    jobservice_ports = [free_port(h) for h in jobservice_hosts]
     env = {
         "WHARF_DATA_DIR": str(data_dir),
         "WHARF_DATABASE_URL": database_url,
@@ -147,9 +151,13 @@ def start_suite(
             ui_process(env, logs, host=h, port=p, name=f"ui-{h}")
             for h, p in zip(ui_hosts, ui_ports, strict=True)
         ],
+        [
+            jobservice_process(env, logs, host=h, port=p, name=f"jobservice-{h}")
+            for h, p in zip(jobservice_hosts, jobservice_ports, strict=True)
+        ],
     )
     try:
-        for process in [*suite.tokens, *suite.registries, *suite.uis, *suite.proxies]:
+        for process in [*suite.tokens, *suite.registries, *suite.uis, *suite.proxies, *suite.jobservices]:
             process.start()
     except BaseException:
         suite.stop()

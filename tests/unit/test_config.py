@@ -271,6 +271,7 @@ def test_known_variables_cover_every_field() -> None:
         "WHARF_UI",
         "WHARF_PROXY",
         "WHARF_PROXY__UPSTREAMS",
+        "WHARF_JOBSERVICE",
         "WHARF_SERVING",
         "WHARF_METRICS",
     }

@@ -33,6 +33,7 @@ def test_table_lists_every_variable() -> None:
         "WHARF_UI",
         "WHARF_PROXY",
         "WHARF_PROXY__UPSTREAMS",
+        "WHARF_JOBSERVICE",
         "WHARF_SERVING",
         "WHARF_METRICS",
     }

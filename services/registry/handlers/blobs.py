@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from wharf_registry.handlers.common import API_VERSION, parse_digest, repository_name
-from wharf_registry.keys import BLOBS, STORAGE, TRUSTED_PROXIES
+from wharf_registry.keys import BLOBS, GRANT, STORAGE, TRUSTED_PROXIES
 from wharf_shared.accel import ACCEL_BLOBS, ACCEL_REDIRECT, ACCEL_REQUEST, BLOB_LENGTH, redirect_uri
 from wharf_shared.addresses import is_trusted
 from wharf_shared.errors.oci import BlobUnknown, RangeNotSatisfiable
@@ -113,5 +113,5 @@ async def _stream(request: web.Request, path: str, size: int, headers: dict[str,
 async def delete_blob(request: web.Request) -> web.Response:
     name = repository_name(request)
     digest = parse_digest(request.match_info["digest"])
-    await request.app[BLOBS].delete(name, digest)
+    await request.app[BLOBS].delete(name, digest, operator=request[GRANT].subject)
     return web.Response(status=202, headers={"Docker-Content-Digest": str(digest), "Content-Length": "0"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from wharf_registry.handlers.common import content_length, repository_name
-from wharf_registry.keys import MANIFESTS
+from wharf_registry.keys import GRANT, MANIFESTS
 from wharf_shared.errors.oci import ManifestTooLarge
 
 
@@ -20,7 +20,11 @@ def _accepted(request: web.Request) -> frozenset[str]:
 async def get_manifest(request: web.Request) -> web.Response:
     name = repository_name(request)
     entry = await request.app[MANIFESTS].get(
-        name, request.match_info["reference"], accept=_accepted(request), pull=request.method == "GET"
+        name,
+        request.match_info["reference"],
+        accept=_accepted(request),
+        pull=request.method == "GET",
+        operator=request[GRANT].subject,
     )
     headers = {
         "Docker-Content-Digest": entry.digest,
@@ -53,7 +57,11 @@ async def put_manifest(request: web.Request) -> web.Response:
     manifests = request.app[MANIFESTS]
     body = await _read_body(request, manifests.max_bytes)
     pushed = await manifests.put(
-        name, request.match_info["reference"], body, request.headers.get("Content-Type")
+        name,
+        request.match_info["reference"],
+        body,
+        request.headers.get("Content-Type"),
+        operator=request[GRANT].subject,
     )
     headers = {
         "Location": f"/v2/{name}/manifests/{pushed.digest}",
@@ -66,5 +74,7 @@ async def put_manifest(request: web.Request) -> web.Response:
 
 
 async def delete_manifest(request: web.Request) -> web.Response:
-    await request.app[MANIFESTS].delete(repository_name(request), request.match_info["reference"])
+    await request.app[MANIFESTS].delete(
+        repository_name(request), request.match_info["reference"], operator=request[GRANT].subject
+    )
     return web.Response(status=202, headers={"Content-Length": "0"})

@@ -11,9 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
+from wharf_shared import events
 from wharf_shared.addresses import client_address
 from wharf_shared.auth.logins import Login
-from wharf_shared.keys import SETTINGS
+from wharf_shared.keys import EVENTS, SETTINGS
 from wharf_token import grants
 from wharf_token.errors import AuthenticationRequired, InvalidRequest, UnsupportedGrantType
 from wharf_token.keys import ISSUER, LOGINS, REFRESH, RUNTIME, TOKEN_METRICS, TRUSTED_PROXIES
@@ -105,6 +106,13 @@ async def _read_form(request: web.Request) -> dict[str, str]:
     return form
 
 
+def _logged_in(request: web.Request, login: Login, scopes: list[Scope], address: str) -> None:
+    """A password check that asks for no scope is a login (`docker login`): audited. The token
+    requests of pushes and pulls name scopes, and are not."""
+    if not scopes:
+        request.app[EVENTS].publish_soon(events.LOGIN, operator=login.identity.username, address=address)
+
+
 def _required(form: dict[str, str], name: str) -> str:
     value = form.get(name)
     if value is None or (name != "password" and not value):
@@ -136,6 +144,7 @@ async def get_token(request: web.Request) -> web.Response:
     if credentials is not None:
         address = _address(request)
         login, grant = await logins.login(*credentials, address, names), "password"
+        _logged_in(request, login, scopes, address)
     elif scopes:
         login, grant = await logins.anonymous(names), "anonymous"
     else:
@@ -155,6 +164,7 @@ async def post_token(request: web.Request) -> web.Response:
         username, password = _required(form, "username"), _required(form, "password")
         address = _address(request)
         login = await logins.login(username, password, address, names)
+        _logged_in(request, login, scopes, address)
         body = await _token(request, login, scopes, "password")
         if form.get("access_type") == "offline" and login.identity.user_id is not None and login.mark:
             body["refresh_token"] = request.app[REFRESH].issue(

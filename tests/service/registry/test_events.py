@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
+from tests.support.grants import allow_push
 from tests.support.oci import V2
 from wharf_shared.config import Settings
 from wharf_shared.events import decode
+from wharf_shared.tokens import Access, TokenIssuer
 
 
 async def _events(settings: Settings, want: int, wait_seconds: float = 3.0) -> list[dict[str, Any]]:
@@ -55,6 +58,7 @@ async def test_push_pull_delete_events(v2: V2, settings: Settings) -> None:
         "tag": "v1",
         "media_type": "application/vnd.oci.image.manifest.v1+json",
         "size": push["data"]["size"],
+        "operator": "",  # no auth: anonymous
     }
     assert push["request_id"]
     pull = next(e for e in events if e["type"] == "pull")
@@ -77,3 +81,30 @@ async def test_pulls_are_appended_in_batches(v2: V2, settings: Settings) -> None
     finally:
         await redis.aclose()
     assert len(entries) < 31  # one entry for the push, the pulls shared a few
+
+
+async def test_events_name_the_tokens_subject_as_operator(
+    token_client: TestClient,  # type: ignore[type-arg]
+    token_settings: Settings,
+    issuer: TokenIssuer,
+    database_url: str,
+) -> None:
+    allow_push(database_url, "alice", ["library/app"])
+    token, _ = issuer.issue("alice", [Access("repository", "library/app", frozenset({"pull", "push"}))], 300)
+    await V2(token_client, {"Authorization": f"Bearer {token}"}).push_image("library/app", "v1")
+    reader, _ = issuer.issue("bob", [Access("repository", "library/app", frozenset({"pull"}))], 300)
+    pulled = await V2(token_client, {"Authorization": f"Bearer {reader}"}).request(
+        "GET", "/v2/library/app/manifests/v1"
+    )
+    assert pulled.status == 200
+    deleter, _ = issuer.issue("carol", [Access("repository", "library/app", frozenset({"delete"}))], 300)
+    deleted = await V2(token_client, {"Authorization": f"Bearer {deleter}"}).request(
+        "DELETE", "/v2/library/app/manifests/v1"
+    )
+    assert deleted.status == 202
+    events = await _events(token_settings, 3)
+    assert sorted((e["type"], e["data"]["operator"]) for e in events) == [
+        ("delete", "carol"),
+        ("pull", "bob"),
+        ("push", "alice"),
+    ]

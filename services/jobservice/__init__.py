@@ -1,0 +1,1 @@
+"""wharf_jobservice: the job service (event-stream consumers; Celery jobs to come)."""

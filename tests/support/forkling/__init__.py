@@ -1,0 +1,1 @@
+"""A stand-in service for wharf_shared.forks' tests: `main()` acts out its argument."""

@@ -1,0 +1,22 @@
+"""`forkling wait`: run until SIGTERM, then exit 0; `forkling exit N`: exit with status N at once."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    command, *rest = sys.argv[1:]
+    if command == "exit":
+        sys.exit(int(rest[0]))
+    Path(rest[0]).write_text(Path("/proc/self/comm").read_text())  # started: says what it is called
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    while True:
+        time.sleep(0.1)
+
+
+if __name__ == "__main__":
+    main()
