@@ -36,9 +36,8 @@ import math
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from prometheus_client import Counter
 from redis.asyncio import Redis
 
 from wharf_shared.auth.backends import AuthBackend
@@ -50,6 +49,9 @@ from wharf_shared.logging import get_logger
 from wharf_shared.passwords import fingerprint
 from wharf_shared.rbac import ANONYMOUS, Identity, ProjectAccess
 from wharf_shared.redis import Script
+
+if TYPE_CHECKING:  # a forked parent must not load prometheus_client (wharf_shared.forks)
+    from prometheus_client import Counter
 
 log = get_logger(__name__)
 

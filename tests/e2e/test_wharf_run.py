@@ -243,12 +243,14 @@ def test_no_secret_in_banner_or_logs(tmp_path: Path) -> None:
 
 
 # The issue's target for the whole suite at idle, on PSS (shared pages counted once): with
-# the supervisor, Redis, the token service, the registry, the ui service, the events consumer
-# (those four forked from one parent, wharf_shared.forks) and three proxy processes it measured
-# about 230 MiB after the traffic below without the ui service. The RSS sum counts the pages
-# that forks share with their parent (the proxy's workers, the forked services; and every
-# process's shared libraries) again in each process; its bound only catches a large regression.
-IDLE_PSS_LIMIT = 250 * MIB
+# the supervisor, Redis, the token service, the registry, the events consumer (forked from one
+# parent, wharf_shared.forks) and three proxy processes it measured about 230 MiB after the
+# traffic below. The ui service (the management API issue), forked beside them, adds about
+# 35 MiB (263 MiB measured): the bound is 280 until the ui's share comes down. The RSS sum counts
+# the pages that forks share with their parent (the proxy's workers, the forked services; and
+# every process's shared libraries) again in each process; its bound only catches a large
+# regression.
+IDLE_PSS_LIMIT = 280 * MIB
 IDLE_RSS_LIMIT = 680 * MIB
 SUPERVISOR_RSS_LIMIT = 32 * MIB  # the standard library only: about 16 MiB
 # Native modules a process must not load: what it maps says what it imported.
