@@ -33,7 +33,9 @@ def _blob_created(name: str, digest: str) -> web.Response:
 
 
 async def _session(request: web.Request, name: str) -> UploadState:
-    state = await request.app[UPLOADS].get(name, request.match_info["upload_id"])
+    # A PUT may repeat one that published the upload (its answer lost): it names the same digest.
+    finishing = request.query.get("digest") if request.method == "PUT" else None
+    state = await request.app[UPLOADS].get(name, request.match_info["upload_id"], finishing=finishing)
     need = Need("repository", name, "push", "pull,push")
     request.app[AUTHORIZER].check_upload_grant(request[GRANT], state.started_at, need)
     return state

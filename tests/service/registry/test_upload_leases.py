@@ -1,6 +1,8 @@
 """An upload's lock blocks no one once its holder is known gone: a dead instance's lock is taken over
 at once (a live one's is not), a request whose client hung up or whose handler was cancelled gives
-it back at once, and a holder that was taken over cannot record what it writes afterwards.
+it back at once, and a holder that was taken over cannot record what it writes afterwards. A PUT
+whose instance died while publishing the upload is finished by the next PUT of the same digest,
+and a PUT repeated after the upload was published is answered as the first one was.
 
 Leases here are long (minutes): a request that waited for one to lapse would run into the test's
 timeout, so each test passes only by the mechanism under test. (Processes killed with SIGKILL or
@@ -23,16 +25,17 @@ from redis.asyncio import Redis
 
 from tests.service.registry.conftest import registry_settings
 from tests.support import wire
-from tests.support.oci import V2, digest_of
+from tests.support.oci import V2, digest_of, error_code
 from tests.support.processes import free_port
 from tests.support.storage_suite import pattern
 from wharf_registry.app import create_app
 from wharf_registry.liveness import Heartbeat, alive_key
 from wharf_registry.uploads import Uploads, UploadState
 from wharf_registry.uploads import _key as upload_key
+from wharf_registry.uploads import _tombstone_key as tombstone_key
 from wharf_shared.db.engine import Database
 from wharf_shared.digests import Digest
-from wharf_shared.errors.domain import InvalidUpload, UploadBusy
+from wharf_shared.errors.domain import InvalidUpload, UploadBusy, UploadNotFound
 from wharf_shared.redis import open_redis
 from wharf_shared.storage import paths
 from wharf_shared.storage.base import PathNotFoundError, StorageDriver
@@ -351,3 +354,104 @@ async def test_a_client_hanging_up_mid_body_releases_the_lock_at_once(
     assert await resp.read() == whole
     assert wire.server_errors(a.app) == {}
     assert wire.server_errors(b.app) == {}
+
+
+# -- publishing survives its instance ----------------------------------------------------------
+
+
+class StallingStorage(FilesystemDriver):
+    """The filesystem, except that putting an upload's bytes in place waits until `go` is set."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.publishing = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def _stall(self) -> None:
+        self.publishing.set()
+        await self.go.wait()
+
+    async def move(self, source: str, dest: str, *, size: int | None = None) -> None:
+        await self._stall()
+        await super().move(source, dest, size=size)
+
+    async def join(self, sources: Any, dest: str) -> None:
+        await self._stall()
+        await super().join(sources, dest)
+
+
+@pytest.mark.parametrize("chunks", [1, 2], ids=["one-part", "two-parts"])
+async def test_a_publish_whose_instance_died_is_finished_by_the_next_put(
+    chunks: int, redis: Redis, db: Database, tmp_path: Path
+) -> None:
+    """A verified the upload and marked it published as D, then stalled putting its bytes in place
+    (its instance has no liveness key: as dead). Until then nothing else may use the upload; B's
+    PUT of D takes the lock over and publishes the same bytes; A, resuming, finds them in place
+    and answers with the same blob."""
+    stalling = StallingStorage(tmp_path / "storage")
+    storage = FilesystemDriver(tmp_path / "storage")
+    a = Uploads(redis, stalling, db, expiry_seconds=3600, lock_lease_ms=LONG_LEASE_MS, instance="dead-a")
+    b = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=LONG_LEASE_MS, instance="b")
+    data = FIRST + SECOND
+    state = await b.write(await b.start(R), Whole(FIRST))
+    if chunks == 2:  # a part of its own beside the accumulated file: published by joining them
+        state = await a.write(await a.get(R, state.id), Whole(SECOND), start=len(FIRST))
+    else:
+        state = await b.write(await b.get(R, state.id), Whole(SECOND), start=len(FIRST))
+    digest = sha256(data)
+    a_put = asyncio.create_task(a.complete(await a.get(R, state.id, finishing=str(digest)), digest))
+    await until(lambda: asyncio.wait_for(stalling.publishing.wait(), 0.05), "A to begin publishing")
+
+    # Being published: unknown to anything but a PUT of the same digest.
+    with pytest.raises(UploadNotFound):
+        await b.get(R, state.id)
+    with pytest.raises(UploadNotFound):
+        await b.get(R, state.id, finishing=str(sha256(FIRST)))
+    with pytest.raises(UploadNotFound):
+        await b.write(state, Whole(b"late"))
+
+    blob = await b.complete(await b.get(R, state.id, finishing=str(digest)), digest)
+    assert (blob.digest, blob.size) == (str(digest), len(data))
+    await published(storage, data)
+    stalling.go.set()
+    assert await a_put == blob
+    await published(storage, data)
+    await nothing_left(storage, redis, state)
+    assert 0 < await redis.ttl(tombstone_key(state.id)) <= 3600
+
+
+async def test_a_put_repeated_after_the_upload_was_published(
+    aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str, redis: Redis
+) -> None:
+    """Its answer was lost (the instance died after publishing; a proxy or the client sends it
+    again, perhaps to another instance): the same PUT is answered 201 again, body or none. Any
+    other request on the upload finds it unknown, as before."""
+    settings = registry_settings(tmp_path, database_url, redis_url)
+    a = V2(await aiohttp_client(wire.ProductionServer(create_app(settings))))
+    b = V2(await aiohttp_client(wire.ProductionServer(create_app(settings))))
+    resp = await a.request("POST", f"/v2/{R}/blobs/uploads/")
+    location = resp.headers["Location"]
+    resp = await a.request("PATCH", location, data=io.BytesIO(FIRST))
+    assert resp.status == 202, await resp.text()
+    digest = digest_of(FIRST + SECOND)
+    for node, body in ((a, SECOND), (b, b""), (b, SECOND), (a, b"")):
+        resp = await node.request("PUT", location, params={"digest": digest}, data=io.BytesIO(body))
+        assert (resp.status, resp.headers.get("Docker-Content-Digest")) == (201, digest), await resp.text()
+    resp = await a.request("GET", f"/v2/{R}/blobs/{digest}")
+    assert await resp.read() == FIRST + SECOND
+
+    other = digest_of(FIRST)
+    refused = [
+        await b.request("PUT", location, params={"digest": other}),
+        await b.request("GET", location),
+        await b.request("PATCH", location, data=b"more"),
+        await b.request("DELETE", location),
+        await b.request(
+            "PUT",
+            f"/v2/library/elsewhere/blobs/uploads/{location.rsplit('/', 1)[-1]}",
+            params={"digest": digest},
+        ),
+    ]
+    for resp in refused:
+        assert (resp.status, await error_code(resp)) == (404, "BLOB_UPLOAD_UNKNOWN")
+    assert not await redis.exists(upload_key(location.rsplit("/", 1)[-1]))
