@@ -14,8 +14,9 @@ accumulated file and cannot record gives it back as it found it.
 So a request that lost its lease (a stalled event loop, a Redis failover) cannot change what
 another wrote: what it wrote is in its own file, left out of the record and deleted. Recorded
 bytes are never written again (files are only appended to past them), the hash that is
-verified covers exactly them, and the final PUT claims the upload (the same check; the state is
-gone with it) before it puts exactly those bytes at the blob's content-addressed path (a rename
+verified covers exactly them, and the final PUT marks the upload as being published (the same
+check; nothing is recorded after it) before it puts exactly those bytes at the blob's
+content-addressed path (a rename
 for one part, on the common path; a copy of each part's recorded bytes otherwise) and links the
 blob in SQL: what is published hashes to its digest. Small blobs sent whole skip all of this
 (`_store_whole`).
@@ -27,6 +28,11 @@ a client's) publishes the same recorded bytes again; every step is idempotent. A
 upload's state goes, leaving a tombstone (`wharf:uploaded:<id>`: the digest) for an hour, so
 that a PUT repeated after its answer was lost is answered 201 again. Every other request finds
 such an upload unknown, as before.
+
+A write the front door may send again (a body it held, after the instance it went to died: it
+cannot know whether that one recorded it) carries the front door's id for it
+(`X-Wharf-Upload-Write`, wharf_shared.accel); the record keeps the id of the last write, and a
+repeat that finds its own id there answers as the first would have, without writing it again.
 
 A lock's token names the instance holding it (`liveness.py`). A request that finds the lock held
 by an instance whose liveness key is gone (a killed process) takes it over at once, in one Lua
@@ -118,7 +124,7 @@ _RECORD = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 local state = redis.call('HMGET', KEYS[1], 'offset', 'parts', 'publishing')
 if state[1] ~= ARGV[2] or (state[2] or '') ~= ARGV[3] or state[3] then return -1 end
-redis.call('HSET', KEYS[1], 'offset', ARGV[4], 'parts', ARGV[5])
+redis.call('HSET', KEYS[1], 'offset', ARGV[4], 'parts', ARGV[5], 'write', ARGV[8])
 if ARGV[6] == '' then redis.call('HDEL', KEYS[1], 'hash')
 else redis.call('HSET', KEYS[1], 'hash', ARGV[6]) end
 redis.call('EXPIRE', KEYS[1], ARGV[7])
@@ -208,6 +214,8 @@ class UploadState:
     hash_state: bytes | None = None
     lock_token: str = ""  # set while a request holds the upload's lock
     publishing: str | None = None  # the digest a PUT verified and is publishing it as
+    last_write: str = ""  # the front door's id of the write recorded last ("" for none)
+    write_id: str = ""  # the front door's id of this request's write (a repeat carries the same)
     published: str | None = None  # the digest it was published as (a tombstone: nothing else left)
 
     def range_header(self) -> str:
@@ -245,7 +253,12 @@ def _decode(encoded: bytes | None) -> tuple[Part, ...]:
 
 
 def _state(
-    upload_id: str, repository: str, fields: dict[bytes, bytes], token: str = "", finishing: str | None = None
+    upload_id: str,
+    repository: str,
+    fields: dict[bytes, bytes],
+    token: str = "",
+    finishing: str | None = None,
+    write_id: str = "",
 ) -> UploadState:
     """The upload as Redis has it; one being published exists only for a PUT `finishing` it as
     the same digest."""
@@ -263,6 +276,8 @@ def _state(
         fields.get(b"hash"),
         token,
         publishing.decode() if publishing is not None else None,
+        fields.get(b"write", b"").decode(),
+        write_id,
     )
 
 
@@ -407,7 +422,7 @@ class Uploads:
         timer = asyncio.get_running_loop().call_later(self._lease_ms / 3000, renew)
         try:
             fields = dict(zip(raw[::2], raw[1::2], strict=True))
-            yield _state(state.id, state.repository, fields, token, finishing)
+            yield _state(state.id, state.repository, fields, token, finishing, state.write_id)
         finally:
             timer.cancel()
             if extender is not None:
@@ -454,6 +469,9 @@ class Uploads:
     ) -> UploadState:
         """Append a request body at the upload's offset (checked against `start` if given)."""
         async with self._locked(state) as current:
+            if _repeats(current):
+                await _skip(body)
+                return current
             if start is not None and start != current.offset:
                 raise OffsetMismatch(offset=current.offset, start=start)
             return await self._append(current, body, length)
@@ -502,6 +520,7 @@ class Uploads:
                 _encode(parts),
                 saved or b"",
                 self._expiry,
+                state.write_id,
             ],
         )
         if outcome != 1:
@@ -517,7 +536,15 @@ class Uploads:
             except StorageError as exc:  # `_locate` finds it under the name it has
                 log.warning("upload_rename_failed", upload=state.id, error=str(exc))
         recorded = UploadState(
-            state.id, state.repository, offset, state.started_at, parts, saved, state.lock_token
+            state.id,
+            state.repository,
+            offset,
+            state.started_at,
+            parts,
+            saved,
+            state.lock_token,
+            last_write=state.write_id,
+            write_id=state.write_id,
         )
         self._remember(recorded, hasher)
         return recorded
@@ -636,6 +663,8 @@ class Uploads:
                 if state.published is None:
                     raise
         # The body, if any, was taken by the request that published it.
+        if body is not None:
+            await _skip(body)
         blob = await self._db.run(lambda conn: metadata.find_blob(conn, state.repository, str(digest)))
         if blob is None:  # deleted since
             raise UploadNotFound(upload=state.id)
@@ -654,7 +683,12 @@ class Uploads:
                 # A PUT of this digest verified the upload and its instance died publishing it:
                 # publish the same recorded bytes (its body, if any, was recorded then).
                 log.info("upload_publish_resumed", upload=state.id, digest=str(digest))
+                if body is not None:
+                    await _skip(body)
                 return await self._publish(current, digest)
+            if body is not None and _repeats(current):
+                await _skip(body)  # recorded by the attempt this one repeats
+                body = None
             if body is not None:
                 blob = await self._store_whole(state.repository, current.offset, digest, body, start, length)
                 if blob is not None:
@@ -879,6 +913,18 @@ class _LazyWriter:
     async def cancel(self) -> None:
         if self._writer is not None:
             await self._writer.cancel()
+
+
+def _repeats(state: UploadState) -> bool:
+    """Whether the request repeats the write recorded last (whose answer was lost)."""
+    return bool(state.write_id) and state.write_id == state.last_write
+
+
+async def _skip(body: ByteSource) -> None:
+    """Read a body that was taken before and discard it, so that the answer finds a clean
+    connection (a repeated body is one the front door held: small)."""
+    while await body.readany():
+        pass
 
 
 async def _read_exactly(body: ByteSource, length: int) -> bytes:

@@ -15,7 +15,9 @@ import asyncio
 import hashlib
 import io
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from wharf_registry.liveness import Heartbeat, alive_key
 from wharf_registry.uploads import Uploads, UploadState
 from wharf_registry.uploads import _key as upload_key
 from wharf_registry.uploads import _tombstone_key as tombstone_key
+from wharf_shared.accel import UPLOAD_WRITE
 from wharf_shared.db.engine import Database
 from wharf_shared.digests import Digest
 from wharf_shared.errors.domain import InvalidUpload, UploadBusy, UploadNotFound
@@ -46,6 +49,8 @@ pytestmark = pytest.mark.timeout(60)
 MiB = 1024 * 1024
 R = "library/leased"
 LONG_LEASE_MS = 600_000
+# A live instance's key outlives any stall of a loaded test machine: "alive" never lapses by accident.
+ALIVE_TTL = 20.0
 FIRST = pattern(MiB + 3, seed=11)  # recorded before the holder starts
 HELD = pattern(3 * MiB + 1, seed=12)  # the holder's body; it stops after its first MiB until released
 SECOND = pattern(2 * MiB + 5, seed=13)  # what the next request writes at the same offset
@@ -155,12 +160,12 @@ async def nothing_left(storage: StorageDriver, redis: Redis, state: UploadState)
 
 
 async def test_heartbeat_keeps_its_key_alive_and_deletes_it_on_close(redis: Redis) -> None:
-    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=1.0)
+    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=ALIVE_TTL)
     await heartbeat.start()
     key = alive_key(heartbeat.instance)
     try:
         first = await redis.pttl(key)
-        assert 0 < first <= 1000
+        assert 0 < first <= ALIVE_TTL * 1000
         # Without a refresh the key's time to live only falls.
         last = first
 
@@ -226,7 +231,7 @@ async def test_a_dead_instances_lock_is_taken_over_at_once_and_fences_it(
 async def test_a_live_instances_lock_is_not_taken(redis: Redis, db: Database, storage: StorageDriver) -> None:
     """A's instance beats: B waits out A's (short, renewed) lease and is refused; A, whose lock was
     never taken, records its whole body."""
-    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=1.0)
+    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=ALIVE_TTL)
     await heartbeat.start()
     try:
         a = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=300, instance=heartbeat.instance)
@@ -249,7 +254,7 @@ async def test_a_waiting_request_takes_the_lock_once_its_holder_stops(
 ) -> None:
     """B waits on a live holder; the holder's instance stops (its key goes): B gets the lock then,
     not when the lease would have lapsed."""
-    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=1.0)
+    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=ALIVE_TTL)
     await heartbeat.start()
     try:
         a = Uploads(
@@ -298,7 +303,7 @@ async def test_a_cancelled_request_releases_its_lock(
 async def test_a_request_cancelled_while_waiting_for_the_lock_leaves_no_lock(
     redis: Redis, db: Database, storage: StorageDriver
 ) -> None:
-    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=1.0)
+    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=ALIVE_TTL)
     await heartbeat.start()
     try:
         a = Uploads(
@@ -455,3 +460,73 @@ async def test_a_put_repeated_after_the_upload_was_published(
     for resp in refused:
         assert (resp.status, await error_code(resp)) == (404, "BLOB_UPLOAD_UNKNOWN")
     assert not await redis.exists(upload_key(location.rsplit("/", 1)[-1]))
+
+
+# -- a write the front door sends again ---------------------------------------------------------
+
+
+async def test_a_write_the_front_door_repeats_is_taken_once(
+    aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    """The proxy held the body and sends it again to another instance under the same id (it
+    cannot know whether the first took it): the upload takes it once, and the repeat is answered
+    as the first was; another write, another id, is taken as usual."""
+    settings = registry_settings(tmp_path, database_url, redis_url)  # loopback is a trusted proxy
+    a = V2(await aiohttp_client(wire.ProductionServer(create_app(settings))))
+    b = V2(await aiohttp_client(wire.ProductionServer(create_app(settings))))
+    location = (await a.request("POST", f"/v2/{R}/blobs/uploads/")).headers["Location"]
+    first, second = uuid.uuid4().hex, uuid.uuid4().hex
+    acked = f"0-{len(FIRST) - 1}"
+    for node, headers in (
+        (a, {}),
+        (b, {}),
+        (a, {"Content-Range": f"0-{len(FIRST) - 1}"}),  # the repeat is known before its range is checked
+    ):
+        resp = await node.request(
+            "PATCH", location, data=io.BytesIO(FIRST), headers={UPLOAD_WRITE: first, **headers}
+        )
+        assert (resp.status, resp.headers["Range"]) == (202, acked), await resp.text()
+    resp = await b.request("PATCH", location, data=io.BytesIO(SECOND), headers={UPLOAD_WRITE: second})
+    assert (resp.status, resp.headers["Range"]) == (202, f"0-{len(FIRST) + len(SECOND) - 1}")
+    whole = FIRST + SECOND
+    resp = await a.request("PUT", location, params={"digest": digest_of(whole)})
+    assert resp.status == 201, await resp.text()
+    assert await (await b.request("GET", f"/v2/{R}/blobs/{digest_of(whole)}")).read() == whole
+
+
+async def test_a_closing_put_the_front_door_repeats_appends_its_body_once(
+    redis: Redis, db: Database, storage: StorageDriver
+) -> None:
+    """A took the PUT's body and recorded it, and died before publishing; the repeat (same id)
+    publishes what was recorded, without its body a second time."""
+    a = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=LONG_LEASE_MS, instance="dead-a")
+    b = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=LONG_LEASE_MS, instance="b")
+    state = await b.write(await b.start(R), Whole(FIRST))
+    write = uuid.uuid4().hex
+    await a.write(replace(await a.get(R, state.id), write_id=write), Whole(SECOND), start=len(FIRST))
+    whole = FIRST + SECOND
+    repeat = replace(await b.get(R, state.id, finishing=str(sha256(whole))), write_id=write)
+    blob = await b.complete(repeat, sha256(whole), Whole(SECOND), start=len(FIRST), length=len(SECOND))
+    assert (blob.digest, blob.size) == (str(sha256(whole)), len(whole))
+    await published(storage, whole)
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["untrusted-peer", "malformed-id"])
+async def test_a_write_id_is_the_trusted_front_doors_alone(
+    trusted: bool, aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    settings = registry_settings(tmp_path, database_url, redis_url)
+    if not trusted:
+        settings = settings.model_copy(update={"trusted_proxies": ["10.0.0.0/8"]})
+    a = V2(await aiohttp_client(wire.ProductionServer(create_app(settings))))
+    location = (await a.request("POST", f"/v2/{R}/blobs/uploads/")).headers["Location"]
+    write = uuid.uuid4().hex if not trusted else "not-an-id"
+    responses = [
+        await a.request("PATCH", location, data=io.BytesIO(FIRST), headers={UPLOAD_WRITE: write})
+        for _ in range(2)
+    ]
+    if trusted:
+        for resp in responses:
+            assert (resp.status, await error_code(resp)) == (400, "BLOB_UPLOAD_INVALID")
+    else:  # anyone else's id means nothing: two writes
+        assert [r.headers["Range"] for r in responses] == [f"0-{len(FIRST) - 1}", f"0-{2 * len(FIRST) - 1}"]
