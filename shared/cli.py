@@ -118,11 +118,18 @@ def cmd_run(_args: argparse.Namespace) -> None:
     sys.exit(run_suite())
 
 
+def _version() -> str:
+    from wharf_shared.service_cli import version
+
+    return version()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wharf",
         description="Wharf admin command. Settings come from WHARF_* variables (see `wharf config`).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("migrate", help="upgrade the database schema (safe to run on many hosts at once)")
