@@ -34,7 +34,7 @@ CLIENTS = 16
 ADMIN_PASSWORD = "many-clients-admin-password"
 LAYERS = (12_000, 40_000, 90_000)
 # Commands that complete between two steps of the chaos: each kill lands in steady traffic.
-STEP = 30
+STEP = 24
 
 
 @pytest.fixture
@@ -185,6 +185,6 @@ def test_sixteen_clients_push_through_two_proxies_while_instances_die(suite: Sui
                 return f"{push.ref}: blob {blob.name} does not hash to its name"
         return None
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=8) as pool:
         wrong = [problem for problem in pool.map(pull, pushes) if problem is not None]
     assert not wrong, f"{len(wrong)} of {len(pushes)} images did not come back:\n" + "\n\n".join(wrong[:3])
