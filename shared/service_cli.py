@@ -11,21 +11,14 @@ from __future__ import annotations
 import argparse
 import textwrap
 from collections.abc import Sequence
-from importlib import metadata
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from wharf_shared.cli import VersionAction
 from wharf_shared.config import CONFIG_FILE_VAR, ENV_PREFIX, NESTED_DELIMITER, Settings
 
 _WIDTH = 100
-
-
-def version() -> str:
-    try:
-        return metadata.version("wharf")
-    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
 
 
 # The settings groups each service calls its own: listed in full in its help.
@@ -44,7 +37,7 @@ def parse_service_args(service: str, description: str, argv: Sequence[str] | Non
         epilog=settings_help(OWN_GROUPS[service]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--version", action=VersionAction)
     parser.parse_args(argv)
 
 
