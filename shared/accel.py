@@ -10,18 +10,28 @@ sendfile. wharf-proxy strips the prefix and checks the rest; nginx maps the pref
 storage root in an `internal` location (deploy/nginx/wharf.conf).
 
 Clients never set the request header nor see the redirect: the front door removes both.
+
+`X-Wharf-Upload-Write: <id>`, also the front door's, names a write to an upload (a PATCH, or a
+PUT with a body) whose body it holds and may send again to another instance when the first died
+before answering: the registry records the id with the write, and takes a repeat of it once.
 """
 
 from __future__ import annotations
+
+import re
 
 ACCEL_REQUEST = "X-Wharf-Accel"  # from the front door: it can serve local blobs
 ACCEL_BLOBS = "blobs"  # its only value
 ACCEL_REDIRECT = "X-Accel-Redirect"  # from the registry: serve this file instead
 BLOB_LENGTH = "X-Wharf-Blob-Length"  # from the registry: the whole blob's size, as SQL records it
 REDIRECT_PREFIX = "/_wharf/storage/"  # the URI prefix that stands for the storage root
+UPLOAD_WRITE = "X-Wharf-Upload-Write"  # from the front door: its id of an upload write it may repeat
+WRITE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 # Headers that are the front door's and the registry's business only, in either direction.
-INTERNAL_HEADERS = frozenset(name.lower() for name in (ACCEL_REQUEST, ACCEL_REDIRECT, BLOB_LENGTH))
+INTERNAL_HEADERS = frozenset(
+    name.lower() for name in (ACCEL_REQUEST, ACCEL_REDIRECT, BLOB_LENGTH, UPLOAD_WRITE)
+)
 
 
 def redirect_uri(storage_path: str) -> str:

@@ -296,11 +296,34 @@ def cmd_run(_args: argparse.Namespace) -> None:
     sys.exit(run_suite())
 
 
+def version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("wharf")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+class VersionAction(argparse.Action):
+    """`--version`, looked up only when asked: `wharf run` stays up, and loads nothing it need not."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show the version and exit"
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object) -> None:
+        _print(f"{parser.prog} {version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wharf",
         description="Wharf admin command. Settings come from WHARF_* variables (see `wharf config`).",
     )
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("migrate", help="upgrade the database schema (safe to run on many hosts at once)")

@@ -8,6 +8,7 @@ import sys
 from wharf_shared.config import ConfigError, Settings, load_settings
 from wharf_shared.logging import configure_logging
 from wharf_shared.procmetrics import use_multiprocess_metrics
+from wharf_shared.service_cli import parse_service_args
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -26,6 +27,9 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 def main() -> None:
+    parse_service_args(
+        "proxy", "Serve the one front door: `/v2/` to the registries, `/service/token` to the token services."
+    )
     try:
         settings = load_settings()
         context = tls_context(settings)

@@ -3,9 +3,10 @@ that cannot duplicate or lose anything, and giving up on an upstream that falls 
 
 A request moves to the next instance when the attempt failed before any response came back,
 its body can be sent again (`bodies.RequestBody.replayable`), and either the request is
-`repeatable` or the upstream cannot have seen the request (the connection failed). A large body
-that was partly sent is never replayed: the client gets 503 and retries itself (an upload can
-be resumed on any instance).
+`repeatable` or the upstream cannot have seen the request (the connection failed), or it is a
+write to an upload whose body is held: that carries an id of the proxy's (`X-Wharf-Upload-Write`)
+by which the registry takes a repeat of it once. A large body that was partly sent is never
+replayed: the client gets 503 and retries itself (an upload can be resumed on any instance).
 
 Timeouts are about silence, never total time: connecting (`connect_timeout_seconds`), and no
 byte from the upstream once the request is sent, or no byte taken by it while the body is sent
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from dataclasses import dataclass
 
 import aiohttp
@@ -29,7 +31,7 @@ from wharf_proxy.local_blobs import Offer
 from wharf_proxy.metrics import ProxyMetrics
 from wharf_proxy.paths import origin_form
 from wharf_proxy.pools import Pool, Upstream
-from wharf_shared.accel import ACCEL_BLOBS, ACCEL_REDIRECT, ACCEL_REQUEST, INTERNAL_HEADERS
+from wharf_shared.accel import ACCEL_BLOBS, ACCEL_REDIRECT, ACCEL_REQUEST, INTERNAL_HEADERS, UPLOAD_WRITE
 
 WRITE_HIGH = 1024 * 1024
 SMALL_BODY = 64 * 1024  # answers up to this size send their headers with the body
@@ -38,6 +40,7 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # may be sent again: a session a lost attempt opened is never used and is purged, a blob sent
 # whole is content-addressed, and a mount links what is already there.
 _UPLOAD_START = re.compile(r"^/v2/.+/blobs/uploads/?$")
+_UPLOAD = re.compile(r"^/v2/.+/blobs/uploads/[^/]+$")
 # Hop-by-hop headers (RFC 9110 §7.6.1), and those the proxy sets or handles itself: the body is
 # re-framed (Content-Length canonical, or chunked), `Expect` was answered here, and `Server` is
 # Wharf's own.
@@ -162,6 +165,9 @@ class Forwarder:
         headers = upstream_headers(request, request_id)
         if offer is not None:
             headers[ACCEL_REQUEST] = ACCEL_BLOBS
+        once = body.held is not None and upload_write(request.method, request.path)
+        if once:
+            headers[UPLOAD_WRITE] = uuid.uuid4().hex
         target = origin_form(request.raw_path)
         last: BaseException | None = None
         for attempt, upstream in enumerate(candidates, 1):
@@ -176,7 +182,9 @@ class Forwarder:
                     raise body.failure from exc  # the client's body broke: no upstream is to blame
                 last = exc
                 self._failed(pool, upstream, exc)
-                if body.replayable and (repeatable(request.method, request.path) or not _reached(exc)):
+                if body.replayable and (
+                    once or repeatable(request.method, request.path) or not _reached(exc)
+                ):
                     continue
                 break
             try:
@@ -293,6 +301,11 @@ class _HeadersWithBody(web.StreamResponse):
 def repeatable(method: str, path: str) -> bool:
     """Whether sending the request twice does what sending it once does."""
     return method in IDEMPOTENT or (method == "POST" and _UPLOAD_START.match(path) is not None)
+
+
+def upload_write(method: str, path: str) -> bool:
+    """Whether the request writes to an upload (a PATCH, or the closing PUT, with a body)."""
+    return method in ("PATCH", "PUT") and _UPLOAD.match(path) is not None
 
 
 def _reached(exc: BaseException) -> bool:

@@ -10,10 +10,12 @@ from wharf_shared.db.engine import DatabaseURLError
 from wharf_shared.db.schema import SchemaError, preflight
 from wharf_shared.logging import configure_logging, get_logger
 from wharf_shared.procmetrics import use_multiprocess_metrics
+from wharf_shared.service_cli import parse_service_args
 from wharf_shared.tokens import TokenError
 
 
 def main() -> None:
+    parse_service_args("registry", "Serve the OCI Distribution API (`/v2/`).")
     try:
         settings = load_settings()
     except ConfigError as exc:

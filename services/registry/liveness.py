@@ -25,6 +25,7 @@ from wharf_shared.logging import get_logger
 log = get_logger(__name__)
 
 _PREFIX = "wharf:registry:alive:"
+_CLOSE_SECONDS = 5.0
 
 
 def alive_key(instance: str) -> str:
@@ -51,6 +52,7 @@ class Heartbeat:
         # Who the instance is, for an operator reading Redis.
         self._value = f"{socket.gethostname()} {os.getpid()}"
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         """Beat once (the instance is alive before it serves anything), then keep beating. Redis
@@ -61,12 +63,14 @@ class Heartbeat:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Not cancelled mid-SET: a beat already sent could land after the DELETE (on another
+            # connection) and keep the key alive for a whole TTL after a clean stop.
+            self._stopping.set()
+            with contextlib.suppress(TimeoutError):  # a Redis that does not answer holds no stop
+                await asyncio.wait_for(self._task, _CLOSE_SECONDS)
             self._task = None
-        with contextlib.suppress(RedisError, OSError):
-            await self._redis.delete(self._key)
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await asyncio.wait_for(self._redis.delete(self._key), _CLOSE_SECONDS)
 
     async def _try_beat(self, *, quiet: bool) -> bool:
         try:
@@ -79,7 +83,10 @@ class Heartbeat:
 
     async def _run(self, failing: bool) -> None:
         while True:
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
+            if self._stopping.is_set():
+                return
             if not await self._try_beat(quiet=failing):
                 # Others may take this instance's upload locks over meanwhile; its writes are fenced.
                 failing = True

@@ -14,11 +14,25 @@ accumulated file and cannot record gives it back as it found it.
 So a request that lost its lease (a stalled event loop, a Redis failover) cannot change what
 another wrote: what it wrote is in its own file, left out of the record and deleted. Recorded
 bytes are never written again (files are only appended to past them), the hash that is
-verified covers exactly them, and the final PUT claims the upload (the same check; the state is
-gone with it) before it puts exactly those bytes at the blob's content-addressed path (a rename
+verified covers exactly them, and the final PUT marks the upload as being published (the same
+check; nothing is recorded after it) before it puts exactly those bytes at the blob's
+content-addressed path (a rename
 for one part, on the common path; a copy of each part's recorded bytes otherwise) and links the
 blob in SQL: what is published hashes to its digest. Small blobs sent whole skip all of this
 (`_store_whole`).
+
+Publishing survives its instance: the final PUT marks the verified upload as being published
+(`publishing`: the digest; the recorded state stays, and no request can record anything more),
+and a PUT naming the same digest that takes the lock over from a dead publisher (a proxy's retry,
+a client's) publishes the same recorded bytes again; every step is idempotent. A published
+upload's state goes, leaving a tombstone (`wharf:uploaded:<id>`: the digest) for an hour, so
+that a PUT repeated after its answer was lost is answered 201 again. Every other request finds
+such an upload unknown, as before.
+
+A write the front door may send again (a body it held, after the instance it went to died: it
+cannot know whether that one recorded it) carries the front door's id for it
+(`X-Wharf-Upload-Write`, wharf_shared.accel); the record keeps the id of the last write, and a
+repeat that finds its own id there answers as the first would have, without writing it again.
 
 A lock's token names the instance holding it (`liveness.py`). A request that finds the lock held
 by an instance whose liveness key is gone (a killed process) takes it over at once, in one Lua
@@ -87,6 +101,8 @@ ACC = "acc-"
 LOCK_LEASE_MS = 15_000
 _LOCK_WAIT_MARGIN_SECONDS = 5.0
 _ORPHAN_GRACE_SECONDS = 600
+# How long a published upload answers a repeated PUT: any retry comes well within it.
+_TOMBSTONE_SECONDS = 3600
 # Take the upload's lock and read its state in one round trip: {'new', HGETALL...}; or take it
 # over from the holder seen last time (ARGV[3]) if the lock still holds that token and the
 # holder's liveness key (KEYS[3]) is gone: {'taken', HGETALL...}; else the holder's token.
@@ -106,15 +122,15 @@ return state
 # found it: 1, or 0 when the lock is no longer its own, -1 when the upload moved on or is gone.
 _RECORD = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-local state = redis.call('HMGET', KEYS[1], 'offset', 'parts')
-if state[1] ~= ARGV[2] or (state[2] or '') ~= ARGV[3] then return -1 end
-redis.call('HSET', KEYS[1], 'offset', ARGV[4], 'parts', ARGV[5])
+local state = redis.call('HMGET', KEYS[1], 'offset', 'parts', 'publishing')
+if state[1] ~= ARGV[2] or (state[2] or '') ~= ARGV[3] or state[3] then return -1 end
+redis.call('HSET', KEYS[1], 'offset', ARGV[4], 'parts', ARGV[5], 'write', ARGV[8])
 if ARGV[6] == '' then redis.call('HDEL', KEYS[1], 'hash')
 else redis.call('HSET', KEYS[1], 'hash', ARGV[6]) end
 redis.call('EXPIRE', KEYS[1], ARGV[7])
 return 1
 """
-# Take the upload for publishing or discarding (its state goes): the same fence as _RECORD.
+# Take the upload for discarding (its state goes): the same fence as _RECORD.
 # ARGV[4] '1': the lock goes with it (the request has nothing left to do under it).
 _CLAIM = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
@@ -123,13 +139,27 @@ if state[1] ~= ARGV[2] or (state[2] or '') ~= ARGV[3] then return 0 end
 if ARGV[4] == '1' then redis.call('DEL', KEYS[1], KEYS[2]) else redis.call('DEL', KEYS[1]) end
 return 1
 """
-# Put a claimed upload back, as it was, when publishing it failed: the client may retry the PUT.
-_RESTORE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'repository', ARGV[1], 'offset', ARGV[2], 'started', ARGV[3], 'parts', ARGV[4])
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'hash', ARGV[5]) end
-redis.call('EXPIRE', KEYS[1], ARGV[6])
+# Mark the verified upload as being published as digest ARGV[4] (the same fence): from now on
+# nothing is recorded, and only a PUT of that digest continues it.
+_MARK = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+local state = redis.call('HMGET', KEYS[1], 'offset', 'parts', 'publishing')
+if state[1] ~= ARGV[2] or (state[2] or '') ~= ARGV[3] or state[3] then return 0 end
+redis.call('HSET', KEYS[1], 'publishing', ARGV[4])
 return 1
+"""
+# Publishing failed: the upload is as it was (the client may retry the PUT), if still ours.
+_UNMARK = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+return redis.call('HDEL', KEYS[1], 'publishing')
+"""
+# Published: the state goes, a tombstone (KEYS[3]) names the digest for ARGV[3] seconds, and the
+# lock goes if it is still this request's: 1, else 0.
+_FINISH = """
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3])
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) return 1 end
+return 0
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -183,6 +213,10 @@ class UploadState:
     # The running SHA-256 of the parts as saved by the last writer (see wharf_shared.hashing).
     hash_state: bytes | None = None
     lock_token: str = ""  # set while a request holds the upload's lock
+    publishing: str | None = None  # the digest a PUT verified and is publishing it as
+    last_write: str = ""  # the front door's id of the write recorded last ("" for none)
+    write_id: str = ""  # the front door's id of this request's write (a repeat carries the same)
+    published: str | None = None  # the digest it was published as (a tombstone: nothing else left)
 
     def range_header(self) -> str:
         # The spec's inclusive range of bytes received; "0-0" before the first byte.
@@ -202,6 +236,10 @@ def _key(upload_id: str) -> str:
     return f"wharf:upload:{upload_id}"
 
 
+def _tombstone_key(upload_id: str) -> str:
+    return f"wharf:uploaded:{upload_id}"
+
+
 def _encode(parts: Sequence[Part]) -> str:
     return " ".join(f"{part.name}:{part.size}" for part in parts)
 
@@ -214,8 +252,20 @@ def _decode(encoded: bytes | None) -> tuple[Part, ...]:
     return tuple(parts)
 
 
-def _state(upload_id: str, repository: str, fields: dict[bytes, bytes], token: str = "") -> UploadState:
+def _state(
+    upload_id: str,
+    repository: str,
+    fields: dict[bytes, bytes],
+    token: str = "",
+    finishing: str | None = None,
+    write_id: str = "",
+) -> UploadState:
+    """The upload as Redis has it; one being published exists only for a PUT `finishing` it as
+    the same digest."""
     if not fields or fields.get(b"repository", b"").decode() != repository:
+        raise UploadNotFound(upload=upload_id)
+    publishing = fields.get(b"publishing")
+    if publishing is not None and publishing.decode() != finishing:
         raise UploadNotFound(upload=upload_id)
     return UploadState(
         upload_id,
@@ -225,6 +275,9 @@ def _state(upload_id: str, repository: str, fields: dict[bytes, bytes], token: s
         _decode(fields.get(b"parts")),
         fields.get(b"hash"),
         token,
+        publishing.decode() if publishing is not None else None,
+        fields.get(b"write", b"").decode(),
+        write_id,
     )
 
 
@@ -261,12 +314,14 @@ class Uploads:
         self._expiry = expiry_seconds
         self._lease_ms = lock_lease_ms
         self._hashers: OrderedDict[str, tuple[str, hashing.Hasher]] = OrderedDict()
-        self._released: set[str] = set()  # lock tokens a claim released (see `_claim`)
+        self._released: set[str] = set()  # lock tokens released with a claim or a finish
         self._hash_cache_size = hash_cache_size
         self._acquire = Script(redis, _ACQUIRE)
         self._record = Script(redis, _RECORD)
         self._claim_script = Script(redis, _CLAIM)
-        self._restore_script = Script(redis, _RESTORE)
+        self._mark = Script(redis, _MARK)
+        self._unmark = Script(redis, _UNMARK)
+        self._finish_script = Script(redis, _FINISH)
         self._release = Script(redis, _RELEASE)
         self._extend = Script(redis, _EXTEND)
 
@@ -282,11 +337,18 @@ class Uploads:
             await pipe.execute()
         return UploadState(upload_id, repository, 0, now)
 
-    async def get(self, repository: str, upload_id: str) -> UploadState:
+    async def get(self, repository: str, upload_id: str, *, finishing: str | None = None) -> UploadState:
+        """The upload; `finishing`: the digest a PUT names (it may repeat one that published it)."""
         if not _ID.match(upload_id):
             raise UploadNotFound(upload=upload_id)
         raw = cast(dict[bytes, bytes], await self._redis.hgetall(_key(upload_id)))
-        return _state(upload_id, repository, raw)
+        if not raw and finishing is not None:
+            tombstone = cast(bytes | None, await self._redis.get(_tombstone_key(upload_id)))
+            if tombstone is not None:
+                digest, started, name = tombstone.decode().split(" ", 2)
+                if (digest, name) == (finishing, repository):
+                    return UploadState(upload_id, repository, 0, float(started), published=digest)
+        return _state(upload_id, repository, raw, finishing=finishing)
 
     async def cancel(self, state: UploadState) -> None:
         """Forget an upload no other request knows of (`push`'s own) and delete its parts."""
@@ -339,7 +401,7 @@ class Uploads:
         await asyncio.gather(*(delete(part) for part in parts))
 
     @contextlib.asynccontextmanager
-    async def _locked(self, state: UploadState) -> AsyncIterator[UploadState]:
+    async def _locked(self, state: UploadState, finishing: str | None = None) -> AsyncIterator[UploadState]:
         """Hold the upload's lock and yield its state as of now (another instance may have moved it)."""
         key = _key(state.id)
         lock_key = key + ":lock"
@@ -359,13 +421,14 @@ class Uploads:
 
         timer = asyncio.get_running_loop().call_later(self._lease_ms / 3000, renew)
         try:
-            yield _state(state.id, state.repository, dict(zip(raw[::2], raw[1::2], strict=True)), token)
+            fields = dict(zip(raw[::2], raw[1::2], strict=True))
+            yield _state(state.id, state.repository, fields, token, finishing, state.write_id)
         finally:
             timer.cancel()
             if extender is not None:
                 extender.cancel()  # an extension still in flight finds the token gone: a no-op
             if token in self._released:
-                self._released.discard(token)  # released with the claim
+                self._released.discard(token)  # released with a claim or a finish
             else:
                 # Shielded: a request whose handler is cancelled again must not leave it to lapse.
                 await asyncio.shield(self._release([lock_key], [token]))
@@ -406,6 +469,9 @@ class Uploads:
     ) -> UploadState:
         """Append a request body at the upload's offset (checked against `start` if given)."""
         async with self._locked(state) as current:
+            if _repeats(current):
+                await _skip(body)
+                return current
             if start is not None and start != current.offset:
                 raise OffsetMismatch(offset=current.offset, start=start)
             return await self._append(current, body, length)
@@ -454,6 +520,7 @@ class Uploads:
                 _encode(parts),
                 saved or b"",
                 self._expiry,
+                state.write_id,
             ],
         )
         if outcome != 1:
@@ -469,7 +536,15 @@ class Uploads:
             except StorageError as exc:  # `_locate` finds it under the name it has
                 log.warning("upload_rename_failed", upload=state.id, error=str(exc))
         recorded = UploadState(
-            state.id, state.repository, offset, state.started_at, parts, saved, state.lock_token
+            state.id,
+            state.repository,
+            offset,
+            state.started_at,
+            parts,
+            saved,
+            state.lock_token,
+            last_write=state.write_id,
+            write_id=state.write_id,
         )
         self._remember(recorded, hasher)
         return recorded
@@ -560,10 +635,12 @@ class Uploads:
             return blob
         state = await self.start(repository)
         try:
-            return await self.complete(state, digest, body, length=length)
+            blob = await self.complete(state, digest, body, length=length)
         except BaseException:
             await asyncio.shield(self.cancel(state))
             raise
+        await self._redis.delete(_tombstone_key(state.id))  # no client knows this session
+        return blob
 
     async def complete(
         self,
@@ -574,13 +651,49 @@ class Uploads:
         start: int | None = None,
         length: int | None = None,
     ) -> Blob:
-        """Append the final body (if any), verify the digest, and make the blob visible."""
-        async with self._locked(state) as current:
+        """Append the final body (if any), verify the digest, and make the blob visible; or, for a
+        PUT repeated after the upload was published as this digest, the blob."""
+        if state.published is None:
+            try:
+                return await self._complete(state, digest, body, start, length)
+            except UploadNotFound:
+                # Published meanwhile (by the request this one repeats, perhaps)?
+                with contextlib.suppress(UploadNotFound):
+                    state = await self.get(state.repository, state.id, finishing=str(digest))
+                if state.published is None:
+                    raise
+        # The body, if any, was taken by the request that published it.
+        if body is not None:
+            await _skip(body)
+        blob = await self._db.run(lambda conn: metadata.find_blob(conn, state.repository, str(digest)))
+        if blob is None:  # deleted since
+            raise UploadNotFound(upload=state.id)
+        return blob
+
+    async def _complete(
+        self,
+        state: UploadState,
+        digest: Digest,
+        body: ByteSource | None,
+        start: int | None,
+        length: int | None,
+    ) -> Blob:
+        async with self._locked(state, str(digest)) as current:
+            if current.publishing is not None:
+                # A PUT of this digest verified the upload and its instance died publishing it:
+                # publish the same recorded bytes (its body, if any, was recorded then).
+                log.info("upload_publish_resumed", upload=state.id, digest=str(digest))
+                if body is not None:
+                    await _skip(body)
+                return await self._publish(current, digest)
+            if body is not None and _repeats(current):
+                await _skip(body)  # recorded by the attempt this one repeats
+                body = None
             if body is not None:
                 blob = await self._store_whole(state.repository, current.offset, digest, body, start, length)
                 if blob is not None:
-                    # Nothing was stored: only the session goes, and the lock with it (one round trip).
-                    await self._discard(current, release=True)
+                    # Nothing was stored: only the session goes (a tombstone), and the lock with it.
+                    await self._finish(current, digest)
                     return blob
             if body is not None and (length is None or length > 0):
                 if start is not None and start != current.offset:
@@ -591,7 +704,7 @@ class Uploads:
             if actual != digest.hex:
                 await self._discard(current)
                 raise DigestMismatch(digest=str(digest), actual=f"{digest.algorithm}:{actual}")
-            # Still under the lock: a request queued behind this one must find the upload gone.
+            # Still under the lock: a request queued behind this one must find the upload published.
             return await self._publish(current, digest)
 
     async def _store_whole(
@@ -651,17 +764,20 @@ class Uploads:
         return True
 
     async def _publish(self, state: UploadState, digest: Digest) -> Blob:
-        """Claim the verified upload, put exactly its recorded bytes at the blob's path, link it."""
-        if not await self._claim(state):
-            log.warning("upload_fenced", upload=state.id, offset=state.offset, publishing=True)
-            raise InvalidUpload("the upload's lock lapsed before it was published", upload=state.id)
+        """Mark the verified upload (unless a publisher that died did), put exactly its recorded
+        bytes at the blob's path, link it, and leave its tombstone. Each step may be done again."""
+        if state.publishing is None:
+            key = _key(state.id)
+            marked = await self._mark(
+                [key, key + ":lock"], [state.lock_token, state.offset, state.encoded_parts, str(digest)]
+            )
+            if not marked:
+                log.warning("upload_fenced", upload=state.id, offset=state.offset, publishing=True)
+                raise InvalidUpload("the upload's lock lapsed before it was published", upload=state.id)
+        self._hashers.pop(state.id, None)
         dest = paths.blob_path(digest)
         try:
-            try:
-                existing = await self._storage.stat_file(dest)
-            except PathNotFoundError:
-                existing = None
-            if existing is not None and existing.size == state.offset:
+            if await self._in_place(dest, state.offset):
                 # Content-addressed: bytes already there under this digest are these bytes.
                 await self._delete_parts(state.id, state.parts)
             elif not state.parts:
@@ -671,35 +787,50 @@ class Uploads:
                 await self._storage.join(sources, dest)
                 await self._delete_parts(state.id, state.parts)
         except (InvalidOffsetError, PathNotFoundError):
-            # A machine crash before the disk caught up cut a part: the client must start again.
-            await self._delete_parts(state.id, state.parts)
-            raise UploadNotFound("the stored upload lost bytes: start it again", upload=state.id) from None
+            if not await self._in_place(dest, state.offset):  # else another publisher of it was first
+                # A machine crash before the disk caught up cut a part: the client must start again.
+                if await self._claim(state):
+                    await self._delete_parts(state.id, state.parts)
+                raise UploadNotFound(
+                    "the stored upload lost bytes: start it again", upload=state.id
+                ) from None
         except BaseException:
             await asyncio.shield(self._restore(state))
             raise
         size = state.offset
         try:
-            return await self._db.run(
+            blob = await self._db.run(
                 lambda conn: metadata.link_blob(conn, state.repository, str(digest), size)
             )
         except BaseException:
             # The bytes are in place: a retried PUT finds them there and only links them.
             await asyncio.shield(self._restore(state))
             raise
+        await self._finish(state, digest)
+        return blob
+
+    async def _in_place(self, dest: str, size: int) -> bool:
+        try:
+            return (await self._storage.stat_file(dest)).size == size
+        except PathNotFoundError:
+            return False
+
+    async def _finish(self, state: UploadState, digest: Digest) -> None:
+        """The upload is published: its state goes (a tombstone stays), and the lock with it."""
+        key = _key(state.id)
+        tombstone = f"{digest} {state.started_at!r} {state.repository}"
+        released = await self._finish_script(
+            [key, key + ":lock", _tombstone_key(state.id)], [state.lock_token, tombstone, _TOMBSTONE_SECONDS]
+        )
+        self._hashers.pop(state.id, None)
+        if released:
+            self._released.add(state.lock_token)
 
     async def _restore(self, state: UploadState) -> None:
+        """Publishing failed: the upload is as it was, for the client to retry the PUT."""
+        key = _key(state.id)
         with contextlib.suppress(Exception):
-            await self._restore_script(
-                [_key(state.id)],
-                [
-                    state.repository,
-                    state.offset,
-                    repr(state.started_at),
-                    state.encoded_parts,
-                    state.hash_state or b"",
-                    self._expiry,
-                ],
-            )
+            await self._unmark([key, key + ":lock"], [state.lock_token])
             log.warning("upload_publish_failed", upload=state.id)
 
     async def _move_whole(self, state: UploadState, dest: str) -> bool:
@@ -782,6 +913,18 @@ class _LazyWriter:
     async def cancel(self) -> None:
         if self._writer is not None:
             await self._writer.cancel()
+
+
+def _repeats(state: UploadState) -> bool:
+    """Whether the request repeats the write recorded last (whose answer was lost)."""
+    return bool(state.write_id) and state.write_id == state.last_write
+
+
+async def _skip(body: ByteSource) -> None:
+    """Read a body that was taken before and discard it, so that the answer finds a clean
+    connection (a repeated body is one the front door held: small)."""
+    while await body.readany():
+        pass
 
 
 async def _read_exactly(body: ByteSource, length: int) -> bytes:

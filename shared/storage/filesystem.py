@@ -29,6 +29,7 @@ from wharf_shared.storage.base import (
 )
 
 _IOV_MAX = 1024  # pieces per pwritev call (Linux's UIO_MAXIOV)
+_MKDIR_ATTEMPTS = 100
 
 
 class FilesystemDriver:
@@ -394,19 +395,32 @@ def _copy_range(source: int, dest: int, length: int, position: int) -> None:
 
 def _make_dirs(directory: Path) -> None:
     """`mkdir -p`, durably: a new directory's name lives in its parent, so each parent of one
-    created here is synced, from the first directory that existed down."""
-    missing: list[Path] = []
-    while not directory.is_dir():
-        missing.append(directory)
-        directory = directory.parent
-    for new in reversed(missing):
+    created here is synced, from the first directory that existed down. A parent that another
+    request left empty may be pruned (`_prune`) between the look and the mkdir: then again."""
+    made: list[Path] = []
+    for _ in range(_MKDIR_ATTEMPTS):
+        missing: list[Path] = []
+        existing = directory
+        while not existing.is_dir():
+            missing.append(existing)
+            existing = existing.parent
         try:
-            new.mkdir()
-        except FileExistsError:
-            # Made by a racing request, which may not have synced it yet: sync it here too.
-            if not new.is_dir():
-                raise
-    for new in reversed(missing):
+            for new in reversed(missing):
+                try:
+                    new.mkdir()
+                except FileExistsError:
+                    # Made by a racing request, which may not have synced it yet: sync it here too.
+                    if not new.is_dir():
+                        if new.exists():
+                            raise
+                        raise FileNotFoundError(errno.ENOENT, "pruned", str(new)) from None
+                made.append(new)
+        except FileNotFoundError:
+            continue  # pruned as it was looked at
+        break
+    else:
+        raise OSError(errno.ENOENT, "directories kept vanishing while being made", str(directory))
+    for new in dict.fromkeys(made):
         _fsync_dir(new.parent)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,8 +158,10 @@ def start_suite(
         ],
     )
     try:
-        for process in [*suite.tokens, *suite.registries, *suite.uis, *suite.proxies, *suite.jobservices]:
-            process.start()
+        # Side by side (each start waits for its readiness): the proxies (and the events consumers) last.
+        for wave in ([*suite.tokens, *suite.registries, *suite.uis], [*suite.proxies, *suite.jobservices]):
+            with ThreadPoolExecutor(len(wave)) as pool:
+                list(pool.map(ServiceProcess.start, wave))
     except BaseException:
         suite.stop()
         raise

@@ -3,12 +3,17 @@ chunks (`PATCH`), status (`GET`), finish (`PUT`), cancel (`DELETE`)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aiohttp import web
 
 from wharf_registry.auth import Need
 from wharf_registry.handlers.common import content_length, content_range, parse_digest, repository_name
-from wharf_registry.keys import AUTHORIZER, GRANT, UPLOADS
+from wharf_registry.keys import AUTHORIZER, GRANT, TRUSTED_PROXIES, UPLOADS
 from wharf_registry.uploads import UploadState
+from wharf_shared.accel import UPLOAD_WRITE, WRITE_ID
+from wharf_shared.addresses import is_trusted
+from wharf_shared.errors.oci import BlobUploadInvalid
 from wharf_shared.references import is_valid_name
 
 
@@ -33,10 +38,25 @@ def _blob_created(name: str, digest: str) -> web.Response:
 
 
 async def _session(request: web.Request, name: str) -> UploadState:
-    state = await request.app[UPLOADS].get(name, request.match_info["upload_id"])
+    # A PUT may repeat one that published the upload (its answer lost): it names the same digest.
+    finishing = request.query.get("digest") if request.method == "PUT" else None
+    state = await request.app[UPLOADS].get(name, request.match_info["upload_id"], finishing=finishing)
     need = Need("repository", name, "push", "pull,push")
     request.app[AUTHORIZER].check_upload_grant(request[GRANT], state.started_at, need)
-    return state
+    write_id = _write_id(request)
+    return replace(state, write_id=write_id) if write_id else state
+
+
+def _write_id(request: web.Request) -> str:
+    """The trusted front door's id of this write, which it may send again (wharf_shared.accel);
+    anyone else's is ignored."""
+    value = request.headers.get(UPLOAD_WRITE, "")
+    trusted = request.app[TRUSTED_PROXIES]
+    if not value or not is_trusted(request.remote or "", trusted):
+        return ""
+    if not WRITE_ID.match(value):
+        raise BlobUploadInvalid(detail={UPLOAD_WRITE: value[:100]})
+    return value
 
 
 async def post_upload(request: web.Request) -> web.Response:

@@ -1,6 +1,8 @@
 """An upload's lock blocks no one once its holder is known gone: a dead instance's lock is taken over
 at once (a live one's is not), a request whose client hung up or whose handler was cancelled gives
-it back at once, and a holder that was taken over cannot record what it writes afterwards.
+it back at once, and a holder that was taken over cannot record what it writes afterwards. A PUT
+whose instance died while publishing the upload is finished by the next PUT of the same digest,
+and a PUT repeated after the upload was published is answered as the first one was.
 
 Leases here are long (minutes): a request that waited for one to lapse would run into the test's
 timeout, so each test passes only by the mechanism under test. (Processes killed with SIGKILL or
@@ -13,7 +15,9 @@ import asyncio
 import hashlib
 import io
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +27,18 @@ from redis.asyncio import Redis
 
 from tests.service.registry.conftest import registry_settings
 from tests.support import wire
-from tests.support.oci import V2, digest_of
+from tests.support.oci import V2, digest_of, error_code
 from tests.support.processes import free_port
 from tests.support.storage_suite import pattern
 from wharf_registry.app import create_app
 from wharf_registry.liveness import Heartbeat, alive_key
 from wharf_registry.uploads import Uploads, UploadState
 from wharf_registry.uploads import _key as upload_key
+from wharf_registry.uploads import _tombstone_key as tombstone_key
+from wharf_shared.accel import UPLOAD_WRITE
 from wharf_shared.db.engine import Database
 from wharf_shared.digests import Digest
-from wharf_shared.errors.domain import InvalidUpload, UploadBusy
+from wharf_shared.errors.domain import InvalidUpload, UploadBusy, UploadNotFound
 from wharf_shared.redis import open_redis
 from wharf_shared.storage import paths
 from wharf_shared.storage.base import PathNotFoundError, StorageDriver
@@ -43,6 +49,8 @@ pytestmark = pytest.mark.timeout(60)
 MiB = 1024 * 1024
 R = "library/leased"
 LONG_LEASE_MS = 600_000
+# A live instance's key outlives any stall of a loaded test machine: "alive" never lapses by accident.
+ALIVE_TTL = 20.0
 FIRST = pattern(MiB + 3, seed=11)  # recorded before the holder starts
 HELD = pattern(3 * MiB + 1, seed=12)  # the holder's body; it stops after its first MiB until released
 SECOND = pattern(2 * MiB + 5, seed=13)  # what the next request writes at the same offset
@@ -152,12 +160,12 @@ async def nothing_left(storage: StorageDriver, redis: Redis, state: UploadState)
 
 
 async def test_heartbeat_keeps_its_key_alive_and_deletes_it_on_close(redis: Redis) -> None:
-    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=1.0)
+    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=ALIVE_TTL)
     await heartbeat.start()
     key = alive_key(heartbeat.instance)
     try:
         first = await redis.pttl(key)
-        assert 0 < first <= 1000
+        assert 0 < first <= ALIVE_TTL * 1000
         # Without a refresh the key's time to live only falls.
         last = first
 
@@ -223,7 +231,7 @@ async def test_a_dead_instances_lock_is_taken_over_at_once_and_fences_it(
 async def test_a_live_instances_lock_is_not_taken(redis: Redis, db: Database, storage: StorageDriver) -> None:
     """A's instance beats: B waits out A's (short, renewed) lease and is refused; A, whose lock was
     never taken, records its whole body."""
-    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=1.0)
+    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=ALIVE_TTL)
     await heartbeat.start()
     try:
         a = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=300, instance=heartbeat.instance)
@@ -246,7 +254,7 @@ async def test_a_waiting_request_takes_the_lock_once_its_holder_stops(
 ) -> None:
     """B waits on a live holder; the holder's instance stops (its key goes): B gets the lock then,
     not when the lease would have lapsed."""
-    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=1.0)
+    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=ALIVE_TTL)
     await heartbeat.start()
     try:
         a = Uploads(
@@ -295,7 +303,7 @@ async def test_a_cancelled_request_releases_its_lock(
 async def test_a_request_cancelled_while_waiting_for_the_lock_leaves_no_lock(
     redis: Redis, db: Database, storage: StorageDriver
 ) -> None:
-    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=1.0)
+    heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=ALIVE_TTL)
     await heartbeat.start()
     try:
         a = Uploads(
@@ -351,3 +359,174 @@ async def test_a_client_hanging_up_mid_body_releases_the_lock_at_once(
     assert await resp.read() == whole
     assert wire.server_errors(a.app) == {}
     assert wire.server_errors(b.app) == {}
+
+
+# -- publishing survives its instance ----------------------------------------------------------
+
+
+class StallingStorage(FilesystemDriver):
+    """The filesystem, except that putting an upload's bytes in place waits until `go` is set."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.publishing = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def _stall(self) -> None:
+        self.publishing.set()
+        await self.go.wait()
+
+    async def move(self, source: str, dest: str, *, size: int | None = None) -> None:
+        await self._stall()
+        await super().move(source, dest, size=size)
+
+    async def join(self, sources: Any, dest: str) -> None:
+        await self._stall()
+        await super().join(sources, dest)
+
+
+@pytest.mark.parametrize("chunks", [1, 2], ids=["one-part", "two-parts"])
+async def test_a_publish_whose_instance_died_is_finished_by_the_next_put(
+    chunks: int, redis: Redis, db: Database, tmp_path: Path
+) -> None:
+    """A verified the upload and marked it published as D, then stalled putting its bytes in place
+    (its instance has no liveness key: as dead). Until then nothing else may use the upload; B's
+    PUT of D takes the lock over and publishes the same bytes; A, resuming, finds them in place
+    and answers with the same blob."""
+    stalling = StallingStorage(tmp_path / "storage")
+    storage = FilesystemDriver(tmp_path / "storage")
+    a = Uploads(redis, stalling, db, expiry_seconds=3600, lock_lease_ms=LONG_LEASE_MS, instance="dead-a")
+    b = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=LONG_LEASE_MS, instance="b")
+    data = FIRST + SECOND
+    state = await b.write(await b.start(R), Whole(FIRST))
+    if chunks == 2:  # a part of its own beside the accumulated file: published by joining them
+        state = await a.write(await a.get(R, state.id), Whole(SECOND), start=len(FIRST))
+    else:
+        state = await b.write(await b.get(R, state.id), Whole(SECOND), start=len(FIRST))
+    digest = sha256(data)
+    a_put = asyncio.create_task(a.complete(await a.get(R, state.id, finishing=str(digest)), digest))
+    await until(lambda: asyncio.wait_for(stalling.publishing.wait(), 0.05), "A to begin publishing")
+
+    # Being published: unknown to anything but a PUT of the same digest.
+    with pytest.raises(UploadNotFound):
+        await b.get(R, state.id)
+    with pytest.raises(UploadNotFound):
+        await b.get(R, state.id, finishing=str(sha256(FIRST)))
+    with pytest.raises(UploadNotFound):
+        await b.write(state, Whole(b"late"))
+
+    blob = await b.complete(await b.get(R, state.id, finishing=str(digest)), digest)
+    assert (blob.digest, blob.size) == (str(digest), len(data))
+    await published(storage, data)
+    stalling.go.set()
+    assert await a_put == blob
+    await published(storage, data)
+    await nothing_left(storage, redis, state)
+    assert 0 < await redis.ttl(tombstone_key(state.id)) <= 3600
+
+
+async def test_a_put_repeated_after_the_upload_was_published(
+    aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str, redis: Redis
+) -> None:
+    """Its answer was lost (the instance died after publishing; a proxy or the client sends it
+    again, perhaps to another instance): the same PUT is answered 201 again, body or none. Any
+    other request on the upload finds it unknown, as before."""
+    settings = registry_settings(tmp_path, database_url, redis_url)
+    a = V2(await aiohttp_client(wire.ProductionServer(create_app(settings))))
+    b = V2(await aiohttp_client(wire.ProductionServer(create_app(settings))))
+    resp = await a.request("POST", f"/v2/{R}/blobs/uploads/")
+    location = resp.headers["Location"]
+    resp = await a.request("PATCH", location, data=io.BytesIO(FIRST))
+    assert resp.status == 202, await resp.text()
+    digest = digest_of(FIRST + SECOND)
+    for node, body in ((a, SECOND), (b, b""), (b, SECOND), (a, b"")):
+        resp = await node.request("PUT", location, params={"digest": digest}, data=io.BytesIO(body))
+        assert (resp.status, resp.headers.get("Docker-Content-Digest")) == (201, digest), await resp.text()
+    resp = await a.request("GET", f"/v2/{R}/blobs/{digest}")
+    assert await resp.read() == FIRST + SECOND
+
+    other = digest_of(FIRST)
+    refused = [
+        await b.request("PUT", location, params={"digest": other}),
+        await b.request("GET", location),
+        await b.request("PATCH", location, data=b"more"),
+        await b.request("DELETE", location),
+        await b.request(
+            "PUT",
+            f"/v2/library/elsewhere/blobs/uploads/{location.rsplit('/', 1)[-1]}",
+            params={"digest": digest},
+        ),
+    ]
+    for resp in refused:
+        assert (resp.status, await error_code(resp)) == (404, "BLOB_UPLOAD_UNKNOWN")
+    assert not await redis.exists(upload_key(location.rsplit("/", 1)[-1]))
+
+
+# -- a write the front door sends again ---------------------------------------------------------
+
+
+async def test_a_write_the_front_door_repeats_is_taken_once(
+    aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    """The proxy held the body and sends it again to another instance under the same id (it
+    cannot know whether the first took it): the upload takes it once, and the repeat is answered
+    as the first was; another write, another id, is taken as usual."""
+    settings = registry_settings(tmp_path, database_url, redis_url)  # loopback is a trusted proxy
+    a = V2(await aiohttp_client(wire.ProductionServer(create_app(settings))))
+    b = V2(await aiohttp_client(wire.ProductionServer(create_app(settings))))
+    location = (await a.request("POST", f"/v2/{R}/blobs/uploads/")).headers["Location"]
+    first, second = uuid.uuid4().hex, uuid.uuid4().hex
+    acked = f"0-{len(FIRST) - 1}"
+    for node, headers in (
+        (a, {}),
+        (b, {}),
+        (a, {"Content-Range": f"0-{len(FIRST) - 1}"}),  # the repeat is known before its range is checked
+    ):
+        resp = await node.request(
+            "PATCH", location, data=io.BytesIO(FIRST), headers={UPLOAD_WRITE: first, **headers}
+        )
+        assert (resp.status, resp.headers["Range"]) == (202, acked), await resp.text()
+    resp = await b.request("PATCH", location, data=io.BytesIO(SECOND), headers={UPLOAD_WRITE: second})
+    assert (resp.status, resp.headers["Range"]) == (202, f"0-{len(FIRST) + len(SECOND) - 1}")
+    whole = FIRST + SECOND
+    resp = await a.request("PUT", location, params={"digest": digest_of(whole)})
+    assert resp.status == 201, await resp.text()
+    assert await (await b.request("GET", f"/v2/{R}/blobs/{digest_of(whole)}")).read() == whole
+
+
+async def test_a_closing_put_the_front_door_repeats_appends_its_body_once(
+    redis: Redis, db: Database, storage: StorageDriver
+) -> None:
+    """A took the PUT's body and recorded it, and died before publishing; the repeat (same id)
+    publishes what was recorded, without its body a second time."""
+    a = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=LONG_LEASE_MS, instance="dead-a")
+    b = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=LONG_LEASE_MS, instance="b")
+    state = await b.write(await b.start(R), Whole(FIRST))
+    write = uuid.uuid4().hex
+    await a.write(replace(await a.get(R, state.id), write_id=write), Whole(SECOND), start=len(FIRST))
+    whole = FIRST + SECOND
+    repeat = replace(await b.get(R, state.id, finishing=str(sha256(whole))), write_id=write)
+    blob = await b.complete(repeat, sha256(whole), Whole(SECOND), start=len(FIRST), length=len(SECOND))
+    assert (blob.digest, blob.size) == (str(sha256(whole)), len(whole))
+    await published(storage, whole)
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["untrusted-peer", "malformed-id"])
+async def test_a_write_id_is_the_trusted_front_doors_alone(
+    trusted: bool, aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    settings = registry_settings(tmp_path, database_url, redis_url)
+    if not trusted:
+        settings = settings.model_copy(update={"trusted_proxies": ["10.0.0.0/8"]})
+    a = V2(await aiohttp_client(wire.ProductionServer(create_app(settings))))
+    location = (await a.request("POST", f"/v2/{R}/blobs/uploads/")).headers["Location"]
+    write = uuid.uuid4().hex if not trusted else "not-an-id"
+    responses = [
+        await a.request("PATCH", location, data=io.BytesIO(FIRST), headers={UPLOAD_WRITE: write})
+        for _ in range(2)
+    ]
+    if trusted:
+        for resp in responses:
+            assert (resp.status, await error_code(resp)) == (400, "BLOB_UPLOAD_INVALID")
+    else:  # anyone else's id means nothing: two writes
+        assert [r.headers["Range"] for r in responses] == [f"0-{len(FIRST) - 1}", f"0-{2 * len(FIRST) - 1}"]

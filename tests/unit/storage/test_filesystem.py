@@ -164,3 +164,30 @@ async def test_every_directory_created_is_synced_in_its_parent(
         # The file's own directory entry, and its bytes (under whatever name they had then).
         assert root / "top/new1/new2" in directories
         assert any(not is_dir for _, is_dir in synced)
+
+
+def test_files_are_created_while_other_requests_prune_the_parent(tmp_path: Path) -> None:
+    """Requests on sibling directories (uploads of their own under `uploads/`), each creating its
+    file and then deleting it, which prunes the directories it leaves empty, `uploads/` too when
+    it is the last one there: none of them fails to create its directory because another pruned
+    a parent between the look and the mkdir."""
+    driver = FilesystemDriver(tmp_path / "root")
+    errors: list[str] = []
+
+    async def cycles(tag: str) -> None:
+        for i in range(400):
+            try:
+                writer = await driver.writer(f"uploads/{tag}{i}/part", 0)
+                await writer.cancel()  # prunes uploads/<tag><i>, and uploads/ when empty
+                await driver.put_content(f"uploads/{tag}/data", b"x")
+                await driver.delete_file(f"uploads/{tag}/data")
+            except Exception as exc:
+                errors.append(f"{tag}{i}: {type(exc).__name__}: {exc}")
+                return
+
+    async def race() -> None:
+        await asyncio.gather(*(cycles(tag) for tag in "abcd"))
+
+    asyncio.run(race())
+    assert errors == []
+    assert list((tmp_path / "root").iterdir()) == []
