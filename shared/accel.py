@@ -10,6 +10,11 @@ sendfile. wharf-proxy strips the prefix and checks the rest; nginx maps the pref
 storage root in an `internal` location (deploy/nginx/wharf.conf).
 
 Clients never set the request header nor see the redirect: the front door removes both.
+
+One more header is the front door's: `X-Wharf-Upload-Offset: <n>` on a PATCH or PUT with a body
+says "write this body only if the upload stands at n", as `Content-Range: <n>-<end>` does, for a
+body whose length is not known (a chunked one that the front door continues on another instance
+after its upstream died: a Content-Range needs the end).
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ ACCEL_BLOBS = "blobs"  # its only value
 ACCEL_REDIRECT = "X-Accel-Redirect"  # from the registry: serve this file instead
 BLOB_LENGTH = "X-Wharf-Blob-Length"  # from the registry: the whole blob's size, as SQL records it
 REDIRECT_PREFIX = "/_wharf/storage/"  # the URI prefix that stands for the storage root
+UPLOAD_OFFSET = "X-Wharf-Upload-Offset"  # from the front door: the upload offset a body must start at
 
 # Headers that are the front door's and the registry's business only, in either direction.
-INTERNAL_HEADERS = frozenset(name.lower() for name in (ACCEL_REQUEST, ACCEL_REDIRECT, BLOB_LENGTH))
+INTERNAL_HEADERS = frozenset(
+    name.lower() for name in (ACCEL_REQUEST, ACCEL_REDIRECT, BLOB_LENGTH, UPLOAD_OFFSET)
+)
 
 
 def redirect_uri(storage_path: str) -> str:

@@ -36,7 +36,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         _access(request, start, error.status, error=str(exc))
         return _render(request, error)
     except Truncated as exc:
-        _access(request, start, 0, error=f"upstream cut off: {exc}")
+        _access(request, start, 0, error=str(exc))
         if request.transport is not None:
             request.transport.close()
         raise web.HTTPBadGateway() from None  # the connection is already closed: nothing is sent
@@ -74,6 +74,8 @@ def _access(request: web.Request, start: float, status: int, error: str | None =
         fields.update(upstream=outcome.upstream, attempts=outcome.attempts, bytes_in=outcome.sent_bytes)
         if outcome.local:
             fields["sendfile"] = True  # the body came from the storage root, not the upstream
+        if outcome.continued:
+            fields["continued"] = outcome.continued  # moved to another instance mid-transfer
     if error is not None:
         log.warning("access", **fields, error=error)
     else:
