@@ -5,7 +5,8 @@ Pulls. A blob GET (`/v2/<name>/blobs/<digest>`) answered 200 or 206 with a Conte
 without a Content-Encoding, and naming its object (`Docker-Content-Digest` or `ETag`) is a
 `Download`. When its upstream breaks off, the proxy asks another instance for the bytes still
 owed (`Range: bytes=<next>-<last>`) and takes the answer only if it is the same object: 206,
-`Content-Range: bytes <next>-<last>/<total>` exactly, and the same digest and ETag. The client
+`Content-Range: bytes <next>-<last>/<total>` exactly, and the same digest (the same ETag where
+there is no digest: an ETag is only a server's validator). The client
 sees one unbroken response; blobs are immutable and addressed by digest, so the two halves are
 one blob.
 
@@ -141,9 +142,11 @@ class Download:
             raise Refused(f"Content-Length {length} for {raw!r}")
         if _only(headers, "Content-Encoding") not in (None, "identity"):
             raise Refused("an encoded body")
-        for name, expected in (("Docker-Content-Digest", self.digest), ("ETag", self.etag)):
-            if expected is not None and _only(headers, name) != expected:
-                raise Refused(f"{name} {_only(headers, name)!r}, not {expected!r}")
+        # The digest names the bytes themselves; an ETag is a server's own validator (aiohttp's
+        # comes from the file's mtime), so it is the judge only where no digest is given.
+        name, expected = ("Docker-Content-Digest", self.digest) if self.digest else ("ETag", self.etag)
+        if _only(headers, name) != expected:
+            raise Refused(f"{name} {_only(headers, name)!r}, not {expected!r}")
 
 
 def upload_id(method: str, path: str) -> str | None:

@@ -8,10 +8,12 @@ registry is killed and restarted too. Every skopeo command must succeed, and eve
 come back with the digest it was pushed with.
 
 skopeo runs with `--retry-times 3`, as docker retries a failed layer upload on its own: a
-request cut off inside a killed instance cannot be replayed by the proxy once its body has
-been sent, so the client starts that blob again (on the surviving instance). Everything else
-(connects refused by a dead instance, token requests, reads) the proxy moves to the other
-instance without the client seeing an error.
+PATCH whose body the proxy held whole (up to `WHARF_PROXY__RETRY_BODY_BYTES`) and lost inside a
+killed instance is not sent again, so the client starts that blob again (on the surviving
+instance); larger bodies and blob downloads the proxy continues on the other instance itself
+(tests/e2e/test_transfer_continuation.py). Everything else (connects refused by a dead
+instance, token requests, reads) the proxy moves to the other instance without the client
+seeing an error.
 """
 
 from __future__ import annotations

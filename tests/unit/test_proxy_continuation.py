@@ -159,13 +159,22 @@ def test_the_rest_of_the_same_object_continues() -> None:
         (206, rest(Content_Length="599")),
         (206, rest(Docker_Content_Digest="sha256:" + "cd" * 32)),  # another object
         (206, rest(Docker_Content_Digest="")),  # says nothing of the object
-        (206, rest(ETag='"f"')),
         (206, rest(Content_Encoding="gzip")),
     ],
 )
 def test_anything_else_is_refused(status: int, answer: CIMultiDict[str]) -> None:
     with pytest.raises(Refused):
         WHOLE.check(400, status, answer)
+
+
+def test_the_digest_is_the_judge_and_the_etag_only_without_one() -> None:
+    WHOLE.check(400, 206, rest(ETag='"another server\'s validator"'))
+    WHOLE.check(400, 206, rest(ETag=""))
+    named_by_etag = Download(0, 999, 1000, None, '"e"')
+    named_by_etag.check(400, 206, rest(Docker_Content_Digest=""))
+    for other in ('"f"', ""):
+        with pytest.raises(Refused):
+            named_by_etag.check(400, 206, rest(Docker_Content_Digest="", ETag=other))
 
 
 def test_uploads_are_patch_and_put_to_an_upload() -> None:
