@@ -178,3 +178,17 @@ def test_bounds_decide_what_may_be_spooled(tmp_path: Path) -> None:
     assert not spools.fits(11)
     assert not budget(tmp_path, per_request=0).fits(1)
     assert not budget(tmp_path, total=0).enabled
+
+
+async def test_blocks_are_allocated_ahead_within_the_bound(tmp_path: Path) -> None:
+    """The file grows by ALLOCATE at a time (fallocate: cheaper page-cache writes on ext4),
+    never past the per-request bound."""
+    for per_request, expected in ((64 * MiB, spool_module.ALLOCATE), (6 * MiB, 6 * MiB)):
+        spool = budget(tmp_path, per_request=per_request).spool()
+        await spool.add(b"a" * BATCH)
+        await spool.add(b"b" * MiB)
+        assert await spool.settle()
+        assert spool._fd is not None
+        assert os.fstat(spool._fd).st_size == expected
+        assert await read_all(spool, BATCH - 1, BATCH + 1) == b"ab"
+        await spool.close()
