@@ -57,6 +57,10 @@ def rounds_on(storage: str) -> int:
     return ROUNDS_OVERRIDE or ROUNDS[storage]
 
 
+# Time enough for the slowest round (an S3 push, ~50 s on a busy machine), twice over.
+TIMEOUT = pytest.mark.timeout(180 + 100 * max(rounds_on("filesystem"), rounds_on("s3")))
+
+
 @dataclass
 class Layout:
     path: Path
@@ -376,6 +380,7 @@ def set_local_blobs(suite: Suite, on: bool) -> None:
             proxy.start()
 
 
+@TIMEOUT
 @pytest.mark.parametrize("site", ["filesystem", "s3"], indirect=True)
 def test_pushes_survive_a_registry_killed_mid_layer(site: Site, material: Material, tmp_path: Path) -> None:
     rounds = rounds_on(site.storage)
@@ -399,6 +404,7 @@ def pulled(site: Site, material: Material, tmp_path_factory: pytest.TempPathFact
     return layout
 
 
+@TIMEOUT
 @pytest.mark.parametrize(
     ("site", "local"),
     [("filesystem", True), ("filesystem", False), ("s3", False)],

@@ -82,11 +82,12 @@ async def test_the_writing_leaves_the_event_loop(tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr(spool_module, "_write_at", spy)
     spool = budget(tmp_path).spool()
-    for _ in range(10):
-        await spool.add(b"x" * (MiB // 2))
+    piece = BATCH // 2
+    for _ in range(5):
+        await spool.add(b"x" * piece)
     assert await spool.settle()
     loop_thread = threading.get_ident()
-    assert len(threads) == 2  # 4 MiB and the last MiB
+    assert len(threads) == 3  # two full batches, and the last half one
     assert loop_thread not in threads
     await spool.close()
 
@@ -110,19 +111,20 @@ async def test_a_body_past_the_per_request_bound_gives_up(tmp_path: Path) -> Non
 async def test_spools_share_the_total(tmp_path: Path) -> None:
     spools = budget(tmp_path, per_request=16 * MiB, total=10 * MiB)
     first, second = spools.spool(), spools.spool()
-    for _ in range(2):
-        await first.add(b"a" * BATCH)
+    for _ in range(8):
+        await first.add(b"a" * MiB)
     assert await first.settle()
-    assert spools.used == 2 * BATCH
-    for _ in range(2):
-        await second.add(b"b" * BATCH)
-    assert not await second.settle()  # 16 MiB would not fit in 10
+    assert spools.used == 8 * MiB
+    for _ in range(4):
+        await second.add(b"b" * MiB)
+    assert not await second.settle()  # 12 MiB would not fit in 10
     assert second.overflowed
-    assert spools.used == 2 * BATCH
+    assert spools.used == 8 * MiB
     await first.close()
     assert spools.used == 0
     third = spools.spool()
-    await third.add(b"c" * BATCH)
+    for _ in range(4):
+        await third.add(b"c" * MiB)
     assert await third.settle()  # room again
     await third.close()
     await second.close()
