@@ -14,6 +14,11 @@ Clients never set the request header nor see the redirect: the front door remove
 `X-Wharf-Upload-Write: <id>`, also the front door's, names a write to an upload (a PATCH, or a
 PUT with a body) whose body it holds and may send again to another instance when the first died
 before answering: the registry records the id with the write, and takes a repeat of it once.
+
+One more header is the front door's: `X-Wharf-Upload-Offset: <n>` on a PATCH or PUT with a body
+says "write this body only if the upload stands at n", as `Content-Range: <n>-<end>` does, for a
+body whose length is not known (a chunked one that the front door continues on another instance
+after its upstream died: a Content-Range needs the end).
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ BLOB_LENGTH = "X-Wharf-Blob-Length"  # from the registry: the whole blob's size,
 REDIRECT_PREFIX = "/_wharf/storage/"  # the URI prefix that stands for the storage root
 UPLOAD_WRITE = "X-Wharf-Upload-Write"  # from the front door: its id of an upload write it may repeat
 WRITE_ID = re.compile(r"^[0-9a-f]{32}$")
+UPLOAD_OFFSET = "X-Wharf-Upload-Offset"  # from the front door: the upload offset a body must start at
 
 # Headers that are the front door's and the registry's business only, in either direction.
 INTERNAL_HEADERS = frozenset(
-    name.lower() for name in (ACCEL_REQUEST, ACCEL_REDIRECT, BLOB_LENGTH, UPLOAD_WRITE)
+    name.lower() for name in (ACCEL_REQUEST, ACCEL_REDIRECT, BLOB_LENGTH, UPLOAD_WRITE, UPLOAD_OFFSET)
 )
 
 

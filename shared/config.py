@@ -329,6 +329,22 @@ class ProxySettings(_Group):
         ge=0,
         description="Bodies up to this size are held, so that a failed attempt can be retried elsewhere.",
     )
+    spool_dir: Path | None = Field(
+        default=None,
+        description="Where upload bodies are kept while they are forwarded, so that one cut off by a "
+        "dying registry instance can be sent on to another (default: the system's temp dir).",
+    )
+    spool_bytes: int = Field(
+        default=256 * MiB,
+        ge=0,
+        description="Most bytes of one upload body kept in the spool; a larger body goes on without "
+        "it (a cut-off is then 503 and the client retries). 0: no continuation of uploads.",
+    )
+    spool_total_bytes: int = Field(
+        default=GiB,
+        ge=0,
+        description="Most bytes all the upload bodies in the spool take at once, per proxy worker process.",
+    )
     drain_seconds: float = Field(
         default=30.0, ge=0, description="On SIGTERM, how long requests in flight may take to finish."
     )

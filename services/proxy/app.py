@@ -1,8 +1,8 @@
 """`create_app(settings)`: the proxy's only constructor.
 
 The URL map is routes.py; the edge (malformed targets, error bodies, access log) middleware.py;
-forwarding forward.py and bodies.py; pools and health checks pools.py; the verdicts on upstreams
-that the worker processes share board.py.
+forwarding forward.py and bodies.py (a transfer cut off mid-body: continuation.py, spool.py);
+pools and health checks pools.py; the verdicts on upstreams that the worker processes share board.py.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from wharf_proxy.metrics import ProxyMetrics
 from wharf_proxy.middleware import edge_middleware
 from wharf_proxy.pools import Pool, check_forever
 from wharf_proxy.routes import add_routes
+from wharf_proxy.spool import SpoolBudget
 from wharf_shared import keys as shared_keys
 from wharf_shared.config import Settings
 from wharf_shared.logging import get_logger
@@ -105,6 +106,9 @@ async def _client(app: web.Application) -> AsyncIterator[None]:
         connect_timeout=proxy.connect_timeout_seconds,
         read_timeout=proxy.read_timeout_seconds,
         external=settings.external_url,
+        spools=SpoolBudget(
+            proxy.spool_dir, proxy.spool_bytes, proxy.spool_total_bytes, app[keys.PROXY_METRICS]
+        ),
     )
     pools = list(app[keys.POOLS].values())
     checker = asyncio.create_task(

@@ -8,6 +8,11 @@ While a chunk is on its way to the upstream the attempt's stall clock runs: an u
 takes no byte for `read_timeout_seconds` is silent, like one that sends no byte back. While the
 proxy waits for the client the clock stops: a slow client is not the upstream's fault (the
 client's silence is `WHARF_SERVING__BODY_TIMEOUT_SECONDS`' business).
+
+A streamed body can be given a spool (spool.py): each chunk read from the client is kept there
+before it goes out, so that a continuation (`resume`) can send the upstream's next instance the
+bytes from any point of it, then the rest of the client's body. `freeze` ends the current
+attempt's hold on the client's body first: a reader of an attempt that failed never reads on.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import AsyncIterablePayload
+
+from wharf_proxy.spool import Spool
 
 
 class ClientBodyFailed(Exception):
@@ -34,7 +41,9 @@ def holds(length: int | None, limit: int) -> bool:
 
 
 class RequestBody:
-    def __init__(self, request: web.Request, *, hold_up_to: int, stall_seconds: float) -> None:
+    def __init__(
+        self, request: web.Request, *, hold_up_to: int, stall_seconds: float, spool: Spool | None = None
+    ) -> None:
         self._request = request
         self._hold = request.body_exists and holds(request.content_length, hold_up_to)
         self._stall_seconds = stall_seconds
@@ -45,6 +54,9 @@ class RequestBody:
         self.failure: ClientBodyFailed | None = None
         self.clock: asyncio.Timeout | None = None  # the current attempt's stall clock
         self._upstream: asyncio.BaseTransport | None = None  # the current attempt's connection
+        self.spool = spool if self.exists and not self._hold else None
+        self._epoch = 0  # bumped by `freeze`: the readers of earlier attempts stop
+        self._reading = asyncio.Lock()  # held while a chunk is read from the client and spooled
 
     async def read_if_held(self) -> None:
         if self._hold:
@@ -65,6 +77,18 @@ class RequestBody:
             return _Payload(self, self._replay(self.held))
         return _Payload(self, self._stream()) if self.exists else None
 
+    async def freeze(self) -> bool:
+        """Stop the readers of earlier attempts (one reading a chunk finishes it first) and
+        write the spool out; whether the spool holds the `sent` bytes read so far."""
+        async with self._reading:
+            self._epoch += 1
+        return self.spool is not None and await self.spool.settle() and self.spool.size == self.sent
+
+    def resume(self, skip: int) -> _Payload:
+        """The body from its byte `skip` on: what the spool holds past it, then the client's
+        body as it comes (call after `freeze`)."""
+        return _Payload(self, self._resume(skip, self._epoch))
+
     def abort_upstream(self) -> None:
         """Drop the attempt's connection at once: a graceful close would wait for the unsent
         body to drain into an upstream that takes none of it."""
@@ -80,20 +104,38 @@ class RequestBody:
 
     async def _stream(self) -> AsyncIterator[bytes]:
         self.touched = True
+        epoch = self._epoch
         content = self._request.content
         loop = asyncio.get_running_loop()
         while True:
-            self._set_clock(None)
-            try:
-                chunk = await content.readany()  # whatever arrived, without re-slicing it
-            except Exception as exc:
-                self.failure = ClientBodyFailed(exc)
-                raise
-            if not chunk:
-                return
-            self.sent += len(chunk)
+            async with self._reading:
+                if epoch != self._epoch:
+                    return  # a later attempt reads the body now
+                self._set_clock(None)
+                try:
+                    chunk = await content.readany()  # whatever arrived, without re-slicing it
+                except Exception as exc:
+                    self.failure = ClientBodyFailed(exc)
+                    raise
+                if not chunk:
+                    return
+                self.sent += len(chunk)
+                if self.spool is not None:
+                    await self.spool.add(chunk)  # kept before it leaves, however that ends
             self._set_clock(loop.time() + self._stall_seconds)
             yield chunk  # resumed once the upstream connection took the chunk
+
+    async def _resume(self, skip: int, epoch: int) -> AsyncIterator[bytes]:
+        assert self.spool is not None
+        loop = asyncio.get_running_loop()
+        async for data in self.spool.read(skip, self.sent):
+            if epoch != self._epoch:
+                return
+            self._set_clock(loop.time() + self._stall_seconds)
+            yield data
+        if epoch == self._epoch:
+            async for chunk in self._stream():
+                yield chunk
 
     def _set_clock(self, when: float | None) -> None:
         clock = self.clock

@@ -91,3 +91,23 @@ class ProxyMetrics:
             multiprocess_mode="livemostrecent",  # every worker publishes the one shared verdict
             registry=registry,
         )
+
+        # Transfers continued on another instance when their upstream died mid-body (continuation.py).
+        self.continued = Counter(
+            "wharf_proxy_continued_transfers",
+            "Transfers whose upstream died mid-body: continued on another instance, or failed",
+            ["pool", "direction", "result"],  # direction: pull | push; result: continued | failed
+            registry=registry,
+        )
+        self.spool_bytes = Gauge(
+            "wharf_proxy_spool_bytes",
+            "Bytes of upload bodies held on disk in case their upstream dies (spool.py)",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.spool_overflows = Counter(
+            "wharf_proxy_spool_overflows",
+            "Upload bodies that outgrew the spool (per request or in total) or whose spool failed",
+            ["limit"],  # request | total | error
+            registry=registry,
+        )

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from wharf_proxy import keys, paths
 from wharf_proxy.errors import FAILURES, to_http
-from wharf_proxy.forward import Truncated
+from wharf_proxy.forward import ClientGone, Truncated
 from wharf_proxy.metrics import NO_POOL
 from wharf_shared.errors.http import HTTPError, MethodNotAllowed, NotFound
 from wharf_shared.logging import get_logger
@@ -36,8 +36,8 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return _render(request, error)
     except Truncated as exc:
         # The client got the head and part of the body, then the connection closed: a failed
-        # answer, counted as the bad gateway it is.
-        _access(request, start, 502, error=f"upstream cut off: {exc}")
+        # answer, counted as the bad gateway it is, unless the client was the one that left.
+        _access(request, start, 499 if isinstance(exc, ClientGone) else 502, error=str(exc))
         if request.transport is not None:
             request.transport.close()
         raise web.HTTPBadGateway() from None  # the connection is already closed: nothing is sent
@@ -79,6 +79,8 @@ def _access(request: web.Request, start: float, status: int, error: str | None =
         fields.update(upstream=outcome.upstream, attempts=outcome.attempts, bytes_in=outcome.sent_bytes)
         if outcome.local:
             fields["sendfile"] = True  # the body came from the storage root, not the upstream
+        if outcome.continued:
+            fields["continued"] = outcome.continued  # moved to another instance mid-transfer
     if error is not None:
         log.warning("access", **fields, error=error)
     else:

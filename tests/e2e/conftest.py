@@ -191,8 +191,8 @@ class Skopeo:
     registries_d: Path
     registry: Registry
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[bytes]:
-        argv = [
+    def argv(self, *args: str) -> list[str]:
+        return [
             self.binary,
             "--insecure-policy",
             "--registries.d",
@@ -201,8 +201,16 @@ class Skopeo:
             f"{SKOPEO_TIMEOUT}s",
             *args,
         ]
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
-            argv, env=self.env, capture_output=True, timeout=SKOPEO_TIMEOUT + 30, check=False
+            self.argv(*args), env=self.env, capture_output=True, timeout=SKOPEO_TIMEOUT + 30, check=False
+        )
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        """skopeo running in the background (its output in pipes): for a test that watches it."""
+        return subprocess.Popen(
+            self.argv(*args), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
 
     def describe(self, result: subprocess.CompletedProcess[bytes]) -> str:

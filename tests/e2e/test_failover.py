@@ -7,11 +7,13 @@ registry and one token instance are killed with SIGKILL and later restarted; the
 registry is killed and restarted too. Every skopeo command must succeed, and every image must
 come back with the digest it was pushed with.
 
-skopeo runs with `--retry-times 3`, as docker retries a failed layer upload on its own: a
-request cut off inside a killed instance cannot be replayed by the proxy once its body has
-been sent, so the client starts that blob again (on the surviving instance). Everything else
-(connects refused by a dead instance, token requests, reads) the proxy moves to the other
-instance without the client seeing an error.
+skopeo runs with `--retry-times 3`, as docker retries a failed layer upload on its own; the
+proxy rarely leaves it anything to retry: a PATCH or PUT whose body it held whole (up to
+`WHARF_PROXY__RETRY_BODY_BYTES`) and lost inside a killed instance is sent again to the other
+one under the proxy's write id (taken once), larger bodies and blob downloads it continues on
+the other instance itself (tests/e2e/test_transfer_continuation.py), and everything else
+(connects refused by a dead instance, token requests, reads) it moves to the other instance
+without the client seeing an error.
 
 A proxy dies too: of two proxies in front of the same instances (as behind one load-balanced
 address), one is killed outright while pulls go through both; only what was in flight through

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from wharf_shared.accel import UPLOAD_OFFSET
 from wharf_shared.digests import Digest, DigestError
 from wharf_shared.errors.oci import DigestInvalid, PaginationNumberInvalid, RangeInvalid, SizeInvalid
 from wharf_shared.keys import SETTINGS
@@ -54,6 +55,19 @@ def content_range(request: web.Request) -> tuple[int, int] | None:
     if declared is not None and declared != length:
         raise RangeInvalid(detail={"Content-Range": raw, "Content-Length": declared})
     return start, length
+
+
+def body_start(request: web.Request) -> tuple[int | None, int | None]:
+    """(start, length) of a PATCH or PUT body: the Content-Range, else the front door's
+    `X-Wharf-Upload-Offset` (a body of unknown length that must start there), else (None, the
+    Content-Length): appended wherever the upload stands."""
+    chunk = content_range(request)
+    if chunk is not None:
+        return chunk
+    raw = request.headers.get(UPLOAD_OFFSET)
+    if raw is not None and not (raw.isascii() and raw.isdigit()):
+        raise RangeInvalid(detail={UPLOAD_OFFSET: raw})
+    return (int(raw) if raw is not None else None), content_length(request)
 
 
 def page(request: web.Request) -> tuple[int, str | None, bool]:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from aiohttp import web
 
 from wharf_registry.auth import Need
-from wharf_registry.handlers.common import content_length, content_range, parse_digest, repository_name
+from wharf_registry.handlers.common import body_start, content_length, parse_digest, repository_name
 from wharf_registry.keys import AUTHORIZER, GRANT, TRUSTED_PROXIES, UPLOADS
 from wharf_registry.uploads import UploadState
 from wharf_shared.accel import UPLOAD_WRITE, WRITE_ID
@@ -89,8 +89,7 @@ async def patch_upload(request: web.Request) -> web.Response:
     name = repository_name(request)
     uploads = request.app[UPLOADS]
     state = await _session(request, name)
-    chunk = content_range(request)
-    start, length = chunk if chunk is not None else (None, content_length(request))
+    start, length = body_start(request)
     state = await uploads.write(state, request.content, start=start, length=length)
     return web.Response(status=202, headers=_upload_headers(name, state))
 
@@ -100,8 +99,7 @@ async def put_upload(request: web.Request) -> web.Response:
     uploads = request.app[UPLOADS]
     state = await _session(request, name)
     digest = parse_digest(request.query.get("digest"))
-    chunk = content_range(request)
-    start, length = chunk if chunk is not None else (None, content_length(request))
+    start, length = body_start(request)
     blob = await uploads.complete(state, digest, request.content, start=start, length=length)
     return _blob_created(name, blob.digest)
 

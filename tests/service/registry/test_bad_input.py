@@ -49,6 +49,7 @@ from tests.support.uploads import stored_bytes
 from wharf_registry.app import create_app
 from wharf_registry.uploads import BLOCK, SMALL_BODY
 from wharf_registry.uploads import _key as upload_key
+from wharf_shared.accel import UPLOAD_OFFSET
 from wharf_shared.config import Settings
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
@@ -481,6 +482,37 @@ FAILURE_CODES: dict[str, Case] = {
         setup=open_upload(FIRST),
         then=upload_at(A),
         blobs=(FIRST + TAIL,),
+    ),
+    # -- the front door's fence for a body of unknown length (wharf_shared.accel.UPLOAD_OFFSET)
+    "PATCH whose upload offset fence is not where the upload stands": Case(
+        lambda c: c.call("PATCH", c.location, data=TAIL, headers={UPLOAD_OFFSET: str(A + 1)}),
+        416,
+        "BLOB_UPLOAD_INVALID",
+        setup=open_upload(FIRST),
+        then=upload_at(A),
+        blobs=(FIRST + TAIL,),
+    ),
+    "PATCH with a malformed upload offset fence": Case(
+        lambda c: c.call("PATCH", c.location, data=TAIL, headers={UPLOAD_OFFSET: f"{A}-"}),
+        416,
+        "BLOB_UPLOAD_INVALID",
+        setup=open_upload(FIRST),
+        then=upload_at(A),
+        blobs=(FIRST + TAIL,),
+    ),
+    "closing PUT whose upload offset fence is not where the upload stands": Case(
+        lambda c: c.call(
+            "PUT",
+            c.location,
+            params={"digest": sha256(FIRST + TAIL)},
+            data=TAIL,
+            headers={UPLOAD_OFFSET: "0"},
+        ),
+        416,
+        "BLOB_UPLOAD_INVALID",
+        setup=open_upload(FIRST),
+        then=upload_at(A),
+        blobs=(FIRST, FIRST + TAIL),
     ),
     "closing PUT leaving a gap": Case(
         lambda c: c.call(

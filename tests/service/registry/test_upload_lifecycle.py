@@ -26,6 +26,7 @@ from wharf_registry.app import create_app
 from wharf_registry.keys import UPLOADS
 from wharf_registry.uploads import BLOCK
 from wharf_registry.uploads import _key as upload_key
+from wharf_shared.accel import UPLOAD_OFFSET
 from wharf_shared.config import Settings
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
@@ -282,6 +283,47 @@ def slowly(data: bytes, pieces: int = 6, pause: float = 0.02) -> AsyncIterator[b
             await asyncio.sleep(pause)
 
     return gen()
+
+
+async def test_a_body_of_unknown_length_is_fenced_by_the_front_doors_offset(
+    client: TestClient[Any, Any],
+) -> None:
+    """A chunked body carrying `X-Wharf-Upload-Offset` (the front door continuing a body whose
+    length it does not know) is taken only where the upload stands, in a PATCH as in the
+    closing PUT; elsewhere it is 416 and changes nothing."""
+    v2 = V2(client)
+    data = BIG[: 3 * len(FIRST)]
+    location = await start_upload(v2, FIRST)
+
+    async def chunked(piece: bytes) -> AsyncIterator[bytes]:
+        yield piece
+
+    middle = data[len(FIRST) : 2 * len(FIRST)]
+    resp = await v2.request("PATCH", location, data=chunked(middle), headers={UPLOAD_OFFSET: "0"})
+    assert resp.status == 416
+    assert resp.headers["Range"] == f"0-{len(FIRST) - 1}"
+    resp = await v2.request("PATCH", location, data=chunked(middle), headers={UPLOAD_OFFSET: str(len(FIRST))})
+    assert resp.status == 202, await resp.text()
+    assert resp.headers["Range"] == f"0-{2 * len(FIRST) - 1}"
+    whole = FIRST + middle + data[2 * len(FIRST) :]
+    last = whole[2 * len(FIRST) :]
+    resp = await v2.request(
+        "PUT",
+        location,
+        params={"digest": digest_of(whole)},
+        data=chunked(last),
+        headers={UPLOAD_OFFSET: str(len(FIRST))},
+    )
+    assert resp.status == 416
+    resp = await v2.request(
+        "PUT",
+        location,
+        params={"digest": digest_of(whole)},
+        data=chunked(last),
+        headers={UPLOAD_OFFSET: str(2 * len(FIRST))},
+    )
+    assert resp.status == 201, await resp.text()
+    assert await pulled(v2, R, digest_of(whole)) == whole
 
 
 async def test_patches_racing_for_one_range(
