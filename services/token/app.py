@@ -13,13 +13,11 @@ from wharf_shared.addresses import parse_networks
 from wharf_shared.auth.backends import DatabaseBackend
 from wharf_shared.auth.logins import Throttling
 from wharf_shared.config import Settings
-from wharf_shared.db.engine import Database
-from wharf_shared.db.schema import check_schema
 from wharf_shared.events import EventPublisher
 from wharf_shared.health import add_health_and_metrics, dependency_checks
 from wharf_shared.metrics import Metrics, metrics_middleware
-from wharf_shared.redis import open_redis
 from wharf_shared.request_ids import request_id_middleware
+from wharf_shared.stores import open_stores
 from wharf_shared.tokens import TokenIssuer, load_private_key
 from wharf_token import keys
 from wharf_token.logins import TokenLogins
@@ -57,17 +55,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
 async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncIterator[None]:
     settings = app[shared_keys.SETTINGS]
-    metrics = app[shared_keys.METRICS]
-    db = Database(settings.effective_database_url, pool_size=settings.database_pool_size, metrics=metrics)
-    redis = open_redis(settings.redis_url, metrics=metrics)
-    try:
-        await check_schema(db)
-        async with db.transaction() as conn:
-            await runtime.seed(conn, runtime.defaults(settings))
-    except BaseException:
-        await db.close()
-        await redis.aclose()
-        raise
+    db, redis = await open_stores(settings, app[shared_keys.METRICS])
     app[shared_keys.DB] = db
     app[shared_keys.REDIS] = redis
     # Logins go to the event stream (for the audit log), batched off the request's path.

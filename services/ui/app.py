@@ -13,12 +13,10 @@ from wharf_shared.addresses import parse_networks
 from wharf_shared.auth.backends import DatabaseBackend
 from wharf_shared.auth.logins import Logins, Throttling
 from wharf_shared.config import Settings
-from wharf_shared.db.engine import Database
-from wharf_shared.db.schema import check_schema
 from wharf_shared.health import add_health_and_metrics, dependency_checks
 from wharf_shared.metrics import Metrics, metrics_middleware
-from wharf_shared.redis import open_redis
 from wharf_shared.request_ids import request_id_middleware
+from wharf_shared.stores import open_stores
 from wharf_ui import keys
 from wharf_ui.middleware import errors_middleware
 from wharf_ui.routes import add_routes
@@ -41,17 +39,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
 async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncIterator[None]:
     settings = app[shared_keys.SETTINGS]
-    metrics = app[shared_keys.METRICS]
-    db = Database(settings.effective_database_url, pool_size=settings.database_pool_size, metrics=metrics)
-    redis = open_redis(settings.redis_url, metrics=metrics)
-    try:
-        await check_schema(db)
-        async with db.transaction() as conn:
-            await runtime.seed(conn, runtime.defaults(settings))
-    except BaseException:
-        await db.close()
-        await redis.aclose()
-        raise
+    db, redis = await open_stores(settings, app[shared_keys.METRICS])
     app[shared_keys.DB] = db
     app[shared_keys.REDIS] = redis
     app[keys.RUNTIME] = runtime.RuntimeConfig(db, runtime.defaults(settings))
