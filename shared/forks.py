@@ -40,6 +40,7 @@ PRELOAD = (
     "sqlalchemy.dialects.sqlite.aiosqlite",
 )
 COMM_MAX = 15
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def parse(spec: str) -> tuple[str, list[str]]:
@@ -59,6 +60,7 @@ def _name_self(module: str) -> None:
 def _run_child(module: str, args: list[str]) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # one that came meanwhile lands now
     _name_self(module)
     code = 0
     try:
@@ -104,11 +106,15 @@ def main() -> None:
     signal.signal(signal.SIGINT, forward)
     sys.stdout.flush()
     sys.stderr.flush()
+    # Held back while forking: a fork stopped before it dropped the parent's handler would run
+    # that handler (which stops nothing there) and go on serving.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     for module, args in specs:
         pid = os.fork()
         if pid == 0:
             _run_child(module, args)
         children[pid] = module
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     result = 0
     while children:
         try:
