@@ -13,11 +13,13 @@ from wharf_shared.addresses import parse_networks
 from wharf_shared.auth.backends import DatabaseBackend
 from wharf_shared.auth.logins import Logins, Throttling
 from wharf_shared.config import Settings
+from wharf_shared.events import EventRelay
 from wharf_shared.health import add_health_and_metrics, dependency_checks
 from wharf_shared.metrics import Metrics, metrics_middleware
 from wharf_shared.request_ids import request_id_middleware
 from wharf_shared.stores import open_stores
 from wharf_ui import keys
+from wharf_ui.changes import RELAY, relay_middleware
 from wharf_ui.middleware import errors_middleware
 from wharf_ui.routes import add_routes
 from wharf_ui.security import Authenticator, BasicAuth
@@ -26,7 +28,7 @@ from wharf_ui.security import Authenticator, BasicAuth
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
     """`clock`: what login lockouts are measured against (tests move it)."""
     metrics = Metrics("ui")
-    app = web.Application(middlewares=[request_id_middleware, metrics_middleware(metrics), errors_middleware])
+    app = web.Application(middlewares=[request_id_middleware, metrics_middleware(metrics), relay_middleware, errors_middleware])
     app[shared_keys.SETTINGS] = settings
     app[shared_keys.METRICS] = metrics
     app.cleanup_ctx.append(lambda app: _resources(app, clock))
@@ -59,6 +61,19 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
         clock=clock,
     )
     app[keys.AUTHENTICATOR] = Authenticator([BasicAuth(logins, parse_networks(settings.trusted_proxies))])
+    # Changes through the API write their events to the outbox; this instance relays them.
+    relay = EventRelay(
+        db,
+        redis,
+        settings.events_stream,
+        settings.events_max_len,
+        app[shared_keys.METRICS],
+        interval=settings.events_relay_interval_seconds,
+        backoff_max=settings.events_relay_backoff_max_seconds,
+    )
+    app[RELAY] = relay
+    await relay.start()
     yield
+    await relay.close()
     await redis.aclose()
     await db.close()

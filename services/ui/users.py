@@ -26,6 +26,7 @@ from wharf_shared.errors.domain import (
 )
 from wharf_shared.passwords import hash_password, verify_password
 from wharf_shared.rbac import Identity
+from wharf_ui.changes import record
 from wharf_ui.listing import Filter, ListSpec
 from wharf_ui.query import Page, SortKey, as_bool, as_int, as_time
 
@@ -110,7 +111,8 @@ async def _taken(conn: AsyncConnection, username: str | None, email: str | None,
             raise Conflict(f"email {email[:100]!r} is already taken")
 
 
-async def create(db: Database, new: NewUser) -> User:
+async def create(db: Database, new: NewUser, by: Identity | None = None) -> User:
+    """`by`: who creates the user (None: the user signs themselves up)."""
     check_username(new.username)
     check_profile(new.email, new.realname, new.comment)
     check_password(new.password)
@@ -133,7 +135,10 @@ async def create(db: Database, new: NewUser) -> User:
         )
         user_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
         assert user_id is not None
-        return await get(conn, int(user_id))
+        user = await get(conn, int(user_id))
+        operator = by if by is not None and not by.anonymous else Identity(user.id, user.username)
+        await record(conn, "user.create", operator, username=user.username, user_id=user.id)
+        return user
 
     try:
         return await db.run(go)
@@ -216,7 +221,8 @@ async def remove(db: Database, identity: Identity, user_id: int) -> None:
         raise Forbidden("system admins may not delete themselves")
 
     async def go(conn: AsyncConnection) -> None:
-        await get(conn, user_id)
+        user = await get(conn, user_id)
         await accounts.delete_user(conn, user_id)
+        await record(conn, "user.delete", identity, username=user.username, user_id=user_id)
 
     await db.run(go)

@@ -99,6 +99,7 @@ async def create_user(request: web.Request) -> web.Response:
     user = await users.create(
         request.app[DB],
         users.NewUser(body.username, body.password, body.email, body.realname, body.comment),
+        identity,
     )
     return created(request, USERS_PATH, user.id, user.username)
 

@@ -3,6 +3,7 @@ with an admin, a normal user and helpers to call as each role."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,10 +12,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from redis.asyncio import Redis
+
 from wharf_shared import runtime
 from wharf_shared.config import Settings
 from wharf_shared.db import accounts, projects
 from wharf_shared.db.engine import Database
+from wharf_shared.events import decode
 from wharf_shared.passwords import hash_password
 from wharf_shared.setup import ensure_accounts, ensure_files
 from wharf_ui.app import create_app
@@ -61,6 +65,23 @@ class Ui:
 
         result: int = await self.db_call(go)
         return result
+
+    async def events(self, event_type: str, *, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The stream's events of `event_type`, once at least `count` of them arrived (the
+        relay moves them from the outbox right after the commit)."""
+        redis = Redis.from_url(self.settings.redis_url)
+        try:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while True:
+                entries = await redis.xrange(self.settings.events_stream)
+                found = [e for _, fields in entries for e in decode(fields) if e["type"] == event_type]
+                if len(found) >= count:
+                    return found
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(f"{count} {event_type} events expected, {len(found)} arrived")
+                await asyncio.sleep(0.02)
+        finally:
+            await redis.aclose()
 
     async def set_runtime(self, **values: Any) -> None:
         async def go(conn: Any) -> None:

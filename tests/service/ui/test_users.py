@@ -37,6 +37,9 @@ async def test_admin_creates_a_user_located_by_id(ui: Ui) -> None:
     # The new user signs in with the password given.
     me = await ui.client.get("/api/v2.0/users/current", headers=basic("bob", "Bob-secret-1"))
     assert (await me.json())["user_id"] == new_id
+    # The creation reaches the event stream (for the audit log), with the admin as operator.
+    (event,) = await ui.events("user.create")
+    assert event["data"] == {"operator": "admin", "username": "bob", "user_id": new_id}
 
 
 async def test_location_holds_the_name_when_asked(ui: Ui) -> None:
@@ -324,6 +327,25 @@ async def test_delete(ui: Ui) -> None:
     assert await resp.read() == b""
     await error(await ui.client.get(f"/api/v2.0/users/{bob}", headers=ADMIN), 404, "NOT_FOUND")
     await error(await ui.client.delete(f"/api/v2.0/users/{bob}", headers=ADMIN), 404, "NOT_FOUND")
+    (event,) = await ui.events("user.delete")
+    assert event["data"] == {"operator": "admin", "username": "bob", "user_id": bob}
+
+
+async def test_a_self_registered_user_is_their_own_operator(ui: Ui) -> None:
+    await ui.set_runtime(self_registration=True)
+    resp = await ui.client.post("/api/v2.0/users", json=NEW)
+    assert resp.status == 201, await resp.text()
+    (event,) = await ui.events("user.create")
+    assert event["data"]["operator"] == "bob"
+
+
+async def test_a_refused_creation_writes_no_event(ui: Ui) -> None:
+    await error(await ui.client.post("/api/v2.0/users", json=NEW, headers=ALICE), 403, "FORBIDDEN")
+    taken = {**NEW, "username": "alice"}
+    await error(await ui.client.post("/api/v2.0/users", json=taken, headers=ADMIN), 409, "CONFLICT")
+    await ui.client.post("/api/v2.0/users", json={**NEW, "username": "carol", "email": "c@x.test"}, headers=ADMIN)
+    events = await ui.events("user.create")
+    assert [e["data"]["username"] for e in events] == ["carol"]
 
 
 async def test_a_user_who_owns_projects_is_not_deleted(ui: Ui) -> None:
