@@ -28,7 +28,9 @@ from wharf_ui.security import Authenticator, BasicAuth
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
     """`clock`: what login lockouts are measured against (tests move it)."""
     metrics = Metrics("ui")
-    app = web.Application(middlewares=[request_id_middleware, metrics_middleware(metrics), relay_middleware, errors_middleware])
+    app = web.Application(
+        middlewares=[request_id_middleware, metrics_middleware(metrics), relay_middleware, errors_middleware]
+    )
     app[shared_keys.SETTINGS] = settings
     app[shared_keys.METRICS] = metrics
     app.cleanup_ctx.append(lambda app: _resources(app, clock))

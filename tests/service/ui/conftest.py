@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-
 from redis.asyncio import Redis
 
 from wharf_shared import runtime
@@ -66,12 +65,14 @@ class Ui:
         result: int = await self.db_call(go)
         return result
 
-    async def events(self, event_type: str, *, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+    async def events(
+        self, event_type: str, *, count: int = 1, wait_seconds: float = 10.0
+    ) -> list[dict[str, Any]]:
         """The stream's events of `event_type`, once at least `count` of them arrived (the
         relay moves them from the outbox right after the commit)."""
         redis = Redis.from_url(self.settings.redis_url)
         try:
-            deadline = asyncio.get_running_loop().time() + timeout
+            deadline = asyncio.get_running_loop().time() + wait_seconds
             while True:
                 entries = await redis.xrange(self.settings.events_stream)
                 found = [e for _, fields in entries for e in decode(fields) if e["type"] == event_type]

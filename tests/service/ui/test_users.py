@@ -343,7 +343,9 @@ async def test_a_refused_creation_writes_no_event(ui: Ui) -> None:
     await error(await ui.client.post("/api/v2.0/users", json=NEW, headers=ALICE), 403, "FORBIDDEN")
     taken = {**NEW, "username": "alice"}
     await error(await ui.client.post("/api/v2.0/users", json=taken, headers=ADMIN), 409, "CONFLICT")
-    await ui.client.post("/api/v2.0/users", json={**NEW, "username": "carol", "email": "c@x.test"}, headers=ADMIN)
+    await ui.client.post(
+        "/api/v2.0/users", json={**NEW, "username": "carol", "email": "c@x.test"}, headers=ADMIN
+    )
     events = await ui.events("user.create")
     assert [e["data"]["username"] for e in events] == ["carol"]
 
