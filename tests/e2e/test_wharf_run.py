@@ -7,10 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -25,51 +21,13 @@ from tests.e2e.conftest import Registry, make_skopeo
 from tests.images import make_image, sha256, write_layout
 from tests.support import backends
 from tests.support.memory import MIB, TreeMemory, mapped_files, tree_memory
-from tests.support.processes import ROOT, ServiceProcess, free_port, service_env
+from tests.support.processes import ServiceProcess, free_port, service_env
+from tests.support.wharf_run import Run, listening
 
 pytestmark = pytest.mark.e2e
 
-WHARF = Path(sys.executable).parent / "wharf"
 # Straight to `wharf run`, whatever *_proxy variables the shell has.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class Run:
-    def __init__(self, tmp: Path, env: dict[str, str], name: str) -> None:
-        self.log = tmp / f"{name}.log"
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [str(WHARF), "run"],
-                env=env,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for(self, pattern: str, timeout: float = 90) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = re.search(pattern, self.text())
-            if found:
-                return found
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise AssertionError(f"no {pattern!r} in the output of `wharf run`:\n{self.text()[-4000:]}")
-
-    def interrupt(self) -> int:
-        self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout=60)
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_run_stop_and_run_again(tmp_path: Path) -> None:
