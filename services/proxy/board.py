@@ -47,7 +47,9 @@ class Board:
         # about if a test never closes it.
         fd, path = tempfile.mkstemp(prefix="wharf-proxy-board-")
         os.unlink(path)
-        os.ftruncate(fd, size)
+        # Allocated now, not on first touch: a page of a sparse file that the file system cannot
+        # supply later (a full tmpfs /tmp) would kill the worker with SIGBUS mid-request.
+        os.posix_fallocate(fd, 0, size)
         self._fd = fd
         self._map = mmap.mmap(fd, size)
         self._cells = memoryview(self._map).cast("d")
