@@ -31,7 +31,7 @@ from wharf_shared.db.types import utcnow
 from wharf_shared.errors.domain import Conflict, InvalidInput, NotFound
 from wharf_shared.rbac import ROLE_NAMES, Identity, Role
 from wharf_ui.changes import record
-from wharf_ui.projects import Project, resolve_project
+from wharf_ui.projects import ROLE_IDS, Project, resolve_project
 from wharf_ui.query import INT_MAX, Page
 
 m = t.project_member.c
@@ -47,7 +47,7 @@ class Member:
 
 
 def check_role(role_id: int | None) -> Role:
-    if role_id is None or role_id not in Role._value2member_map_:
+    if role_id is None or role_id not in ROLE_IDS:
         choices = ", ".join(f"{int(role)} ({name})" for role, name in sorted(ROLE_NAMES.items()))
         raise InvalidInput(f"role_id must be one of {choices}")
     return Role(role_id)

@@ -72,6 +72,7 @@ PROJECTS = ListSpec(
 )
 
 READ: Permission = ("project", "read")
+ROLE_IDS = frozenset(int(role) for role in Role)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +150,11 @@ def require(identity: Identity, project: Project, permission: Permission, *, ano
     """401 for an anonymous caller, 403 for a signed-in one, unless `permission` is granted."""
     if rbac.can(identity, project.access, *permission, anonymous_access=anonymous_access):
         return
-    resource, action = permission
+    # Named as Harbor names permissions (`member:create`), which its clients show as they are.
+    needed = f"{permission[0]}:{permission[1]} in project {project.name}"
     if identity.anonymous:
-        raise Unauthenticated(f"sign in to {action} the {resource} of project {project.name}")
-    raise Forbidden(f"you may not {action} the {resource} of project {project.name}")
+        raise Unauthenticated(f"sign in first: anonymous callers lack {needed}")
+    raise Forbidden(f"{identity.username} lacks {needed}")
 
 
 async def resolve_project(
@@ -231,7 +233,7 @@ async def member_counts(conn: AsyncConnection, project_id: int) -> dict[Role, in
     rows = await conn.execute(
         select(m.role_id, func.count()).where(m.project_id == project_id).group_by(m.role_id)
     )
-    counts = {Role(row[0]): int(row[1]) for row in rows if row[0] in Role._value2member_map_}
+    counts = {Role(row[0]): int(row[1]) for row in rows if row[0] in ROLE_IDS}
     return {role: counts.get(role, 0) for role in Role}
 
 
