@@ -4,6 +4,7 @@ test_project_roles.py."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -73,6 +74,17 @@ async def test_a_taken_name_is_409(ui: Ui) -> None:
     await error(resp, 409, "CONFLICT")
     resp = await ui.client.post(f"{API}/projects", json={"project_name": "library"}, headers=ALICE)
     await error(resp, 409, "CONFLICT")
+    assert len(await ui.events("project.create")) == 1
+
+
+async def test_a_race_for_a_name_has_one_winner(ui: Ui) -> None:
+    """Concurrent creations of one name: one 201, the others 409 (the unique constraint decides
+    what the check before the insert cannot), never a 500."""
+    requests = [
+        ui.client.post(f"{API}/projects", json={"project_name": "race"}, headers=ALICE) for _ in range(6)
+    ]
+    statuses = sorted([resp.status for resp in await asyncio.gather(*requests)])
+    assert statuses == [201, 409, 409, 409, 409, 409]
     assert len(await ui.events("project.create")) == 1
 
 
