@@ -298,6 +298,313 @@ PATHS: dict[str, Any] = {
     },
 }
 
+# -- projects, members, search ----------------------------------------------------------------
+
+_INT = {"type": "integer"}
+_BOOL = {"type": "boolean"}
+_PROJECT_REF = {
+    "name": "project_name_or_id",
+    "in": "path",
+    "required": True,
+    "type": "string",
+    "description": "The project's name or id (a name, whatever it reads as, with X-Is-Resource-Name: true)",
+}
+_IS_NAME = {"name": "X-Is-Resource-Name", "in": "header", "type": "boolean", "default": False}
+_NAME_IN_LOCATION = {
+    "name": "X-Resource-Name-In-Location",
+    "in": "header",
+    "type": "boolean",
+    "default": False,
+}
+_MID = {
+    "name": "mid",
+    "in": "path",
+    "required": True,
+    "type": "integer",
+    "format": "int64",
+    "minimum": 1,
+    "maximum": ID_MAX,
+    "description": "The member id: the member's user id",
+}
+_PROJECT_SORT = {**_SORT, "pattern": r"^-?(name|project_id|creation_time|update_time)$"}
+_NO_BODY = {"description": "No body (HEAD)"}
+
+DEFINITIONS.update(
+    {
+        "ProjectMetadata": {
+            "type": "object",
+            "properties": {
+                "public": _STR,
+                "enable_content_trust": _STR,
+                "enable_content_trust_cosign": _STR,
+                "prevent_vul": _STR,
+                "severity": _STR,
+                "auto_scan": _STR,
+                "auto_sbom_generation": _STR,
+                "reuse_sys_cve_allowlist": _STR,
+                "retention_id": _STR,
+            },
+        },
+        "CVEAllowlist": {
+            "type": "object",
+            "properties": {
+                "id": _INT,
+                "project_id": _INT,
+                "items": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "ProjectReq": {
+            "type": "object",
+            "properties": {
+                "project_name": {"type": "string", "maxLength": 255},
+                "public": {"type": "boolean", "x-nullable": True},
+                "metadata": _ref("ProjectMetadata"),
+                "cve_allowlist": _ref("CVEAllowlist"),
+                "storage_limit": {"type": "integer", "format": "int64", "x-nullable": True},
+                "registry_id": {"type": "integer", "format": "int64", "x-nullable": True},
+            },
+        },
+        "Project": {
+            "type": "object",
+            "required": ["project_id", "owner_id", "name", "owner_name", "repo_count", "metadata"],
+            "properties": {
+                "project_id": _INT,
+                "owner_id": _INT,
+                "name": _STR,
+                "creation_time": _TIME,
+                "update_time": _TIME,
+                "deleted": _BOOL,
+                "owner_name": _STR,
+                "togglable": _BOOL,
+                "current_user_role_id": _INT,
+                "current_user_role_ids": {"type": "array", "items": _INT},
+                "repo_count": _INT,
+                "chart_count": _INT,
+                "metadata": _ref("ProjectMetadata"),
+                "cve_allowlist": _ref("CVEAllowlist"),
+            },
+        },
+        "ProjectDeletable": {
+            "type": "object",
+            "required": ["deletable"],
+            "properties": {"deletable": _BOOL, "message": _STR},
+        },
+        "ProjectSummary": {
+            "type": "object",
+            "required": ["repo_count"],
+            "properties": {
+                "repo_count": _INT,
+                "chart_count": _INT,
+                "project_admin_count": _INT,
+                "maintainer_count": _INT,
+                "developer_count": _INT,
+                "guest_count": _INT,
+                "limited_guest_count": _INT,
+            },
+        },
+        "ProjectMemberEntity": {
+            "type": "object",
+            "required": [
+                "id",
+                "project_id",
+                "entity_name",
+                "role_name",
+                "role_id",
+                "entity_id",
+                "entity_type",
+            ],
+            "properties": {
+                "id": _INT,
+                "project_id": _INT,
+                "entity_name": _STR,
+                "role_name": _STR,
+                "role_id": _INT,
+                "entity_id": _INT,
+                "entity_type": _STR,
+            },
+        },
+        "UserEntity": {"type": "object", "properties": {"user_id": _INT, "username": _STR}},
+        "ProjectMember": {
+            "type": "object",
+            "properties": {
+                "role_id": {
+                    **_INT,
+                    "description": "1 projectAdmin, 2 developer, 3 guest, 4 maintainer, 5 limitedGuest",
+                },
+                "member_user": _ref("UserEntity"),
+                "member_group": {"type": "object", "description": "Not supported: Wharf has no user groups"},
+            },
+        },
+        "RoleRequest": {"type": "object", "properties": {"role_id": _INT}},
+        "SearchRepository": {
+            "type": "object",
+            "required": ["project_id", "project_name", "project_public", "repository_name"],
+            "properties": {
+                "project_id": _INT,
+                "project_name": _STR,
+                "project_public": _BOOL,
+                "repository_name": _STR,
+                "pull_count": _INT,
+                "artifact_count": _INT,
+            },
+        },
+        "Search": {
+            "type": "object",
+            "required": ["project", "repository"],
+            "properties": {
+                "project": {"type": "array", "items": _ref("Project")},
+                "repository": {"type": "array", "items": _ref("SearchRepository")},
+            },
+        },
+    }
+)
+
+PATHS.update(
+    {
+        "/projects": {
+            "get": _op(
+                "listProjects",
+                _responses(_ok({"type": "array", "items": _ref("Project")}, _PAGE_HEADERS), "400"),
+                _Q,
+                _PROJECT_SORT,
+                _PAGE,
+                _PAGE_SIZE,
+                {"name": "name", "in": "query", "type": "string", "description": "Names containing this"},
+                {"name": "public", "in": "query", "type": "boolean"},
+                {"name": "owner", "in": "query", "type": "string", "description": "The owner's username"},
+                tag="project",
+                anonymous=True,
+            ),
+            "head": _op(
+                "headProject",
+                {
+                    "200": {"description": "A project has this name"},
+                    **dict.fromkeys(("400", "401", "404", "429", "500", "503"), _NO_BODY),
+                },
+                {"name": "project_name", "in": "query", "required": True, "type": "string"},
+                tag="project",
+            ),
+            "post": _op(
+                "createProject",
+                {**_CREATED, **_responses({}, "400", "403", "409", "413")},
+                _NAME_IN_LOCATION,
+                _body("ProjectReq"),
+                tag="project",
+            ),
+        },
+        "/projects/{project_name_or_id}": {
+            "get": _op(
+                "getProject",
+                _responses(_ok(_ref("Project")), "403", "404"),
+                _IS_NAME,
+                _PROJECT_REF,
+                tag="project",
+                anonymous=True,
+            ),
+            "put": _op(
+                "updateProject",
+                _responses(_ok(), "400", "403", "404", "413"),
+                _IS_NAME,
+                _PROJECT_REF,
+                _body("ProjectReq"),
+                tag="project",
+            ),
+            "delete": _op(
+                "deleteProject",
+                _responses(_ok(), "403", "404", "412"),
+                _IS_NAME,
+                _PROJECT_REF,
+                tag="project",
+            ),
+        },
+        "/projects/{project_name_or_id}/_deletable": {
+            "get": _op(
+                "getProjectDeletable",
+                _responses(_ok(_ref("ProjectDeletable")), "403", "404"),
+                _IS_NAME,
+                _PROJECT_REF,
+                tag="project",
+            ),
+        },
+        "/projects/{project_name_or_id}/summary": {
+            "get": _op(
+                "getProjectSummary",
+                _responses(_ok(_ref("ProjectSummary")), "403", "404"),
+                _IS_NAME,
+                _PROJECT_REF,
+                tag="project",
+                anonymous=True,
+            ),
+        },
+        "/projects/{project_name_or_id}/members": {
+            "get": _op(
+                "listProjectMembers",
+                _responses(
+                    _ok({"type": "array", "items": _ref("ProjectMemberEntity")}, _PAGE_HEADERS),
+                    "400",
+                    "403",
+                    "404",
+                ),
+                _IS_NAME,
+                _PROJECT_REF,
+                _PAGE,
+                _PAGE_SIZE,
+                {
+                    "name": "entityname",
+                    "in": "query",
+                    "type": "string",
+                    "description": "Member names containing this",
+                },
+                tag="member",
+            ),
+            "post": _op(
+                "createProjectMember",
+                {**_CREATED, **_responses({}, "400", "403", "404", "409", "413")},
+                _IS_NAME,
+                _PROJECT_REF,
+                _body("ProjectMember"),
+                tag="member",
+            ),
+        },
+        "/projects/{project_name_or_id}/members/{mid}": {
+            "get": _op(
+                "getProjectMember",
+                _responses(_ok(_ref("ProjectMemberEntity")), "400", "403", "404"),
+                _IS_NAME,
+                _PROJECT_REF,
+                _MID,
+                tag="member",
+            ),
+            "put": _op(
+                "updateProjectMember",
+                _responses(_ok(), "400", "403", "404", "413"),
+                _IS_NAME,
+                _PROJECT_REF,
+                _MID,
+                _body("RoleRequest"),
+                tag="member",
+            ),
+            "delete": _op(
+                "deleteProjectMember",
+                _responses(_ok(), "400", "403", "404"),
+                _IS_NAME,
+                _PROJECT_REF,
+                _MID,
+                tag="member",
+            ),
+        },
+        "/search": {
+            "get": _op(
+                "search",
+                _responses(_ok(_ref("Search")), "400"),
+                {"name": "q", "in": "query", "required": True, "type": "string", "minLength": 1},
+                tag="search",
+                anonymous=True,
+            ),
+        },
+    }
+)
+
 DOCUMENT: dict[str, Any] = {
     "swagger": "2.0",
     "info": {"title": "Wharf API (Harbor API v2.0 compatible)", "version": "2.0"},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from wharf_ui.handlers import system, users
+from wharf_ui.handlers import members, projects, search, system, users
 
 API = "/api/v2.0"
 
@@ -23,6 +23,21 @@ ROUTES = (
     ("DELETE", "/users/{user_id}", users.delete_user, "delete_user"),
     ("PUT", "/users/{user_id}/password", users.update_password, "update_password"),
     ("PUT", "/users/{user_id}/sysadmin", users.set_sysadmin, "set_sysadmin"),
+    # projects, members, search
+    ("GET", "/projects", projects.list_projects, "list_projects"),
+    ("HEAD", "/projects", projects.head_project, "head_project"),
+    ("POST", "/projects", projects.create_project, "create_project"),
+    ("GET", "/projects/{project_name_or_id}", projects.get_project, "get_project"),
+    ("PUT", "/projects/{project_name_or_id}", projects.update_project, "update_project"),
+    ("DELETE", "/projects/{project_name_or_id}", projects.delete_project, "delete_project"),
+    ("GET", "/projects/{project_name_or_id}/_deletable", projects.project_deletable, "project_deletable"),
+    ("GET", "/projects/{project_name_or_id}/summary", projects.project_summary, "project_summary"),
+    ("GET", "/projects/{project_name_or_id}/members", members.list_members, "list_members"),
+    ("POST", "/projects/{project_name_or_id}/members", members.add_member, "add_member"),
+    ("GET", "/projects/{project_name_or_id}/members/{mid}", members.get_member, "get_member"),
+    ("PUT", "/projects/{project_name_or_id}/members/{mid}", members.update_member, "update_member"),
+    ("DELETE", "/projects/{project_name_or_id}/members/{mid}", members.delete_member, "delete_member"),
+    ("GET", "/search", search.search_all, "search"),
 )
 
 

@@ -102,6 +102,45 @@ def test_users_through_the_proxy_with_basic_auth(suite: Suite) -> None:
     assert json.loads(text)["errors"][0]["code"] == "NOT_FOUND"
 
 
+def test_projects_members_and_search_through_the_proxy(suite: Suite) -> None:
+    """Harbor's routine with curl: a user makes a private project, adds a colleague as developer;
+    the colleague sees it (list, search) only from then on, and may not delete it."""
+    api = f"{suite.url}/api/v2.0"
+    dana, erin = ("dana", "Dana-secret-1"), ("erin", "Erin-secret-1")
+    for name, password in (dana, erin):
+        body = {"username": name, "password": password, "email": f"{name}@example.test"}
+        assert curl(f"{api}/users", "-X", "POST", user=ADMIN, body=body)[0] == 201
+    status, headers, _ = curl(f"{api}/projects", "-X", "POST", user=dana, body={"project_name": "dana-team"})
+    assert status == 201
+    project_id = int(headers["location"].rsplit("/", 1)[1])
+    assert headers["location"] == f"/api/v2.0/projects/{project_id}"
+    assert curl(f"{api}/projects?project_name=dana-team", "-I", user=erin)[0] == 200
+    status, _, text = curl(f"{api}/projects/{project_id}", user=erin)
+    assert (status, json.loads(text)["errors"][0]["code"]) == (403, "FORBIDDEN")
+    assert "dana-team" not in [p["name"] for p in json.loads(curl(f"{api}/projects", user=erin)[2])]
+    assert json.loads(curl(f"{api}/search?q=dana", user=erin)[2])["project"] == []
+    member = {"role_id": 2, "member_user": {"username": "erin"}}
+    status, headers, _ = curl(f"{api}/projects/dana-team/members", "-X", "POST", user=dana, body=member)
+    assert status == 201
+    # Either ui instance answers each request: none keeps anything the other lacks.
+    for _ in range(3):
+        status, _, text = curl(f"{api}/projects/dana-team", user=erin)
+        assert status == 200
+        assert json.loads(text)["current_user_role_id"] == 2
+    assert [p["name"] for p in json.loads(curl(f"{api}/search?q=dana", user=erin)[2])["project"]] == [
+        "dana-team"
+    ]
+    status, _, text = curl(f"{api}/projects/{project_id}/members", user=erin)
+    assert sorted((m["entity_name"], m["role_name"]) for m in json.loads(text)) == [
+        ("dana", "projectAdmin"),
+        ("erin", "developer"),
+    ]
+    status, _, text = curl(f"{api}/projects/{project_id}", "-X", "DELETE", user=erin)
+    assert (status, json.loads(text)["errors"][0]["code"]) == (403, "FORBIDDEN")
+    assert curl(f"{api}/projects/{project_id}", "-X", "DELETE", user=dana)[0] == 200
+    assert curl(f"{api}/projects/{project_id}", user=dana)[0] == 404
+
+
 def test_systeminfo_names_the_front_door(suite: Suite) -> None:
     status, _, text = curl(f"{suite.url}/api/v2.0/systeminfo", user=ADMIN)
     assert status == 200
