@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from wharf_ui.handlers import system, users
+from wharf_ui.handlers import audit_logs, system, users
 
 API = "/api/v2.0"
 
@@ -23,6 +23,9 @@ ROUTES = (
     ("DELETE", "/users/{user_id}", users.delete_user, "delete_user"),
     ("PUT", "/users/{user_id}/password", users.update_password, "update_password"),
     ("PUT", "/users/{user_id}/sysadmin", users.set_sysadmin, "set_sysadmin"),
+    # audit log
+    ("GET", "/audit-logs", audit_logs.list_audit_logs, "list_audit_logs"),
+    ("GET", "/projects/{project_name_or_id}/logs", audit_logs.list_project_logs, "get_logs"),
 )
 
 
