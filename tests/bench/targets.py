@@ -144,13 +144,10 @@ class Target:
         if self.key == WHARF_RUN:
             root = self.process.pid
             processes = tree_memory(root).processes
-            # Token, registry and the events consumer are forks of one parent (wharf_shared.forks).
-            forks = {p.pid for p in processes if p.ppid == root and p.name == "wharf_shared.forks"}
-            services = [
-                (p.name, p.pid)
-                for p in processes
-                if (p.ppid == root and p.pid not in forks) or p.ppid in forks
-            ]
+            # Token, registry and the ui are forks of the process that runs the events consumer
+            # (wharf_shared.forks): a service in its own right and the parent of the others.
+            forks = {p.pid for p in processes if p.ppid == root and "wharf_shared.forks" in _cmdline(p.pid)}
+            services = [(p.name, p.pid) for p in processes if p.ppid == root or p.ppid in forks]
             found = [(f"{WHARF_RUN}-{n.rsplit('wharf_', 1)[1]}", pid) for n, pid in services if "wharf_" in n]
             return found or [(self.key, self.process.pid)]
         return [(self.key if p is self.process else p.name, p.pid) for p in self.servers()]
@@ -206,6 +203,13 @@ class Login:
             if missing:
                 raise HTTPError(f"{username}'s token lacks {entry.type}:{entry.name}:{','.join(missing)}")
         return token
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def repo_access(name: str, *actions: str) -> Access:
