@@ -10,11 +10,14 @@ objects a service uses). Each runs its module's `__main__.main()` exactly as
 `python -m MODULE ARG …` would, and names its process after its module (`/proc/self/comm`, what
 `top` and `ps -o comm` show; 15 characters at most).
 
+`--preload MODULE,…` loads more first, `prometheus_client` among them: the caller says so when
+every service here keeps one process (`wharf run` passes each service's `app` module then).
+
 The parent forwards SIGTERM and SIGINT to the forks (the service it runs stops on them too) and
 waits for them. When one exits on its own, the parent stops the others and exits with its
 status: the supervisor above sees one failure, as it would for a process of its own.
-`prometheus_client` is not loaded before forking: a service with several workers must choose
-multiprocess metrics before it is imported.
+Otherwise `prometheus_client` is not loaded before forking: a service with several workers must
+choose multiprocess metrics before it is imported.
 """
 
 from __future__ import annotations
@@ -92,14 +95,23 @@ def _run_child(module: str, args: list[str]) -> None:
 
 
 def main() -> None:
-    specs = [parse(spec) for spec in sys.argv[1:]]
+    argv = sys.argv[1:]
+    more: list[str] = []
+    if argv[:1] == ["--preload"] and len(argv) > 1:
+        # The caller knows every service here keeps one process, so metrics stay single-process:
+        # their own modules (and prometheus_client) may be loaded once, here, for all of them.
+        more, argv = [m for m in argv[1].split(",") if m], argv[2:]
+    specs = [parse(spec) for spec in argv]
     if not specs:
-        print("usage: python -m wharf_shared.forks MODULE[:ARG,...] ...", file=sys.stderr)  # noqa: T201
+        usage = "usage: python -m wharf_shared.forks [--preload MODULE,...] MODULE[:ARG,...] ..."
+        print(usage, file=sys.stderr)  # noqa: T201
         sys.exit(2)
     for name in PRELOAD:
         importlib.import_module(name)
     if "prometheus_client" in sys.modules:
         raise RuntimeError("a preloaded module imported prometheus_client; services choose its mode first")
+    for name in more:
+        importlib.import_module(name)
     # Out of the collector's sight: collections in the forks do not write to shared pages.
     gc.collect()
     gc.freeze()
@@ -144,9 +156,11 @@ def main() -> None:
             for fd in ready:
                 pid = pidfds.pop(fd)
                 os.close(fd)
-                _, status = os.waitpid(pid, 0)
+                try:
+                    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+                except ChildProcessError:  # reaped by a service in this process that waits for any child
+                    code = 1
                 name = children.pop(pid, "")
-                code = os.waitstatus_to_exitcode(status)
                 if not stopping.is_set():
                     print(f"wharf: {name} exited with status {code}; stopping the others", file=sys.stderr)  # noqa: T201
                     stopping.set()
