@@ -55,17 +55,24 @@ class Sessions:
         self._lifetime = lifetime
         self._clock = clock
 
-    async def _store(self, sid: str, fields: dict[str, object]) -> None:
+    async def _store(self, sid: str, fields: dict[str, object], *, new: bool) -> bool:
+        """Write the entry, ending `lifetime` from now; an extension (`new` False) only while the
+        entry is there, so a request in flight does not bring back a session just ended."""
         fields["until"] = self._clock() + self._lifetime
-        await self._redis.set(_key(sid), json.dumps(fields), ex=self._lifetime)
+        stored = await self._redis.set(_key(sid), json.dumps(fields), ex=self._lifetime, xx=not new)
+        return bool(stored)
 
     async def start(self, identity: Identity, mark: str | None) -> Session:
         """A new session for a user who just proved their password (`mark`: its fingerprint)."""
         assert identity.user_id is not None
         sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        await self._store(
-            sid, {"user_id": identity.user_id, "username": identity.username, "mark": mark, "csrf": csrf}
-        )
+        fields: dict[str, object] = {
+            "user_id": identity.user_id,
+            "username": identity.username,
+            "mark": mark,
+            "csrf": csrf,
+        }
+        await self._store(sid, fields, new=True)
         return Session(sid, identity, csrf)
 
     async def resume(self, sid: str) -> Session | None:
@@ -78,13 +85,8 @@ class Sessions:
             return None
         try:
             fields = json.loads(raw)
-            user_id, username, mark, csrf = (
-                fields["user_id"],
-                fields["username"],
-                fields["mark"],
-                fields["csrf"],
-            )
-            until = float(fields["until"])
+            user_id, username, mark = int(fields["user_id"]), str(fields["username"]), fields["mark"]
+            csrf, until = str(fields["csrf"]), float(fields["until"])
         except (ValueError, KeyError, TypeError):
             await self.end(sid)
             return None
@@ -92,12 +94,13 @@ class Sessions:
             await self.end(sid)
             return None
         async with self._db.read() as conn:
-            user, _ = await projects.caller_and_access(conn, int(user_id), ())
+            user, _ = await projects.caller_and_access(conn, user_id, ())
         if user is None or user.username != username or fingerprint(user.password_hash) != mark:
             await self.end(sid)
             return None
-        await self._store(sid, fields)
-        return Session(sid, Identity(user.id, user.username, user.sysadmin), str(csrf))
+        if not await self._store(sid, fields, new=False):
+            return None  # signed out meanwhile
+        return Session(sid, Identity(user.id, user.username, user.sysadmin), csrf)
 
     async def end(self, sid: str) -> None:
         await self._redis.delete(_key(sid))
