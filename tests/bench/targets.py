@@ -140,14 +140,20 @@ class Target:
     def profiled(self) -> list[tuple[str, int]]:
         """(name, pid) of each process tree py-spy records on its own: the front process under
         the target's key, those behind it under their names; under `wharf run`, each service it
-        started (not the supervisor, not Redis, not the parent of the forked services)."""
+        started (not the supervisor, not Redis, not the parent of the forked services, which runs
+        the events consumer)."""
         if self.key == WHARF_RUN:
             root = self.process.pid
             processes = tree_memory(root).processes
             # Token, registry and the ui are forks of the process that runs the events consumer
-            # (wharf_shared.forks): a service in its own right and the parent of the others.
+            # (wharf_shared.forks). That one is not recorded: py-spy follows subprocesses, so its
+            # profile would hold its forks' samples again (and it serves no benchmarked request).
             forks = {p.pid for p in processes if p.ppid == root and "wharf_shared.forks" in _cmdline(p.pid)}
-            services = [(p.name, p.pid) for p in processes if p.ppid == root or p.ppid in forks]
+            services = [
+                (p.name, p.pid)
+                for p in processes
+                if (p.ppid == root and p.pid not in forks) or p.ppid in forks
+            ]
             found = [(f"{WHARF_RUN}-{n.rsplit('wharf_', 1)[1]}", pid) for n, pid in services if "wharf_" in n]
             return found or [(self.key, self.process.pid)]
         return [(self.key if p is self.process else p.name, p.pid) for p in self.servers()]
