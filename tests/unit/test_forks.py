@@ -99,3 +99,14 @@ def test_an_unknown_preload_stops_the_start() -> None:
         process.kill()
     assert process.returncode != 0
     assert "tests.support.no_such_module" in err.decode()
+
+
+def test_a_fork_that_exits_stops_the_service_in_the_parent(tmp_path: Path) -> None:
+    marker = tmp_path / "parent"
+    process = forks(f"{MODULE}:exit,4", f"{MODULE}:wait,{marker}")
+    try:
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 4
+    assert f"{MODULE} exited with status 4" in err.decode()
