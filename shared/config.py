@@ -274,6 +274,12 @@ class UiSettings(_Group):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest JSON request body `/api/` accepts (413 beyond)."
     )
+    session_seconds: int = Field(
+        default=1800,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="How long a portal session (`/c/login`) lasts without use; each request extends it.",
+    )
 
 
 class UpstreamSettings(_Group):

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +66,8 @@ class Plan:
     env_defaults: dict[str, str]  # set unless the environment already has them
     services: list[Service]
     banner: str
+    # Modules the parent of the forked services loads for them all (wharf_shared.forks --preload).
+    preload: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -195,12 +197,16 @@ def prepare(settings: Settings) -> Plan:
     }
     external_url = os.environ.get("WHARF_EXTERNAL_URL", front_url)
     data_dir = str(settings.data_dir.resolve())
+    # A service of several workers picks multiprocess metrics before prometheus_client is loaded:
+    # only when each forked one keeps a single process may their parent load their modules.
+    single = all(group.workers == 1 for group in (token, reg, ui))
     return Plan(
         data_dir=data_dir,
         env={"WHARF_DATA_DIR": data_dir},
         env_defaults=env_defaults,
         services=services,
         banner=_banner(settings, external_url, accounts.admin_password),
+        preload=[f"{s.module}.app" for s in services if s.forked] if single else [],
     )
 
 
@@ -267,7 +273,9 @@ def run_suite() -> int:
             env["WHARF_REDIS_URL"] = redis_url
         forked = [service for service in plan.services if service.forked]
         if forked:
-            argv = [sys.executable, "-m", "wharf_shared.forks", *(service.spec for service in forked)]
+            preload = ["--preload", ",".join(plan.preload)] if plan.preload else []
+            specs = [service.spec for service in forked]
+            argv = [sys.executable, "-m", "wharf_shared.forks", *preload, *specs]
             child = Child("+".join(service.name for service in forked), subprocess.Popen(argv, env=env))
             children.append(child)
             for service in forked:

@@ -13,7 +13,7 @@ from wharf_shared.addresses import parse_networks
 from wharf_shared.auth.backends import DatabaseBackend
 from wharf_shared.auth.logins import Logins, Throttling
 from wharf_shared.config import Settings
-from wharf_shared.events import EventRelay
+from wharf_shared.events import EventPublisher, EventRelay
 from wharf_shared.health import add_health_and_metrics, dependency_checks
 from wharf_shared.metrics import Metrics, metrics_middleware
 from wharf_shared.request_ids import request_id_middleware
@@ -22,18 +22,22 @@ from wharf_ui import keys
 from wharf_ui.changes import RELAY, relay_middleware
 from wharf_ui.middleware import errors_middleware
 from wharf_ui.routes import add_routes
-from wharf_ui.security import Authenticator, BasicAuth
+from wharf_ui.security import SESSION, Authenticator, BasicAuth, SessionCookie, set_csrf
+from wharf_ui.sessions import CSRF_HEADER, Sessions
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
-    """`clock`: what login lockouts are measured against (tests move it)."""
+    """`clock`: what login lockouts and session expiry are measured against (tests move it)."""
     metrics = Metrics("ui")
     app = web.Application(
         middlewares=[request_id_middleware, metrics_middleware(metrics), relay_middleware, errors_middleware]
     )
     app[shared_keys.SETTINGS] = settings
     app[shared_keys.METRICS] = metrics
+    app[keys.SECURE_COOKIES] = settings.external_url.lower().startswith("https://")
+    app[keys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app.cleanup_ctx.append(lambda app: _resources(app, clock))
+    app.on_response_prepare.append(_csrf_token)
     add_routes(app)
     add_health_and_metrics(
         app, metrics, lambda: dependency_checks(app[shared_keys.DB], app[shared_keys.REDIS])
@@ -62,7 +66,20 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
         ),
         clock=clock,
     )
-    app[keys.AUTHENTICATOR] = Authenticator([BasicAuth(logins, parse_networks(settings.trusted_proxies))])
+    app[keys.LOGINS] = logins
+    trusted = app[keys.TRUSTED_PROXIES]
+    sessions = Sessions(db, redis, lifetime=settings.ui.session_seconds, clock=clock)
+    app[keys.SESSIONS] = sessions
+    app[keys.AUTHENTICATOR] = Authenticator(
+        [
+            BasicAuth(logins, trusted),
+            SessionCookie(sessions, secure=app[keys.SECURE_COOKIES]),
+        ]
+    )
+    # Portal logins go to the event stream (for the audit log), as the token service's do.
+    events = EventPublisher(redis, settings.events_stream, settings.events_max_len, app[shared_keys.METRICS])
+    app[shared_keys.EVENTS] = events
+    await events.start()
     # Changes through the API write their events to the outbox; this instance relays them.
     relay = EventRelay(
         db,
@@ -77,5 +94,13 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
     await relay.start()
     yield
     await relay.close()
+    await events.close()
     await redis.aclose()
     await db.close()
+
+
+async def _csrf_token(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer to a session-authenticated request carries the session's CSRF token."""
+    session = request.get(SESSION)
+    if session is not None and CSRF_HEADER not in response.headers:
+        set_csrf(response, session, secure=request.app[keys.SECURE_COOKIES])

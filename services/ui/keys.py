@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from wharf_shared.addresses import Network
+from wharf_shared.auth.logins import Logins
 from wharf_shared.runtime import RuntimeConfig
 from wharf_ui.security import AUTHENTICATOR
+from wharf_ui.sessions import Sessions
 
 RUNTIME = web.AppKey("runtime", RuntimeConfig)
+LOGINS = web.AppKey("logins", Logins)
+SESSIONS = web.AppKey("sessions", Sessions)
+SECURE_COOKIES = web.AppKey("secure_cookies", bool)  # the external URL is https
+TRUSTED_PROXIES: web.AppKey[list[Network]] = web.AppKey("trusted_proxies")
 
-__all__ = ["AUTHENTICATOR", "RUNTIME"]
+__all__ = ["AUTHENTICATOR", "LOGINS", "RUNTIME", "SECURE_COOKIES", "SESSIONS", "TRUSTED_PROXIES"]

@@ -75,6 +75,22 @@ _USER_ID = {
     "maximum": ID_MAX,
 }
 _REQUEST_ID = {"name": "X-Request-Id", "in": "header", "type": "string", "maxLength": 128}
+# audit log
+_AUDIT_SORT = r"^-?(op_time|id|username|resource|resource_type|operation)$"
+_IS_RESOURCE_NAME = {
+    "name": "X-Is-Resource-Name",
+    "in": "header",
+    "type": "boolean",
+    "default": False,
+    "description": "The project is named by its name even when that is a number",
+}
+_PROJECT_NAME_OR_ID = {
+    "name": "project_name_or_id",
+    "in": "path",
+    "required": True,
+    "type": "string",
+    "description": "The project's id, or its name (a number is an id unless X-Is-Resource-Name is true)",
+}
 
 
 def _body(name: str) -> dict[str, Any]:
@@ -182,6 +198,19 @@ DEFINITIONS: dict[str, Any] = {
             "with_chartmuseum": {"type": "boolean"},
             "notification_enable": {"type": "boolean"},
             "registry_storage_provider_name": _STR,
+        },
+    },
+    # audit log
+    "AuditLog": {
+        "type": "object",
+        "required": ["id", "username", "resource", "resource_type", "operation", "op_time"],
+        "properties": {
+            "id": {"type": "integer"},
+            "username": _STR,
+            "resource": _STR,
+            "resource_type": _STR,
+            "operation": _STR,
+            "op_time": {"type": "string", "format": "date-time"},
         },
     },
 }
@@ -294,6 +323,31 @@ PATHS: dict[str, Any] = {
             _responses(_ok(), "400", "403", "404", "413"),
             _USER_ID,
             _body("UserSysAdminFlag"),
+        ),
+    },
+    # audit log
+    "/audit-logs": {
+        "get": _op(
+            "listAuditLogs",
+            _responses(_ok({"type": "array", "items": _ref("AuditLog")}, _PAGE_HEADERS), "400", "403"),
+            _Q,
+            {**_SORT, "pattern": _AUDIT_SORT},
+            _PAGE,
+            _PAGE_SIZE,
+            tag="auditlog",
+        ),
+    },
+    "/projects/{project_name_or_id}/logs": {
+        "get": _op(
+            "getLogs",
+            _responses(_ok({"type": "array", "items": _ref("AuditLog")}, _PAGE_HEADERS), "400", "403", "404"),
+            _IS_RESOURCE_NAME,
+            _PROJECT_NAME_OR_ID,
+            _Q,
+            {**_SORT, "pattern": _AUDIT_SORT},
+            _PAGE,
+            _PAGE_SIZE,
+            tag="project",
         ),
     },
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from wharf_ui.handlers import members, projects, search, system, users
+from wharf_ui.handlers import audit_logs, members, projects, search, sessions, system, users
 
 API = "/api/v2.0"
 
@@ -38,12 +38,23 @@ ROUTES = (
     ("PUT", "/projects/{project_name_or_id}/members/{mid}", members.update_member, "update_member"),
     ("DELETE", "/projects/{project_name_or_id}/members/{mid}", members.delete_member, "delete_member"),
     ("GET", "/search", search.search_all, "search"),
+    # audit log
+    ("GET", "/audit-logs", audit_logs.list_audit_logs, "list_audit_logs"),
+    ("GET", "/projects/{project_name_or_id}/logs", audit_logs.list_project_logs, "get_logs"),
+)
+
+# portal sessions (outside /api/v2.0; the proxy sends /c/ here)
+PORTAL = (
+    ("POST", "/c/login", sessions.login, "login"),
+    ("GET", "/c/logout", sessions.logout, "logout"),
+    ("GET", "/c/log_out", sessions.logout, "log_out"),  # Harbor's portal's path
 )
 
 
 def add_routes(app: web.Application) -> None:
-    for method, path, handler, name in ROUTES:
+    rows = [(method, API + path, handler, name) for method, path, handler, name in ROUTES]
+    for method, path, handler, name in [*rows, *PORTAL]:
         if method == "GET":
-            app.router.add_get(API + path, handler, name=name, allow_head=False)
+            app.router.add_get(path, handler, name=name, allow_head=False)
         else:
-            app.router.add_route(method, API + path, handler, name=name)
+            app.router.add_route(method, path, handler, name=name)

@@ -140,12 +140,15 @@ class Target:
     def profiled(self) -> list[tuple[str, int]]:
         """(name, pid) of each process tree py-spy records on its own: the front process under
         the target's key, those behind it under their names; under `wharf run`, each service it
-        started (not the supervisor, not Redis, not the parent of the forked services)."""
+        started (not the supervisor, not Redis, not the parent of the forked services, which runs
+        the events consumer)."""
         if self.key == WHARF_RUN:
             root = self.process.pid
             processes = tree_memory(root).processes
-            # Token, registry and the events consumer are forks of one parent (wharf_shared.forks).
-            forks = {p.pid for p in processes if p.ppid == root and p.name == "wharf_shared.forks"}
+            # Token, registry and the ui are forks of the process that runs the events consumer
+            # (wharf_shared.forks). That one is not recorded: py-spy follows subprocesses, so its
+            # profile would hold its forks' samples again (and it serves no benchmarked request).
+            forks = {p.pid for p in processes if p.ppid == root and "wharf_shared.forks" in _cmdline(p.pid)}
             services = [
                 (p.name, p.pid)
                 for p in processes
@@ -206,6 +209,13 @@ class Login:
             if missing:
                 raise HTTPError(f"{username}'s token lacks {entry.type}:{entry.name}:{','.join(missing)}")
         return token
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def repo_access(name: str, *actions: str) -> Access:

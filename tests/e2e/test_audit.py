@@ -1,11 +1,18 @@
 """The audit trail end to end: skopeo logs in, pushes and pulls through the proxy as named users,
-and deletes a manifest through the registry API; the job service's events consumer records each
-with its operator, and the repository's pull count goes up. PostgreSQL, the production default."""
+and deletes a manifest through the registry API; an admin creates a user through the management
+API and that user signs in to the portal; the job service's events consumer records each with
+its operator, the repository's pull count goes up, and the audit log read back through the API
+(Basic credentials, through the proxy) shows them all. PostgreSQL, the production default."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,7 +57,12 @@ def suite(tmp_path: Path) -> Iterator[tuple[Suite, str]]:
         backends.leased_redis_db() as redis_url,
     ):
         suite = start_suite(
-            tmp_path, database_url, redis_url, admin_password=ADMIN_PASSWORD, populate=populate
+            tmp_path,
+            database_url,
+            redis_url,
+            admin_password=ADMIN_PASSWORD,
+            populate=populate,
+            ui_hosts=("127.0.0.1",),
         )
         try:
             yield suite, database_url
@@ -83,6 +95,41 @@ async def audit_and_pulls(database_url: str) -> tuple[list[Any], int, int]:
         await db.close()
 
 
+def api(
+    suite: Suite, method: str, path: str, *, user: str, password: str, body: Any = None
+) -> tuple[int, Any, dict[str, str]]:
+    """One call to the management API through the proxy with Basic credentials."""
+    credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(suite.url + path, data=data, method=method)  # noqa: S310 - our http://
+    request.add_header("Authorization", f"Basic {credentials}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        raw = response.read()
+        parsed = json.loads(raw) if raw and "json" in response.headers.get("Content-Type", "") else None
+        return response.status, parsed, dict(response.headers)
+
+
+def portal_login(suite: Suite, user: str, password: str) -> str:
+    """Signs in as the portal does (a form to /c/login through the proxy); the session id."""
+    form = urllib.parse.urlencode({"principal": user, "password": password}).encode()
+    request = urllib.request.Request(suite.url + "/c/login", data=form, method="POST")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        assert response.status == 200
+        cookies = response.headers.get_all("Set-Cookie") or []
+    sid = next(c.split(";", 1)[0].split("=", 1)[1] for c in cookies if c.startswith("sid="))
+    assert sid
+    return sid
+
+
+def audit_through_api(suite: Suite, path: str) -> set[tuple[str, str, str, str]]:
+    status, rows, headers = api(suite, "GET", path, user="admin", password=ADMIN_PASSWORD)
+    assert status == 200
+    assert int(headers["X-Total-Count"]) == len(rows)
+    return {(r["resource_type"], r["operation"], r["resource"], r["username"]) for r in rows}
+
+
 def test_push_pull_and_delete_are_audited_with_their_operators(
     suite: tuple[Suite, str], tmp_path: Path
 ) -> None:
@@ -107,11 +154,31 @@ def test_push_pull_and_delete_are_audited_with_their_operators(
         site.ref(f"library/audited@{digest}"),
     )
 
+    # A user made through the API, who then signs in to the portal (through the proxy).
+    status, _, headers = api(
+        site,
+        "POST",
+        "/api/v2.0/users",
+        user="admin",
+        password=ADMIN_PASSWORD,
+        body={"username": "carol", "password": "Carol-secret-1", "email": "carol@example.test"},
+    )
+    assert status == 201
+    assert headers["Location"].startswith("/api/v2.0/users/")
+    sid = portal_login(site, "carol", "Carol-secret-1")
+    cookie = {"Cookie": f"sid={sid}"}
+    whoami = urllib.request.Request(site.url + "/api/v2.0/users/current", headers=cookie)  # noqa: S310
+    with urllib.request.urlopen(whoami, timeout=30) as response:  # noqa: S310
+        assert json.loads(response.read())["username"] == "carol"
+        assert response.headers["X-Harbor-CSRF-Token"]
+
     expected = {
         ("user", "login", "alice", "alice"),
         ("artifact", "create", "library/audited:v1", "alice"),
         ("artifact", "pull", "library/audited:v1", "bob"),
         ("artifact", "delete", f"library/audited@{digest}", "admin"),
+        ("user", "create", "carol", "admin"),
+        ("user", "login", "carol", "carol"),
     }
     deadline = time.monotonic() + 60
     while True:
@@ -127,3 +194,28 @@ def test_push_pull_and_delete_are_audited_with_their_operators(
     assert {r.project_id for r in artifact_rows} == {library}
     # Every manifest GET was one pull (skopeo fetches the manifest once per copy).
     assert pull_count == sum(1 for r in artifact_rows if r.operation == "pull") >= 1
+
+    # The same, read through the API as a Harbor client would: the whole log, newest first ...
+    everything = audit_through_api(site, "/api/v2.0/audit-logs?page_size=100")
+    assert expected <= everything, sorted(everything)
+    _, newest, _ = api(site, "GET", "/api/v2.0/audit-logs?page_size=1", user="admin", password=ADMIN_PASSWORD)
+    assert newest[0]["op_time"] == max(r.op_time for r in rows).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+    # ... one user's rows ...
+    assert audit_through_api(site, "/api/v2.0/audit-logs?q=username%3Dbob") == {
+        ("artifact", "pull", "library/audited:v1", "bob")
+    }
+    # ... and the project's log: its artifacts only, no logins or users.
+    library_log = audit_through_api(site, "/api/v2.0/projects/library/logs?page_size=100")
+    assert {
+        ("artifact", "create", "library/audited:v1", "alice"),
+        ("artifact", "pull", "library/audited:v1", "bob"),
+        ("artifact", "delete", f"library/audited@{digest}", "admin"),
+    } <= library_log
+    assert {row[0] for row in library_log} == {"artifact"}
+    # Alice (a developer of library) may not read its log.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        api(site, "GET", "/api/v2.0/projects/library/logs", user="alice", password=PASSWORD)
+    assert refused.value.code == 403
+    assert json.loads(refused.value.read())["errors"][0]["code"] == "FORBIDDEN"

@@ -80,7 +80,10 @@ def _label(pid: int, fallback: str) -> str:
         return fallback
     args = [a.decode(errors="replace") for a in argv if a]
     if fallback.startswith("wharf_") and "wharf_shared.forks" in args:
-        # A fork named after its module (cut to 15 characters): the module it runs.
+        # A fork named after its module (cut to 15 characters): the module it runs (one of the
+        # specs, not the list of modules their parent preloads).
+        if "--preload" in args[:-1]:
+            del args[args.index("--preload") : args.index("--preload") + 2]
         return next((a.split(":")[0] for a in args if a.startswith(fallback)), fallback)
     if "-m" in args[:-1]:
         return args[args.index("-m") + 1]

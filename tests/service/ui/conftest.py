@@ -97,9 +97,8 @@ def ui_settings(tmp_path: Path, database_url: str, redis_url: str, **extra: Any)
         data_dir=tmp_path / "var",
         database_url=database_url,
         redis_url=redis_url,
-        external_url="https://wharf.example.test",
         admin_password=ADMIN_PASSWORD,  # type: ignore[arg-type]
-        **extra,
+        **{"external_url": "https://wharf.example.test", **extra},
     )
     ensure_files(settings)
     return settings

@@ -1,0 +1,47 @@
+"""`POST /c/login` and `GET /c/logout` (`/c/log_out`, Harbor's path): the portal's sessions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from wharf_shared import events
+from wharf_shared.addresses import client_address
+from wharf_shared.errors.harbor import BadRequest
+from wharf_shared.keys import EVENTS
+from wharf_ui.keys import LOGINS, SECURE_COOKIES, SESSIONS, TRUSTED_PROXIES
+from wharf_ui.responses import empty_ok
+from wharf_ui.security import expired_cookie, set_session_cookies
+from wharf_ui.sessions import COOKIE, CSRF_COOKIE
+
+_MAX_FIELD = 4096
+
+
+async def login(request: web.Request) -> web.Response:
+    """The form Harbor's portal posts (`principal`, `password`), through the same throttled login
+    flow as Basic credentials and `docker login`; a login event for the audit log."""
+    form = await request.post()
+    principal, password = form.get("principal"), form.get("password")
+    if not isinstance(principal, str) or not isinstance(password, str) or not principal:
+        raise BadRequest(message="sign in with the form fields principal and password")
+    if len(principal) > _MAX_FIELD or len(password) > _MAX_FIELD:
+        raise BadRequest(message=f"principal and password: at most {_MAX_FIELD} characters each")
+    trusted = request.app[TRUSTED_PROXIES]
+    address = client_address(request, trusted)
+    signed_in = await request.app[LOGINS].login(principal, password, address, ())
+    session = await request.app[SESSIONS].start(signed_in.identity, signed_in.mark)
+    request.app[EVENTS].publish_soon(events.LOGIN, operator=signed_in.identity.username, address=address)
+    response = empty_ok()
+    set_session_cookies(response, session, secure=request.app[SECURE_COOKIES])
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    """Ends the session of the cookie, if any (nothing to refuse: signing out is always fine)."""
+    sid = request.cookies.get(COOKIE)
+    if sid:
+        await request.app[SESSIONS].end(sid)
+    response = empty_ok()
+    secure = request.app[SECURE_COOKIES]
+    response.headers.add("Set-Cookie", expired_cookie(COOKIE, secure=secure, http_only=True))
+    response.headers.add("Set-Cookie", expired_cookie(CSRF_COOKIE, secure=secure, http_only=False))
+    return response
