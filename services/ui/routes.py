@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from wharf_ui.handlers import system, users
+from wharf_ui.handlers import artifacts, repositories, system, users
 
 API = "/api/v2.0"
+# A repository's name comes without its project, encoded twice when it holds slashes.
+_REPOS = "/projects/{project_name}/repositories"
+_REPO = _REPOS + "/{repository_name}"
+_ARTIFACT = _REPO + "/artifacts/{reference}"
 
 ROUTES = (
     ("GET", "/ping", system.ping, "ping"),
@@ -23,6 +27,18 @@ ROUTES = (
     ("DELETE", "/users/{user_id}", users.delete_user, "delete_user"),
     ("PUT", "/users/{user_id}/password", users.update_password, "update_password"),
     ("PUT", "/users/{user_id}/sysadmin", users.set_sysadmin, "set_sysadmin"),
+    # -- repositories, artifacts and tags ---------------------------------------------------------
+    ("GET", "/repositories", repositories.list_all_repositories, "list_all_repositories"),
+    ("GET", _REPOS, repositories.list_repositories, "list_repositories"),
+    ("GET", _REPO, repositories.get_repository, "get_repository"),
+    ("PUT", _REPO, repositories.update_repository, "update_repository"),
+    ("DELETE", _REPO, repositories.delete_repository, "delete_repository"),
+    ("GET", _REPO + "/artifacts", artifacts.list_artifacts, "list_artifacts"),
+    ("GET", _ARTIFACT, artifacts.get_artifact, "get_artifact"),
+    ("DELETE", _ARTIFACT, artifacts.delete_artifact, "delete_artifact"),
+    ("GET", _ARTIFACT + "/tags", artifacts.list_tags, "list_tags"),
+    ("POST", _ARTIFACT + "/tags", artifacts.create_tag, "create_tag"),
+    ("DELETE", _ARTIFACT + "/tags/{tag_name}", artifacts.delete_tag, "delete_tag"),
 )
 
 

@@ -107,9 +107,7 @@ async def delete_repository(conn: AsyncConnection, repository_id: int) -> int:
     number of manifests removed. The repository row is locked first, the order the registry's
     push takes (it upserts the row before its manifest), so a push into it waits, then makes the
     repository afresh rather than deadlocking or leaving rows behind."""
-    await conn.execute(
-        select(t.repository.c.id).where(t.repository.c.id == repository_id).with_for_update()
-    )
+    await conn.execute(select(t.repository.c.id).where(t.repository.c.id == repository_id).with_for_update())
     manifests = select(t.manifest.c.id).where(t.manifest.c.repository_id == repository_id)
     count = (
         await conn.execute(

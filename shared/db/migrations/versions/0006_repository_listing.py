@@ -28,7 +28,10 @@ def upgrade() -> None:
     op.create_index(op.f("ix_tag_manifest_id_name"), "tag", ["manifest_id", "name"], unique=False)
     op.drop_index(op.f("ix_tag_manifest_id"), table_name="tag")
     op.create_index(
-        op.f("ix_manifest_repository_id_created_at"), "manifest", ["repository_id", "created_at"], unique=False
+        op.f("ix_manifest_repository_id_created_at"),
+        "manifest",
+        ["repository_id", "created_at"],
+        unique=False,
     )
 
 
