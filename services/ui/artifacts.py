@@ -48,6 +48,7 @@ ARTIFACTS = ListSpec(
     sorts={"id": m.id, "size": m.size, "push_time": m.created_at, "pull_time": m.pull_time},
     default_sort=(SortKey("push_time", True),),  # newest pushes first, as Harbor
     tiebreak=m.id,
+    tiebreak_descending=True,
 )
 
 TAGS = ListSpec(
@@ -57,8 +58,9 @@ TAGS = ListSpec(
         "push_time": Filter(g.updated_at, as_time, frozenset({"exact", "range"})),
     },
     sorts={"id": g.id, "name": g.name, "push_time": g.updated_at},
-    default_sort=(SortKey("name", False),),  # the (manifest_id, name) index pages these in order
+    default_sort=(SortKey("push_time", True),),  # the newest first, as Harbor (the index's order)
     tiebreak=g.id,
+    tiebreak_descending=True,
 )
 
 # Config media types that make an image manifest one of Harbor's artifact types.
@@ -174,7 +176,7 @@ async def _tags_of(conn: AsyncConnection, artifacts: Sequence[ArtifactInfo]) -> 
     rows = await conn.execute(
         select(g.id, g.repository_id, g.manifest_id, g.name, g.updated_at)
         .where(g.manifest_id.in_(list(found)))
-        .order_by(g.manifest_id, g.name)
+        .order_by(g.manifest_id, g.updated_at.desc(), g.id.desc())  # newest first, as the tags list
     )
     for row in rows:
         found[row.manifest_id].append(

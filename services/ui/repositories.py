@@ -49,6 +49,7 @@ REPOSITORIES = ListSpec(
     # Harbor's default: the newest repositories first.
     default_sort=(SortKey("creation_time", True),),
     tiebreak=r.id,
+    tiebreak_descending=True,
 )
 
 
@@ -71,27 +72,36 @@ def in_project(project_name: str) -> ColumnElement[bool]:
 
 # The project a repository row belongs to (a join on the name range).
 _OWNER = and_(r.name >= p.name + "/", r.name < p.name + "0")
-_ARTIFACTS = (
-    select(func.count())
-    .select_from(t.manifest)
-    .where(t.manifest.c.repository_id == r.id)
-    .correlate(t.repository)
-    .scalar_subquery()
-)
 _COLUMNS = (r.id, p.id.label("project_id"), r.name, r.description, r.pull_count, r.created_at, r.updated_at)
 
 
-def _info(row: Any) -> RepositoryInfo:
-    return RepositoryInfo(
-        row.id,
-        row.project_id,
-        row.name,
-        row.description or "",
-        int(row.artifact_count),
-        int(row.pull_count),
-        row.created_at,
-        row.updated_at,
+async def _artifact_counts(conn: AsyncConnection, ids: list[int]) -> dict[int, int]:
+    """Artifacts per repository, for one page of them. A query of its own: as a correlated
+    subquery in the list, SQLite would count for every row it sorts, not the page's ten."""
+    if not ids:
+        return {}
+    m = t.manifest.c
+    rows = await conn.execute(
+        select(m.repository_id, func.count()).where(m.repository_id.in_(ids)).group_by(m.repository_id)
     )
+    return {row[0]: int(row[1]) for row in rows}
+
+
+async def _infos(conn: AsyncConnection, rows: list[Any]) -> list[RepositoryInfo]:
+    counts = await _artifact_counts(conn, [row.id for row in rows])
+    return [
+        RepositoryInfo(
+            row.id,
+            row.project_id,
+            row.name,
+            row.description or "",
+            counts.get(row.id, 0),
+            int(row.pull_count),
+            row.created_at,
+            row.updated_at,
+        )
+        for row in rows
+    ]
 
 
 async def _page(
@@ -100,14 +110,14 @@ async def _page(
     joined = t.repository.join(t.project, _OWNER)
     total = (await conn.execute(select(func.count()).select_from(joined).where(*conditions))).scalar()
     rows = await conn.execute(
-        select(*_COLUMNS, _ARTIFACTS.label("artifact_count"))
+        select(*_COLUMNS)
         .select_from(joined)
         .where(*conditions)
         .order_by(*order)
         .offset(page.offset)
         .limit(page.size)
     )
-    return [_info(row) for row in rows], int(total or 0)
+    return await _infos(conn, list(rows)), int(total or 0)
 
 
 async def list_in_project(
@@ -142,16 +152,15 @@ async def list_visible(
 
 
 async def get(conn: AsyncConnection, project_id: int, full_name: str) -> RepositoryInfo:
-    row = (
-        await conn.execute(
-            select(*_COLUMNS, _ARTIFACTS.label("artifact_count"))
-            .select_from(t.repository.join(t.project, _OWNER))
-            .where(r.name == full_name, p.id == project_id)
-        )
-    ).first()
-    if row is None:
+    rows = await conn.execute(
+        select(*_COLUMNS)
+        .select_from(t.repository.join(t.project, _OWNER))
+        .where(r.name == full_name, p.id == project_id)
+    )
+    found = await _infos(conn, list(rows))
+    if not found:
         raise NotFound(f"repository {full_name[:300]!r} not found")
-    return _info(row)
+    return found[0]
 
 
 async def update_description(db: Database, project_id: int, full_name: str, description: str) -> None:

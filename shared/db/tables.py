@@ -92,7 +92,8 @@ manifest = Table(
     Column("pull_time", UTCDateTime(), nullable=True),
     UniqueConstraint("repository_id", "digest"),
     Index(None, "repository_id", "subject_digest"),
-    Index(None, "repository_id", "created_at"),  # a repository's artifacts, newest pushes first
+    # A repository's artifacts in the API's default order, newest pushes first (a backward scan).
+    Index(None, "repository_id", "created_at", "id"),
 )
 
 # Blobs (config and layers) a manifest references; garbage collection keeps these. Each row also
@@ -133,7 +134,8 @@ tag = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("repository_id", "name"),
-    Index(None, "manifest_id", "name"),  # an artifact's tags, by name (also the foreign key's index)
+    # An artifact's tags in the API's default order, newest first; also the foreign key's index.
+    Index(None, "manifest_id", "updated_at", "id"),
 )
 
 # Events written in the transaction of the change they record, relayed to the Redis stream

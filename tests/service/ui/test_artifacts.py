@@ -214,8 +214,10 @@ async def test_an_artifacts_tags_in_pages(content: Content) -> None:
     for i in range(1, 5):
         await content.v2.push_manifest("team/web/app", f"t{i}", body)
     await content.v2.push_image("team/web/app", "other", seed="other")
+    resp = await content.ui.client.get(f"{APP}/artifacts/t0/tags", headers=ADMIN)
+    assert [t["name"] for t in await resp.json()] == ["t4", "t3", "t2", "t1", "t0"]  # newest first
     resp = await content.ui.client.get(
-        f"{APP}/artifacts/t0/tags", headers=ADMIN, params={"page_size": "2", "page": "2"}
+        f"{APP}/artifacts/t0/tags", headers=ADMIN, params={"page_size": "2", "page": "2", "sort": "name"}
     )
     assert resp.status == 200, await resp.text()
     assert [t["name"] for t in await resp.json()] == ["t2", "t3"]
