@@ -334,3 +334,18 @@ async def test_a_tag_is_deleted_only_from_its_own_artifact(content: Content) -> 
     assert (await content.ui.client.delete(f"{APP}/artifacts/v1/tags/v1", headers=ADMIN)).status == 200
     listed = await (await content.ui.client.get(f"{APP}/artifacts", headers=ADMIN)).json()
     assert sorted(len(a["tags"]) for a in listed) == [0, 1]
+
+
+@pytest.mark.parametrize("name", ["web%2Fapp", "web%252Fapp"])
+async def test_links_keep_the_names_encoding(content: Content, name: str) -> None:
+    """A client follows `Link` as given: the repository's name stays one path segment."""
+    _, body = await content.v2.push_image("team/web/app", "t0")
+    for i in range(1, 3):
+        await content.v2.push_manifest("team/web/app", f"t{i}", body)
+    path = f"{API}/projects/team/repositories/{name}/artifacts/t0/tags"
+    resp = await content.ui.client.get(path, headers=ADMIN, params={"page_size": "1"})
+    link = resp.headers["Link"]
+    assert link == f'<{path}?page_size=1&page=2>; rel="next"'
+    followed = await content.ui.client.get(link[1 : link.index(">")], headers=ADMIN)
+    assert followed.status == 200
+    assert len(await followed.json()) == 1
