@@ -36,6 +36,7 @@ REPOSITORIES = ListSpec(
     filters={
         "name": Filter(r.name),
         "id": Filter(r.id, as_int, frozenset({"exact", "range", "any"})),
+        "project_id": Filter(p.id, as_int, frozenset({"exact", "any"})),  # every list joins the project
         "pull_count": Filter(r.pull_count, as_int, frozenset({"exact", "range"})),
         "creation_time": Filter(r.created_at, as_time, frozenset({"exact", "range"})),
         "update_time": Filter(r.updated_at, as_time, frozenset({"exact", "range"})),

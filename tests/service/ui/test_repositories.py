@@ -163,6 +163,15 @@ async def test_all_repositories_the_caller_may_see(
     assert [r["name"] for r in alice] == ["library/app", "other/app"]
 
 
+async def test_all_repositories_of_one_project(content: Content) -> None:
+    await push_repos(content, "team/app", "library/app")
+    params = {"q": f"project_id={content.team_id}"}
+    resp = await content.ui.client.get(f"{API}/repositories", headers=ADMIN, params=params)
+    assert [r["name"] for r in await resp.json()] == ["team/app"]
+    resp = await content.ui.client.get(f"{API}/repositories", headers=ALICE, params=params)
+    assert (await resp.json(), resp.headers["X-Total-Count"]) == ([], "0")  # not hers to see
+
+
 async def test_anonymous_sees_no_repository_without_anonymous_access(content: Content) -> None:
     await push_repos(content, "library/app")
     await content.ui.set_runtime(anonymous_access=False)
