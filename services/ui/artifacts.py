@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import ColumnElement, and_, delete, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,7 +32,7 @@ from wharf_shared.rbac import Identity
 from wharf_shared.references import is_valid_tag
 from wharf_ui.changes import record
 from wharf_ui.listing import Filter, ListSpec
-from wharf_ui.query import Page, SortKey, as_int, as_time
+from wharf_ui.query import Exact, Fuzzy, Page, QueryError, SortKey, Term, as_int, as_text, as_time
 
 m = t.manifest.c
 g = t.tag.c
@@ -62,6 +62,22 @@ TAGS = ListSpec(
     tiebreak=g.id,
     tiebreak_descending=True,
 )
+
+
+def tag_condition(term: Term) -> ColumnElement[bool]:
+    """Harbor's `q=tags=…` on artifacts: `*` tagged, `nil` untagged, `v1` has that tag, `~v`
+    has a tag containing `v`."""
+    tagged = select(g.id).where(g.manifest_id == m.id).correlate(t.manifest)
+    if isinstance(term, Exact) and term.value == "*":
+        return exists(tagged)
+    if isinstance(term, Exact) and term.value == "nil":
+        return ~exists(tagged)
+    if isinstance(term, Exact):
+        return exists(tagged.where(g.name == as_text("tags", term.value)))
+    if isinstance(term, Fuzzy):
+        return exists(tagged.where(g.name.contains(as_text("tags", term.value), autoescape=True)))
+    raise QueryError("q: tags takes *, nil, a tag name or ~part of one")
+
 
 # Config media types that make an image manifest one of Harbor's artifact types.
 _TYPES = {

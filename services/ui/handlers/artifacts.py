@@ -70,8 +70,15 @@ def _reference(request: web.Request) -> ArtifactRef:
 
 def _filters(request: web.Request, spec: ListSpec) -> tuple[ListQuery, list[Any], list[Any]]:
     query = list_query(request, spec)
+    terms = dict(query.terms)
     try:
-        conditions = where(spec, query.terms)
+        # `tags` on artifacts is a condition on another table, not a column of the list's own.
+        tagged = (
+            [artifacts.tag_condition(terms.pop("tags"))]
+            if spec is artifacts.ARTIFACTS and "tags" in terms
+            else []
+        )
+        conditions = where(spec, terms) + tagged
     except QueryError as exc:
         raise BadRequest(message=str(exc)) from None
     return query, conditions, order_by(spec, query.sort)

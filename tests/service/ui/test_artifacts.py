@@ -115,6 +115,22 @@ async def test_artifact_lists_take_q_sort_and_pages(content: Content) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [("tags=*", ["tagged"]), ("tags=nil", ["untagged"]), ("tags=v1", ["tagged"]), ("tags=~v", ["tagged"])],
+)
+async def test_artifacts_by_their_tags(content: Content, q: str, expected: list[str]) -> None:
+    digests = {
+        "tagged": (await content.v2.push_image("team/web/app", "v1", seed="a"))[0],
+        "untagged": (await content.v2.push_image("team/web/app", None, seed="b"))[0],
+    }
+    resp = await content.ui.client.get(f"{APP}/artifacts", headers=ADMIN, params={"q": q})
+    assert resp.status == 200, await resp.text()
+    assert [a["digest"] for a in await resp.json()] == [digests[name] for name in expected]
+    resp = await content.ui.client.get(f"{APP}/artifacts", headers=ADMIN, params={"q": "tags=[a~b]"})
+    await error(resp, 400, "BAD_REQUEST")
+
+
 @pytest.mark.parametrize("caller", CALLERS)
 async def test_who_reads_artifacts(content: Content, caller: str) -> None:
     digest, _ = await content.v2.push_image("team/web/app", "v1")
