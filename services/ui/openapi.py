@@ -384,7 +384,10 @@ DEFINITIONS.update(
                 "labels": {"type": "array", "items": {"type": "object"}},
             },
         },
-        "RepositoryReq": {"type": "object", "properties": {"description": _STR}},
+        "RepositoryReq": {
+            "type": "object",
+            "properties": {"description": {"type": "string", "maxLength": 16000}},
+        },
         "TagReq": {"type": "object", "required": ["name"], "properties": {"name": _STR}},
     }
 )

@@ -3,10 +3,10 @@ endpoints."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from wharf_shared.errors.harbor import BadRequest
 from wharf_shared.keys import DB, REDIS
@@ -21,11 +21,14 @@ from wharf_ui.repositories import RepositoryInfo
 from wharf_ui.responses import empty_ok, json_response, timestamp
 from wharf_ui.security import caller
 
+# Characters: four bytes each at most fit MySQL's TEXT (64 KiB), the column on every backend.
+DESCRIPTION_MAX = 16_000
+
 
 class RepositoryReq(BaseModel):
     """Harbor's Repository body: only the description changes (other fields are ignored)."""
 
-    description: Text = ""
+    description: Annotated[Text, Field(max_length=DESCRIPTION_MAX)] = ""
 
 
 def repository_json(repo: RepositoryInfo) -> dict[str, Any]:

@@ -238,6 +238,18 @@ async def test_who_updates_the_description(content: Content, caller: str) -> Non
         await error(resp, *refusal(caller))
 
 
+async def test_a_long_description_fits_every_database(content: Content) -> None:
+    await push_repos(content, "team/app")
+    longest = "\U0001f433" * 16_000  # four bytes each in UTF-8
+    resp = await content.ui.client.put(f"{TEAM}/app", headers=ADMIN, json={"description": longest})
+    assert resp.status == 200, await resp.text()
+    assert (await (await content.ui.client.get(f"{TEAM}/app", headers=ADMIN)).json())[
+        "description"
+    ] == longest
+    resp = await content.ui.client.put(f"{TEAM}/app", headers=ADMIN, json={"description": "x" * 16_001})
+    assert "description" in await error(resp, 400, "BAD_REQUEST")
+
+
 async def test_the_whole_repository_may_be_sent_back(content: Content) -> None:
     await push_repos(content, "team/app")
     got = await (await content.ui.client.get(f"{TEAM}/app", headers=ADMIN)).json()
