@@ -1,6 +1,7 @@
 """Manifest lookups and tags-list pages cached in Redis, so that pulls touch no SQL on the hot path.
 
-Keys carry a per-repository generation. Writers bump it after their transaction commits;
+Keys carry a per-repository generation (`wharf_shared.manifest_cache`, which the management API
+bumps too). Writers bump it after their transaction commits;
 a reader fetches the generation and the entry in one round trip (a Lua script). A reader that
 filled the cache from SQL before a commit wrote under the old generation, which no one reads
 after the bump, so a stale entry is never served (a TTL bounds what a crash between commit
@@ -14,7 +15,10 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from wharf_shared import manifest_cache
 from wharf_shared.logging import get_logger
+from wharf_shared.manifest_cache import entry_prefix as _entry_prefix
+from wharf_shared.manifest_cache import generation_key as _gen_key
 from wharf_shared.redis import Script
 
 log = get_logger(__name__)
@@ -31,14 +35,6 @@ class CachedManifest:
     digest: str
     media_type: str
     body: bytes
-
-
-def _gen_key(repository: str) -> str:
-    return f"wharf:mgen:{repository}"
-
-
-def _entry_prefix(repository: str) -> str:
-    return f"wharf:m:{repository}:"
 
 
 class ManifestCache:
@@ -83,7 +79,4 @@ class ManifestCache:
 
     async def invalidate(self, repository: str) -> None:
         """Call after committing any change to the repository's tags or manifests."""
-        try:
-            await self._redis.incr(_gen_key(repository))
-        except RedisError as exc:
-            log.error("manifest_cache_invalidate_failed", repository=repository, error=str(exc))
+        await manifest_cache.invalidate(self._redis, repository)

@@ -5,11 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(frozen=True, slots=True)
-class Repository:
-    id: int
-    name: str
+# Shared with the management API, which reads and deletes the same rows.
+from wharf_shared.db.manifests import Manifest, Repository
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +34,6 @@ class Descriptor:
 
 
 @dataclass(frozen=True, slots=True)
-class Manifest:
-    id: int
-    repository_id: int
-    digest: str
-    media_type: str
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
 class ParsedManifest:
     """What a pushed manifest says, once validated."""
 
@@ -57,3 +45,6 @@ class ParsedManifest:
     subject: Descriptor | None
     artifact_type: str | None
     annotations: dict[str, str] | None
+
+
+__all__ = ["Blob", "Descriptor", "Manifest", "ParsedManifest", "Repository"]

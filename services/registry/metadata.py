@@ -1,7 +1,8 @@
 """The registry model: every SQL read and write the registry makes, on SQLAlchemy Core.
 
 Functions take a connection (reads) or run inside the caller's transaction (writes) and
-return values from `datatypes`. The only place the registry's tables are queried.
+return values from `datatypes`. The only place the registry queries its tables; the reads and
+deletes the management API makes as well live in `wharf_shared.db.manifests`, re-exported here.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, ScalarSelect, and_, delete, func, literal, select
+from sqlalchemy import BigInteger, ScalarSelect, delete, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,16 +24,17 @@ from wharf_shared.db.engine import (
     upsert,
     upsert_returning_id,
 )
+from wharf_shared.db.manifests import (  # the reads and deletes the management API shares
+    delete_manifest,
+    delete_tag,
+    find_manifest,
+    get_repository,
+)
 from wharf_shared.db.types import UTCDateTime, utcnow
-from wharf_shared.errors.domain import BlobReferenced, ManifestReferenced, MissingReferences
+from wharf_shared.errors.domain import BlobReferenced, MissingReferences
 from wharf_shared.media_types import IMAGE_MANIFESTS
 
 _T = TypeVar("_T")
-
-
-async def get_repository(conn: AsyncConnection, name: str) -> Repository | None:
-    row = (await conn.execute(select(t.repository.c.id).where(t.repository.c.name == name))).first()
-    return Repository(row.id, name) if row else None
 
 
 async def ensure_repository(conn: AsyncConnection, name: str) -> Repository:
@@ -244,67 +246,6 @@ def _manifest_id(repository_id: int, digest: str) -> ScalarSelect[Any]:
     return query.scalar_subquery()
 
 
-_MANIFEST_COLUMNS = (
-    t.manifest.c.id,
-    t.manifest.c.repository_id,
-    t.manifest.c.digest,
-    t.manifest.c.media_type,
-    t.manifest.c.size,
-)
-
-
-async def find_manifest(
-    conn: AsyncConnection, repository: str, reference: str, *, by_digest: bool
-) -> Manifest | None:
-    joined = t.manifest.join(t.repository, t.repository.c.id == t.manifest.c.repository_id)
-    if by_digest:
-        query = (
-            select(*_MANIFEST_COLUMNS)
-            .select_from(joined)
-            .where(t.repository.c.name == repository, t.manifest.c.digest == reference)
-        )
-    else:
-        query = (
-            select(*_MANIFEST_COLUMNS)
-            .select_from(joined.join(t.tag, t.tag.c.manifest_id == t.manifest.c.id))
-            .where(t.repository.c.name == repository, t.tag.c.name == reference)
-        )
-    row = (await conn.execute(query)).first()
-    return Manifest(row.id, row.repository_id, row.digest, row.media_type, row.size) if row else None
-
-
-async def delete_manifest(conn: AsyncConnection, repository: str, digest: str) -> Manifest | None:
-    """Delete a manifest and the tags on it; refused while an index in the repository lists it."""
-    found = await find_manifest(conn, repository, digest, by_digest=True)
-    if found is None:
-        return None
-    parents = (
-        await conn.execute(
-            select(func.count()).select_from(t.manifest_child).where(t.manifest_child.c.child_id == found.id)
-        )
-    ).scalar_one()
-    if parents:
-        raise ManifestReferenced(digest=digest, indexes=parents)
-    await conn.execute(delete(t.tag).where(t.tag.c.manifest_id == found.id))
-    await conn.execute(delete(t.manifest_blob).where(t.manifest_blob.c.manifest_id == found.id))
-    await conn.execute(delete(t.manifest_child).where(t.manifest_child.c.parent_id == found.id))
-    try:
-        await conn.execute(delete(t.manifest).where(t.manifest.c.id == found.id))
-    except IntegrityError as exc:  # an index referencing it arrived meanwhile
-        raise ManifestReferenced(digest=digest) from exc
-    return found
-
-
-async def delete_tag(conn: AsyncConnection, repository: str, tag: str) -> Manifest | None:
-    found = await find_manifest(conn, repository, tag, by_digest=False)
-    if found is None:
-        return None
-    await conn.execute(
-        delete(t.tag).where(and_(t.tag.c.repository_id == found.repository_id, t.tag.c.name == tag))
-    )
-    return found
-
-
 async def list_tags(conn: AsyncConnection, repository_id: int, limit: int, last: str | None) -> list[str]:
     query = select(t.tag.c.name).where(t.tag.c.repository_id == repository_id)
     if last:
@@ -353,3 +294,21 @@ def artifact_type_of(media_type: str, artifact_type: str | None, config_media_ty
     if media_type in IMAGE_MANIFESTS:
         return config_media_type
     return None
+
+
+__all__ = [
+    "artifact_type_of",
+    "delete_manifest",
+    "delete_tag",
+    "ensure_repository",
+    "find_blob",
+    "find_manifest",
+    "get_repository",
+    "link_blob",
+    "list_referrers",
+    "list_repositories",
+    "list_tags",
+    "missing_references",
+    "put_manifest",
+    "unlink_blob",
+]

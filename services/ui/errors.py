@@ -9,6 +9,8 @@ TABLE: dict[type[d.DomainError], type[h.HarborError]] = {
     d.NotFound: h.NotFound,
     d.InvalidInput: h.BadRequest,
     d.Conflict: h.Conflict,
+    # Harbor refuses to delete an artifact an index lists with this code and 412.
+    d.ManifestReferenced: h.ForeignKeyViolation,
     d.Forbidden: h.Forbidden,
     d.PreconditionFailed: h.PreconditionFailed,
     d.Unauthenticated: h.Unauthorized,

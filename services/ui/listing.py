@@ -27,6 +27,7 @@ class ListSpec:
     sorts: Mapping[str, ColumnElement[Any]]
     default_sort: Sequence[SortKey] = field(default_factory=tuple)
     tiebreak: ColumnElement[Any] | None = None  # a unique column: pages never overlap
+    tiebreak_descending: bool = False  # Harbor breaks ties newest first in some lists
 
 
 def _condition(key: str, f: Filter, term: Term) -> ColumnElement[bool]:
@@ -74,5 +75,5 @@ def order_by(spec: ListSpec, keys: Sequence[SortKey]) -> list[ColumnElement[Any]
         spec.sorts[k.field].desc() if k.descending else spec.sorts[k.field].asc() for k in chosen
     ]
     if spec.tiebreak is not None:
-        clauses.append(spec.tiebreak.asc())
+        clauses.append(spec.tiebreak.desc() if spec.tiebreak_descending else spec.tiebreak.asc())
     return clauses

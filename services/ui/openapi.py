@@ -352,6 +352,198 @@ PATHS: dict[str, Any] = {
     },
 }
 
+# -- repositories, artifacts and tags --------------------------------------------------------------
+
+_NAME = {"type": "string", "minLength": 1, "maxLength": 255}
+_PROJECT_NAME = {"name": "project_name", "in": "path", "required": True, **_NAME}
+_REPOSITORY_NAME = {
+    "name": "repository_name",
+    "in": "path",
+    "required": True,
+    "description": "The name without the project; `a/b` is sent as `a%252Fb`",
+    **_NAME,
+}
+_REFERENCE = {"name": "reference", "in": "path", "required": True, "type": "string", "minLength": 1}
+_TAG_NAME = {"name": "tag_name", "in": "path", "required": True, "type": "string", "minLength": 1}
+_WITH_TAG = {"name": "with_tag", "in": "query", "type": "boolean", "default": True}
+_INT64 = {"type": "integer", "format": "int64"}
+
+
+def _sort(*fields: str) -> dict[str, Any]:
+    return {**_SORT, "pattern": rf"^-?({'|'.join(fields)})$"}
+
+
+DEFINITIONS.update(
+    {
+        "Repository": {
+            "type": "object",
+            "required": ["id", "project_id", "name", "artifact_count", "pull_count"],
+            "properties": {
+                "id": _INT64,
+                "project_id": _INT64,
+                "name": _STR,
+                "description": _STR,
+                "artifact_count": _INT64,
+                "pull_count": _INT64,
+                "creation_time": _TIME,
+                "update_time": _TIME,
+            },
+        },
+        "Tag": {
+            "type": "object",
+            "required": ["id", "repository_id", "artifact_id", "name"],
+            "properties": {
+                "id": _INT64,
+                "repository_id": _INT64,
+                "artifact_id": _INT64,
+                "name": _STR,
+                "push_time": _TIME,
+                "pull_time": _TIME,
+                "immutable": {"type": "boolean"},
+            },
+        },
+        "Reference": {
+            "type": "object",
+            "required": ["parent_id", "child_id", "child_digest"],
+            "properties": {"parent_id": _INT64, "child_id": _INT64, "child_digest": _STR},
+        },
+        "Artifact": {
+            "type": "object",
+            "required": [
+                "id",
+                "type",
+                "media_type",
+                "manifest_media_type",
+                "project_id",
+                "repository_id",
+                "digest",
+            ],
+            "properties": {
+                "id": _INT64,
+                "type": _STR,
+                "media_type": _STR,
+                "manifest_media_type": _STR,
+                "artifact_type": _STR,
+                "project_id": _INT64,
+                "repository_id": _INT64,
+                "digest": _STR,
+                "size": _INT64,
+                "icon": _STR,
+                "push_time": _TIME,
+                "pull_time": _TIME,
+                "extra_attrs": {"type": "object"},
+                "annotations": {"type": "object", "additionalProperties": _STR},
+                "references": {"type": "array", "items": _ref("Reference")},
+                "tags": {"type": "array", "items": _ref("Tag"), "x-nullable": True},
+                "labels": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "RepositoryReq": {
+            "type": "object",
+            "properties": {"description": {"type": "string", "maxLength": 16000}},
+        },
+        "TagReq": {"type": "object", "required": ["name"], "properties": {"name": _STR}},
+    }
+)
+
+_REPOSITORY_SORT = _sort("name", "pull_count", "creation_time", "update_time")
+_REPO_PARAMS = (_PROJECT_NAME, _REPOSITORY_NAME)
+_ARTIFACT_PARAMS = (*_REPO_PARAMS, _REFERENCE)
+
+
+def _listing(op_id: str, item: str, *parameters: dict[str, Any], tag: str) -> dict[str, Any]:
+    return _op(
+        op_id,
+        _responses(_ok({"type": "array", "items": _ref(item)}, _PAGE_HEADERS), "400", "403", "404"),
+        *parameters,
+        _PAGE,
+        _PAGE_SIZE,
+        tag=tag,
+        anonymous=True,  # a public project's content is for everyone while anonymous access is on
+    )
+
+
+PATHS.update(
+    {
+        "/repositories": {
+            "get": _listing("listAllRepositories", "Repository", _Q, _REPOSITORY_SORT, tag="repository"),
+        },
+        "/projects/{project_name}/repositories": {
+            "get": _listing(
+                "listRepositories", "Repository", _PROJECT_NAME, _Q, _REPOSITORY_SORT, tag="repository"
+            ),
+        },
+        "/projects/{project_name}/repositories/{repository_name}": {
+            "get": _op(
+                "getRepository",
+                _responses(_ok(_ref("Repository")), "400", "403", "404"),
+                *_REPO_PARAMS,
+                tag="repository",
+                anonymous=True,
+            ),
+            "put": _op(
+                "updateRepository",
+                _responses(_ok(), "400", "403", "404", "413"),
+                *_REPO_PARAMS,
+                _body("RepositoryReq"),
+                tag="repository",
+            ),
+            "delete": _op(
+                "deleteRepository", _responses(_ok(), "400", "403", "404"), *_REPO_PARAMS, tag="repository"
+            ),
+        },
+        "/projects/{project_name}/repositories/{repository_name}/artifacts": {
+            "get": _listing(
+                "listArtifacts",
+                "Artifact",
+                *_REPO_PARAMS,
+                _Q,
+                _sort("id", "size", "push_time", "pull_time"),
+                _WITH_TAG,
+                tag="artifact",
+            ),
+        },
+        "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}": {
+            "get": _op(
+                "getArtifact",
+                _responses(_ok(_ref("Artifact")), "400", "403", "404"),
+                *_ARTIFACT_PARAMS,
+                _WITH_TAG,
+                tag="artifact",
+                anonymous=True,
+            ),
+            "delete": _op(
+                "deleteArtifact",
+                _responses(_ok(), "400", "403", "404", "412"),
+                *_ARTIFACT_PARAMS,
+                tag="artifact",
+            ),
+        },
+        "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags": {
+            "get": _listing(
+                "listTags", "Tag", *_ARTIFACT_PARAMS, _Q, _sort("id", "name", "push_time"), tag="artifact"
+            ),
+            "post": _op(
+                "createTag",
+                {"201": {"description": "Created"}, **_responses({}, "400", "403", "404", "409", "413")},
+                *_ARTIFACT_PARAMS,
+                {"name": "tag", "in": "body", "required": True, "schema": _ref("TagReq")},
+                tag="artifact",
+            ),
+        },
+        "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags/{tag_name}": {
+            "delete": _op(
+                "deleteTag",
+                _responses(_ok(), "400", "403", "404"),
+                *_ARTIFACT_PARAMS,
+                _TAG_NAME,
+                tag="artifact",
+            ),
+        },
+    }
+)
+
+
 # -- projects, members, search ----------------------------------------------------------------
 
 _INT = {"type": "integer"}

@@ -50,7 +50,9 @@ def _link(request: web.Request, number: int, rel: str) -> str:
     # would end the URL for a client that parses the header).
     pairs = [(k, v) for k, v in request.query.items() if k != "page"] + [("page", str(number))]
     query = urllib.parse.urlencode(pairs, quote_via=urllib.parse.quote, safe="")
-    path = urllib.parse.quote(request.path, safe="/")
+    # The path as the client encoded it (normalised): `request.path` is decoded once, which would
+    # turn a repository name sent as `web%2Fapp` into two path segments.
+    path = request.rel_url.raw_path
     return f'<{path}?{query}>; rel="{rel}"'
 
 

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from wharf_ui.handlers import audit_logs, members, projects, search, sessions, system, users
+from wharf_ui.handlers import (
+    artifacts,
+    audit_logs,
+    members,
+    projects,
+    repositories,
+    search,
+    sessions,
+    system,
+    users,
+)
 
 API = "/api/v2.0"
+# A repository's name comes without its project, encoded twice when it holds slashes.
+_REPOS = "/projects/{project_name}/repositories"
+_REPO = _REPOS + "/{repository_name}"
+_ARTIFACT = _REPO + "/artifacts/{reference}"
 
 ROUTES = (
     ("GET", "/ping", system.ping, "ping"),
@@ -41,6 +55,18 @@ ROUTES = (
     # audit log
     ("GET", "/audit-logs", audit_logs.list_audit_logs, "list_audit_logs"),
     ("GET", "/projects/{project_name_or_id}/logs", audit_logs.list_project_logs, "get_logs"),
+    # -- repositories, artifacts and tags ---------------------------------------------------------
+    ("GET", "/repositories", repositories.list_all_repositories, "list_all_repositories"),
+    ("GET", _REPOS, repositories.list_repositories, "list_repositories"),
+    ("GET", _REPO, repositories.get_repository, "get_repository"),
+    ("PUT", _REPO, repositories.update_repository, "update_repository"),
+    ("DELETE", _REPO, repositories.delete_repository, "delete_repository"),
+    ("GET", _REPO + "/artifacts", artifacts.list_artifacts, "list_artifacts"),
+    ("GET", _ARTIFACT, artifacts.get_artifact, "get_artifact"),
+    ("DELETE", _ARTIFACT, artifacts.delete_artifact, "delete_artifact"),
+    ("GET", _ARTIFACT + "/tags", artifacts.list_tags, "list_tags"),
+    ("POST", _ARTIFACT + "/tags", artifacts.create_tag, "create_tag"),
+    ("DELETE", _ARTIFACT + "/tags/{tag_name}", artifacts.delete_tag, "delete_tag"),
 )
 
 # portal sessions (outside /api/v2.0; the proxy sends /c/ here)

@@ -47,6 +47,9 @@ repository = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     # Harbor's `pull_count`: manifest GETs, counted by the job service's event consumer.
     Column("pull_count", BigInteger, nullable=False, server_default="0"),
+    # Harbor's repository description, set through the management API (NULL: none given).
+    Column("description", Text, nullable=True),
+    # The unique name's index also serves a project's repositories: a name range (`proj/`…`proj0`).
     UniqueConstraint("name"),
 )
 
@@ -89,6 +92,8 @@ manifest = Table(
     Column("pull_time", UTCDateTime(), nullable=True),
     UniqueConstraint("repository_id", "digest"),
     Index(None, "repository_id", "subject_digest"),
+    # A repository's artifacts in the API's default order, newest pushes first (a backward scan).
+    Index(None, "repository_id", "created_at", "id"),
 )
 
 # Blobs (config and layers) a manifest references; garbage collection keeps these. Each row also
@@ -129,7 +134,8 @@ tag = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("repository_id", "name"),
-    Index(None, "manifest_id"),
+    # An artifact's tags in the API's default order, newest first; also the foreign key's index.
+    Index(None, "manifest_id", "updated_at", "id"),
 )
 
 # Events written in the transaction of the change they record, relayed to the Redis stream

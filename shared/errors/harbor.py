@@ -51,6 +51,12 @@ class PreconditionFailed(HarborError):
     code, message, status = "PRECONDITION", "precondition failed", 412
 
 
+class ForeignKeyViolation(HarborError):
+    """Something still refers to what is being deleted (an index to its child manifest)."""
+
+    code, message, status = "VIOLATE_FOREIGN_KEY_CONSTRAINT", "the resource is referenced by others", 412
+
+
 class PayloadTooLarge(HarborError):
     code, message, status = "BAD_REQUEST", "the request body is too large", 413
 
@@ -75,6 +81,7 @@ ALL: tuple[type[HarborError], ...] = (
     MethodNotAllowed,
     Conflict,
     PreconditionFailed,
+    ForeignKeyViolation,
     PayloadTooLarge,
     TooManyRequests,
     Unknown,

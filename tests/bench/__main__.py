@@ -1,5 +1,8 @@
 """Run the bench: `python -m tests.bench [--quick] [--workers N] [--db sqlite|postgresql] [--only …]
-[--targets wharf-none,wharf-token,wharf-proxy,wharf-run,reference]`."""
+[--targets wharf-none,wharf-token,wharf-proxy,wharf-run,reference]`.
+
+`--only listing` runs just the management API's listing pages (`listing.py`: a `wharf-ui` process
+over 10,000 repositories and tags, on `--db`); without `--only` it runs after the registry's."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests.bench import profiling
+from tests.bench.listing import ListingCase, run_listing
 from tests.bench.machine import disk_probe, settle
 from tests.bench.report import (
     measurement_json,
@@ -63,6 +67,7 @@ from tests.support.processes import ROOT
 from tests.support.s3 import moto_server
 
 MiB = 1024 * 1024
+LISTING = "listing"  # the management API's list pages: not a registry scenario, no targets
 
 
 def out(text: str = "") -> None:
@@ -71,7 +76,7 @@ def out(text: str = "") -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    names = [s.key for s in SCENARIOS]
+    names = [s.key for s in SCENARIOS] + [LISTING]
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes and short runs (a smoke test)")
     parser.add_argument("--workers", type=int, default=2, help="Wharf registry worker processes (default 2)")
@@ -138,10 +143,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             continue
         expanded = ALIASES.get(item, (item,))
         for key in expanded:
-            if key not in BY_KEY:
+            if key not in BY_KEY and key != LISTING:
                 parser.error(f"unknown scenario {item!r}: choose from {', '.join(names)}")
             chosen.append(key)
     args.scenarios = [s for s in SCENARIOS if not chosen or s.key in chosen]
+    args.listing = not chosen or LISTING in chosen
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.target_keys = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = set(args.target_keys) - set(ALL_TARGETS)
@@ -364,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Measurement] = []
     memory: dict[str, dict[str, list[ProcessMemory]]] = {}
     labels: dict[str, str] = {}
+    listing: list[ListingCase] = []
     env = environment(args, config, wrk, reference)
     out(
         f"Wharf bench {stamp}: {env['cpus']} CPUs, db {args.db}, storage {args.storage}, "
@@ -376,30 +383,69 @@ def main(argv: list[str] | None = None) -> int:
         with ExitStack() as stack:
             work = Path(tempfile.mkdtemp(prefix="wharf-bench-"))
             stack.callback(shutil.rmtree, work, ignore_errors=True)  # registered first: runs last
-            try:
-                targets = start_targets(stack, args, work, logs, reference)
-            except (pytest.skip.Exception, pytest.fail.Exception) as exc:  # backends.py speaks pytest
-                out(f"bench: a backing service is missing: {exc}")
-                return 1
-            labels = {t.key: t.label for t in targets}
-            settle(config.settle_seconds)
-            for key, procs in measure_memory(targets).items():
-                memory.setdefault(key, {})["after start"] = procs
-            env["disk"] = disk_probe(work / "disk-probe")
-            out(f"disk ({work}): {env['disk']}")
-            bench = Bench(config, spy or no_profiler)
-            run_all(bench, args, targets, results)
-            settle(config.settle_seconds)
-            for key, procs in measure_memory(targets).items():
-                memory.setdefault(key, {})["after the load"] = procs
-            out("\nstopping servers …")
+            if args.scenarios:
+                # The registries stop before the listing runs, so it has the machine to itself.
+                with ExitStack() as registries:
+                    try:
+                        targets = start_targets(registries, args, work, logs, reference)
+                    except (pytest.skip.Exception, pytest.fail.Exception) as exc:  # backends.py speaks pytest
+                        out(f"bench: a backing service is missing: {exc}")
+                        return 1
+                    labels = {t.key: t.label for t in targets}
+                    settle(config.settle_seconds)
+                    for key, procs in measure_memory(targets).items():
+                        memory.setdefault(key, {})["after start"] = procs
+                    env["disk"] = disk_probe(work / "disk-probe")
+                    out(f"disk ({work}): {env['disk']}")
+                    bench = Bench(config, spy or no_profiler)
+                    run_all(bench, args, targets, results)
+                    settle(config.settle_seconds)
+                    for key, procs in measure_memory(targets).items():
+                        memory.setdefault(key, {})["after the load"] = procs
+                    out("\nstopping servers …")
+            if args.listing:
+                status = run_listing_pages(stack, args, config, work, logs, listing)
     except KeyboardInterrupt:
         out("\ninterrupted: servers stopped, temp dir removed")
         status = 130
     finally:
-        if results or memory:
-            finish(args, env, labels, results, memory, run_dir, started, spy)
+        if results or memory or listing:
+            finish(args, env, labels, results, memory, run_dir, started, spy, listing)
     return status or (1 if any(m.error for m in results) else 0)
+
+
+def run_listing_pages(
+    stack: ExitStack,
+    args: argparse.Namespace,
+    config: Config,
+    work: Path,
+    logs: Path,
+    listing: list[ListingCase],
+) -> int:
+    """The listing pages (`listing.py`) on `--db`; 1 when they could not be measured."""
+    size = 1_000 if args.quick else 10_000
+    out(f"\n== listing: pages of /api/v2.0 lists over {size:,} repositories and tags (db {args.db})")
+    settle(config.settle_seconds)
+    try:
+        listing.extend(
+            run_listing(
+                stack,
+                work,
+                logs,
+                db_kind=args.db,
+                repositories=size,
+                tags=size,
+                samples=10 if args.quick else 30,
+                out=out,
+            )
+        )
+    except (pytest.skip.Exception, pytest.fail.Exception) as exc:
+        out(f"bench: a backing service is missing: {exc}")
+        return 1
+    except Exception as exc:
+        out(f"  ERROR {type(exc).__name__}: {exc}")
+        return 1
+    return 0
 
 
 def finish(
@@ -411,6 +457,7 @@ def finish(
     run_dir: Path,
     started: dt.datetime,
     spy: profiling.PySpy | None,
+    listing: list[ListingCase],
 ) -> None:
     rows = summary(results, args.scenarios)
     present = [t for t in ALL_TARGETS if any(m.target == t for m in results)]
@@ -428,6 +475,8 @@ def finish(
             target: {moment: memory_json(procs) for moment, procs in per.items()}
             for target, per in memory.items()
         },
+        # ms per page through `wharf-ui` (issue 12: under 100), see listing.py.
+        "listing": [vars(case) for case in listing],
     }
     profile_text = []
     if spy is not None:

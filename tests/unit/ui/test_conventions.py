@@ -82,6 +82,7 @@ EXPECTED = {
     harbor.MethodNotAllowed: ("METHOD_NOT_ALLOWED", 405),
     harbor.Conflict: ("CONFLICT", 409),
     harbor.PreconditionFailed: ("PRECONDITION", 412),
+    harbor.ForeignKeyViolation: ("VIOLATE_FOREIGN_KEY_CONSTRAINT", 412),
     harbor.PayloadTooLarge: ("BAD_REQUEST", 413),
     harbor.TooManyRequests: ("TOO_MANY_REQUEST", 429),
     harbor.Unknown: ("UNKNOWN", 500),
