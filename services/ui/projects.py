@@ -168,11 +168,19 @@ async def resolve_project(
 ) -> Project:
     """The project `{project_name_or_id}` names, once the caller is known to hold `permission`
     in it (a `wharf_shared.rbac` pair such as ("repository", "list")). 404 when there is no such
-    project; 401/403 (see `require`) when the caller lacks the permission."""
+    project and the caller a system admin; 401/403 (see `require`) when the caller lacks the
+    permission or, not being a system admin, when there is no such project."""
     reference = parse_reference(raw, is_name)
     project = await find(conn, reference, identity) if reference is not None else None
     if project is None:
-        raise NotFound(f"project {raw[:100]!r} not found")
+        # Harbor's order: a caller who could not act on it learns nothing of whether it exists.
+        # A system admin may act on anything, so for them the truth: it does not.
+        needed = f"{permission[0]}:{permission[1]} in project {raw[:100]}"
+        if identity.sysadmin:
+            raise NotFound(f"project {raw[:100]!r} not found")
+        if identity.anonymous:
+            raise Unauthenticated(f"sign in first: anonymous callers lack {needed}")
+        raise Forbidden(f"{identity.username} lacks {needed}")
     require(identity, project, permission, anonymous_access=anonymous_access)
     return project
 

@@ -235,8 +235,10 @@ async def test_a_private_project_log_is_refused_to_non_members(seeded: Seeded) -
     for ref in (seeded.private_id, "secret"):
         resp = await seeded.ui.client.get(logs_path(ref), headers=ALICE)
         await error(resp, 403, "FORBIDDEN")
-    for ref in (999999, "nothing"):
+    for ref in (999999, "nothing"):  # as one that does not exist; a system admin learns it does not
         resp = await seeded.ui.client.get(logs_path(ref), headers=ALICE)
+        await error(resp, 403, "FORBIDDEN")
+        resp = await seeded.ui.client.get(logs_path(ref), headers=ADMIN)
         await error(resp, 404, "NOT_FOUND")
 
 
