@@ -2,13 +2,16 @@
 
 Environment variables only seed them: `seed` writes a default for each key that has no row
 yet, so the first start of any service (or `wharf init`) fills the table and later changes
-made through the API stick. Readers cache the values for a few seconds.
+made through the API stick. Readers cache the values for a few seconds, and drop them at once
+when a change is announced over Redis (`wharf_shared.runtime_watch`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -21,6 +24,8 @@ from wharf_shared.db.engine import Database, insert_ignore, upsert
 from wharf_shared.db.types import utcnow
 
 CACHE_SECONDS = 5.0
+# Harbor's words for a refused change while read-only mode is on (its code: DENIED, 403).
+READ_ONLY_MESSAGE = "The system is in read only mode. Any modification is prohibited."
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,25 +77,51 @@ async def load(conn: AsyncConnection, fallback: RuntimeSettings) -> RuntimeSetti
 
 
 class RuntimeConfig:
-    """The runtime settings as one process sees them: read from SQL at most every few seconds."""
+    """The runtime settings as one process sees them: read from SQL at most every few seconds,
+    and afresh after `invalidate` (called when another process announces a change: see
+    `wharf_shared.runtime_watch`; the periodic re-read covers an announcement that was lost)."""
 
     def __init__(
-        self, db: Database, fallback: RuntimeSettings, *, cache_seconds: float = CACHE_SECONDS
+        self,
+        db: Database,
+        fallback: RuntimeSettings,
+        *,
+        cache_seconds: float = CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = db
         self._fallback = fallback
         self._cache_seconds = cache_seconds
+        self._clock = clock
         self._value: RuntimeSettings | None = None
         self._read_at = 0.0
+        # Bumped by `invalidate`: a read that began before a change committed must not be
+        # kept as current when it lands after the announcement.
+        self._generation = 0
+        self._read_generation = -1
+        self._lock = asyncio.Lock()
 
     def invalidate(self) -> None:
-        """Read afresh on the next `get` (after this process changed a setting itself)."""
-        self._value = None
+        """Read afresh on the next `get`."""
+        self._generation += 1
+
+    def _current(self) -> RuntimeSettings | None:
+        if self._value is None or self._read_generation != self._generation:
+            return None
+        if self._clock() - self._read_at > self._cache_seconds:
+            return None
+        return self._value
 
     async def get(self) -> RuntimeSettings:
-        now = time.monotonic()
-        if self._value is None or now - self._read_at > self._cache_seconds:
+        value = self._current()
+        if value is not None:
+            return value
+        async with self._lock:  # one read per process, however many requests wait for it
+            value = self._current()
+            if value is not None:
+                return value
+            generation, started = self._generation, self._clock()
             async with self._db.read() as conn:
-                self._value = await load(conn, self._fallback)
-            self._read_at = now
-        return self._value
+                value = await load(conn, self._fallback)
+            self._value, self._read_at, self._read_generation = value, started, generation
+            return value
