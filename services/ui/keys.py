@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
-from wharf_shared.runtime import RuntimeConfig
+from wharf_shared.keys import RUNTIME
 from wharf_ui.security import AUTHENTICATOR
-
-RUNTIME = web.AppKey("runtime", RuntimeConfig)
 
 __all__ = ["AUTHENTICATOR", "RUNTIME"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from wharf_ui.handlers import system, users
+from wharf_ui.handlers import configurations, statistics, system, users
 
 API = "/api/v2.0"
 
@@ -23,6 +23,10 @@ ROUTES = (
     ("DELETE", "/users/{user_id}", users.delete_user, "delete_user"),
     ("PUT", "/users/{user_id}/password", users.update_password, "update_password"),
     ("PUT", "/users/{user_id}/sysadmin", users.set_sysadmin, "set_sysadmin"),
+    # runtime configuration and statistics
+    ("GET", "/configurations", configurations.get_configurations, "get_configurations"),
+    ("PUT", "/configurations", configurations.update_configurations, "update_configurations"),
+    ("GET", "/statistics", statistics.get_statistic, "get_statistic"),
 )
 
 
