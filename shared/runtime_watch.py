@@ -38,12 +38,15 @@ _BACKOFF_MAX = 5.0
 async def announce(redis: Redis, channel: str) -> bool:
     """Tell every process that the runtime settings changed (call after the commit). False when
     Redis could not take it: the others then see the change at their next periodic re-read."""
-    try:
-        await redis.publish(channel, b"changed")
-    except (RedisError, OSError) as exc:
-        log.warning("runtime_announce_failed", channel=channel, error=str(exc))
-        return False
-    return True
+    for attempt in (1, 2):  # a pooled connection left over from before a Redis restart fails once
+        try:
+            await redis.publish(channel, b"changed")
+        except (RedisError, OSError) as exc:
+            if attempt == 2:
+                log.warning("runtime_announce_failed", channel=channel, error=str(exc))
+        else:
+            return True
+    return False
 
 
 class RuntimeWatch:
