@@ -9,7 +9,7 @@ message invalidates like an announcement does. An announcement lost in any other
 by `RuntimeConfig`'s periodic re-read (`WHARF_RUNTIME_REREAD_SECONDS`).
 
 Every service wires this the same way: `app.cleanup_ctx.append(runtime_context)` after the
-context that opens `DB` and `REDIS`; handlers read `app[RUNTIME]`.
+context that opens `DB`; handlers read `app[RUNTIME]`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from wharf_shared import keys
 from wharf_shared.logging import get_logger
+from wharf_shared.redis import open_redis
 from wharf_shared.runtime import RuntimeConfig, defaults
 
 log = get_logger(__name__)
@@ -110,13 +111,17 @@ def _text(value: Any) -> str:
 
 
 async def runtime_context(app: web.Application) -> AsyncIterator[None]:
-    """A `cleanup_ctx`: the process's `RuntimeConfig` at `RUNTIME` and its subscriber, on the
-    app's `DB` and `REDIS` (so it must come after the context that opens them)."""
+    """A `cleanup_ctx`: the process's `RuntimeConfig` at `RUNTIME`, on the app's `DB` (so it
+    must come after the context that opens it), and its subscriber."""
     settings = app[keys.SETTINGS]
     config = RuntimeConfig(app[keys.DB], defaults(settings), cache_seconds=settings.runtime_reread_seconds)
     app[keys.RUNTIME] = config
-    watch = RuntimeWatch(app[keys.REDIS], config, settings.runtime_channel)
+    # A client of its own: the subscription holds its connection for good, and neither it nor
+    # its reconnection attempts belong in the figures of the pool that serves requests.
+    redis = open_redis(settings.redis_url, max_connections=4)
+    watch = RuntimeWatch(redis, config, settings.runtime_channel)
     app[keys.RUNTIME_WATCH] = watch
     await watch.start()
     yield
     await watch.close()
+    await redis.aclose()
