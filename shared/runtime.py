@@ -20,10 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wharf_shared.config import Settings
 from wharf_shared.db import tables as t
-from wharf_shared.db.engine import Database, insert_ignore, upsert
+from wharf_shared.db.engine import Database, insert_ignore, is_unavailable, upsert
 from wharf_shared.db.types import utcnow
+from wharf_shared.logging import get_logger
+
+log = get_logger(__name__)
 
 CACHE_SECONDS = 5.0
+STALE_RETRY_SECONDS = 1.0  # while the database is away, how often a re-read is tried
 # Harbor's words for a refused change while read-only mode is on (its code: DENIED, 403).
 READ_ONLY_MESSAGE = "The system is in read only mode. Any modification is prohibited."
 
@@ -76,6 +80,10 @@ async def load(conn: AsyncConnection, fallback: RuntimeSettings) -> RuntimeSetti
     return RuntimeSettings(**values)
 
 
+def _unreachable(exc: Exception) -> bool:
+    return isinstance(exc, OSError | TimeoutError) or is_unavailable(exc)
+
+
 class RuntimeConfig:
     """The runtime settings as one process sees them: read from SQL at most every few seconds,
     and afresh after `invalidate` (called when another process announces a change: see
@@ -121,7 +129,17 @@ class RuntimeConfig:
             if value is not None:
                 return value
             generation, started = self._generation, self._clock()
-            async with self._db.read() as conn:
-                value = await load(conn, self._fallback)
+            try:
+                async with self._db.read() as conn:
+                    value = await load(conn, self._fallback)
+            except Exception as exc:
+                if self._value is None or not _unreachable(exc):
+                    raise
+                # The database is away: keep answering with what was read last (an upload
+                # in progress needs no SQL and should not fail for this), and try again soon.
+                log.warning("runtime_settings_reread_failed", error=str(exc))
+                self._read_at = started - self._cache_seconds + STALE_RETRY_SECONDS
+                self._read_generation = generation
+                return self._value
             self._value, self._read_at, self._read_generation = value, started, generation
             return value
