@@ -466,6 +466,18 @@ class Settings(BaseSettings):
         default=None,
         description="Password of `admin` when `wharf init` creates it (else generated, printed once).",
     )
+    runtime_channel: str = Field(
+        default="wharf:runtime",
+        min_length=1,
+        description="Redis pub/sub channel on which a change of the runtime settings "
+        "(`/api/v2.0/configurations`) is announced to every process.",
+    )
+    runtime_reread_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a process keeps the runtime settings it read; the fallback when a "
+        "change announcement is lost (an announced change applies at once).",
+    )
     events_stream: str = Field(default="wharf:events", description="Redis stream that carries events.")
     events_max_len: int = Field(
         default=1_000_000, ge=1000, description="Approximate length cap of the stream."

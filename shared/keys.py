@@ -17,9 +17,14 @@ if TYPE_CHECKING:
     from wharf_shared.db.engine import Database
     from wharf_shared.events import EventPublisher
     from wharf_shared.metrics import Metrics
+    from wharf_shared.runtime import RuntimeConfig
+    from wharf_shared.runtime_watch import RuntimeWatch
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 DB: web.AppKey[Database] = web.AppKey("db")
 REDIS: web.AppKey[Redis] = web.AppKey("redis")
 EVENTS: web.AppKey[EventPublisher] = web.AppKey("events")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+# The runtime settings (`/configurations`) and their change subscriber: `runtime_watch.runtime_context`.
+RUNTIME: web.AppKey[RuntimeConfig] = web.AppKey("runtime")
+RUNTIME_WATCH: web.AppKey[RuntimeWatch] = web.AppKey("runtime_watch")

@@ -31,6 +31,7 @@ from wharf_shared.logging import get_logger
 from wharf_shared.metrics import Metrics, metrics_middleware
 from wharf_shared.redis import open_redis
 from wharf_shared.request_ids import request_id_middleware
+from wharf_shared.runtime_watch import runtime_context
 from wharf_shared.storage.base import StorageError
 from wharf_shared.storage.factory import open_storage
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[keys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
+    app.cleanup_ctx.append(runtime_context)  # read-only mode
     app.cleanup_ctx.append(_purger)
     add_routes(app)
     add_health_and_metrics(app, metrics, lambda: _readiness(app))

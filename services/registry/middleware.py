@@ -1,4 +1,5 @@
-"""The `/v2/` edge: OCI error bodies, the API version header, name checks and authorization."""
+"""The `/v2/` edge: OCI error bodies, the API version header, name checks, authorization and
+read-only mode."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from wharf_registry.routes import BY_NAME
 from wharf_shared.errors.domain import DomainError
 from wharf_shared.errors.oci import (
     BlobUploadInvalid,
+    Denied,
     NameInvalid,
     OCIError,
     RouteUnknown,
@@ -21,14 +23,17 @@ from wharf_shared.errors.oci import (
     Unsupported,
 )
 from wharf_shared.errors.render import render_oci, unexpected_failure
-from wharf_shared.keys import DB
+from wharf_shared.keys import DB, RUNTIME
 from wharf_shared.logging import get_logger
 from wharf_shared.references import is_valid_name
 from wharf_shared.request_ids import REQUEST_ID
+from wharf_shared.runtime import READ_ONLY_MESSAGE
 from wharf_shared.storage.base import StorageError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = get_logger(__name__)
+# Every other method on `/v2/` writes (uploads, manifest PUTs, deletes): refused in read-only mode.
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def render(error: OCIError) -> web.Response:
@@ -89,6 +94,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     grant = authorizer.authorize(
         request.headers.get("Authorization"), need, continues_upload=spec.continues_upload
     )
+    if request.method not in _READS and (await request.app[RUNTIME].get()).read_only:
+        # After authorization, as Harbor does: a client without credentials still gets its
+        # challenge, and then this refusal (DENIED, 403) rather than an unexplained one.
+        raise Denied(message=READ_ONLY_MESSAGE)
     if spec.completes_push:
         # The token may predate a change of membership: what becomes visible is checked now.
         await authorizer.recheck_push(request.app[DB], grant, name)

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from wharf_shared import keys as shared_keys
-from wharf_shared import runtime
 from wharf_shared.addresses import parse_networks
 from wharf_shared.auth.backends import DatabaseBackend
 from wharf_shared.auth.logins import Throttling
@@ -17,6 +16,7 @@ from wharf_shared.events import EventPublisher
 from wharf_shared.health import add_health_and_metrics, dependency_checks
 from wharf_shared.metrics import Metrics, metrics_middleware
 from wharf_shared.request_ids import request_id_middleware
+from wharf_shared.runtime_watch import runtime_context
 from wharf_shared.stores import open_stores
 from wharf_shared.tokens import TokenIssuer, load_private_key
 from wharf_token import keys
@@ -46,6 +46,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     )
     app[keys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app.cleanup_ctx.append(lambda app: _resources(app, clock))
+    app.cleanup_ctx.append(runtime_context)
     add_routes(app)
     add_health_and_metrics(
         app, metrics, lambda: dependency_checks(app[shared_keys.DB], app[shared_keys.REDIS])
@@ -61,7 +62,6 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
     # Logins go to the event stream (for the audit log), batched off the request's path.
     events = EventPublisher(redis, settings.events_stream, settings.events_max_len, app[shared_keys.METRICS])
     app[shared_keys.EVENTS] = events
-    app[keys.RUNTIME] = runtime.RuntimeConfig(db, runtime.defaults(settings))
     token = settings.token
     app[keys.LOGINS] = TokenLogins(
         db,

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from wharf_shared import keys as shared_keys
-from wharf_shared import runtime
 from wharf_shared.addresses import parse_networks
 from wharf_shared.auth.backends import DatabaseBackend
 from wharf_shared.auth.logins import Logins, Throttling
@@ -17,10 +16,12 @@ from wharf_shared.events import EventPublisher, EventRelay
 from wharf_shared.health import add_health_and_metrics, dependency_checks
 from wharf_shared.metrics import Metrics, metrics_middleware
 from wharf_shared.request_ids import request_id_middleware
+from wharf_shared.runtime_watch import runtime_context
 from wharf_shared.stores import open_stores
 from wharf_ui import keys
 from wharf_ui.changes import RELAY, relay_middleware
 from wharf_ui.middleware import errors_middleware
+from wharf_ui.readonly import read_only_middleware
 from wharf_ui.routes import add_routes
 from wharf_ui.security import SESSION, Authenticator, BasicAuth, SessionCookie, set_csrf
 from wharf_ui.sessions import CSRF_HEADER, Sessions
@@ -30,13 +31,20 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     """`clock`: what login lockouts and session expiry are measured against (tests move it)."""
     metrics = Metrics("ui")
     app = web.Application(
-        middlewares=[request_id_middleware, metrics_middleware(metrics), relay_middleware, errors_middleware]
+        middlewares=[
+            request_id_middleware,
+            metrics_middleware(metrics),
+            relay_middleware,
+            errors_middleware,
+            read_only_middleware,
+        ]
     )
     app[shared_keys.SETTINGS] = settings
     app[shared_keys.METRICS] = metrics
     app[keys.SECURE_COOKIES] = settings.external_url.lower().startswith("https://")
     app[keys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app.cleanup_ctx.append(lambda app: _resources(app, clock))
+    app.cleanup_ctx.append(runtime_context)
     app.on_response_prepare.append(_csrf_token)
     add_routes(app)
     add_health_and_metrics(
@@ -50,7 +58,6 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
     db, redis = await open_stores(settings, app[shared_keys.METRICS])
     app[shared_keys.DB] = db
     app[shared_keys.REDIS] = redis
-    app[keys.RUNTIME] = runtime.RuntimeConfig(db, runtime.defaults(settings))
     # Logins share the token service's settings and Redis keys: one throttle for every surface.
     token = settings.token
     logins = Logins(

@@ -6,11 +6,10 @@ from aiohttp import web
 
 from wharf_shared.addresses import Network
 from wharf_shared.auth.logins import Logins
-from wharf_shared.runtime import RuntimeConfig
+from wharf_shared.keys import RUNTIME
 from wharf_ui.security import AUTHENTICATOR
 from wharf_ui.sessions import Sessions
 
-RUNTIME = web.AppKey("runtime", RuntimeConfig)
 LOGINS = web.AppKey("logins", Logins)
 SESSIONS = web.AppKey("sessions", Sessions)
 SECURE_COOKIES = web.AppKey("secure_cookies", bool)  # the external URL is https

@@ -352,6 +352,98 @@ PATHS: dict[str, Any] = {
     },
 }
 
+# -- runtime configuration and statistics ------------------------------------------------------
+
+
+def _config_item(kind: str) -> dict[str, Any]:
+    """Harbor's StringConfigItem, BoolConfigItem, IntegerConfigItem."""
+    return {
+        "type": "object",
+        "required": ["value", "editable"],
+        "properties": {"value": {"type": kind}, "editable": {"type": "boolean"}},
+    }
+
+
+_CONFIG_KEYS: dict[str, tuple[str, dict[str, Any]]] = {
+    "auth_mode": ("string", {"enum": ["db_auth"]}),
+    "project_creation_restriction": ("string", {"enum": ["everyone", "adminonly"]}),
+    "self_registration": ("boolean", {}),
+    "token_expiration": ("integer", {"minimum": 1, "maximum": (2**31 - 1) // 60}),
+    "read_only": ("boolean", {}),
+    "anonymous_access": ("boolean", {}),  # Wharf's own: anonymous pulls of public projects
+}
+
+DEFINITIONS.update(
+    {
+        "StringConfigItem": _config_item("string"),
+        "BoolConfigItem": _config_item("boolean"),
+        "IntegerConfigItem": _config_item("integer"),
+        "ConfigurationsResponse": {
+            "type": "object",
+            "required": list(_CONFIG_KEYS),
+            "properties": {
+                name: _ref(
+                    {"string": "StringConfigItem", "boolean": "BoolConfigItem"}.get(kind, "IntegerConfigItem")
+                )
+                for name, (kind, _) in _CONFIG_KEYS.items()
+            },
+        },
+        "Configurations": {
+            "type": "object",
+            "description": "The keys to change; null leaves a key as it is; any other key is a 400.",
+            "additionalProperties": False,
+            "properties": {
+                name: {"type": kind, "x-nullable": True, **rules}
+                for name, (kind, rules) in _CONFIG_KEYS.items()
+            },
+        },
+        "Statistic": {
+            "type": "object",
+            "required": [
+                "private_project_count",
+                "private_repo_count",
+                "public_project_count",
+                "public_repo_count",
+                "total_project_count",
+                "total_repo_count",
+                "total_storage_consumption",
+            ],
+            "properties": {
+                name: {"type": "integer", "format": "int64", "minimum": 0}
+                for name in (
+                    "private_project_count",
+                    "private_repo_count",
+                    "public_project_count",
+                    "public_repo_count",
+                    "total_project_count",
+                    "total_repo_count",
+                    "total_storage_consumption",
+                )
+            },
+        },
+    }
+)
+
+PATHS.update(
+    {
+        "/configurations": {
+            "get": _op(
+                "getConfigurations", _responses(_ok(_ref("ConfigurationsResponse")), "403"), tag="configure"
+            ),
+            "put": _op(
+                "updateConfigurations",
+                _responses(_ok(), "400", "403", "413"),
+                {"name": "configurations", "in": "body", "required": True, "schema": _ref("Configurations")},
+                tag="configure",
+            ),
+        },
+        "/statistics": {
+            "get": _op("getStatistic", _responses(_ok(_ref("Statistic"))), tag="statistic"),
+        },
+    }
+)
+
+
 # -- repositories, artifacts and tags --------------------------------------------------------------
 
 _NAME = {"type": "string", "minLength": 1, "maxLength": 255}

@@ -7,11 +7,13 @@ from aiohttp import web
 from wharf_ui.handlers import (
     artifacts,
     audit_logs,
+    configurations,
     members,
     projects,
     repositories,
     search,
     sessions,
+    statistics,
     system,
     users,
 )
@@ -67,6 +69,10 @@ ROUTES = (
     ("GET", _ARTIFACT + "/tags", artifacts.list_tags, "list_tags"),
     ("POST", _ARTIFACT + "/tags", artifacts.create_tag, "create_tag"),
     ("DELETE", _ARTIFACT + "/tags/{tag_name}", artifacts.delete_tag, "delete_tag"),
+    # runtime configuration and statistics
+    ("GET", "/configurations", configurations.get_configurations, "get_configurations"),
+    ("PUT", "/configurations", configurations.update_configurations, "update_configurations"),
+    ("GET", "/statistics", statistics.get_statistic, "get_statistic"),
 )
 
 # portal sessions (outside /api/v2.0; the proxy sends /c/ here)

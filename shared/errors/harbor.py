@@ -35,6 +35,12 @@ class Forbidden(HarborError):
     code, message, status = "FORBIDDEN", "forbidden", 403
 
 
+class Denied(HarborError):
+    """Harbor's refusal of any change while the system is in read-only mode."""
+
+    code, message, status = "DENIED", "the request is denied", 403
+
+
 class NotFound(HarborError):
     code, message, status = "NOT_FOUND", "not found", 404
 
@@ -77,6 +83,7 @@ ALL: tuple[type[HarborError], ...] = (
     BadRequest,
     Unauthorized,
     Forbidden,
+    Denied,
     NotFound,
     MethodNotAllowed,
     Conflict,

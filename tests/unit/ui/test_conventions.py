@@ -78,6 +78,7 @@ EXPECTED = {
     harbor.BadRequest: ("BAD_REQUEST", 400),
     harbor.Unauthorized: ("UNAUTHORIZED", 401),
     harbor.Forbidden: ("FORBIDDEN", 403),
+    harbor.Denied: ("DENIED", 403),
     harbor.NotFound: ("NOT_FOUND", 404),
     harbor.MethodNotAllowed: ("METHOD_NOT_ALLOWED", 405),
     harbor.Conflict: ("CONFLICT", 409),
