@@ -6,6 +6,8 @@ what a pull through the registry sees after each change (never a stale cached ma
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.service.ui.conftest import ADMIN
@@ -25,8 +27,15 @@ async def pull_status(content: Content, reference: str, repository: str = "team/
     return resp.status, (await error_code(resp) if resp.status != 200 else "")
 
 
-async def push_index(content: Content) -> tuple[str, list[str]]:
-    """Two images by digest and an index over them tagged `multi`: (index digest, child digests)."""
+def content_size(manifest: bytes) -> int:
+    """What an image manifest references: its config's and layers' sizes."""
+    parsed = json.loads(manifest)
+    return int(parsed["config"]["size"]) + sum(int(layer["size"]) for layer in parsed["layers"])
+
+
+async def push_index(content: Content) -> tuple[str, list[str], int]:
+    """Two images by digest and an index over them tagged `multi`: (index digest, child digests,
+    Harbor's size of the index: itself and its images with theirs)."""
     children = []
     bodies = []
     for seed in ("amd", "arm"):
@@ -36,7 +45,8 @@ async def push_index(content: Content) -> tuple[str, list[str]]:
     index = index_manifest(bodies)
     resp = await content.v2.push_manifest("team/web/app", "multi", index, OCI_INDEX)
     assert resp.status == 201, await resp.text()
-    return digest_of(index), children
+    size = len(index) + sum(len(b) + content_size(b) for b, _ in bodies)
+    return digest_of(index), children, size
 
 
 # -- reads -----------------------------------------------------------------------------------------
@@ -54,7 +64,8 @@ async def test_artifacts_in_harbors_shape(content: Content) -> None:
     assert artifact["manifest_media_type"] == OCI_MANIFEST
     assert artifact["media_type"] == "application/vnd.oci.image.config.v1+json"
     assert artifact["project_id"] == content.team_id
-    assert artifact["size"] == len(body)
+    # Harbor's size: the manifest, its config and its layers.
+    assert artifact["size"] == len(body) + content_size(body)
     assert artifact["pull_time"] is None  # never pulled
     assert artifact["push_time"].endswith("Z")
     assert artifact["annotations"] == {"org.example": "yes"}
@@ -74,7 +85,7 @@ async def test_artifacts_in_harbors_shape(content: Content) -> None:
 
 
 async def test_an_index_lists_its_references(content: Content) -> None:
-    index, children = await push_index(content)
+    index, children, size = await push_index(content)
     resp = await content.ui.client.get(f"{APP}/artifacts/multi", headers=ADMIN)
     got = await resp.json()
     assert (got["digest"], got["type"], got["manifest_media_type"], got["media_type"]) == (
@@ -84,6 +95,7 @@ async def test_an_index_lists_its_references(content: Content) -> None:
         OCI_INDEX,
     )
     assert sorted(r["child_digest"] for r in got["references"]) == sorted(children)
+    assert got["size"] == size
     assert all(r["parent_id"] == got["id"] for r in got["references"])
     listed = await (
         await content.ui.client.get(f"{APP}/artifacts", headers=ADMIN, params={"page_size": "100"})
@@ -204,7 +216,7 @@ async def test_deleting_an_artifact_removes_its_tags_and_what_the_registry_cache
 
 
 async def test_an_artifact_an_index_lists_is_not_deleted(content: Content) -> None:
-    index, children = await push_index(content)
+    index, children, _ = await push_index(content)
     resp = await content.ui.client.delete(f"{APP}/artifacts/{children[0]}", headers=ADMIN)
     await error(resp, 412, "VIOLATE_FOREIGN_KEY_CONSTRAINT")
     assert await pull_status(content, children[0]) == (200, "")
