@@ -62,6 +62,9 @@ class RuntimeWatch:
         self._channel = channel
         self._backoff_max = backoff_max
         self._task: asyncio.Task[None] | None = None
+        # Checked between reads: a cancellation that lands as a read's own timeout expires is
+        # taken by redis-py for that timeout (the read returns None), and the task would go on.
+        self._closing = False
         self.subscribed = asyncio.Event()  # set while a subscription stands (tests wait on it)
         self.invalidations = 0
 
@@ -69,6 +72,7 @@ class RuntimeWatch:
         self._task = asyncio.create_task(self._run(), name="runtime-watch")
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -81,11 +85,11 @@ class RuntimeWatch:
 
     async def _run(self) -> None:
         delay = _BACKOFF_FIRST
-        while True:
+        while not self._closing:
             pubsub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(self._channel)
-                while True:
+                while not self._closing:
                     message = await pubsub.get_message(timeout=_POLL_SECONDS)
                     if message is None:
                         continue
@@ -102,8 +106,9 @@ class RuntimeWatch:
             finally:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self._backoff_max)
+            if not self._closing:
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, self._backoff_max)
 
 
 def _text(value: Any) -> str:

@@ -13,12 +13,14 @@ from typing import Any
 
 import jwt
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
+from tests.service.registry.conftest import registry_settings
 from tests.service.token.conftest import ADMIN_PASSWORD, basic, start_suite
 from tests.support.oci import digest_of
 from tests.support.redis_server import RedisServer
+from wharf_registry.app import create_app as create_registry
 from wharf_shared import runtime
 from wharf_shared.db.engine import Database
 from wharf_shared.keys import RUNTIME_WATCH
@@ -183,3 +185,22 @@ async def test_the_subscriber_returns_after_redis_comes_back(tmp_path: Path, dat
         await redis.aclose()
         await db.close()
         server.stop()
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+async def test_apps_stop_promptly_whenever_they_are_stopped(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    """The subscriber ends when its app stops, whatever its read is doing at that moment (a
+    cancellation redis-py took for a read's timeout once left app teardown hanging)."""
+    for i in range(30):
+        settings = registry_settings(tmp_path / str(i), database_url, redis_url)
+        client = TestClient(TestServer(create_registry(settings)))
+        await client.start_server()
+        assert (await client.get("/v2/")).status == 200
+        await asyncio.sleep(0.003 * i)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(client.close(), 10)
+        # Under the subscriber's 1 s read: a swallowed cancellation would have waited that out.
+        assert loop.time() - started < 0.9
