@@ -128,7 +128,7 @@ class Material:
 
 
 @pytest.fixture(scope="module")
-def material(tmp_path_factory: pytest.TempPathFactory) -> Material:
+def material(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Material]:
     tmp = tmp_path_factory.mktemp("material")
     raw = tmp / "raw"
     write_big_file(raw, LAYER_SIZE)
@@ -136,7 +136,9 @@ def material(tmp_path_factory: pytest.TempPathFactory) -> Material:
     with raw.open("rb") as source, gzip.GzipFile(gzipped, "wb", compresslevel=0, mtime=0) as sink:
         while chunk := source.read(8 * MiB):
             sink.write(chunk)
-    return Material(raw, gzipped)
+    yield Material(raw, gzipped)
+    # Data only (no logs): gone with the module, not kept to the session's end on a tmpfs /tmp.
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass
