@@ -25,7 +25,8 @@ the first `/`:
   (what `docker login` asks for; the token requests of pushes and pulls are not logins):
   operator, address (the client's).
 - For the management API (the ui): `<resource>.<operation>` with `operator` and the resource's
-  name: `project.create` / `project.delete` (project, project_id), `repository.delete`
+  name: `project.create` / `project.delete` (project, project_id), `project.update` (project, project_id,
+  public: a visibility change), `repository.delete`
   (repository), `tag.create` / `tag.delete` (repository, tag, digest), `user.create` /
   `user.delete` (username), `member.create` / `member.update` / `member.delete` (project,
   project_id, member). The job service's audit mapping (wharf_jobservice.audit) lists what it

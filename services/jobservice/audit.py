@@ -72,6 +72,7 @@ RULES: dict[str, Rule | None] = {
     "repository.delete": Rule("repository", "delete", _field("repository")),
     "project.create": Rule("project", "create", _field("project")),
     "project.delete": Rule("project", "delete", _field("project")),
+    "project.update": Rule("project", "update", _field("project")),
     "user.create": Rule("user", "create", _field("username")),
     "user.delete": Rule("user", "delete", _field("username")),
     "member.create": Rule("member", "create", _member),

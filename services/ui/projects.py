@@ -314,6 +314,9 @@ async def set_visibility(
             await conn.execute(
                 update(t.project).where(p.id == project.id).values(public=public, updated_at=utcnow())
             )
+            await record(
+                conn, "project.update", identity, project=project.name, project_id=project.id, public=public
+            )
 
     await db.run(go)
 

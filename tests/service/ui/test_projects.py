@@ -349,6 +349,13 @@ async def test_the_project_admin_changes_visibility(ui: Ui) -> None:
     resp = await ui.client.put(f"{API}/projects/team", json={"project_name": "other"}, headers=ADMIN)
     assert resp.status == 200
     assert (await get(ui, project_id))["name"] == "team"
+    # Each change of visibility is an event (for the audit log), a body that changes nothing is not.
+    events = await ui.events("project.update", count=2)
+    assert [(e["data"]["operator"], e["data"]["public"]) for e in events] == [
+        ("alice", True),
+        ("admin", False),
+    ]
+    assert {e["data"]["project_id"] for e in events} == {project_id}
 
 
 async def test_update_refusals(ui: Ui) -> None:

@@ -47,6 +47,11 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, str, str, str, str | None, boo
         ("project", "create", "team", "admin", "team", False),
     ),
     (
+        "project.update",
+        {"project": "team", "project_id": 7, "public": True, "operator": "admin"},
+        ("project", "update", "team", "admin", "team", False),
+    ),
+    (
         "repository.delete",
         {"repository": "team/app", "operator": "admin"},
         ("repository", "delete", "team/app", "admin", "team", False),
