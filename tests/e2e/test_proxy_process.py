@@ -82,10 +82,20 @@ async def test_tls_metrics_and_access_log(
     assert entry["request_id"]
 
 
-def stopping_workers(proxy: ServiceProcess) -> int:
-    """How many of the proxy's workers have logged that they stopped accepting."""
+def workers_logging(proxy: ServiceProcess, event: str) -> int:
+    """How many of the proxy's workers have logged `event` (`listening`, `stopping`)."""
     lines = proxy.log_path.read_text().splitlines()
-    return sum(1 for line in lines if line.startswith("{") and json.loads(line).get("event") == "stopping")
+    return sum(1 for line in lines if line.startswith("{") and json.loads(line).get("event") == event)
+
+
+def stopping_workers(proxy: ServiceProcess) -> int:
+    return workers_logging(proxy, "stopping")
+
+
+async def both_workers_listening(proxy: ServiceProcess) -> None:
+    """The proxy answers once one worker listens; a stop sent while the other is still starting
+    ends that one before it ever serves (no `stopping` to wait for)."""
+    await wait_until(lambda: workers_logging(proxy, "listening") == 2, "both workers to listen")
 
 
 async def test_sigterm_drains_requests_in_flight(
@@ -100,6 +110,7 @@ async def test_sigterm_drains_requests_in_flight(
         first = await resp.content.readexactly(MiB // 4)
         received += len(first)
         assert proxy.process is not None
+        await both_workers_listening(proxy)
         proxy.process.send_signal(signal.SIGTERM)
         # The rest of the download is held back until both workers are draining.
         await wait_until(lambda: stopping_workers(proxy) == 2, "both workers to stop accepting")
@@ -135,6 +146,7 @@ async def test_workers_drain_and_stop_when_their_supervisor_is_killed(
     ):
         assert resp.status == 200
         received += len(await resp.content.readexactly(MiB // 4))
+        await both_workers_listening(proxy)
         proxy.kill()
         await wait_until(lambda: stopping_workers(proxy) == 2, "both workers to stop accepting")
         upstream.app[GATE].set()
