@@ -9,10 +9,9 @@ from aiohttp import web
 from wharf_shared.errors.harbor import BadRequest, Unauthorized
 from wharf_shared.keys import DB
 from wharf_ui import audit_logs
-from wharf_ui.handlers.projects import anonymous_access, is_name
+from wharf_ui.handlers.projects import path_project
 from wharf_ui.listing import order_by, where
 from wharf_ui.pages import list_query, listed
-from wharf_ui.projects import resolve_project
 from wharf_ui.query import QueryError
 from wharf_ui.responses import timestamp
 from wharf_ui.security import caller, sysadmin
@@ -52,12 +51,5 @@ async def list_project_logs(request: web.Request) -> web.Response:
         # No role grants an anonymous caller a project's log: say so before looking the project up.
         raise Unauthorized(message="sign in to read a project's logs")
     async with request.app[DB].read() as conn:
-        project = await resolve_project(
-            conn,
-            request.match_info["project_name_or_id"],
-            is_name=is_name(request),
-            identity=identity,
-            anonymous_access=await anonymous_access(request),
-            permission=("log", "list"),
-        )
+        project = await path_project(request, conn, identity, ("log", "list"))
     return await _page(request, project.id)

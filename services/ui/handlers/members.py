@@ -11,9 +11,9 @@ from pydantic import BaseModel
 from wharf_shared.errors.harbor import BadRequest
 from wharf_shared.keys import DB
 from wharf_shared.rbac import ROLE_NAMES
-from wharf_ui import members, projects
+from wharf_ui import members
 from wharf_ui.bodies import Text, read_json
-from wharf_ui.handlers.projects import PROJECTS_PATH, anonymous_access, is_name
+from wharf_ui.handlers.projects import PROJECTS_PATH, anonymous_access, is_name, path_project
 from wharf_ui.pages import list_query, listed
 from wharf_ui.paths import path_id
 from wharf_ui.query import QueryError, as_text
@@ -61,14 +61,7 @@ async def list_members(request: web.Request) -> web.Response:
     except QueryError as exc:
         raise BadRequest(message=str(exc).removeprefix("q: ")) from None
     async with request.app[DB].read() as conn:
-        project = await projects.resolve_project(
-            conn,
-            _raw(request),
-            is_name=is_name(request),
-            identity=identity,
-            anonymous_access=await anonymous_access(request),
-            permission=("member", "list"),
-        )
+        project = await path_project(request, conn, identity, ("member", "list"))
         found, total = await members.list_members(conn, project.id, entityname, query.page)
     return listed(request, [member_json(x) for x in found], total, query.page)
 
@@ -77,14 +70,7 @@ async def get_member(request: web.Request) -> web.Response:
     identity = await caller(request)
     member_id = path_id(request, "mid")
     async with request.app[DB].read() as conn:
-        project = await projects.resolve_project(
-            conn,
-            _raw(request),
-            is_name=is_name(request),
-            identity=identity,
-            anonymous_access=await anonymous_access(request),
-            permission=("member", "read"),
-        )
+        project = await path_project(request, conn, identity, ("member", "read"))
         member = await members.get_member(conn, project, member_id)
     return json_response(member_json(member))
 

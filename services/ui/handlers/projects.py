@@ -6,11 +6,12 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wharf_shared import rbac
 from wharf_shared.errors.harbor import BadRequest, NotFound, Unauthorized
 from wharf_shared.keys import DB
-from wharf_shared.rbac import Identity, Role
+from wharf_shared.rbac import Identity, Permission, Role
 from wharf_ui import projects
 from wharf_ui.bodies import Text, read_json
 from wharf_ui.keys import RUNTIME
@@ -58,6 +59,26 @@ def is_name(request: web.Request) -> bool:
 
 async def anonymous_access(request: web.Request) -> bool:
     return (await request.app[RUNTIME].get()).anonymous_access
+
+
+async def path_project(
+    request: web.Request,
+    conn: AsyncConnection,
+    identity: Identity,
+    permission: Permission = projects.READ,
+    *,
+    anonymous: bool | None = None,
+) -> projects.Project:
+    """The project the path's `{project_name_or_id}` names, once `identity` holds `permission` in
+    it (`anonymous`: the runtime's anonymous access, when the handler has already read it)."""
+    return await projects.resolve_project(
+        conn,
+        request.match_info["project_name_or_id"],
+        is_name=is_name(request),
+        identity=identity,
+        anonymous_access=await anonymous_access(request) if anonymous is None else anonymous,
+        permission=permission,
+    )
 
 
 async def lister(request: web.Request) -> Identity:
@@ -167,13 +188,7 @@ async def get_project(request: web.Request) -> web.Response:
     identity = await caller(request)
     anonymous = await anonymous_access(request)
     async with request.app[DB].read() as conn:
-        project = await projects.resolve_project(
-            conn,
-            request.match_info["project_name_or_id"],
-            is_name=is_name(request),
-            identity=identity,
-            anonymous_access=anonymous,
-        )
+        project = await path_project(request, conn, identity, anonymous=anonymous)
         count = await projects.repo_count(conn, project.name)
     return json_response(project_json(project, count, identity, anonymous_access=anonymous))
 
@@ -208,14 +223,7 @@ async def delete_project(request: web.Request) -> web.Response:
 async def project_deletable(request: web.Request) -> web.Response:
     identity = await caller(request)
     async with request.app[DB].read() as conn:
-        project = await projects.resolve_project(
-            conn,
-            request.match_info["project_name_or_id"],
-            is_name=is_name(request),
-            identity=identity,
-            anonymous_access=await anonymous_access(request),
-            permission=("project", "delete"),
-        )
+        project = await path_project(request, conn, identity, ("project", "delete"))
         reason = projects.deletable_message(await projects.repo_count(conn, project.name))
     body: dict[str, Any] = {"deletable": reason is None}
     if reason is not None:
@@ -238,13 +246,7 @@ async def project_summary(request: web.Request) -> web.Response:
     identity = await caller(request)
     anonymous = await anonymous_access(request)
     async with request.app[DB].read() as conn:
-        project = await projects.resolve_project(
-            conn,
-            request.match_info["project_name_or_id"],
-            is_name=is_name(request),
-            identity=identity,
-            anonymous_access=anonymous,
-        )
+        project = await path_project(request, conn, identity, anonymous=anonymous)
         body: dict[str, Any] = {"repo_count": await projects.repo_count(conn, project.name), "chart_count": 0}
         if rbac.can(identity, project.access, "member", "list", anonymous_access=anonymous):
             counts = await projects.member_counts(conn, project.id)
