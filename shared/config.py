@@ -241,6 +241,54 @@ class JobServiceSettings(_Group):
         description="Also append each audit record to this JSON-lines file (for a log shipper); "
         "reopened on SIGHUP or when rotated away.",
     )
+    broker_url: str | None = Field(
+        default=None,
+        description="Redis that carries the Celery job queue (default: `WHARF_REDIS_URL`).",
+    )
+    queue: str = Field(default="wharf", min_length=1, description="Celery queue the jobs go to.")
+    concurrency: int = Field(
+        default=4, ge=1, le=64, description="Jobs one `wharf-jobservice worker` runs at once (threads)."
+    )
+    registry_url: str | None = Field(
+        default=None,
+        description="This Wharf's registry as replication reaches it, with the token flow "
+        "(default: `WHARF_EXTERNAL_URL`).",
+    )
+    task_time_limit_seconds: float = Field(
+        default=3600.0, gt=0, description="A job that runs longer is stopped and retried."
+    )
+    task_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a running task holds its lease (renewed every third of it); a task "
+        "whose lease ran out (its worker died) is given to another worker.",
+    )
+    retry_max_attempts: int = Field(
+        default=5, ge=1, le=100, description="Attempts of a task that fails on transient errors."
+    )
+    retry_backoff_seconds: float = Field(
+        default=2.0, gt=0, description="First retry's delay; it doubles with each attempt."
+    )
+    retry_backoff_max_seconds: float = Field(
+        default=300.0, gt=0, description="Longest delay between two attempts of a task."
+    )
+    reconcile_interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often the scheduler looks for tasks whose worker died, retries that are "
+        "due, and executions whose planning was lost.",
+    )
+    scheduler_lock_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="Lease of the scheduler's Redis lock: one instance fires schedules; another "
+        "takes over this long after it died.",
+    )
+    replication_group: str = Field(
+        default="replication",
+        min_length=1,
+        description="Consumer group of the event-based replication trigger on the event stream.",
+    )
 
 
 def _comma_list(value: Any) -> Any:
@@ -454,8 +502,16 @@ class Settings(BaseSettings):
     external_url: str = Field(
         default="http://127.0.0.1:8080", description="The address clients use (the proxy's), without a path."
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that encrypts stored credentials (replication registries' secrets) and "
+        "proves the job service to the token service; the same on every host (default: the file "
+        "`WHARF_SECRET_KEY_FILE`).",
+    )
     secret_key_file: Path | None = Field(
-        default=None, description="Key that encrypts stored credentials (default: `<data_dir>/secret.key`)."
+        default=None,
+        description="File holding the secret key when `WHARF_SECRET_KEY` is not set "
+        "(default: `<data_dir>/secret.key`, created by `wharf init`).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
     anonymous_access: bool = Field(
@@ -556,6 +612,20 @@ class Settings(BaseSettings):
     @property
     def secret_key_path(self) -> Path:
         return (self.secret_key_file or self.data_dir / "secret.key").resolve()
+
+    def secret_key_bytes(self) -> bytes:
+        """The secret key: `WHARF_SECRET_KEY`, else the key file's contents (OSError when missing)."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        return self.secret_key_path.read_bytes().strip()
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.jobservice.broker_url or self.redis_url
+
+    @property
+    def local_registry_url(self) -> str:
+        return (self.jobservice.registry_url or self.external_url).rstrip("/")
 
     @property
     def token_realm(self) -> str:

@@ -224,3 +224,113 @@ configuration = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("key"),
 )
+
+# -- job service: replication destinations and policies; executions, tasks, task logs ----------
+
+# Harbor's registries (replication endpoints): another Wharf or Harbor (`harbor`), or any OCI/Docker
+# v2 registry (`docker-registry`). The secret is encrypted with the secret key (wharf_shared.secrets).
+registry_endpoint = Table(
+    "registry_endpoint",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", binary_string(255), nullable=False),
+    Column("description", String(1024), nullable=False, default=""),
+    Column("type", String(32), nullable=False),  # harbor, docker-registry
+    Column("url", String(1024), nullable=False),
+    Column("insecure", Boolean, nullable=False, default=False),
+    Column("credential_type", String(16), nullable=False, default="basic"),
+    Column("access_key", String(255), nullable=True),  # the username
+    Column("access_secret", Text, nullable=True),  # encrypted (Fernet token), NULL: none
+    Column("status", String(16), nullable=False, default="unknown"),  # healthy, unhealthy, unknown
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("name"),
+)
+
+# Harbor's replication policies. A NULL registry is this Wharf: push-based policies have no source
+# registry, pull-based ones no destination. `every_registry` (Wharf's own): a push-based policy
+# whose destination is every registered registry, those added later too.
+replication_policy = Table(
+    "replication_policy",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", binary_string(255), nullable=False),
+    Column("description", String(1024), nullable=False, default=""),
+    Column("src_registry_id", BigId, ForeignKey("registry_endpoint.id"), nullable=True),
+    Column("dest_registry_id", BigId, ForeignKey("registry_endpoint.id"), nullable=True),
+    Column("every_registry", Boolean, nullable=False, default=False),
+    Column("dest_namespace", String(255), nullable=True),
+    Column("dest_namespace_replace_count", Integer, nullable=False, default=-1),
+    Column("trigger_type", String(16), nullable=False),  # manual, scheduled, event_based
+    Column("cron", String(128), nullable=True),  # Harbor's 6 fields, seconds first
+    Column("filters", Text, nullable=False, default="[]"),  # JSON: [{type, value, decoration}]
+    Column("replicate_deletion", Boolean, nullable=False, default=False),
+    Column("override", Boolean, nullable=False, default=True),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("speed_kb", Integer, nullable=False, default=-1),  # KiB/s per task; -1 or 0: unlimited
+    Column("copy_by_chunk", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("name"),
+    Index(None, "src_registry_id"),
+    Index(None, "dest_registry_id"),
+)
+
+# One run of a job (Harbor's execution): `vendor_type` says which (REPLICATION), `vendor_id` which
+# policy. SQL is the truth; Celery messages only carry ids. `planned` is set once the execution's
+# tasks exist: the reconciler plans again an execution whose planning was lost.
+execution = Table(
+    "execution",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("vendor_type", String(32), nullable=False),
+    Column("vendor_id", BigId, nullable=False),
+    Column("status", String(16), nullable=False),  # Running, Success, Error, Stopped
+    Column("status_message", Text, nullable=False, default=""),
+    Column("trigger", String(16), nullable=False),  # manual, scheduled, event_based
+    Column("extra", Text, nullable=False, default="{}"),  # JSON: what the trigger said (an event's resources)
+    Column("planned", Boolean, nullable=False, default=False),
+    Column("start_time", UTCDateTime(), nullable=False),
+    Column("end_time", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index(None, "vendor_type", "vendor_id", "id"),
+    Index(None, "status", "updated_at"),
+)
+
+# One unit of an execution's work (a copy or a deletion of one artifact). A worker claims it with a
+# lease it renews while it runs; a task whose lease ran out (its worker died) is taken up again.
+task = Table(
+    "task",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("execution_id", BigId, ForeignKey("execution.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(16), nullable=False),  # Pending, Running, Success, Error, Stopped
+    Column("status_message", Text, nullable=False, default=""),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("run_after", UTCDateTime(), nullable=True),  # a retry's backoff: not before then
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("worker", String(255), nullable=True),
+    Column("job", Text, nullable=False),  # JSON: what to do (the job's own parameters)
+    Column("resource_type", String(32), nullable=False, default="artifact"),
+    Column("operation", String(16), nullable=False),  # copy, deletion
+    Column("src_resource", String(1024), nullable=False, default=""),
+    Column("dst_resource", String(1024), nullable=False, default=""),
+    Column("bytes_copied", BigInteger, nullable=False, default=0),
+    Column("start_time", UTCDateTime(), nullable=True),
+    Column("end_time", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index(None, "execution_id", "id"),
+    Index(None, "status", "lease_until"),
+)
+
+# A task's log, a line per row (appended as it runs; read as text by the API).
+task_log = Table(
+    "task_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("task_id", BigId, ForeignKey("task.id", ondelete="CASCADE"), nullable=False),
+    Column("time", UTCDateTime(), nullable=False),
+    Column("line", Text, nullable=False),
+    Index(None, "task_id", "id"),
+)
