@@ -1,0 +1,103 @@
+"""Replication's registries (endpoints) and policies: the SQL of `registry_endpoint` and
+`replication_policy`. The ui writes them through the API; the job service reads them to plan and
+run executions. A policy's NULL registry is this Wharf."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wharf_shared.db import tables as t
+
+HARBOR = "harbor"
+DOCKER_REGISTRY = "docker-registry"
+REGISTRY_TYPES = (HARBOR, DOCKER_REGISTRY)
+
+MANUAL = "manual"
+SCHEDULED = "scheduled"
+EVENT_BASED = "event_based"
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    id: int
+    name: str
+    description: str
+    type: str
+    url: str
+    insecure: bool
+    credential_type: str
+    access_key: str | None
+    access_secret: str | None  # encrypted (wharf_shared.secrets.SecretBox); None: no password
+    status: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    id: int
+    name: str
+    description: str
+    src_registry_id: int | None  # None: this Wharf (a push-based policy)
+    dest_registry_id: int | None  # None: this Wharf (pull-based), or every registry (every_registry)
+    every_registry: bool
+    dest_namespace: str | None
+    dest_namespace_replace_count: int
+    trigger_type: str
+    cron: str | None
+    filters: list[dict[str, Any]]
+    replicate_deletion: bool
+    override: bool
+    enabled: bool
+    speed_kb: int
+    copy_by_chunk: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @property
+    def push_based(self) -> bool:
+        return self.src_registry_id is None
+
+
+_REGISTRY_COLUMNS = [t.registry_endpoint.c[name] for name in Registry.__dataclass_fields__]
+_POLICY_COLUMNS = [t.replication_policy.c[name] for name in Policy.__dataclass_fields__]
+
+
+def _policy(row: Any) -> Policy:
+    values = dict(row._mapping)
+    values["filters"] = json.loads(values["filters"] or "[]")
+    return Policy(**values)
+
+
+async def get_registry(conn: AsyncConnection, registry_id: int) -> Registry | None:
+    query = select(*_REGISTRY_COLUMNS).where(t.registry_endpoint.c.id == registry_id)
+    row = (await conn.execute(query)).first()
+    return Registry(**row._mapping) if row else None
+
+
+async def list_registries(conn: AsyncConnection) -> list[Registry]:
+    rows = await conn.execute(select(*_REGISTRY_COLUMNS).order_by(t.registry_endpoint.c.id))
+    return [Registry(**row._mapping) for row in rows]
+
+
+async def get_policy(conn: AsyncConnection, policy_id: int) -> Policy | None:
+    query = select(*_POLICY_COLUMNS).where(t.replication_policy.c.id == policy_id)
+    row = (await conn.execute(query)).first()
+    return _policy(row) if row else None
+
+
+async def list_policies(
+    conn: AsyncConnection, *, trigger_type: str | None = None, enabled: bool | None = None
+) -> list[Policy]:
+    query = select(*_POLICY_COLUMNS).order_by(t.replication_policy.c.id)
+    if trigger_type is not None:
+        query = query.where(t.replication_policy.c.trigger_type == trigger_type)
+    if enabled is not None:
+        query = query.where(t.replication_policy.c.enabled == enabled)
+    return [_policy(row) for row in await conn.execute(query)]
