@@ -2,8 +2,12 @@
 
 `wharf-jobservice events` runs the event-stream consumer (audit log, pull counts) with `/health`
 and `/metrics` on `WHARF_JOBSERVICE__PORT`. Run as many as you like: they share the stream's
-entries in one consumer group. The Celery workers will be further commands; `events` imports
-none of Celery.
+entries in one consumer group; `events` imports none of Celery.
+
+`wharf-jobservice worker` runs the same consumer and, beside it, the replication engine: the
+Celery worker (replication plans and tasks), the event-based trigger, the scheduler and the
+reconciler (`worker.py`). Run as many as you like as well: tasks are claimed in SQL with a lease,
+and one process at a time leads the scheduler.
 """
 
 from __future__ import annotations
@@ -24,12 +28,20 @@ def _parser() -> argparse.ArgumentParser:
         description="Consume the event stream in a consumer group: audit records and pull counts. "
         "Serves /health, /health/ready and /metrics on WHARF_JOBSERVICE__HOST:WHARF_JOBSERVICE__PORT.",
     )
+    commands.add_parser(
+        "worker",
+        help="run replication jobs (Celery worker), schedules and event triggers, and the events consumer",
+        description="The Celery worker (threads) for replication plans and tasks, the event-based "
+        "replication trigger, the scheduler and reconciler (one leader among the workers), and the "
+        "events consumer. Serves /health, /health/ready and /metrics on "
+        "WHARF_JOBSERVICE__HOST:WHARF_JOBSERVICE__PORT.",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    if args.command != "events":
+    if args.command not in ("events", "worker"):
         _parser().print_help(sys.stderr)
         sys.exit(2)
     try:
@@ -52,6 +64,10 @@ def main(argv: list[str] | None = None) -> None:
         log.error("startup_failed", error=str(exc))
         print(f"wharf-jobservice: {exc}", file=sys.stderr)  # noqa: T201
         sys.exit(2)
+    if args.command == "worker":
+        from wharf_jobservice.worker import run_worker
+
+        sys.exit(run_worker(settings))
     jobs = settings.jobservice
     run(lambda: create_app(settings), jobs.host, jobs.port)
 

@@ -9,7 +9,7 @@ import contextlib
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from aiohttp import web
 
@@ -36,13 +36,22 @@ def consumer_name(settings: Settings) -> str:
     return settings.jobservice.events_consumer or f"{socket.gethostname()}-{os.getpid()}"
 
 
-def create_app(settings: Settings) -> web.Application:
+Context = Callable[[web.Application], AsyncIterator[None]]
+Checks = Callable[[], Awaitable[dict[str, str]]]
+
+
+def create_app(
+    settings: Settings, *, contexts: Sequence[Context] = (), checks: Checks | None = None
+) -> web.Application:
+    """The events process's app; the worker adds its own `contexts` (run after the events
+    consumer's, with its database and Redis) and readiness `checks`."""
     metrics = Metrics("jobservice")
     app = web.Application(middlewares=[request_id_middleware, metrics_middleware(metrics)])
     app[shared_keys.SETTINGS] = settings
     app[shared_keys.METRICS] = metrics
     app.cleanup_ctx.append(_events)
-    add_routes(app, metrics, lambda: _readiness(app))
+    app.cleanup_ctx.extend(contexts)
+    add_routes(app, metrics, lambda: _readiness(app, checks))
     return app
 
 
@@ -77,7 +86,7 @@ async def _events(app: web.Application) -> AsyncIterator[None]:
     app[keys.CONSUMER] = consumer
     loop = asyncio.get_running_loop()
     if audit_file is not None:
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
             loop.add_signal_handler(signal.SIGHUP, audit_file.reopen)
     await consumer.ensure_group()
     task = asyncio.create_task(consumer.run(), name="events-consumer")
@@ -87,7 +96,7 @@ async def _events(app: web.Application) -> AsyncIterator[None]:
     consumer.stop()
     await task
     if audit_file is not None:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.remove_signal_handler(signal.SIGHUP)
         audit_file.close()
     await redis.aclose()
@@ -95,7 +104,9 @@ async def _events(app: web.Application) -> AsyncIterator[None]:
     log.info("events_consumer_stopped", consumer=consumer.name)
 
 
-async def _readiness(app: web.Application) -> dict[str, str]:
+async def _readiness(app: web.Application, more: Checks | None) -> dict[str, str]:
     checks = await dependency_checks(app[shared_keys.DB], app[shared_keys.REDIS])
     checks["events_consumer"] = "ok" if app[keys.CONSUMER].running else "error: not running"
+    if more is not None:
+        checks.update(await more())
     return checks

@@ -119,6 +119,7 @@ def service_process(
     host: str = "127.0.0.1",
     port: int | None = None,
     name: str | None = None,
+    command: list[str] | None = None,
 ) -> ServiceProcess:
     """A `python -m wharf_<service>` process (not started) listening on host:port."""
     module, host_var, port_var = _SERVICES[service]
@@ -127,7 +128,7 @@ def service_process(
     env = service_env({**env_values, host_var: host, port_var: str(port)})
     return ServiceProcess(
         name,
-        [sys.executable, "-m", module, *_COMMANDS.get(service, [])],
+        [sys.executable, "-m", module, *(command if command is not None else _COMMANDS.get(service, []))],
         env,
         host,
         port,
@@ -154,3 +155,8 @@ def ui_process(env_values: dict[str, str], log_dir: Path, **where: Any) -> Servi
 def jobservice_process(env_values: dict[str, str], log_dir: Path, **where: Any) -> ServiceProcess:
     """`python -m wharf_jobservice events`: the events consumer."""
     return service_process("jobservice", env_values, log_dir, **where)
+
+
+def jobservice_worker_process(env_values: dict[str, str], log_dir: Path, **where: Any) -> ServiceProcess:
+    """`python -m wharf_jobservice worker`: Celery worker, replication engine, events consumer."""
+    return service_process("jobservice", env_values, log_dir, command=["worker"], **where)

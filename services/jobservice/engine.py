@@ -1,0 +1,269 @@
+"""The replication engine's side of a `wharf-jobservice worker` process, on its event loop: one
+aiohttp ClientSession for every registry call, the replication trigger's consumer group on the
+event stream, the scheduler (while this process leads) and the reconciler, and the coroutines the
+Celery task bodies run (`plan`, `run_task`). It lives in the app's cleanup context, after the
+events consumer's, and uses that context's database and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import Counter, Gauge
+from redis.asyncio import Redis
+
+from wharf_jobservice.consumer import StreamConsumer
+from wharf_jobservice.leader import LeaderLock
+from wharf_jobservice.planning import plan_execution
+from wharf_jobservice.reconciler import Reconciler
+from wharf_jobservice.scheduler import Scheduler
+from wharf_jobservice.task_runner import RETRY, RunLimits, run_task
+from wharf_jobservice.triggers import ReplicationTrigger
+from wharf_shared import jobs as job_queue
+from wharf_shared import keys as shared_keys
+from wharf_shared.config import Settings
+from wharf_shared.db.engine import Database
+from wharf_shared.db.types import utcnow
+from wharf_shared.logging import get_logger
+from wharf_shared.metrics import Metrics
+from wharf_shared.redis import open_redis
+
+log = get_logger(__name__)
+
+LOCK_KEY = "wharf:scheduler:lock"
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class EngineMetrics:
+    def __init__(self, metrics: Metrics) -> None:
+        registry = metrics.registry
+        self.queue_length = Gauge(
+            "wharf_jobservice_queue_length", "Messages waiting in the Celery queue", registry=registry
+        )
+        self.tasks_running = Gauge(
+            "wharf_jobservice_tasks_running", "Tasks running in this process", registry=registry
+        )
+        self.task_outcomes = Counter(
+            "wharf_jobservice_task_outcomes",
+            "Task runs by outcome (Success, Error, retry, lost, stale)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.executions_planned = Counter(
+            "wharf_jobservice_executions_planned", "Executions planned here", registry=registry
+        )
+        self.executions_triggered = Counter(
+            "wharf_jobservice_executions_triggered",
+            "Executions made here by a schedule or events",
+            ["trigger"],
+            registry=registry,
+        )
+        self.leader = Gauge(
+            "wharf_jobservice_scheduler_leader", "1 while this process runs the scheduler", registry=registry
+        )
+
+
+class Engine:
+    def __init__(self, settings: Settings, *, now: Callable[[], dt.datetime] = utcnow) -> None:
+        self.settings = settings
+        self.now = now
+        self.worker = worker_id()
+        self._db: Database | None = None
+        self._redis: Redis | None = None
+        self._broker: Redis | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._metrics: EngineMetrics | None = None
+        self._transfers: object | None = None
+        self._consumer: StreamConsumer | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self.loop_alive_at = 0.0
+        self.ready = False
+
+    # -- the app's cleanup context -------------------------------------------------------------
+
+    async def context(self, app: web.Application) -> AsyncIterator[None]:
+        settings = self.settings
+        jobs = settings.jobservice
+        self._db = db = app[shared_keys.DB]
+        self._redis = redis = app[shared_keys.REDIS]
+        self._broker = (
+            redis
+            if settings.effective_broker_url == settings.redis_url
+            else open_redis(settings.effective_broker_url, max_connections=4)
+        )
+        self._metrics = EngineMetrics(app[shared_keys.METRICS])
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_read=300),
+            connector=aiohttp.TCPConnector(limit=max(16, 4 * jobs.concurrency)),
+        )
+        from wharf_jobservice.transfers import Transfers
+
+        self._transfers = Transfers(db, settings, self._session)
+        trigger = ReplicationTrigger(db, redis, self.enqueue, group=jobs.replication_group)
+        self._trigger = trigger
+        self._consumer = StreamConsumer(
+            redis,
+            settings.events_stream,
+            jobs.replication_group,
+            self.worker,
+            self._apply_events,
+            batch=jobs.events_batch,
+            block_ms=jobs.events_block_ms,
+            claim_idle=jobs.events_claim_idle_seconds,
+        )
+        await self._consumer.ensure_group()
+        self._lock = LeaderLock(redis, LOCK_KEY, self.worker, jobs.scheduler_lock_seconds)
+        self._scheduler = Scheduler(db, redis, self.enqueue, now=self.now)
+        self._reconciler = Reconciler(
+            db,
+            self.enqueue,
+            now=self.now,
+            max_attempts=jobs.retry_max_attempts,
+            pending_idle_seconds=max(4 * jobs.reconcile_interval_seconds, 2 * jobs.task_lease_seconds),
+            plan_grace_seconds=max(5.0, jobs.reconcile_interval_seconds),
+        )
+        self._background = [
+            asyncio.create_task(self._consumer.run(), name="replication-trigger"),
+            asyncio.create_task(self._lead(), name="scheduler"),
+        ]
+        self.ready = True
+        log.info("replication_engine_started", worker=self.worker, group=jobs.replication_group)
+        yield
+        self.ready = False
+        self._stopping.set()
+        self._consumer.stop()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=10)
+        with contextlib.suppress(Exception):
+            await self._lock.release()
+        self._metrics.leader.set(0)
+        await self._session.close()
+        if self._broker is not redis:
+            await self._broker.aclose()
+        log.info("replication_engine_stopped", worker=self.worker)
+
+    async def checks(self) -> dict[str, str]:
+        consumer = self._consumer
+        fresh = time.monotonic() - self.loop_alive_at < max(
+            10.0, 3 * self.settings.jobservice.scheduler_lock_seconds
+        )
+        return {
+            "replication_trigger": "ok"
+            if consumer is not None and consumer.running
+            else "error: not running",
+            "loop": "ok" if self.ready and fresh else "error: the scheduler loop is not running",
+        }
+
+    # -- what the Celery task bodies run ---------------------------------------------------------
+
+    async def plan(self, execution_id: int) -> None:
+        assert self._db is not None
+        assert self._metrics is not None
+        from wharf_jobservice.transfers import Transfers, destination_repository
+
+        transfers = self._transfers
+        assert isinstance(transfers, Transfers)
+        try:
+            planned = await plan_execution(
+                self._db,
+                self.settings,
+                execution_id,
+                naming=destination_repository,
+                list_remote=transfers.list_remote,
+                now=self.now,
+            )
+        except Exception as exc:  # the source is down, say: the reconciler plans it again later
+            log.warning(
+                "execution_plan_deferred", execution=execution_id, error=str(exc) or type(exc).__name__
+            )
+            return
+        if planned is None:
+            return
+        self._metrics.executions_planned.inc()
+        for task_id in planned.task_ids:
+            await self.enqueue(job_queue.TASK_RUN, task_id)
+
+    async def run_task(self, task_id: int) -> str:
+        assert self._db is not None
+        assert self._metrics is not None
+        from wharf_jobservice.transfers import Transfers
+
+        transfers = self._transfers
+        assert isinstance(transfers, Transfers)
+        jobs = self.settings.jobservice
+        limits = RunLimits(
+            worker=self.worker,
+            lease_seconds=jobs.task_lease_seconds,
+            time_limit_seconds=jobs.task_time_limit_seconds,
+            max_attempts=jobs.retry_max_attempts,
+            backoff_seconds=jobs.retry_backoff_seconds,
+            backoff_max_seconds=jobs.retry_backoff_max_seconds,
+        )
+        self._metrics.tasks_running.inc()
+        try:
+            outcome = await run_task(self._db, task_id, transfers.perform, limits, now=self.now)
+        finally:
+            self._metrics.tasks_running.dec()
+        self._metrics.task_outcomes.labels(outcome.status).inc()
+        if outcome.status == RETRY:
+            await self.enqueue(job_queue.TASK_RUN, task_id, countdown=outcome.retry_in)
+        return outcome.status
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    async def enqueue(self, name: str, item_id: int, *, countdown: float | None = None) -> bool:
+        """Send a message after commit; a failure is logged (the reconciler sends it again)."""
+        try:
+            await asyncio.to_thread(job_queue.send, self.settings, name, [item_id], countdown=countdown)
+        except Exception as exc:
+            log.warning("enqueue_failed", task=name, id=item_id, error=str(exc) or type(exc).__name__)
+            return False
+        return True
+
+    async def _apply_events(self, events: list[dict[str, object]]) -> None:
+        before = self._trigger.executions
+        await self._trigger.apply(events)
+        if self._metrics is not None and self._trigger.executions > before:
+            self._metrics.executions_triggered.labels("event_based").inc(self._trigger.executions - before)
+
+    async def _lead(self) -> None:
+        """Leadership, schedules and reconciling; once a second (or a third of the lock's lease)."""
+        assert self._metrics is not None
+        assert self._broker is not None
+        jobs = self.settings.jobservice
+        beat = min(1.0, jobs.scheduler_lock_seconds / 3)
+        reconciled_at: float | None = None
+        first = True
+        while not self._stopping.is_set():
+            self.loop_alive_at = time.monotonic()
+            try:
+                leader = await self._lock.hold()
+                self._metrics.leader.set(1 if leader else 0)
+                if leader:
+                    fired = await self._scheduler.fire_due()
+                    if fired:
+                        self._metrics.executions_triggered.labels("scheduled").inc(len(fired))
+                now = time.monotonic()
+                if first or (
+                    leader
+                    and (reconciled_at is None or now - reconciled_at >= jobs.reconcile_interval_seconds)
+                ):
+                    await self._reconciler.run_once()
+                    reconciled_at, first = now, False
+                self._metrics.queue_length.set(await self._broker.llen(jobs.queue))
+            except Exception as exc:
+                log.warning("scheduler_round_failed", error=str(exc) or type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=beat)
