@@ -109,7 +109,7 @@ class Engine:
         )
         from wharf_jobservice.transfers import Transfers
 
-        self._transfers = Transfers(db, settings, self._session)
+        self._transfers = Transfers(db, redis, settings, self._session)
         trigger = ReplicationTrigger(db, redis, self.enqueue, group=jobs.replication_group)
         self._trigger = trigger
         self._consumer = StreamConsumer(
