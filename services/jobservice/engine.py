@@ -25,6 +25,7 @@ from wharf_jobservice.planning import plan_execution
 from wharf_jobservice.reconciler import Reconciler
 from wharf_jobservice.scheduler import Scheduler
 from wharf_jobservice.task_runner import RETRY, RunLimits, run_task
+from wharf_jobservice.transfers import Transfers, destination_repository
 from wharf_jobservice.triggers import ReplicationTrigger
 from wharf_shared import jobs as job_queue
 from wharf_shared import keys as shared_keys
@@ -83,7 +84,7 @@ class Engine:
         self._broker: Redis | None = None
         self._session: aiohttp.ClientSession | None = None
         self._metrics: EngineMetrics | None = None
-        self._transfers: object | None = None
+        self._transfers: Transfers | None = None
         self._consumer: StreamConsumer | None = None
         self._background: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -107,8 +108,6 @@ class Engine:
             timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_read=300),
             connector=aiohttp.TCPConnector(limit=max(16, 4 * jobs.concurrency)),
         )
-        from wharf_jobservice.transfers import Transfers
-
         self._transfers = Transfers(db, redis, settings, self._session)
         trigger = ReplicationTrigger(db, redis, self.enqueue, group=jobs.replication_group)
         self._trigger = trigger
@@ -132,6 +131,7 @@ class Engine:
             max_attempts=jobs.retry_max_attempts,
             pending_idle_seconds=max(4 * jobs.reconcile_interval_seconds, 2 * jobs.task_lease_seconds),
             plan_grace_seconds=max(5.0, jobs.reconcile_interval_seconds),
+            plan_give_up_seconds=jobs.task_time_limit_seconds,
         )
         self._background = [
             asyncio.create_task(self._consumer.run(), name="replication-trigger"),
@@ -171,10 +171,8 @@ class Engine:
     async def plan(self, execution_id: int) -> None:
         assert self._db is not None
         assert self._metrics is not None
-        from wharf_jobservice.transfers import Transfers, destination_repository
-
         transfers = self._transfers
-        assert isinstance(transfers, Transfers)
+        assert transfers is not None
         try:
             planned = await plan_execution(
                 self._db,
@@ -198,10 +196,8 @@ class Engine:
     async def run_task(self, task_id: int) -> str:
         assert self._db is not None
         assert self._metrics is not None
-        from wharf_jobservice.transfers import Transfers
-
         transfers = self._transfers
-        assert isinstance(transfers, Transfers)
+        assert transfers is not None
         jobs = self.settings.jobservice
         limits = RunLimits(
             worker=self.worker,

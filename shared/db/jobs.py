@@ -455,6 +455,32 @@ async def unplanned_executions(conn: AsyncConnection, *, now: dt.datetime, grace
     return ids
 
 
+async def abandon_unplanned(
+    conn: AsyncConnection, *, now: dt.datetime, older_than_seconds: float
+) -> list[int]:
+    """Running executions still unplanned `older_than_seconds` after they started (their source
+    never answered): Error, so that none stays Running forever; their ids."""
+    c = t.execution.c
+    stale = (
+        c.status == RUNNING,
+        c.planned.is_(False),
+        c.start_time < now - dt.timedelta(seconds=older_than_seconds),
+    )
+    ids = [int(i) for i in (await conn.execute(select(c.id).where(*stale))).scalars()]
+    if ids:
+        await conn.execute(
+            update(t.execution)
+            .where(c.id.in_(ids), *stale)
+            .values(
+                status=ERROR,
+                status_message=f"not planned within {older_than_seconds:g} s (the source did not answer)",
+                end_time=now,
+                updated_at=now,
+            )
+        )
+    return ids
+
+
 async def settle_executions(conn: AsyncConnection) -> list[int]:
     """Planned executions still Running with no task left to run: their final status now; their ids."""
     e, k = t.execution.c, t.task.c

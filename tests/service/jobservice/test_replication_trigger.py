@@ -114,3 +114,19 @@ async def test_reconciler_resends_lost_work(db: Database) -> None:
     assert sent == [("wharf.jobs.run_task", task_id), ("wharf.replication.plan", unplanned)]
     again = await reconciler.run_once()
     assert not again.any
+    # Never planned for longer than the give-up time: Error, not Running forever.
+    much_later = later + dt.timedelta(hours=2)
+    giving_up = Reconciler(
+        db,
+        enqueue,
+        now=lambda: much_later,
+        max_attempts=3,
+        pending_idle_seconds=60,
+        plan_grace_seconds=5,
+        plan_give_up_seconds=3600,
+    )
+    assert (await giving_up.run_once()).abandoned == [unplanned]
+    async with db.read() as conn:
+        found = await jobs.get_execution(conn, unplanned)
+    assert found is not None
+    assert found.status == jobs.ERROR
