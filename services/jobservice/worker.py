@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import threading
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
@@ -37,7 +38,10 @@ class LoopThread:
 
     def __init__(self) -> None:
         self.loop = uvloop.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="jobservice-loop", daemon=True)
+        context = contextvars.copy_context()  # the log context bound so far (the service's name)
+        self._thread = threading.Thread(
+            target=lambda: context.run(self._run), name="jobservice-loop", daemon=True
+        )
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -128,6 +132,7 @@ def run_worker(settings: Settings) -> int:
     try:
         app = celery_app(settings, loop, services.engine)
         worker = app.Worker(
+            hostname=f"wharf@{services.engine.worker}",
             pool_cls="threads",
             concurrency=jobs.concurrency,
             queues=[jobs.queue],
