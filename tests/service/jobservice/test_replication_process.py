@@ -2,7 +2,8 @@
 copies a pushed image to a Debian docker-registry (distribution); a worker killed (SIGKILL) in
 the middle of a large blob leaves the task to a second worker once its lease lapsed (which finds
 the first one's upload to resume); a
-destination that is down makes the tasks retry with backoff until it is back. Each execution
+destination that is down makes the tasks retry with backoff until it is back; a push and a
+delete at the Wharf reach the destination through event-based executions. Each execution
 ends Success with the bytes identical at the destination, never Success before, never stuck."""
 
 from __future__ import annotations
@@ -259,3 +260,63 @@ async def test_destination_down_then_back(
         copied = await target_peer.read_manifest("library/app", f"v{i}")
         assert copied is not None
         assert sha256(copied) == digest
+
+
+async def test_push_and_delete_events_replicate(
+    site: Site, destination: ServiceProcess, db: Database, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    target = await add_registry(db, "distribution", destination.url)
+    policy_id = await add_policy(
+        db,
+        "on-push",
+        dest_registry_id=target,
+        trigger_type="event_based",
+        replicate_deletion=True,
+        filters=[{"type": "name", "value": "library/app"}],
+    )
+    process = worker(site, tmp_path / "logs", "worker").start(timeout=60)
+    source = Peer(session, site.url, wharf=True)
+    target_peer = Peer(session, destination.url, wharf=False)
+
+    async def executions() -> list[tuple[str, str]]:
+        async with db.read() as conn:
+            rows = await conn.execute(
+                sa.select(t.execution.c.trigger, t.execution.c.status)
+                .where(t.execution.c.vendor_id == policy_id)
+                .order_by(t.execution.c.id)
+            )
+            return [(r.trigger, r.status) for r in rows]
+
+    try:
+        pushed = await source.image("library/app", make_image("on-push"), "v1")
+        await source.image("library/other", make_image("elsewhere"), "v1")  # not the policy's
+
+        async def copied() -> bool:
+            return await target_peer.read_manifest("library/app", "v1") is not None
+
+        await wait_until("the push was replicated", copied, 60, process)
+        await wait_until("its execution ended", lambda: _all_final(executions), 30, process)
+        assert await executions() == [("event_based", jobs.SUCCESS)]
+        body = await target_peer.read_manifest("library/app", "v1")
+        assert body is not None
+        assert sha256(body) == pushed
+        headers = await source.headers("library/app")
+        async with session.delete(
+            f"{site.url}/v2/library/app/manifests/{pushed}", headers=headers
+        ) as response:
+            assert response.status == 202, await response.text()
+
+        async def deleted() -> bool:
+            return await target_peer.read_manifest("library/app", pushed) is None
+
+        await wait_until("the delete was replicated", deleted, 60, process)
+        await wait_until("its execution ended", lambda: _all_final(executions), 30, process)
+        assert await executions() == [("event_based", jobs.SUCCESS)] * 2
+        assert await target_peer.read_manifest("library/other", "v1") is None
+    finally:
+        process.stop()
+
+
+async def _all_final(query: Callable[[], Any]) -> bool:
+    found = await query()
+    return bool(found) and all(status in jobs.FINAL for _, status in found)
