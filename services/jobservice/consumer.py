@@ -58,6 +58,7 @@ class StreamConsumer:
         clock: Callable[[], float] = time.monotonic,
         on_batch: Callable[[Batch, float], None] | None = None,
         on_malformed: Callable[[], None] | None = None,
+        start: str = "0",
     ) -> None:
         self._redis = redis
         self._stream = stream
@@ -72,6 +73,7 @@ class StreamConsumer:
         self._clock = clock
         self._on_batch = on_batch
         self._on_malformed = on_malformed
+        self._start = start  # where a new group begins: "0" the stream's start, "$" its end
         self._claimed_at: float | None = None
         self._claim_cursor = "0-0"
         self._own_pending = True  # at start: read what this name left unacknowledged, if anything
@@ -79,9 +81,10 @@ class StreamConsumer:
         self.running = False
 
     async def ensure_group(self) -> None:
-        """Create the group (and the stream) if missing, reading from the stream's start."""
+        """Create the group (and the stream) if missing, reading from `start` (the stream's start
+        by default; "$": only what comes next)."""
         try:
-            await self._redis.xgroup_create(self._stream, self._group, id="0", mkstream=True)
+            await self._redis.xgroup_create(self._stream, self._group, id=self._start, mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise

@@ -120,6 +120,7 @@ class Engine:
             batch=jobs.events_batch,
             block_ms=jobs.events_block_ms,
             claim_idle=jobs.events_claim_idle_seconds,
+            start="$",  # a new group replicates what is pushed from now on, not the stream's history
         )
         await self._consumer.ensure_group()
         self._lock = LeaderLock(redis, LOCK_KEY, self.worker, jobs.scheduler_lock_seconds)
