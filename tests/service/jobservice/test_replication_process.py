@@ -3,7 +3,8 @@ copies a pushed image to a Debian docker-registry (distribution); a worker kille
 the middle of a large blob leaves the task to a second worker once its lease lapsed (which finds
 the first one's upload to resume); a
 destination that is down makes the tasks retry with backoff until it is back; a push and a
-delete at the Wharf reach the destination through event-based executions. Each execution
+delete at the Wharf reach the destination through event-based executions; a pull-based policy
+copies distribution's repositories into this Wharf (the project made on the way). Each execution
 ends Success with the bytes identical at the destination, never Success before, never stuck."""
 
 from __future__ import annotations
@@ -320,3 +321,41 @@ async def test_push_and_delete_events_replicate(
 async def _all_final(query: Callable[[], Any]) -> bool:
     found = await query()
     return bool(found) and all(status in jobs.FINAL for _, status in found)
+
+
+async def test_pull_from_distribution_into_this_wharf(
+    site: Site, destination: ServiceProcess, db: Database, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    upstream = Peer(session, destination.url, wharf=False)
+    pushed = {
+        name: await upstream.image(name, make_image(f"pull-{name}"), "1.0") for name in ("base/os", "base/db")
+    }
+    await upstream.image("other/x", make_image("not-pulled"), "1.0")
+    source = await add_registry(db, "upstream", destination.url)
+    policy_id = await add_policy(
+        db,
+        "pull",
+        src_registry_id=source,
+        dest_registry_id=None,
+        dest_namespace="pulled",
+        filters=[{"type": "name", "value": "base/**"}],
+    )
+    process = worker(site, tmp_path / "logs", "worker").start(timeout=60)
+    try:
+        execution_id = await start_execution(db, site, policy_id)
+
+        async def final() -> bool:
+            status, _ = await execution_state(db, execution_id)
+            return status in jobs.FINAL
+
+        await wait_until("the execution ended", final, 60, process)
+    finally:
+        process.stop()
+    status, tasks = await execution_state(db, execution_id)
+    assert status == jobs.SUCCESS, [(r.status, r.status_message) for r in tasks]
+    assert sorted(r.dst_resource for r in tasks) == ["pulled/db:1.0", "pulled/os:1.0"]
+    here = Peer(session, site.url, wharf=True)
+    for name, digest in pushed.items():
+        body = await here.read_manifest(f"pulled/{name.split('/')[1]}", "1.0")
+        assert body is not None
+        assert sha256(body) == digest
