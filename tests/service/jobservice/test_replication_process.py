@@ -33,7 +33,7 @@ from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
 from wharf_shared.jobs import REPLICATION_PLAN, send
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+pytestmark = pytest.mark.slow
 QUEUE = "wharf-replication-test"
 
 
