@@ -24,12 +24,13 @@ from wharf_jobservice.leader import LeaderLock
 from wharf_jobservice.planning import plan_execution
 from wharf_jobservice.reconciler import Reconciler
 from wharf_jobservice.scheduler import Scheduler
-from wharf_jobservice.task_runner import RETRY, RunLimits, run_task
+from wharf_jobservice.task_runner import RETRY, STALE, RunLimits, run_task
 from wharf_jobservice.transfers import Transfers, destination_repository
 from wharf_jobservice.triggers import ReplicationTrigger
 from wharf_shared import jobs as job_queue
 from wharf_shared import keys as shared_keys
 from wharf_shared.config import Settings
+from wharf_shared.db import jobs as jobs_db
 from wharf_shared.db.engine import Database
 from wharf_shared.db.types import utcnow
 from wharf_shared.logging import get_logger
@@ -216,6 +217,11 @@ class Engine:
         self._metrics.task_outcomes.labels(outcome.status).inc()
         if outcome.status == RETRY:
             await self.enqueue(job_queue.TASK_RUN, task_id, countdown=outcome.retry_in)
+        elif outcome.status == STALE:
+            async with self._db.read() as conn:
+                wait = await jobs_db.early_by(conn, task_id, self.now())
+            if wait is not None:  # came before its backoff ended: again for then
+                await self.enqueue(job_queue.TASK_RUN, task_id, countdown=wait)
         return outcome.status
 
     # -- helpers ---------------------------------------------------------------------------------

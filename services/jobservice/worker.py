@@ -104,13 +104,16 @@ def celery_app(settings: Settings, loop: LoopThread, engine: Engine) -> Any:
         broker_transport_options={"visibility_timeout": visibility, "socket_timeout": 30},
     )
 
+    # A task body waits for its coroutine on the loop; bounded, should the loop be gone.
+    bound = jobs.task_time_limit_seconds + 120
+
     @app.task(name=REPLICATION_PLAN, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def plan(execution_id: int) -> None:
-        loop.call(engine.plan(int(execution_id)))
+        loop.call(engine.plan(int(execution_id)), timeout=bound)
 
     @app.task(name=TASK_RUN, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def run_task(task_id: int) -> str:
-        return loop.call(engine.run_task(int(task_id)))
+        return loop.call(engine.run_task(int(task_id)), timeout=bound)
 
     return app
 

@@ -371,6 +371,18 @@ async def finish_task(
     return outcome
 
 
+async def early_by(conn: AsyncConnection, task_id: int, now: dt.datetime) -> float | None:
+    """Seconds until a Pending task is due (its retry's backoff), None when it is not waiting:
+    a message that came early (clocks apart) is sent again for then."""
+    c = t.task.c
+    run_after = (
+        await conn.execute(select(c.run_after).where(c.id == task_id, c.status == PENDING))
+    ).scalar_one_or_none()
+    if run_after is None or run_after <= now:
+        return None
+    return float((run_after - now).total_seconds())
+
+
 async def append_task_logs(
     conn: AsyncConnection, task_id: int, lines: Sequence[tuple[dt.datetime, str]]
 ) -> None:

@@ -126,6 +126,9 @@ async def test_retry_with_backoff_then_give_up(db: Database) -> None:
         1,
     )
     assert await claim(db, task_id, "w1", NOW + dt.timedelta(seconds=3), attempts=2) is None  # not due yet
+    async with db.read() as conn:  # a message that came early is sent again for when it is due
+        assert await jobs.early_by(conn, task_id, NOW + dt.timedelta(seconds=3)) == 1.0
+        assert await jobs.early_by(conn, task_id, NOW + dt.timedelta(seconds=4)) is None
     second = NOW + dt.timedelta(seconds=5)
     assert await claim(db, task_id, "w1", second, attempts=2) is not None
     gave_up = await db.run(
