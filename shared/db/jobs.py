@@ -276,7 +276,7 @@ async def claim_task(
             ).where(c.id == task_id)
         )
     ).one()
-    await refresh_execution(conn, int(row.execution_id))
+    # The execution stays Running (a Pending task kept it so): no refresh needed here.
     return ClaimedTask(
         id=int(row.id),
         execution_id=int(row.execution_id),
