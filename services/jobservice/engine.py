@@ -76,112 +76,90 @@ class EngineMetrics:
 
 
 class Engine:
-    def __init__(self, settings: Settings, *, now: Callable[[], dt.datetime] = utcnow) -> None:
+    """What runs on the worker's loop, built with its dependencies once they are open."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        redis: Redis,
+        broker: Redis,
+        session: aiohttp.ClientSession,
+        metrics: EngineMetrics,
+        *,
+        worker: str,
+        now: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        jobs = settings.jobservice
         self.settings = settings
         self.now = now
-        self.worker = worker_id()
-        self._db: Database | None = None
-        self._redis: Redis | None = None
-        self._broker: Redis | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._metrics: EngineMetrics | None = None
-        self._transfers: Transfers | None = None
-        self._consumer: StreamConsumer | None = None
-        self._background: list[asyncio.Task[None]] = []
-        self._stopping = asyncio.Event()
-        self.loop_alive_at = 0.0
-        self.ready = False
-
-    # -- the app's cleanup context -------------------------------------------------------------
-
-    async def context(self, app: web.Application) -> AsyncIterator[None]:
-        settings = self.settings
-        jobs = settings.jobservice
-        self._db = db = app[shared_keys.DB]
-        self._redis = redis = app[shared_keys.REDIS]
-        self._broker = (
-            redis
-            if settings.effective_broker_url == settings.redis_url
-            else open_redis(settings.effective_broker_url, max_connections=4)
-        )
-        self._metrics = EngineMetrics(app[shared_keys.METRICS])
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_read=300),
-            connector=aiohttp.TCPConnector(limit=max(16, 4 * jobs.concurrency)),
-        )
-        self._transfers = Transfers(db, redis, settings, self._session)
-        trigger = ReplicationTrigger(db, redis, self.enqueue, group=jobs.replication_group)
-        self._trigger = trigger
-        self._consumer = StreamConsumer(
+        self.worker = worker
+        self._db = db
+        self._broker = broker
+        self._metrics = metrics
+        self._transfers = Transfers(db, redis, settings, session)
+        self._trigger = ReplicationTrigger(db, redis, self.enqueue, group=jobs.replication_group)
+        self.consumer = StreamConsumer(
             redis,
             settings.events_stream,
             jobs.replication_group,
-            self.worker,
+            worker,
             self._apply_events,
             batch=jobs.events_batch,
             block_ms=jobs.events_block_ms,
             claim_idle=jobs.events_claim_idle_seconds,
             start="$",  # a new group replicates what is pushed from now on, not the stream's history
         )
-        await self._consumer.ensure_group()
-        self._lock = LeaderLock(redis, LOCK_KEY, self.worker, jobs.scheduler_lock_seconds)
-        self._scheduler = Scheduler(db, redis, self.enqueue, now=self.now)
+        self.lock = LeaderLock(redis, LOCK_KEY, worker, jobs.scheduler_lock_seconds)
+        self._scheduler = Scheduler(db, redis, self.enqueue, now=now)
         self._reconciler = Reconciler(
             db,
             self.enqueue,
-            now=self.now,
+            now=now,
             max_attempts=jobs.retry_max_attempts,
             pending_idle_seconds=max(4 * jobs.reconcile_interval_seconds, 2 * jobs.task_lease_seconds),
             plan_grace_seconds=max(5.0, jobs.reconcile_interval_seconds),
             plan_give_up_seconds=jobs.task_time_limit_seconds,
         )
+        self._limits = RunLimits(
+            worker=worker,
+            lease_seconds=jobs.task_lease_seconds,
+            time_limit_seconds=jobs.task_time_limit_seconds,
+            max_attempts=jobs.retry_max_attempts,
+            backoff_seconds=jobs.retry_backoff_seconds,
+            backoff_max_seconds=jobs.retry_backoff_max_seconds,
+        )
+        self._stopping = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
+        self.beat_at = 0.0  # when the scheduler loop last went round (monotonic)
+
+    async def start(self) -> None:
+        await self.consumer.ensure_group()
         self._background = [
-            asyncio.create_task(self._consumer.run(), name="replication-trigger"),
+            asyncio.create_task(self.consumer.run(), name="replication-trigger"),
             asyncio.create_task(self._lead(), name="scheduler"),
         ]
-        self.ready = True
-        log.info("replication_engine_started", worker=self.worker, group=jobs.replication_group)
-        yield
-        self.ready = False
+
+    async def stop(self) -> None:
         self._stopping.set()
-        self._consumer.stop()
+        self.consumer.stop()
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=10)
         with contextlib.suppress(Exception):
-            await self._lock.release()
+            await self.lock.release()
         self._metrics.leader.set(0)
-        await self._session.close()
-        if self._broker is not redis:
-            await self._broker.aclose()
-        log.info("replication_engine_stopped", worker=self.worker)
-
-    async def checks(self) -> dict[str, str]:
-        consumer = self._consumer
-        fresh = time.monotonic() - self.loop_alive_at < max(
-            10.0, 3 * self.settings.jobservice.scheduler_lock_seconds
-        )
-        return {
-            "replication_trigger": "ok"
-            if consumer is not None and consumer.running
-            else "error: not running",
-            "loop": "ok" if self.ready and fresh else "error: the scheduler loop is not running",
-        }
 
     # -- what the Celery task bodies run ---------------------------------------------------------
 
     async def plan(self, execution_id: int) -> None:
-        assert self._db is not None
-        assert self._metrics is not None
-        transfers = self._transfers
-        assert transfers is not None
         try:
             planned = await plan_execution(
                 self._db,
                 self.settings,
                 execution_id,
                 naming=destination_repository,
-                list_remote=transfers.list_remote,
+                list_remote=self._transfers.list_remote,
                 now=self.now,
             )
         except Exception as exc:  # the source is down, say: the reconciler plans it again later
@@ -196,22 +174,9 @@ class Engine:
             await self.enqueue(job_queue.TASK_RUN, task_id)
 
     async def run_task(self, task_id: int) -> str:
-        assert self._db is not None
-        assert self._metrics is not None
-        transfers = self._transfers
-        assert transfers is not None
-        jobs = self.settings.jobservice
-        limits = RunLimits(
-            worker=self.worker,
-            lease_seconds=jobs.task_lease_seconds,
-            time_limit_seconds=jobs.task_time_limit_seconds,
-            max_attempts=jobs.retry_max_attempts,
-            backoff_seconds=jobs.retry_backoff_seconds,
-            backoff_max_seconds=jobs.retry_backoff_max_seconds,
-        )
         self._metrics.tasks_running.inc()
         try:
-            outcome = await run_task(self._db, task_id, transfers.perform, limits, now=self.now)
+            outcome = await run_task(self._db, task_id, self._transfers.perform, self._limits, now=self.now)
         finally:
             self._metrics.tasks_running.dec()
         self._metrics.task_outcomes.labels(outcome.status).inc()
@@ -238,31 +203,27 @@ class Engine:
     async def _apply_events(self, events: list[dict[str, object]]) -> None:
         before = self._trigger.executions
         await self._trigger.apply(events)
-        if self._metrics is not None and self._trigger.executions > before:
+        if self._trigger.executions > before:
             self._metrics.executions_triggered.labels("event_based").inc(self._trigger.executions - before)
 
     async def _lead(self) -> None:
         """Leadership, schedules and reconciling; once a second (or a third of the lock's lease)."""
-        assert self._metrics is not None
-        assert self._broker is not None
         jobs = self.settings.jobservice
         beat = min(1.0, jobs.scheduler_lock_seconds / 3)
         reconciled_at: float | None = None
         first = True
         while not self._stopping.is_set():
-            self.loop_alive_at = time.monotonic()
+            self.beat_at = time.monotonic()
             try:
-                leader = await self._lock.hold()
+                leader = await self.lock.hold()
                 self._metrics.leader.set(1 if leader else 0)
                 if leader:
                     fired = await self._scheduler.fire_due()
                     if fired:
                         self._metrics.executions_triggered.labels("scheduled").inc(len(fired))
                 now = time.monotonic()
-                if first or (
-                    leader
-                    and (reconciled_at is None or now - reconciled_at >= jobs.reconcile_interval_seconds)
-                ):
+                due = reconciled_at is None or now - reconciled_at >= jobs.reconcile_interval_seconds
+                if first or (leader and due):  # every worker once at start; then the leader
                     await self._reconciler.run_once()
                     reconciled_at, first = now, False
                 self._metrics.queue_length.set(await self._broker.llen(jobs.queue))
@@ -270,3 +231,68 @@ class Engine:
                 log.warning("scheduler_round_failed", error=str(exc) or type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=beat)
+
+
+class EngineHost:
+    """The engine's place in the app: made in the app's cleanup context (after the events
+    consumer's, whose database and Redis it uses), closed at its end; `engine` for the Celery
+    task bodies; `checks` for /health/ready."""
+
+    def __init__(self, settings: Settings, *, now: Callable[[], dt.datetime] = utcnow) -> None:
+        self.settings = settings
+        self.now = now
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("the replication engine is not running")
+        return self._engine
+
+    async def context(self, app: web.Application) -> AsyncIterator[None]:
+        settings = self.settings
+        redis = app[shared_keys.REDIS]
+        own_broker = settings.effective_broker_url != settings.redis_url
+        broker = open_redis(settings.effective_broker_url, max_connections=4) if own_broker else redis
+        session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_read=300),
+            connector=aiohttp.TCPConnector(limit=max(16, 4 * settings.jobservice.concurrency)),
+        )
+        engine = Engine(
+            settings,
+            app[shared_keys.DB],
+            redis,
+            broker,
+            session,
+            EngineMetrics(app[shared_keys.METRICS]),
+            worker=worker_id(),
+            now=self.now,
+        )
+        try:
+            await engine.start()
+            self._engine = engine
+            log.info(
+                "replication_engine_started",
+                worker=engine.worker,
+                group=settings.jobservice.replication_group,
+            )
+            yield
+        finally:
+            self._engine = None
+            await engine.stop()
+            await session.close()
+            if own_broker:
+                await broker.aclose()
+            log.info("replication_engine_stopped", worker=engine.worker)
+
+    async def checks(self) -> dict[str, str]:
+        engine = self._engine
+        if engine is None:
+            return {"replication_engine": "error: not running"}
+        stale_after = max(10.0, 3 * self.settings.jobservice.scheduler_lock_seconds)
+        return {
+            "replication_trigger": "ok" if engine.consumer.running else "error: not running",
+            "scheduler_loop": "ok"
+            if time.monotonic() - engine.beat_at < stale_after
+            else "error: the scheduler loop is stuck",
+        }

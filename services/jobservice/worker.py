@@ -23,7 +23,7 @@ import uvloop
 from aiohttp import web
 
 from wharf_jobservice.app import create_app
-from wharf_jobservice.engine import Engine
+from wharf_jobservice.engine import EngineHost
 from wharf_shared.config import Settings
 from wharf_shared.jobs import REPLICATION_PLAN, TASK_RUN
 from wharf_shared.logging import get_logger
@@ -65,8 +65,8 @@ class Services:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = Engine(settings)
-        self.app = create_app(settings, contexts=[self.engine.context], checks=self.engine.checks)
+        self.host = EngineHost(settings)
+        self.app = create_app(settings, contexts=[self.host.context], checks=self.host.checks)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -82,7 +82,7 @@ class Services:
             await self._runner.cleanup()
 
 
-def celery_app(settings: Settings, loop: LoopThread, engine: Engine) -> Any:
+def celery_app(settings: Settings, loop: LoopThread, host: EngineHost) -> Any:
     from celery import Celery
 
     jobs = settings.jobservice
@@ -109,11 +109,11 @@ def celery_app(settings: Settings, loop: LoopThread, engine: Engine) -> Any:
 
     @app.task(name=REPLICATION_PLAN, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def plan(execution_id: int) -> None:
-        loop.call(engine.plan(int(execution_id)), timeout=bound)
+        loop.call(host.engine.plan(int(execution_id)), timeout=bound)
 
     @app.task(name=TASK_RUN, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def run_task(task_id: int) -> str:
-        return loop.call(engine.run_task(int(task_id)), timeout=bound)
+        return loop.call(host.engine.run_task(int(task_id)), timeout=bound)
 
     return app
 
@@ -133,9 +133,9 @@ def run_worker(settings: Settings) -> int:
     jobs = settings.jobservice
     code = 0
     try:
-        app = celery_app(settings, loop, services.engine)
+        app = celery_app(settings, loop, services.host)
         worker = app.Worker(
-            hostname=f"wharf@{services.engine.worker}",
+            hostname=f"wharf@{services.host.engine.worker}",
             pool_cls="threads",
             concurrency=jobs.concurrency,
             queues=[jobs.queue],
