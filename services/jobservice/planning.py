@@ -27,6 +27,7 @@ from wharf_shared.db.accounts import find_user
 from wharf_shared.db.artifact_listing import list_local_artifacts
 from wharf_shared.db.engine import Database
 from wharf_shared.db.projects import create_project, find_project
+from wharf_shared.errors.domain import InvalidInput
 from wharf_shared.events import DELETE, PUSH
 from wharf_shared.logging import get_logger
 
@@ -211,8 +212,14 @@ async def plan_execution(
         return None
     if events is None and policy.src_registry_id is not None:
         artifacts = await list_remote(source, policy.filters)
-    tasks = copy_tasks(policy, policy.src_registry_id, destinations, artifacts, naming)
-    tasks += deletion_tasks(policy, destinations, deletions, naming)
+    try:
+        tasks = copy_tasks(policy, policy.src_registry_id, destinations, artifacts, naming)
+        tasks += deletion_tasks(policy, destinations, deletions, naming)
+    except InvalidInput as exc:  # the namespace rule makes no valid name of a repository's
+        message = f"destination name: {exc}"
+        await db.run(lambda c: jobs.fail_execution(c, execution_id, message, now()))
+        log.warning("execution_plan_failed", execution=execution_id, error=message)
+        return None
     projects = sorted(
         {
             task.job["dst_repository"].split("/", 1)[0]

@@ -24,9 +24,13 @@ from wharf_shared.db import tables as t
 from wharf_shared.db.artifact_listing import LocalArtifact, list_local_artifacts
 from wharf_shared.db.engine import Database
 from wharf_shared.db.projects import find_project
+from wharf_shared.errors.domain import InvalidInput
 
 
 def naming(repository: str, namespace: str | None, _count: int) -> str:
+    """A stand-in for replication.naming (its rule is tested with it): the project replaced."""
+    if namespace == "Bad Name":
+        raise InvalidInput(f"{namespace}/{repository} is not a valid repository name")
     return f"{namespace}/{repository.split('/', 1)[-1]}" if namespace else repository
 
 
@@ -166,6 +170,14 @@ async def test_nothing_to_copy_is_success_and_unusable_registry_is_error(
     failed = await execution(db, gone)
     assert failed.status == jobs.ERROR
     assert "registry locked: a stored secret cannot be decrypted" in failed.status_message
+    await add_repository(db, "library/app", [(1, ["v1"])])
+    misnamed = await new_execution(
+        db, await add_policy(db, "misnamed", dest_registry_id=target, dest_namespace="Bad Name")
+    )
+    assert await plan(db, settings, misnamed) is None
+    failed = await execution(db, misnamed)
+    assert (failed.status, failed.planned) == (jobs.ERROR, True)
+    assert "is not a valid repository name" in failed.status_message
     orphan = await new_execution(db, 424_242)
     assert await plan(db, settings, orphan) is None
     assert (await execution(db, orphan)).status == jobs.ERROR
