@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wharf_jobservice.failures import describe, is_transient
 from wharf_jobservice.sites import Site, SiteError, resolve_site
 from wharf_shared import replication_filters
 from wharf_shared.config import Settings
@@ -211,7 +212,15 @@ async def plan_execution(
         log.warning("execution_plan_failed", execution=execution_id, error=message)
         return None
     if events is None and policy.src_registry_id is not None:
-        artifacts = await list_remote(source, policy.filters)
+        try:
+            artifacts = await list_remote(source, policy.filters)
+        except Exception as exc:
+            if is_transient(exc):
+                raise  # the source is down: planned again later
+            message = f"listing the source: {describe(exc)}"
+            await db.run(lambda c: jobs.fail_execution(c, execution_id, message, now()))
+            log.warning("execution_plan_failed", execution=execution_id, error=message)
+            return None
     try:
         tasks = copy_tasks(policy, policy.src_registry_id, destinations, artifacts, naming)
         tasks += deletion_tasks(policy, destinations, deletions, naming)

@@ -22,8 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import aiohttp
-
+from wharf_jobservice.failures import describe, is_transient
 from wharf_shared.db import jobs
 from wharf_shared.db.engine import Database
 from wharf_shared.logging import get_logger
@@ -112,22 +111,6 @@ class TaskProgress:
 
 
 Perform = Callable[[jobs.ClaimedTask, TaskProgress], Awaitable[str]]  # a line for the status message
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether another attempt may succeed: the error says so (`RemoteError.transient`), or the
-    network, the other side's availability or the time limit is to blame."""
-    flag = getattr(exc, "transient", None)
-    if isinstance(flag, bool):
-        return flag
-    return isinstance(exc, TimeoutError | aiohttp.ClientError | ConnectionError | OSError)
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def run_task(

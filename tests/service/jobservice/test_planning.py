@@ -235,3 +235,30 @@ async def test_event_based_plans_only_its_events(db: Database, settings: Setting
         ("copy", "library/app:v1", "library/app:v1", None),
         ("deletion", f"library/old@{digest(2)}", f"library/old@{digest(2)}", digest(2)),
     ]
+
+
+class Refused(Exception):
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+async def test_remote_listing_failures(db: Database, settings: Settings) -> None:
+    source = await add_registry(db, "upstream", "http://127.0.0.1:1")
+    policy_id = await add_policy(db, "pull", src_registry_id=source, dest_registry_id=None)
+
+    async def down(_site: Site, _filters: Sequence[Mapping[str, Any]]) -> list[Artifact]:
+        raise Refused("503 Service Unavailable", transient=True)
+
+    async def refused(_site: Site, _filters: Sequence[Mapping[str, Any]]) -> list[Artifact]:
+        raise Refused("401 unauthorized", transient=False)
+
+    execution_id = await new_execution(db, policy_id)
+    with pytest.raises(Refused):  # the source is down: left unplanned, for the reconciler
+        await plan(db, settings, execution_id, down)
+    found = await execution(db, execution_id)
+    assert (found.status, found.planned) == (jobs.RUNNING, False)
+    assert await plan(db, settings, execution_id, refused) is None
+    found = await execution(db, execution_id)
+    assert found.status == jobs.ERROR
+    assert found.status_message == "listing the source: Refused: 401 unauthorized"
