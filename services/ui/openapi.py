@@ -1058,7 +1058,8 @@ DEFINITIONS.update(
             "a push-based policy's destination every registered registry, those added later too "
             "(dest_registry is then left out, and null when read); with a name filter of ** one policy "
             "replicates every project to every peer. Left out on create: enabled and override true, "
-            "trigger manual, speed -1 (unlimited); left out on update: unchanged.",
+            "trigger manual, speed -1 (unlimited); left out on update: unchanged (naming any of "
+            "src_registry, dest_registry and every_registry sets the direction anew).",
             "properties": {
                 "id": _INT64,
                 "name": {"type": "string", "maxLength": 255},

@@ -275,3 +275,16 @@ async def test_only_system_admins(ui: Ui, method: str, path: str) -> None:
     await error(resp, 403, "FORBIDDEN")
     resp = await ui.client.request(method, API + path, json=body, headers=ANONYMOUS)
     await error(resp, 401, "UNAUTHORIZED")
+
+
+async def test_what_a_get_returns_a_put_takes_back_unchanged(ui: Ui) -> None:
+    registry_id = await create(ui)
+    secret = await stored_secret(ui, registry_id)
+    before = await (await ui.client.get(f"{API}/registries/{registry_id}", headers=ADMIN)).json()
+    resp = await ui.client.put(f"{API}/registries/{registry_id}", json=before, headers=ADMIN)
+    assert resp.status == 200, await resp.text()
+    after = await (await ui.client.get(f"{API}/registries/{registry_id}", headers=ADMIN)).json()
+    assert {k: v for k, v in after.items() if k != "update_time"} == {
+        k: v for k, v in before.items() if k != "update_time"
+    }
+    assert await stored_secret(ui, registry_id) == secret

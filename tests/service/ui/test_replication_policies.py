@@ -329,3 +329,23 @@ async def test_values_beyond_the_columns_are_400(ui: Ui, change: dict[str, Any],
     body = {"name": "p", "dest_registry": {"id": registry_id}, **change}
     resp = await ui.client.post(POLICIES, json=body, headers=ADMIN)
     assert needle in await error(resp, 400, "BAD_REQUEST")
+
+
+@pytest.mark.parametrize("kind", ["push", "pull", "every"])
+async def test_what_a_get_returns_a_put_takes_back_unchanged(ui: Ui, kind: str) -> None:
+    """Clients edit a policy by sending back what they read, Harbor's local registry object and all."""
+    registry_id = await add_registry(ui)
+    body: dict[str, Any] = {
+        "push": {"dest_registry": {"id": registry_id}},
+        "pull": {"src_registry": {"id": registry_id}},
+        "every": {"every_registry": True},
+    }[kind]
+    schedule = {"type": "scheduled", "trigger_settings": {"cron": "0 0 3 * * 1"}}
+    policy_id = await create(ui, {"name": "p", "trigger": schedule, **body})
+    before = await get(ui, policy_id)
+    resp = await ui.client.put(f"{POLICIES}/{policy_id}", json=before, headers=ADMIN)
+    assert resp.status == 200, await resp.text()
+    after = await get(ui, policy_id)
+    assert {k: v for k, v in after.items() if k != "update_time"} == {
+        k: v for k, v in before.items() if k != "update_time"
+    }
