@@ -153,7 +153,7 @@ class RegistryInput:
     credential: Credential = Credential()
 
 
-def _credential(box: SecretBox, given: Credential, current: RegistryFields | None) -> RegistryFields | None:
+def _credential(box: SecretBox, given: Credential, current: RegistryFields | None) -> RegistryFields:
     """The credential columns after applying `given` over `current` (None on a create)."""
     kind = given.type if given.type not in (None, "") else (current.credential_type if current else BASIC)
     if kind != BASIC:
@@ -202,7 +202,6 @@ def _fields(box: SecretBox, given: RegistryInput, current: Registry | None) -> R
             f"type: a registry's type does not change ({current.type}); add a new registry instead"
         )
     with_credential = _credential(box, given.credential, stored)
-    assert with_credential is not None
     fields = replace(
         with_credential,
         name=check_name(given.name if given.name is not None else (current.name if current else None)),

@@ -302,3 +302,14 @@ async def test_only_system_admins(ui: Ui, method: str, path: str) -> None:
     got = await (await ui.client.get(f"{EXECUTIONS}/{execution_id}", headers=ADMIN)).json()
     assert got["status"] == "InProgress"
     assert await queued(ui) == []
+
+
+async def test_read_only_mode_refuses_starting_and_stopping(ui: Ui) -> None:
+    policy_id = await policy(ui)
+    execution_id, _ = await add_execution(ui, policy_id, jobs.RUNNING, [(jobs.RUNNING, "artifact")])
+    await ui.set_runtime(read_only=True)
+    resp = await ui.client.post(EXECUTIONS, json={"policy_id": policy_id}, headers=ADMIN)
+    await error(resp, 403, "DENIED")
+    await error(await ui.client.put(f"{EXECUTIONS}/{execution_id}", headers=ADMIN), 403, "DENIED")
+    got = await (await ui.client.get(f"{EXECUTIONS}/{execution_id}", headers=ADMIN)).json()
+    assert got["status"] == "InProgress"
