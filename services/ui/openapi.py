@@ -969,39 +969,43 @@ _EXECUTION_STATUS = (
     "Harbor's words: InProgress, Succeed, Failed, Stopped (the rows' Running, Success, Error, Stopped)"
 )
 
+_REGISTRY_CREDENTIAL: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {**_STR, "description": "basic (the only type Wharf supports)"},
+        "access_key": {**_STR, "description": "The username"},
+        "access_secret": {
+            **_STR,
+            "description": "The password: stored encrypted, shown as ***** when set, never returned; "
+            "***** sent back keeps the stored one",
+        },
+    },
+}
+
+_REGISTRY: dict[str, Any] = {
+    "type": "object",
+    "description": "A registry replication copies from or to: type harbor or docker-registry.",
+    "properties": {
+        "id": _INT64,
+        "url": {**_STR, "description": "http(s)://host[:port], no path"},
+        "name": {"type": "string", "maxLength": 64},
+        "credential": _ref("RegistryCredential"),
+        "type": {**_STR, "description": "harbor or docker-registry"},
+        "insecure": {**_BOOL, "description": "Skip TLS certificate verification"},
+        "description": _STR,
+        "status": {
+            **_STR,
+            "description": "healthy, unhealthy or unknown (not checked since changed)",
+        },
+        "creation_time": _TIME,
+        "update_time": _TIME,
+    },
+}
+
 DEFINITIONS.update(
     {
-        "RegistryCredential": {
-            "type": "object",
-            "properties": {
-                "type": {**_STR, "description": "basic (the only type Wharf supports)"},
-                "access_key": {**_STR, "description": "The username"},
-                "access_secret": {
-                    **_STR,
-                    "description": "The password: stored encrypted, shown as ***** when set, never returned; "
-                    "***** sent back keeps the stored one",
-                },
-            },
-        },
-        "Registry": {
-            "type": "object",
-            "description": "A registry replication copies from or to: type harbor or docker-registry.",
-            "properties": {
-                "id": _INT64,
-                "url": {**_STR, "description": "http(s)://host[:port], no path"},
-                "name": {"type": "string", "maxLength": 64},
-                "credential": _ref("RegistryCredential"),
-                "type": {**_STR, "description": "harbor or docker-registry"},
-                "insecure": {**_BOOL, "description": "Skip TLS certificate verification"},
-                "description": _STR,
-                "status": {
-                    **_STR,
-                    "description": "healthy, unhealthy or unknown (not checked since changed)",
-                },
-                "creation_time": _TIME,
-                "update_time": _TIME,
-            },
-        },
+        "RegistryCredential": _REGISTRY_CREDENTIAL,
+        "Registry": _REGISTRY,
         "RegistryUpdate": {
             "type": "object",
             "description": "What to change; null or left out keeps the stored value (the password too).",
@@ -1013,6 +1017,16 @@ DEFINITIONS.update(
                 "access_key": _NULLABLE_STR,
                 "access_secret": _NULLABLE_STR,
                 "insecure": _NULLABLE_BOOL,
+                "type": {
+                    **_NULLABLE_STR,
+                    "description": "Accepted when it is the registry's type; it does not change",
+                },
+                "credential": {
+                    **_REGISTRY_CREDENTIAL,
+                    "x-nullable": True,
+                    "description": "Wharf: the Registry shape's credential, as read back; "
+                    "the flat fields above win",
+                },
             },
         },
         "FilterStyle": {
@@ -1064,8 +1078,12 @@ DEFINITIONS.update(
                 "id": _INT64,
                 "name": {"type": "string", "maxLength": 255},
                 "description": _STR,
-                "src_registry": {**_ref("Registry"), "x-nullable": True},
-                "dest_registry": {**_ref("Registry"), "x-nullable": True},
+                "src_registry": {**_REGISTRY, "x-nullable": True},
+                "dest_registry": {
+                    **_REGISTRY,
+                    "x-nullable": True,
+                    "description": "null when every_registry is true",
+                },
                 "every_registry": _BOOL,
                 "dest_namespace": _STR,
                 "dest_namespace_replace_count": {"type": "integer", "format": "int32"},
