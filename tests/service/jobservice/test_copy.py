@@ -5,10 +5,13 @@ middle of a large blob, deletes; the bytes at the destination are the source's, 
 
 from __future__ import annotations
 
+import json
+import tracemalloc
+
 import aiohttp
 import pytest
 
-from tests.images import make_image, make_index
+from tests.images import OCI_CONFIG, OCI_LAYER, make_image, make_index
 from tests.support.replication import (
     OCI_INDEX,
     Peer,
@@ -21,6 +24,22 @@ from tests.support.replication import (
 from wharf_jobservice.replication.copy import CHUNK, copy_artifact, delete_artifact
 from wharf_jobservice.replication.progress import MountHints
 from wharf_shared.remote import RemoteRegistry
+
+
+async def large_image(source: Peer, repository: str, size: int) -> tuple[str, str, bytes, bytes]:
+    """An image with one layer of `size` random bytes: (digest, layer digest, manifest, config)."""
+    layer_digest = await source.big_blob(repository, size)
+    config = b'{"architecture":"amd64","os":"linux"}'
+    await source.blob(repository, config)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
+            "layers": [{"mediaType": OCI_LAYER, "digest": layer_digest, "size": size}],
+        }
+    ).encode()
+    return await source.manifest(repository, "v1", manifest), layer_digest, manifest, config
 
 
 async def test_wharf_to_distribution_then_nothing_more(
@@ -231,16 +250,7 @@ async def test_a_copy_stopped_in_a_large_blob_resumes_where_it_stopped(
     upload URL's signed `_state`, which the resume keeps after every PATCH."""
     source = Peer(session, distribution_url, wharf=False)
     size = 5 * CHUNK + 12345
-    layer_digest = await source.big_blob("large/app", size)
-    config = b'{"architecture":"amd64","os":"linux"}'
-    await source.blob("large/app", config)
-    manifest = (
-        '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",'
-        f'"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{sha256(config)}",'
-        f'"size":{len(config)}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip",'
-        f'"digest":"{layer_digest}","size":{size}}}]}}'
-    ).encode()
-    digest = await source.manifest("large/app", "v1", manifest)
+    digest, layer_digest, manifest, config = await large_image(source, "large/app", size)
     src = RemoteRegistry(session, distribution_endpoint(distribution_url))
     wharf = destination == "wharf"
     dst_url, dst_repo = (site_b.url, "library/large") if wharf else (distribution_url, "resumed/large")
@@ -266,3 +276,27 @@ async def test_a_copy_stopped_in_a_large_blob_resumes_where_it_stopped(
     out = Peer(session, dst_url, wharf=wharf)
     assert await out.read_manifest(dst_repo, "v1") == manifest
     assert sha256(await out.read_blob(dst_repo, layer_digest)) == layer_digest
+
+
+async def test_memory_stays_flat_while_a_large_blob_streams(
+    session: aiohttp.ClientSession, distribution_url: str
+) -> None:
+    """200 MiB through this process: what Python allocates meanwhile (tracemalloc's peak, which
+    counts every buffer aiohttp reads into or sends from) stays a few pieces' worth (about
+    1.3 MiB here), below one PATCH's worth (`CHUNK`, 8 MiB): nothing holds a chunk whole."""
+    source = Peer(session, distribution_url, wharf=False)
+    size = 200 * 1024 * 1024
+    digest, layer_digest, _, _ = await large_image(source, "memory/app", size)
+    remote = RemoteRegistry(session, distribution_endpoint(distribution_url))
+    progress = Recorder()
+    tracemalloc.start()
+    try:
+        result = await copy_artifact(
+            remote, "memory/app", digest, remote, "memory/copy", tags=[], override=False, progress=progress
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.bytes_copied > size
+    assert peak < 6 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB while streaming {size / 2**20:.0f} MiB"
+    assert await remote.has_blob("memory/copy", layer_digest)
