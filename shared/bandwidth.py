@@ -37,13 +37,10 @@ class TokenBucket:
         self._stamp = now
 
     async def take(self, n: int) -> None:
-        """Wait until `n` bytes may pass (larger than the burst: passes in burst-sized steps)."""
-        remaining = float(n)
-        while remaining > 0:
-            self._refill()
-            step = min(remaining, self.burst)
-            if self._tokens >= step:
-                self._tokens -= step
-                remaining -= step
-                continue
-            await self._sleep((step - self._tokens) / self.rate)
+        """Let `n` bytes pass: at once while the bucket holds them, else after the wait that pays
+        the shortfall back at the rate (the bucket runs into debt, so a take larger than the
+        burst waits its share and no more)."""
+        self._refill()
+        self._tokens -= n
+        if self._tokens < 0:
+            await self._sleep(-self._tokens / self.rate)

@@ -6,6 +6,7 @@ middle of a large blob, deletes; the bytes at the destination are the source's, 
 from __future__ import annotations
 
 import json
+import time
 import tracemalloc
 
 import aiohttp
@@ -300,3 +301,20 @@ async def test_memory_stays_flat_while_a_large_blob_streams(
     assert result.bytes_copied > size
     assert peak < 6 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB while streaming {size / 2**20:.0f} MiB"
     assert await remote.has_blob("memory/copy", layer_digest)
+
+
+async def test_the_speed_limit_paces_streamed_bytes(
+    session: aiohttp.ClientSession, distribution_url: str
+) -> None:
+    source = Peer(session, distribution_url, wharf=False)
+    size = 1024 * 1024
+    digest, _, _, _ = await large_image(source, "paced/app", size)
+    src = RemoteRegistry(session, distribution_endpoint(distribution_url), speed_kib=512)
+    dst = RemoteRegistry(session, distribution_endpoint(distribution_url))
+    started = time.monotonic()
+    result = await copy_artifact(
+        src, "paced/app", digest, dst, "paced/copy", tags=[], override=False, progress=Recorder()
+    )
+    assert result.bytes_copied > size
+    # A lower bound only: all but the first burst (a quarter second's worth, 128 KiB) at 512 KiB/s.
+    assert time.monotonic() - started >= (1024 - 128) / 512
