@@ -102,7 +102,11 @@ class _Copy:
             return False
         try:
             return await self.dst.mount_blob(self.dst_repo, digest, source)
-        except NotFound:
+        except RemoteError as exc:
+            if exc.transient:
+                raise
+            # The hint is stale, or these credentials may not read there: send the bytes instead.
+            await self.progress.log(f"{digest}: no mount from {source} ({exc}); streaming it")
             return False
 
     async def stream(self, digest: str, size: int | None) -> None:
