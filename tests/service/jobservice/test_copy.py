@@ -318,3 +318,28 @@ async def test_the_speed_limit_paces_streamed_bytes(
     assert result.bytes_copied > size
     # A lower bound only: all but the first burst (a quarter second's worth, 128 KiB) at 512 KiB/s.
     assert time.monotonic() - started >= (1024 - 128) / 512
+
+
+async def test_an_upload_the_destination_lost_starts_afresh(
+    session: aiohttp.ClientSession, distribution_url: str, site_b: Site
+) -> None:
+    source = Peer(session, distribution_url, wharf=False)
+    size = 3 * CHUNK
+    digest, layer_digest, manifest, _ = await large_image(source, "lost/app", size)
+    src = RemoteRegistry(session, distribution_endpoint(distribution_url))
+    dst = RemoteRegistry(session, site_b.endpoint())
+    resume: dict[str, str] = {}
+    with pytest.raises(Stop):
+        await copy_artifact(
+            src, "lost/app", digest, dst, "library/lost", tags=["v1"], override=False,
+            progress=Recorder(stop_after=CHUNK), resume=resume,
+        )  # fmt: skip
+    await dst.cancel_upload("library/lost", resume[layer_digest])
+    progress = Recorder()
+    result = await copy_artifact(
+        src, "lost/app", digest, dst, "library/lost", tags=["v1"], override=False,
+        progress=progress, resume=resume,
+    )  # fmt: skip
+    assert result.bytes_copied == size
+    assert any("lost the upload" in line for line in progress.lines)
+    assert await Peer(session, site_b.url, wharf=True).read_manifest("library/lost", "v1") == manifest
