@@ -1,7 +1,8 @@
 """`wharf_shared.remote` against real peers: a Wharf (token flow through its proxy, `/api/` for
 projects) and Debian's distribution (no auth): sign-in, errors and how they are classed,
 listings and their pages, manifests by tag and digest, and the job service's own account on
-this Wharf."""
+this Wharf. Statuses no real peer gives on demand (5xx, 429, a Basic challenge) come from a
+stand-in HTTP server."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from tests.images import make_image
 from tests.support.processes import free_port
 from tests.support.replication import OCI_MANIFEST, Peer, Site, distribution_endpoint, sha256
 from wharf_jobservice.replication.listing import list_artifacts
 from wharf_shared.remote import DOCKER_REGISTRY, Endpoint, NotFound, RemoteError, RemoteRegistry, Unauthorized
+from wharf_shared.remote_auth import basic_header
 
 
 async def test_ping_signs_in_and_bad_credentials_are_permanent(
@@ -155,3 +159,59 @@ async def test_the_job_service_reads_and_writes_any_repository_here(
     # `/api/` does not know the account.
     with pytest.raises(Unauthorized):
         await job.ensure_namespace("made-by-the-job-service")
+
+
+def _stand_in() -> web.Application:
+    """A registry that answers with the statuses a test names (`/v2/<status>/…`), and wants
+    Basic credentials under `/v2/basic/`."""
+
+    async def answer(request: web.Request) -> web.Response:
+        status = int(request.match_info["status"])
+        body = {"errors": [{"code": f"CODE_{status}", "message": f"said {status}"}]}
+        return web.json_response(body, status=status)
+
+    async def basic(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != basic_header("user", "secret"):
+            return web.json_response({}, status=401, headers={"WWW-Authenticate": 'Basic realm="stand-in"'})
+        return web.Response(body=b"{}", content_type=OCI_MANIFEST)
+
+    app = web.Application()
+    app.router.add_get("/v2/basic/manifests/{reference}", basic)
+    app.router.add_get("/v2/{status:[0-9]+}/manifests/{reference}", answer)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "transient"),
+    [
+        (503, RemoteError, True),
+        (500, RemoteError, True),
+        (429, RemoteError, True),
+        (400, RemoteError, False),
+        (403, Unauthorized, False),
+        (404, NotFound, False),
+    ],
+)
+async def test_statuses_are_classed(
+    session: aiohttp.ClientSession, status: int, error: type[RemoteError], transient: bool
+) -> None:
+    async with TestServer(_stand_in(), host="127.0.0.1") as server:
+        remote = RemoteRegistry(session, Endpoint(str(server.make_url("")), DOCKER_REGISTRY))
+        with pytest.raises(error) as caught:
+            await remote.get_manifest(str(status), "v1")
+    assert type(caught.value) is error
+    assert (caught.value.status, caught.value.transient) == (status, transient)
+    assert f"CODE_{status}: said {status}" in str(caught.value)
+
+
+async def test_a_basic_challenge_gets_the_credentials(session: aiohttp.ClientSession) -> None:
+    async with TestServer(_stand_in(), host="127.0.0.1") as server:
+        url = str(server.make_url(""))
+        remote = RemoteRegistry(session, Endpoint(url, DOCKER_REGISTRY, "user", "secret"))
+        assert (await remote.get_manifest("basic", "v1")).body == b"{}"
+        with pytest.raises(Unauthorized):
+            await RemoteRegistry(session, Endpoint(url, DOCKER_REGISTRY, "user", "wrong")).get_manifest(
+                "basic", "v1"
+            )
+        with pytest.raises(Unauthorized):
+            await RemoteRegistry(session, Endpoint(url, DOCKER_REGISTRY)).get_manifest("basic", "v1")
