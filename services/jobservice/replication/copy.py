@@ -25,6 +25,8 @@ from wharf_shared import media_types
 from wharf_shared.digests import is_digest
 from wharf_shared.remote import BlobStream, Manifest, NotFound, RemoteError, RemoteRegistry
 
+__all__ = ["CHUNK", "CopyResult", "MountHints", "Progress", "copy_artifact", "delete_artifact"]
+
 CHUNK = 8 * 1024 * 1024  # bytes a PATCH carries; the stop check runs between PATCHes
 _PIECE = 64 * 1024
 
