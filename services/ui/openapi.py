@@ -1006,6 +1006,21 @@ DEFINITIONS.update(
     {
         "RegistryCredential": _REGISTRY_CREDENTIAL,
         "Registry": _REGISTRY,
+        "RegistryPing": {
+            "type": "object",
+            "description": "A stored registry (id), its fields overridden by those given, or a registry "
+            "described by type and url; 200 when it answers /v2/ and takes the credentials, 400 when not. "
+            "Pinging a stored registry records its status (healthy, unhealthy).",
+            "properties": {
+                "id": {"type": "integer", "format": "int64", "x-nullable": True},
+                "type": _NULLABLE_STR,
+                "url": _NULLABLE_STR,
+                "credential_type": _NULLABLE_STR,
+                "access_key": _NULLABLE_STR,
+                "access_secret": _NULLABLE_STR,
+                "insecure": _NULLABLE_BOOL,
+            },
+        },
         "RegistryUpdate": {
             "type": "object",
             "description": "What to change; null or left out keeps the stored value (the password too).",
@@ -1182,6 +1197,14 @@ PATHS.update(
                 {**_CREATED, **_responses({}, "400", "403", "409", "413")},
                 _NAME_IN_LOCATION,
                 {"name": "registry", "in": "body", "required": True, "schema": _ref("Registry")},
+                tag="registry",
+            ),
+        },
+        "/registries/ping": {
+            "post": _admin(
+                "pingRegistry",
+                _responses(_ok(), "400", "403", "404", "413"),
+                {"name": "registry", "in": "body", "required": True, "schema": _ref("RegistryPing")},
                 tag="registry",
             ),
         },

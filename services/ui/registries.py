@@ -14,7 +14,7 @@ import ipaddress
 import re
 import urllib.parse
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -25,9 +25,13 @@ from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
 from wharf_shared.db.replication import DOCKER_REGISTRY, HARBOR, REGISTRY_TYPES, Registry, RegistryFields
 from wharf_shared.errors.domain import Conflict, InvalidInput, NotFound, PreconditionFailed
-from wharf_shared.secrets import SecretBox
+from wharf_shared.remote import Endpoint, RemoteError, RemoteRegistry
+from wharf_shared.secrets import SecretBox, SecretError
 from wharf_ui.listing import Filter, ListSpec
 from wharf_ui.query import Page, SortKey, as_int, as_time
+
+if TYPE_CHECKING:
+    from aiohttp import ClientSession
 
 c = t.registry_endpoint.c
 
@@ -319,3 +323,55 @@ async def remove(db: Database, registry_id: int) -> None:
         await db.run(go)
     except IntegrityError:  # a policy referencing it was written meanwhile
         raise PreconditionFailed(f"the registry {registry_id} is used by a replication policy") from None
+
+
+# -- ping ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PingInput:
+    """Harbor's RegistryPing: a stored registry (`id`), its fields overridden by those given, or
+    a registry described in full (type and url) before it is saved."""
+
+    id: int | None = None
+    type: str | None = None
+    url: str | None = None
+    insecure: bool | None = None
+    credential: Credential = Credential()
+
+
+def ping_endpoint(box: SecretBox, given: PingInput, stored: Registry | None) -> Endpoint:
+    """The endpoint to ping, with the rules a registry's fields meet (InvalidInput otherwise)."""
+    if stored is None and given.id is None and (given.type is None or given.url is None):
+        raise InvalidInput("ping needs a registry id, or a type and a url")
+    kind = stored.type if stored is not None and given.type in (None, "") else check_type(given.type)
+    url = check_url(given.url if given.url is not None else (stored.url if stored else None))
+    insecure = given.insecure if given.insecure is not None else (stored.insecure if stored else False)
+    username = given.credential.access_key if given.credential.access_key is not None else None
+    password = given.credential.access_secret
+    if password in (None, MASK) and stored is not None and stored.access_secret is not None:
+        try:
+            password = box.decrypt(stored.access_secret)
+        except SecretError as exc:
+            raise InvalidInput(f"the stored password of registry {stored.id} is unreadable: {exc}") from None
+    elif password == MASK:
+        raise InvalidInput(
+            f"credential.access_secret: {MASK!r} stands for a stored password, and none is stored"
+        )
+    if username is None and stored is not None:
+        username = stored.access_key
+    return Endpoint(url, kind, username or None, password or None, insecure)
+
+
+async def ping(session: ClientSession, endpoint: Endpoint) -> str | None:
+    """None when the registry answers and takes the credentials; else what went wrong."""
+    try:
+        await RemoteRegistry(session, endpoint).ping()
+    except RemoteError as exc:
+        return str(exc)
+    return None
+
+
+async def record_status(db: Database, registry_id: int, healthy: bool) -> None:
+    status = rows.HEALTHY if healthy else rows.UNHEALTHY
+    await db.run(lambda conn: rows.set_registry_status(conn, registry_id, status))

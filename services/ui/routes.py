@@ -80,6 +80,7 @@ ROUTES = (
     # -- registries and replication (system admins only) -------------------------------------------
     ("GET", "/registries", registries.list_registries, "list_registries"),
     ("POST", "/registries", registries.create_registry, "create_registry"),
+    ("POST", "/registries/ping", registries.ping_registry, "ping_registry"),
     ("GET", "/registries/{id}", registries.get_registry, "get_registry"),
     ("PUT", "/registries/{id}", registries.update_registry, "update_registry"),
     ("DELETE", "/registries/{id}", registries.delete_registry, "delete_registry"),

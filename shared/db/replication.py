@@ -16,6 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from wharf_shared.db import tables as t
 from wharf_shared.db.types import utcnow
 
+HEALTHY = "healthy"
+UNHEALTHY = "unhealthy"
+
 HARBOR = "harbor"
 DOCKER_REGISTRY = "docker-registry"
 REGISTRY_TYPES = (HARBOR, DOCKER_REGISTRY)
@@ -169,6 +172,13 @@ async def update_registry(conn: AsyncConnection, registry_id: int, fields: Regis
         .values(**_registry_values(fields), updated_at=utcnow())
     )
     return bool(result.rowcount)
+
+
+async def set_registry_status(conn: AsyncConnection, registry_id: int, status: str) -> None:
+    """What the latest check of the registry found (healthy, unhealthy); its update time stays."""
+    await conn.execute(
+        update(t.registry_endpoint).where(t.registry_endpoint.c.id == registry_id).values(status=status)
+    )
 
 
 async def delete_registry(conn: AsyncConnection, registry_id: int) -> bool:

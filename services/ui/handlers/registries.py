@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientSession, ClientTimeout, web
 from pydantic import BaseModel
 
 from wharf_shared.db.replication import Registry
@@ -39,6 +39,22 @@ class RegistryReq(BaseModel):
     url: Text | None = None
     insecure: bool | None = None
     credential: RegistryCredential | None = None
+
+
+class RegistryPing(BaseModel):
+    """Harbor's RegistryPing: flat credential fields (a nested `credential` is taken too)."""
+
+    id: int | None = None
+    type: Text | None = None
+    url: Text | None = None
+    insecure: bool | None = None
+    credential_type: Text | None = None
+    access_key: Text | None = None
+    access_secret: Text | None = None
+    credential: RegistryCredential | None = None
+
+
+PING_SECONDS = 15.0
 
 
 class RegistryUpdate(BaseModel):
@@ -167,3 +183,31 @@ async def list_adapter_infos(request: web.Request) -> web.Response:
     with fixed endpoints); neither of Wharf's two does: any URL, a plain username and password."""
     await sysadmin(request)
     return json_response({})
+
+
+async def ping_registry(request: web.Request) -> web.Response:
+    """200 when the registry answers `/v2/` and takes the credentials; Harbor's 400 otherwise. A
+    stored registry pinged by id records what was found in its `status`."""
+    await sysadmin(request)
+    body = await read_json(request, RegistryPing)
+    nested = _credential(body.credential)
+    credential = registries.Credential(
+        body.credential_type if body.credential_type is not None else nested.type,
+        body.access_key if body.access_key is not None else nested.access_key,
+        body.access_secret if body.access_secret is not None else nested.access_secret,
+    )
+    given = registries.PingInput(body.id, body.type, body.url, body.insecure, credential)
+    stored = None
+    if body.id is not None:
+        if not 0 < body.id <= ID_MAX:
+            raise BadRequest(message=f"id: {body.id} is not a registry id")
+        async with request.app[DB].read() as conn:
+            stored = await registries.get(conn, body.id)
+    endpoint = registries.ping_endpoint(box(request), given, stored)
+    async with ClientSession(timeout=ClientTimeout(total=PING_SECONDS)) as session:
+        failure = await registries.ping(session, endpoint)
+    if stored is not None:
+        await registries.record_status(request.app[DB], stored.id, failure is None)
+    if failure is not None:
+        raise BadRequest(message=f"failed to ping registry {endpoint.url}: {failure}")
+    return empty_ok()

@@ -288,3 +288,61 @@ async def test_what_a_get_returns_a_put_takes_back_unchanged(ui: Ui) -> None:
         k: v for k, v in before.items() if k != "update_time"
     }
     assert await stored_secret(ui, registry_id) == secret
+
+
+async def test_ping_a_live_registry_and_a_dead_one(ui: Ui, tmp_path: Any) -> None:
+    """A real peer (Debian's docker-registry) answers: 200, and a stored registry's status becomes
+    healthy; nothing listening: Harbor's 400, and the status unhealthy."""
+    from tests.support.distribution import distribution
+    from tests.support.processes import free_port
+
+    with distribution(tmp_path / "peer") as peer:
+        live = {"type": "docker-registry", "url": peer.url}
+        resp = await ui.client.post(f"{API}/registries/ping", json=live, headers=ADMIN)
+        assert resp.status == 200, await resp.text()
+        registry_id = await create(ui, {"name": "live", **live})
+        resp = await ui.client.post(f"{API}/registries/ping", json={"id": registry_id}, headers=ADMIN)
+        assert resp.status == 200, await resp.text()
+        got = await (await ui.client.get(f"{API}/registries/{registry_id}", headers=ADMIN)).json()
+        assert got["status"] == "healthy"
+
+    dead_url = f"http://127.0.0.1:{free_port()}"
+    resp = await ui.client.post(
+        f"{API}/registries/ping", json={"id": registry_id, "url": dead_url}, headers=ADMIN
+    )
+    body = await error(resp, 400, "BAD_REQUEST")
+    assert dead_url in str(body)
+    got = await (await ui.client.get(f"{API}/registries/{registry_id}", headers=ADMIN)).json()
+    assert got["status"] == "unhealthy"
+    assert got["url"] == peer.url  # a ping changes nothing but the status
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({}, 400, "id, or a type and a url"),
+        ({"type": "quay", "url": "http://x.test"}, 400, "type"),
+        ({"type": "harbor", "url": "ftp://x.test"}, 400, "url"),
+        ({"id": 999999}, 404, "not found"),
+        ({"id": -1}, 400, "not a registry id"),
+        (
+            {"type": "harbor", "url": "http://x.test", "access_key": "a", "access_secret": "*****"},
+            400,
+            "*****",
+        ),
+    ],
+)
+async def test_ping_refuses_what_it_cannot_ping(
+    ui: Ui, body: dict[str, Any], status: int, needle: str
+) -> None:
+    resp = await ui.client.post(f"{API}/registries/ping", json=body, headers=ADMIN)
+    assert resp.status == status, await resp.text()
+    assert needle in await resp.text()
+
+
+async def test_ping_is_for_system_admins(ui: Ui) -> None:
+    body = {"type": "harbor", "url": "http://x.test"}
+    await error(await ui.client.post(f"{API}/registries/ping", json=body, headers=ALICE), 403, "FORBIDDEN")
+    await error(
+        await ui.client.post(f"{API}/registries/ping", json=body, headers=ANONYMOUS), 401, "UNAUTHORIZED"
+    )
