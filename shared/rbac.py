@@ -115,18 +115,31 @@ PUBLIC = frozenset(_PUBLIC)
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who is asking: a user (with the sysadmin flag) or anonymous (`user_id` None)."""
+    """Who is asking: a user (with the sysadmin flag), anonymous (`user_id` None), or one of
+    Wharf's own services acting for itself (`system`: no user row)."""
 
     user_id: int | None
     username: str
     sysadmin: bool = False
+    system: bool = False
 
     @property
     def anonymous(self) -> bool:
-        return self.user_id is None
+        return self.user_id is None and not self.system
 
 
 ANONYMOUS = Identity(None, "")
+# The job service's account at the token service (replication): a name no user can take (account
+# rules refuse `$`), a system admin with every registry action on every repository, whether its
+# project exists or not, and the catalog. Only the token service signs it in (with a password
+# derived from the secret key, `wharf_shared.secrets`); `/api/` does not know it.
+JOBSERVICE = Identity(None, "wharf$jobservice", sysadmin=True, system=True)
+SYSTEM_IDENTITIES = {JOBSERVICE.username: JOBSERVICE}
+
+
+def system_identity(subject: str) -> Identity | None:
+    """The system identity a token's subject names, if it names one."""
+    return SYSTEM_IDENTITIES.get(subject)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +176,13 @@ def registry_actions(
 ) -> frozenset[str]:
     """The subset of requested registry actions (`pull`, `push`, `delete`, `*`) to grant.
 
-    No project (it does not exist) grants nothing. `*` means every registry action, so it goes
-    to callers who may do all of them (maintainers and up; clients such as skopeo ask for it to
-    delete). Unknown actions are dropped.
+    No project (it does not exist) grants nothing, except to a system identity, which is granted
+    everything everywhere. `*` means every registry action, so it goes to callers who may do all
+    of them (maintainers and up; clients such as skopeo ask for it to delete). Unknown actions are
+    dropped.
     """
+    if identity.system:
+        return frozenset(a for a in requested if a in REGISTRY_ACTIONS or a == "*")
     if access is None:
         return frozenset()
     allowed = {

@@ -14,9 +14,11 @@ import hmac
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from wharf_shared.rbac import JOBSERVICE
+
 # The token service's account for the job service: a username no user can take (account rules refuse
 # `$`; Basic auth carries it, unlike `:`), with a password derived from the secret key every host shares.
-JOBSERVICE_USERNAME = "wharf$jobservice"
+JOBSERVICE_USERNAME = JOBSERVICE.username
 
 
 class SecretError(Exception):

@@ -21,7 +21,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from wharf_shared.config import Settings
@@ -176,13 +176,19 @@ def prepare(settings: Settings) -> Plan:
     accounts = asyncio.run(ensure_accounts(settings))
 
     token, reg, ui, jobs = settings.token, settings.registry, settings.ui, settings.jobservice
+    # Only the proxy's port is the user's business: a service behind it takes a free port unless
+    # its own port is set, so two `make run`s side by side differ in WHARF_HTTP_PORT alone.
+    ports = {
+        name: _port(group)
+        for name, group in (("token", token), ("registry", reg), ("ui", ui), ("jobservice", jobs))
+    }
     proxy = Service("proxy", "wharf_proxy", settings.proxy.host, settings.http_port)
     services = [
-        Service("token", "wharf_token", token.host, token.port, forked=True),
-        Service("registry", "wharf_registry", reg.host, reg.port, forked=True),
-        Service("ui", "wharf_ui", ui.host, ui.port, forked=True),
+        Service("token", "wharf_token", token.host, ports["token"], forked=True),
+        Service("registry", "wharf_registry", reg.host, ports["registry"], forked=True),
+        Service("ui", "wharf_ui", ui.host, ports["ui"], forked=True),
         # The events consumer: audit log and pull counts.
-        Service("jobservice", "wharf_jobservice", jobs.host, jobs.port, ("events",), forked=True),
+        Service("jobservice", "wharf_jobservice", jobs.host, ports["jobservice"], ("events",), forked=True),
         proxy,  # last: once it answers, everything behind it does
     ]
     front_url = proxy.url
@@ -202,12 +208,30 @@ def prepare(settings: Settings) -> Plan:
     single = all(group.workers == 1 for group in (token, reg, ui))
     return Plan(
         data_dir=data_dir,
-        env={"WHARF_DATA_DIR": data_dir},
+        env={
+            "WHARF_DATA_DIR": data_dir,
+            **{f"WHARF_{name.upper()}__PORT": str(port) for name, port in ports.items()},
+        },
         env_defaults=env_defaults,
         services=services,
         banner=_banner(settings, external_url, accounts.admin_password),
         preload=[f"{s.module}.app" for s in services if s.forked] if single else [],
     )
+
+
+class _Listens(Protocol):
+    host: str
+    port: int
+
+    @property
+    def model_fields_set(self) -> set[str]: ...
+
+
+def _port(group: _Listens) -> int:
+    """The port a service behind the proxy listens on: its own setting, else a free one."""
+    if "port" in group.model_fields_set and group.port != 0:
+        return group.port
+    return free_port(group.host)
 
 
 def _prepare_in_child() -> Plan | int:

@@ -5,7 +5,8 @@ bundle (re-read when the file changes, so keys rotate without a restart) and com
 granted actions with what the route needs. Two things a token cannot vouch for are checked
 against the database instead, once per push, when it completes (the final PUT of an upload, a
 manifest PUT): that its subject still holds push on the project (a member removed keeps a valid
-token for its lifetime), as the token service decides it (`wharf_shared.rbac`).
+token for its lifetime), as the token service decides it (`wharf_shared.rbac`). A system
+identity's subject (the job service) is not a user and is not rechecked.
 """
 
 from __future__ import annotations
@@ -156,8 +157,8 @@ class Authorizer:
     async def recheck_push(self, db: Database, grant: Grant, repository: str) -> None:
         """Raise Forbidden unless the grant's subject still holds push on the repository's
         project (one indexed query); nothing to check without auth."""
-        if self.mode == "none" or grant.unrestricted:
-            return
+        if self.mode == "none" or grant.unrestricted or rbac.system_identity(grant.subject) is not None:
+            return  # a system identity (the job service) has no row to recheck: its grant is the rule
         project, slash, _ = repository.partition("/")
         caller, access = None, None
         if grant.subject and slash:  # anonymous never pushes; a name without a project has none

@@ -54,6 +54,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     return app
 
 
+def _secret_key(settings: Settings) -> bytes | None:
+    try:
+        return settings.secret_key_bytes() or None
+    except OSError:
+        return None
+
+
 async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncIterator[None]:
     settings = app[shared_keys.SETTINGS]
     db, redis = await open_stores(settings, app[shared_keys.METRICS])
@@ -68,6 +75,7 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
         redis,
         DatabaseBackend(),
         refresh_tokens=app[keys.REFRESH],
+        jobservice_key=_secret_key(settings),
         secret=settings.secret_key_path.read_bytes().strip(),
         cache_seconds=token.credential_cache_seconds,
         throttling=Throttling(

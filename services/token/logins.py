@@ -1,5 +1,8 @@
 """The token service's logins: the shared password flow (`wharf_shared.auth.logins`) plus
-OAuth2 refresh tokens, which only this service issues and reads."""
+OAuth2 refresh tokens, which only this service issues and reads, and the job service's account
+(`wharf$jobservice`, no user row: its password is derived from the secret key), which only this
+service signs in. Its logins are throttled and counted like any other; a wrong password is the
+same `LoginFailed`."""
 
 from __future__ import annotations
 
@@ -10,15 +13,28 @@ from wharf_shared.auth.logins import Login, Logins
 from wharf_shared.db import projects
 from wharf_shared.errors.domain import RefreshTokenInvalid
 from wharf_shared.passwords import fingerprint
-from wharf_shared.rbac import Identity
+from wharf_shared.rbac import JOBSERVICE, Identity
+from wharf_shared.secrets import is_jobservice_password
 from wharf_token.metrics import REFRESH_BACKEND
 from wharf_token.refresh import RefreshTokens
 
 
 class TokenLogins(Logins):
-    def __init__(self, *args: Any, refresh_tokens: RefreshTokens, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, refresh_tokens: RefreshTokens, jobservice_key: bytes | None, **kwargs: Any
+    ) -> None:
+        """`jobservice_key`: the secret key the job service's password derives from (None: no
+        such account here)."""
         super().__init__(*args, **kwargs)
         self._refresh_tokens = refresh_tokens
+        self._jobservice_key = jobservice_key
+
+    async def _prove(self, username: str, password: str, names: Collection[str]) -> Login | None:
+        if username != JOBSERVICE.username:
+            return await super()._prove(username, password, names)
+        if self._jobservice_key is None or not is_jobservice_password(self._jobservice_key, password):
+            return None
+        return Login(JOBSERVICE)  # no roles to read: a system admin; no mark: no refresh token
 
     async def refresh(self, token: str, names: Collection[str]) -> Login:
         """Sign in with a refresh token: still the user it was issued to, with the same password."""

@@ -943,6 +943,415 @@ PATHS.update(
     }
 )
 
+# -- registries and replication (system admins only) -----------------------------------------------
+
+
+def _id_param(name: str, description: str, *, minimum: int = 1) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "type": "integer",
+        "format": "int64",
+        "minimum": minimum,
+        "maximum": ID_MAX,
+        "description": description,
+    }
+
+
+_REGISTRY_ID = _id_param("id", "The registry's id")
+_POLICY_ID = _id_param("id", "The policy's id")
+_EXECUTION_ID = _id_param("id", "The execution's id")
+_TASK_ID = _id_param("task_id", "The task's id")
+_NULLABLE_STR = {"type": "string", "x-nullable": True}
+_NULLABLE_BOOL = {"type": "boolean", "x-nullable": True}
+_EXECUTION_STATUS = (
+    "Harbor's words: InProgress, Succeed, Failed, Stopped (the rows' Running, Success, Error, Stopped)"
+)
+
+_REGISTRY_CREDENTIAL: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {**_STR, "description": "basic (the only type Wharf supports)"},
+        "access_key": {**_STR, "description": "The username"},
+        "access_secret": {
+            **_STR,
+            "description": "The password: stored encrypted, shown as ***** when set, never returned; "
+            "***** sent back keeps the stored one",
+        },
+    },
+}
+
+_REGISTRY: dict[str, Any] = {
+    "type": "object",
+    "description": "A registry replication copies from or to: type harbor or docker-registry.",
+    "properties": {
+        "id": _INT64,
+        "url": {**_STR, "description": "http(s)://host[:port], no path"},
+        "name": {"type": "string", "maxLength": 64},
+        "credential": _ref("RegistryCredential"),
+        "type": {**_STR, "description": "harbor or docker-registry"},
+        "insecure": {**_BOOL, "description": "Skip TLS certificate verification"},
+        "description": _STR,
+        "status": {
+            **_STR,
+            "description": "healthy, unhealthy or unknown (not checked since changed)",
+        },
+        "creation_time": _TIME,
+        "update_time": _TIME,
+    },
+}
+
+DEFINITIONS.update(
+    {
+        "RegistryCredential": _REGISTRY_CREDENTIAL,
+        "Registry": _REGISTRY,
+        "RegistryPing": {
+            "type": "object",
+            "description": "A stored registry (id), its fields overridden by those given, or a registry "
+            "described by type and url; 200 when it answers /v2/ and takes the credentials, 400 when not. "
+            "Pinging a stored registry records its status (healthy, unhealthy).",
+            "properties": {
+                "id": {"type": "integer", "format": "int64", "x-nullable": True},
+                "type": _NULLABLE_STR,
+                "url": _NULLABLE_STR,
+                "credential_type": _NULLABLE_STR,
+                "access_key": _NULLABLE_STR,
+                "access_secret": _NULLABLE_STR,
+                "insecure": _NULLABLE_BOOL,
+            },
+        },
+        "RegistryUpdate": {
+            "type": "object",
+            "description": "What to change; null or left out keeps the stored value (the password too).",
+            "properties": {
+                "name": _NULLABLE_STR,
+                "description": _NULLABLE_STR,
+                "url": _NULLABLE_STR,
+                "credential_type": _NULLABLE_STR,
+                "access_key": _NULLABLE_STR,
+                "access_secret": _NULLABLE_STR,
+                "insecure": _NULLABLE_BOOL,
+                "type": {
+                    **_NULLABLE_STR,
+                    "description": "Accepted when it is the registry's type; it does not change",
+                },
+                "credential": {
+                    **_REGISTRY_CREDENTIAL,
+                    "x-nullable": True,
+                    "description": "Wharf: the Registry shape's credential, as read back; "
+                    "the flat fields above win",
+                },
+            },
+        },
+        "FilterStyle": {
+            "type": "object",
+            "properties": {"type": _STR, "style": _STR, "values": {"type": "array", "items": _STR}},
+        },
+        "RegistryInfo": {
+            "type": "object",
+            "properties": {
+                "type": _STR,
+                "description": _STR,
+                "supported_resource_filters": {"type": "array", "items": _ref("FilterStyle")},
+                "supported_triggers": {"type": "array", "items": _STR},
+            },
+        },
+        "RegistryProviderInfo": {
+            "type": "object",
+            "properties": {"endpoint_pattern": {"type": "object"}, "credential_pattern": {"type": "object"}},
+        },
+        "ReplicationTriggerSettings": {
+            "type": "object",
+            "properties": {"cron": {**_STR, "description": "6 fields, seconds first, UTC: 0 0 2 * * *"}},
+        },
+        "ReplicationTrigger": {
+            "type": "object",
+            "properties": {
+                "type": {**_STR, "description": "manual, scheduled or event_based"},
+                "trigger_settings": _ref("ReplicationTriggerSettings"),
+            },
+        },
+        "ReplicationFilter": {
+            "type": "object",
+            "properties": {
+                "type": {**_STR, "description": "name, tag or resource"},
+                "value": {"description": "A doublestar glob (name, tag), or image/artifact (resource)"},
+                "decoration": {**_STR, "description": "matches, or excludes (tag)"},
+            },
+        },
+        "ReplicationPolicy": {
+            "type": "object",
+            "description": "Push-based: dest_registry is a registered registry and src_registry this Wharf "
+            "(id 0, or left out). Pull-based: the other way round. Wharf's own every_registry: true makes "
+            "a push-based policy's destination every registered registry, those added later too "
+            "(dest_registry is then left out, and null when read); with a name filter of ** one policy "
+            "replicates every project to every peer. Left out on create: enabled and override true, "
+            "trigger manual, speed -1 (unlimited); left out on update: unchanged (naming any of "
+            "src_registry, dest_registry and every_registry sets the direction anew).",
+            "properties": {
+                "id": _INT64,
+                "name": {"type": "string", "maxLength": 255},
+                "description": _STR,
+                "src_registry": {**_REGISTRY, "x-nullable": True},
+                "dest_registry": {
+                    **_REGISTRY,
+                    "x-nullable": True,
+                    "description": "null when every_registry is true",
+                },
+                "every_registry": _BOOL,
+                "dest_namespace": _STR,
+                "dest_namespace_replace_count": {"type": "integer", "format": "int32"},
+                "trigger": _ref("ReplicationTrigger"),
+                "filters": {"type": "array", "items": _ref("ReplicationFilter")},
+                "replicate_deletion": _BOOL,
+                "deletion": {**_BOOL, "description": "Deprecated: replicate_deletion"},
+                "override": _BOOL,
+                "enabled": _BOOL,
+                "speed": {
+                    "type": "integer",
+                    "format": "int32",
+                    "description": "KB/s per task; -1 or 0: unlimited",
+                },
+                "copy_by_chunk": _BOOL,
+                "creation_time": _TIME,
+                "update_time": _TIME,
+            },
+        },
+        "StartReplicationExecution": {
+            "type": "object",
+            "properties": {"policy_id": _INT64},
+        },
+        "ReplicationExecution": {
+            "type": "object",
+            "properties": {
+                "id": _INT64,
+                "policy_id": _INT64,
+                "status": {**_STR, "description": _EXECUTION_STATUS},
+                "status_text": _STR,
+                "trigger": {**_STR, "description": "manual, scheduled or event_based"},
+                "start_time": _TIME,
+                "end_time": _TIME,
+                "total": _INT64,
+                "failed": _INT64,
+                "succeed": _INT64,
+                "in_progress": _INT64,
+                "stopped": _INT64,
+            },
+        },
+        "ReplicationTask": {
+            "type": "object",
+            "properties": {
+                "id": _INT64,
+                "execution_id": _INT64,
+                "status": {**_STR, "description": "Pending, InProgress, Succeed, Failed or Stopped"},
+                "job_id": _STR,
+                "operation": _STR,
+                "resource_type": _STR,
+                "src_resource": _STR,
+                "dst_resource": _STR,
+                "start_time": _TIME,
+                "end_time": _TIME,
+            },
+        },
+    }
+)
+
+
+def _admin(op_id: str, responses: dict[str, Any], *parameters: dict[str, Any], tag: str) -> dict[str, Any]:
+    return _op(op_id, responses, *parameters, tag=tag)
+
+
+def _admin_list(op_id: str, item: str, *parameters: dict[str, Any], tag: str) -> dict[str, Any]:
+    return _admin(
+        op_id,
+        _responses(_ok({"type": "array", "items": _ref(item)}, _PAGE_HEADERS), "400", "403", "404"),
+        *parameters,
+        _PAGE,
+        _PAGE_SIZE,
+        tag=tag,
+    )
+
+
+_NAME_QUERY = {
+    "name": "name",
+    "in": "query",
+    "type": "string",
+    "description": "Deprecated: names containing this",
+}
+_STATUS_QUERY = {"name": "status", "in": "query", "type": "string"}
+
+PATHS.update(
+    {
+        "/registries": {
+            "get": _admin_list(
+                "listRegistries",
+                "Registry",
+                _Q,
+                _sort("id", "name", "creation_time", "update_time"),
+                _NAME_QUERY,
+                tag="registry",
+            ),
+            "post": _admin(
+                "createRegistry",
+                {**_CREATED, **_responses({}, "400", "403", "409", "413")},
+                _NAME_IN_LOCATION,
+                {"name": "registry", "in": "body", "required": True, "schema": _ref("Registry")},
+                tag="registry",
+            ),
+        },
+        "/registries/ping": {
+            "post": _admin(
+                "pingRegistry",
+                _responses(_ok(), "400", "403", "404", "413"),
+                {"name": "registry", "in": "body", "required": True, "schema": _ref("RegistryPing")},
+                tag="registry",
+            ),
+        },
+        "/registries/{id}": {
+            "get": _admin(
+                "getRegistry",
+                _responses(_ok(_ref("Registry")), "400", "403", "404"),
+                _REGISTRY_ID,
+                tag="registry",
+            ),
+            "put": _admin(
+                "updateRegistry",
+                _responses(_ok(), "400", "403", "404", "409", "413"),
+                _REGISTRY_ID,
+                {"name": "registry", "in": "body", "required": True, "schema": _ref("RegistryUpdate")},
+                tag="registry",
+            ),
+            "delete": _admin(
+                "deleteRegistry", _responses(_ok(), "400", "403", "404", "412"), _REGISTRY_ID, tag="registry"
+            ),
+        },
+        "/registries/{id}/info": {
+            "get": _admin(
+                "getRegistryInfo",
+                _responses(_ok(_ref("RegistryInfo")), "400", "403", "404"),
+                _id_param("id", "The registry's id; 0 is this Wharf", minimum=0),
+                tag="registry",
+            ),
+        },
+        "/replication/adapters": {
+            "get": _admin(
+                "listRegistryProviderTypes",
+                _responses(_ok({"type": "array", "items": _STR}), "403"),
+                tag="registry",
+            ),
+        },
+        "/replication/adapterinfos": {
+            "get": _admin(
+                "listRegistryProviderInfos",
+                _responses(
+                    _ok({"type": "object", "additionalProperties": _ref("RegistryProviderInfo")}), "403"
+                ),
+                tag="registry",
+            ),
+        },
+        "/replication/policies": {
+            "get": _admin_list(
+                "listReplicationPolicies",
+                "ReplicationPolicy",
+                _Q,
+                _sort("id", "name", "creation_time", "update_time"),
+                _NAME_QUERY,
+                tag="replication",
+            ),
+            "post": _admin(
+                "createReplicationPolicy",
+                {**_CREATED, **_responses({}, "400", "403", "409", "413")},
+                _NAME_IN_LOCATION,
+                {"name": "policy", "in": "body", "required": True, "schema": _ref("ReplicationPolicy")},
+                tag="replication",
+            ),
+        },
+        "/replication/policies/{id}": {
+            "get": _admin(
+                "getReplicationPolicy",
+                _responses(_ok(_ref("ReplicationPolicy")), "400", "403", "404"),
+                _POLICY_ID,
+                tag="replication",
+            ),
+            "put": _admin(
+                "updateReplicationPolicy",
+                _responses(_ok(), "400", "403", "404", "409", "413"),
+                _POLICY_ID,
+                {"name": "policy", "in": "body", "required": True, "schema": _ref("ReplicationPolicy")},
+                tag="replication",
+            ),
+            "delete": _admin(
+                "deleteReplicationPolicy",
+                _responses(_ok(), "400", "403", "404", "412"),
+                _POLICY_ID,
+                tag="replication",
+            ),
+        },
+        "/replication/executions": {
+            "get": _admin_list(
+                "listReplicationExecutions",
+                "ReplicationExecution",
+                _sort("id", "start_time", "end_time", "status"),
+                {"name": "policy_id", "in": "query", "type": "integer", "format": "int64"},
+                {**_STATUS_QUERY, "description": _EXECUTION_STATUS},
+                {
+                    "name": "trigger",
+                    "in": "query",
+                    "type": "string",
+                    "description": "manual, scheduled or event_based",
+                },
+                tag="replication",
+            ),
+            "post": _admin(
+                "startReplication",
+                {**_CREATED, **_responses({}, "400", "403", "404", "412", "413")},
+                {
+                    "name": "execution",
+                    "in": "body",
+                    "required": True,
+                    "schema": _ref("StartReplicationExecution"),
+                },
+                tag="replication",
+            ),
+        },
+        "/replication/executions/{id}": {
+            "get": _admin(
+                "getReplicationExecution",
+                _responses(_ok(_ref("ReplicationExecution")), "400", "403", "404"),
+                _EXECUTION_ID,
+                tag="replication",
+            ),
+            "put": _admin(
+                "stopReplication", _responses(_ok(), "400", "403", "404"), _EXECUTION_ID, tag="replication"
+            ),
+        },
+        "/replication/executions/{id}/tasks": {
+            "get": _admin_list(
+                "listReplicationTasks",
+                "ReplicationTask",
+                _EXECUTION_ID,
+                _sort("id", "start_time", "end_time", "status"),
+                {**_STATUS_QUERY, "description": "Pending, InProgress, Succeed, Failed or Stopped"},
+                {"name": "resource_type", "in": "query", "type": "string"},
+                tag="replication",
+            ),
+        },
+        "/replication/executions/{id}/tasks/{task_id}/log": {
+            "get": {
+                **_admin(
+                    "getReplicationLog",
+                    _responses(_ok({"type": "string"}), "400", "403", "404"),
+                    _EXECUTION_ID,
+                    _TASK_ID,
+                    tag="replication",
+                ),
+                "produces": ["text/plain", "application/json"],  # errors are JSON
+            },
+        },
+    }
+)
+
 DOCUMENT: dict[str, Any] = {
     "swagger": "2.0",
     "info": {"title": "Wharf API (Harbor API v2.0 compatible)", "version": "2.0"},

@@ -10,6 +10,8 @@ from wharf_ui.handlers import (
     configurations,
     members,
     projects,
+    registries,
+    replication,
     repositories,
     search,
     sessions,
@@ -23,6 +25,8 @@ API = "/api/v2.0"
 _REPOS = "/projects/{project_name}/repositories"
 _REPO = _REPOS + "/{repository_name}"
 _ARTIFACT = _REPO + "/artifacts/{reference}"
+_POLICIES = "/replication/policies"
+_EXECUTIONS = "/replication/executions"
 
 ROUTES = (
     ("GET", "/ping", system.ping, "ping"),
@@ -73,6 +77,27 @@ ROUTES = (
     ("GET", "/configurations", configurations.get_configurations, "get_configurations"),
     ("PUT", "/configurations", configurations.update_configurations, "update_configurations"),
     ("GET", "/statistics", statistics.get_statistic, "get_statistic"),
+    # -- registries and replication (system admins only) -------------------------------------------
+    ("GET", "/registries", registries.list_registries, "list_registries"),
+    ("POST", "/registries", registries.create_registry, "create_registry"),
+    ("POST", "/registries/ping", registries.ping_registry, "ping_registry"),
+    ("GET", "/registries/{id}", registries.get_registry, "get_registry"),
+    ("PUT", "/registries/{id}", registries.update_registry, "update_registry"),
+    ("DELETE", "/registries/{id}", registries.delete_registry, "delete_registry"),
+    ("GET", "/registries/{id}/info", registries.get_registry_info, "get_registry_info"),
+    ("GET", "/replication/adapters", registries.list_adapters, "list_registry_provider_types"),
+    ("GET", "/replication/adapterinfos", registries.list_adapter_infos, "list_registry_provider_infos"),
+    ("GET", _POLICIES, replication.list_policies, "list_replication_policies"),
+    ("POST", _POLICIES, replication.create_policy, "create_replication_policy"),
+    ("GET", _POLICIES + "/{id}", replication.get_policy, "get_replication_policy"),
+    ("PUT", _POLICIES + "/{id}", replication.update_policy, "update_replication_policy"),
+    ("DELETE", _POLICIES + "/{id}", replication.delete_policy, "delete_replication_policy"),
+    ("GET", _EXECUTIONS, replication.list_executions, "list_replication_executions"),
+    ("POST", _EXECUTIONS, replication.start_execution, "start_replication"),
+    ("GET", _EXECUTIONS + "/{id}", replication.get_execution, "get_replication_execution"),
+    ("PUT", _EXECUTIONS + "/{id}", replication.stop_execution, "stop_replication"),
+    ("GET", _EXECUTIONS + "/{id}/tasks", replication.list_tasks, "list_replication_tasks"),
+    ("GET", _EXECUTIONS + "/{id}/tasks/{task_id}/log", replication.get_task_log, "get_replication_log"),
 )
 
 # portal sessions (outside /api/v2.0; the proxy sends /c/ here)

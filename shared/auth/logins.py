@@ -224,6 +224,21 @@ class Logins:
         throttle_keys: list[str],
         cache_key: str | None,
     ) -> Login:
+        login = await self._prove(username, password, names)
+        if login is None:
+            await self._count_failure(throttle_keys)
+            log.info("login_failed", username=username[:USERNAME_MAX_LENGTH], address=address)
+            raise LoginFailed()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(throttle_keys[0])  # this address's misses on this account; not the address's
+            if cache_key is not None and login.identity.user_id is not None and login.mark is not None:
+                pipe.set(cache_key, f"{login.identity.user_id}:{login.mark}", ex=self._cache_seconds)
+            await pipe.execute()
+        return login
+
+    async def _prove(self, username: str, password: str, names: Collection[str]) -> Login | None:
+        """The login the credentials prove (the user's row read once, the backend's verdict), else
+        None. The token service also knows the job service's account here (`wharf_token.logins`)."""
         caller: projects.Caller | None = None
         access: dict[str, ProjectAccess] = {}
         if _storable(username):
@@ -231,23 +246,15 @@ class Logins:
                 caller, access = await projects.caller_and_access(conn, username, names)
         proven = await self._backend.authenticate(username, password, caller)
         if proven is None:
-            await self._count_failure(throttle_keys)
-            log.info("login_failed", username=username[:USERNAME_MAX_LENGTH], address=address)
-            raise LoginFailed()
+            return None
         if caller is None or proven.id != caller.id:
             # The backend made (or swapped) the local row: read its roles afresh.
             async with self._db.read() as conn:
                 proven, access = await projects.caller_and_access(conn, proven.id, names)
             if proven is None:
-                raise LoginFailed()
-        caller = proven
-        mark = fingerprint(caller.password_hash)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.delete(throttle_keys[0])  # this address's misses on this account; not the address's
-            if cache_key is not None:
-                pipe.set(cache_key, f"{caller.id}:{mark}", ex=self._cache_seconds)
-            await pipe.execute()
-        return Login(Identity(caller.id, caller.username, caller.sysadmin), access, mark)
+                return None
+        mark = fingerprint(proven.password_hash)
+        return Login(Identity(proven.id, proven.username, proven.sysadmin), access, mark)
 
     async def _count_failure(self, throttle_keys: list[str]) -> None:
         t = self._throttling
