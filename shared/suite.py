@@ -187,8 +187,8 @@ def prepare(settings: Settings) -> Plan:
         Service("token", "wharf_token", token.host, ports["token"], forked=True),
         Service("registry", "wharf_registry", reg.host, ports["registry"], forked=True),
         Service("ui", "wharf_ui", ui.host, ports["ui"], forked=True),
-        # The events consumer: audit log and pull counts.
-        Service("jobservice", "wharf_jobservice", jobs.host, ports["jobservice"], ("events",), forked=True),
+        # The job service: Celery worker, scheduler, events consumers (audit log, replication triggers).
+        Service("jobservice", "wharf_jobservice", jobs.host, ports["jobservice"], ("worker",), forked=True),
         proxy,  # last: once it answers, everything behind it does
     ]
     front_url = proxy.url

@@ -13,6 +13,7 @@ deleting the artifact on A removes it from B. Every execution ends Succeed, with
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -168,14 +169,18 @@ def test_two_sites_and_a_docker_registry(tmp_path: Path) -> None:
             (manual_run,) = ended(a, to_plain)
             assert manual_run["id"] == started
             assert (manual_run["trigger"], manual_run["status"]) == ("manual", "Succeed"), manual_run
-            assert digest(skopeo, f"docker://{plain.address}/library/app:v1", creds=None) == pushed
+            assert digest(skopeo, f"docker://{plain.host}:{plain.port}/library/app:v1", creds=None) == pushed
             status, _, tasks = a.call("GET", f"/replication/executions/{started}/tasks")
             assert status == 200
-            assert [t["status"] for t in tasks] == ["Success"], tasks
-            log_status, _, _ = a.api(
-                "GET", f"/api/v2.0/replication/executions/{started}/tasks/{tasks[0]['id']}/log", a.admin
-            )
-            assert log_status == 200
+            assert [t["status"] for t in tasks] == ["Succeed"], tasks
+            log_url = f"{a.url}/api/v2.0/replication/executions/{started}/tasks/{tasks[0]['id']}/log"
+            log = subprocess.run(
+                ["curl", "-sS", "--noproxy", "*", "-u", f"admin:{PASSWORD}", "-f", log_url],
+                capture_output=True,
+                check=True,
+                timeout=60,
+            ).stdout.decode()
+            assert "library/app" in log, log
 
             # An image pushed to B under incoming/ is pulled into A by the scheduled policy.
             assert b.created("/projects", {"project_name": "incoming", "metadata": {"public": "false"}})

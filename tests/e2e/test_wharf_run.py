@@ -209,8 +209,11 @@ def test_no_secret_in_banner_or_logs(tmp_path: Path) -> None:
 # moves by a few MiB with what else runs on the host (PSS shares libpython's pages with every
 # process that maps it). The RSS sum counts the pages that forks share with their parent (the
 # proxy's workers, the forked services; and every process's shared libraries) again in each
-# process; its bound only catches a large regression.
-IDLE_PSS_LIMIT = 250 * MIB
+# process; its bound only catches a large regression. The 250 MiB held for the events
+# consumer alone; the job service now runs a Celery worker (four threads), the scheduler and the
+# replication trigger in that process: 263 measured (its process 57 MiB PSS, 21 more than the
+# events consumer's), so the bound is the old target plus that measured cost.
+IDLE_PSS_LIMIT = 272 * MIB
 IDLE_RSS_LIMIT = 680 * MIB
 SUPERVISOR_RSS_LIMIT = 32 * MIB  # the standard library only: about 16 MiB
 # Native modules a process must not load: what it maps says what it imported.
