@@ -1,4 +1,5 @@
-"""Event-based replication: push events (of a tag) and delete events from the stream (read in
+"""Event-based replication: push events (of a tag), delete events, and the management API's tag
+creations and deletions (`tag.create`, `tag.delete`) from the stream (read in
 the consumer group `WHARF_JOBSERVICE__REPLICATION_GROUP`) become executions of the enabled,
 event-based, push-based policies whose filters they match (a delete only for a policy that
 replicates deletions). A batch's events go into one execution per policy (`extra`:
@@ -25,12 +26,16 @@ log = get_logger(__name__)
 
 Enqueue = Callable[[str, int], Awaitable[object]]
 SEEN_SECONDS = 7 * 24 * 3600
+API_TAG_EVENTS = {"tag.create": PUSH, "tag.delete": DELETE}
 
 
 def trigger_event(event: Mapping[str, Any]) -> dict[str, Any] | None:
     """The replication-relevant part of a stream event; None for other events."""
     kind = event.get("type")
     data = event.get("data") or {}
+    if kind in API_TAG_EVENTS and isinstance(data, Mapping):
+        # A tag added or removed through the management API: a push or a delete of that tag.
+        kind, data = API_TAG_EVENTS[kind], {**data, "kind": "tag" if kind == "tag.delete" else None}
     if kind not in (PUSH, DELETE) or not isinstance(data, Mapping) or not data.get("repository"):
         return None
     if kind == PUSH and not data.get("tag"):

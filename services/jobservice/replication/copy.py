@@ -23,7 +23,7 @@ from typing import Any
 from wharf_jobservice.replication.progress import MountHints, Progress
 from wharf_shared import media_types
 from wharf_shared.digests import is_digest
-from wharf_shared.remote import BlobStream, Manifest, NotFound, RemoteError, RemoteRegistry
+from wharf_shared.remote import BlobStream, Manifest, NotFound, RemoteError, RemoteRegistry, Unauthorized
 
 __all__ = ["CHUNK", "CopyResult", "MountHints", "Progress", "copy_artifact", "delete_artifact"]
 
@@ -248,9 +248,10 @@ async def copy_artifact(
 
 
 async def delete_artifact(dst: RemoteRegistry, dst_repo: str, reference: str, progress: Progress) -> bool:
-    """Delete `dst_repo@reference` at the destination: a tag is resolved to its digest first
-    (distribution deletes manifests by digest only), so the manifest goes with every tag it has
-    there. False when it was gone already."""
+    """Delete `dst_repo@reference` at the destination. A tag is deleted alone where the registry
+    deletes tags (Wharf, Harbor: OCI 1.1); one that refuses (distribution deletes manifests by
+    digest only) has the tag's manifest deleted, with every tag it has there. False when it was
+    gone already."""
     digest = reference
     if not is_digest(reference):
         found = await dst.head_manifest(dst_repo, reference)
@@ -258,6 +259,20 @@ async def delete_artifact(dst: RemoteRegistry, dst_repo: str, reference: str, pr
             await progress.log(f"{dst_repo}:{reference} is not at the destination: nothing to delete")
             return False
         digest = found[0]
+        try:
+            await dst.delete_manifest(dst_repo, reference)
+        except NotFound:
+            await progress.log(f"{dst_repo}:{reference} is not at the destination: nothing to delete")
+            return False
+        except Unauthorized:
+            raise
+        except RemoteError as exc:
+            if exc.transient:
+                raise
+            await progress.log(f"the destination does not delete tags alone ({exc}): deleting the manifest")
+        else:
+            await progress.log(f"deleted the tag {dst_repo}:{reference} (it pointed at {digest})")
+            return True
     try:
         await dst.delete_manifest(dst_repo, digest)
     except NotFound:

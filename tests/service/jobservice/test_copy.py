@@ -236,8 +236,16 @@ async def test_delete_artifact_removes_the_remote_tag(
         endpoint = site_a.endpoint() if wharf else distribution_endpoint(url)
         remote = RemoteRegistry(session, endpoint)
         progress = Recorder()
+        await peer.manifest(repository, "v2", image.manifest)
         assert await delete_artifact(remote, repository, "v1", progress) is True
         assert await peer.read_manifest(repository, "v1") is None
+        if wharf:
+            # Wharf deletes a tag alone: the artifact stays, with its other tag.
+            assert await peer.read_manifest(repository, "v2") == image.manifest
+            assert await delete_artifact(remote, repository, digest, progress) is True
+        else:
+            # distribution deletes manifests only: the tag's manifest goes, with every tag.
+            assert await peer.read_manifest(repository, "v2") is None
         assert await peer.read_manifest(repository, digest) is None
         assert await delete_artifact(remote, repository, "v1", progress) is False
         assert await delete_artifact(remote, repository, digest, progress) is False

@@ -119,3 +119,27 @@ def test_planner_reads_the_events_back() -> None:
     ]
     assert resource("library/a", "sha256:aa", ["v1", "v2"]) == "library/a:v1,v2"
     assert resource("library/a", "sha256:aa", []) == "library/a@sha256:aa"
+
+
+def test_tags_added_and_removed_through_the_api_are_a_push_and_a_delete() -> None:
+    data = {"repository": "library/app", "tag": "v2", "digest": "sha256:aa", "operator": "admin"}
+    created = trigger_event({"id": "e3", "type": "tag.create", "data": data})
+    assert created == {
+        "type": "push",
+        "repository": "library/app",
+        "digest": "sha256:aa",
+        "tag": "v2",
+        "kind": None,
+    }
+    removed = trigger_event({"id": "e4", "type": "tag.delete", "data": data})
+    assert removed == {
+        "type": "delete",
+        "repository": "library/app",
+        "digest": "sha256:aa",
+        "tag": "v2",
+        "kind": "tag",
+    }
+    deleting = policy(replicate_deletion=True)
+    assert policy_wants(deleting, removed)
+    assert not policy_wants(policy(), removed)
+    assert policy_wants(policy(), created)
