@@ -2,7 +2,12 @@
 [--targets wharf-none,wharf-token,wharf-proxy,wharf-run,reference]`.
 
 `--only listing` runs just the management API's listing pages (`listing.py`: a `wharf-ui` process
-over 10,000 repositories and tags, on `--db`); without `--only` it runs after the registry's."""
+over 10,000 repositories and tags, on `--db`); without `--only` it runs after the registry's.
+
+`--only replication` runs just the replication throughput (`replication.py`: 50 images pushed from
+one Wharf to another by a `wharf-jobservice worker`, MiB/s and artifacts/s, beside skopeo copying
+the same images 4 at a time, and the policy's re-run with nothing to copy); without `--only` it
+runs after the listing. Neither raises out of the bench: a failure is printed and recorded."""
 
 from __future__ import annotations
 
@@ -27,6 +32,14 @@ import pytest
 from tests.bench import profiling
 from tests.bench.listing import ListingCase, run_listing
 from tests.bench.machine import disk_probe, settle
+from tests.bench.replication import (
+    DEFAULT_LAYERS,
+    QUICK_LAYERS,
+    ReplicationResult,
+    result_json,
+    run_replication,
+)
+from tests.bench.replication import table as replication_table
 from tests.bench.report import (
     measurement_json,
     memory_json,
@@ -68,6 +81,7 @@ from tests.support.s3 import moto_server
 
 MiB = 1024 * 1024
 LISTING = "listing"  # the management API's list pages: not a registry scenario, no targets
+REPLICATION = "replication"  # Wharf A → Wharf B by the job service, beside skopeo: no targets either
 
 
 def out(text: str = "") -> None:
@@ -76,7 +90,7 @@ def out(text: str = "") -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    names = [s.key for s in SCENARIOS] + [LISTING]
+    names = [s.key for s in SCENARIOS] + [LISTING, REPLICATION]
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes and short runs (a smoke test)")
     parser.add_argument("--workers", type=int, default=2, help="Wharf registry worker processes (default 2)")
@@ -114,6 +128,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         help="wait up to this many seconds for a quiet machine before each timed run (default 20, quick 3)",
     )
+    parser.add_argument(
+        "--replication-images", type=int, default=50, help="images the replication copies (default 50)"
+    )
+    parser.add_argument(
+        "--replication-layers-kib",
+        help="layer sizes of each replicated image, comma-separated KiB (default 1024,256, quick 128,32)",
+    )
+    parser.add_argument(
+        "--replication-concurrency",
+        type=int,
+        default=4,
+        help="the worker's concurrency, and skopeo copies at a time (default 4)",
+    )
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     parser.add_argument(
         "--mixed-seconds", type=float, help="length of the mixed load's run (default 60, quick 5)"
@@ -143,11 +170,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             continue
         expanded = ALIASES.get(item, (item,))
         for key in expanded:
-            if key not in BY_KEY and key != LISTING:
+            if key not in BY_KEY and key not in (LISTING, REPLICATION):
                 parser.error(f"unknown scenario {item!r}: choose from {', '.join(names)}")
             chosen.append(key)
     args.scenarios = [s for s in SCENARIOS if not chosen or s.key in chosen]
     args.listing = not chosen or LISTING in chosen
+    args.replication = not chosen or REPLICATION in chosen
+    if args.replication_layers_kib:
+        try:
+            sizes = args.replication_layers_kib.split(",")
+            args.layer_bytes = tuple(int(k) * 1024 for k in sizes if k.strip())
+        except ValueError:
+            parser.error("--replication-layers-kib: comma-separated integers")
+        if not args.layer_bytes or min(args.layer_bytes) <= 0:
+            parser.error("--replication-layers-kib: positive sizes")
+    else:
+        args.layer_bytes = QUICK_LAYERS if args.quick else DEFAULT_LAYERS
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.target_keys = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = set(args.target_keys) - set(ALL_TARGETS)
@@ -371,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     memory: dict[str, dict[str, list[ProcessMemory]]] = {}
     labels: dict[str, str] = {}
     listing: list[ListingCase] = []
+    replication: list[ReplicationResult] = []
     env = environment(args, config, wrk, reference)
     out(
         f"Wharf bench {stamp}: {env['cpus']} CPUs, db {args.db}, storage {args.storage}, "
@@ -405,12 +444,14 @@ def main(argv: list[str] | None = None) -> int:
                     out("\nstopping servers …")
             if args.listing:
                 status = run_listing_pages(stack, args, config, work, logs, listing)
+            if args.replication:
+                status = run_replication_copies(args, config, work, logs, replication) or status
     except KeyboardInterrupt:
         out("\ninterrupted: servers stopped, temp dir removed")
         status = 130
     finally:
-        if results or memory or listing:
-            finish(args, env, labels, results, memory, run_dir, started, spy, listing)
+        if results or memory or listing or replication:
+            finish(args, env, labels, results, memory, run_dir, started, spy, listing, replication)
     return status or (1 if any(m.error for m in results) else 0)
 
 
@@ -448,6 +489,34 @@ def run_listing_pages(
     return 0
 
 
+def run_replication_copies(
+    args: argparse.Namespace,
+    config: Config,
+    work: Path,
+    logs: Path,
+    replication: list[ReplicationResult],
+) -> int:
+    """The replication throughput (`replication.py`) on `--db`; 1 when a run failed. Its sites
+    and worker stop before this returns."""
+    result = ReplicationResult(args.replication_images, args.layer_bytes, args.replication_concurrency)
+    replication.append(result)
+    out(
+        f"\n== replication: {result.images} images Wharf A → Wharf B, beside skopeo"
+        f" (db {args.db}, {result.concurrency} at a time)"
+    )
+    settle(config.settle_seconds)
+    try:
+        with ExitStack() as sites:
+            run_replication(sites, work, logs, result, db_kind=args.db, out=out)
+    except (pytest.skip.Exception, pytest.fail.Exception) as exc:
+        result.error = f"a backing service is missing: {exc}"
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    if result.error:
+        out(f"  ERROR {result.error}")
+    return 1 if result.error or any(r.error for r in result.runs) else 0
+
+
 def finish(
     args: argparse.Namespace,
     env: dict[str, Any],
@@ -458,6 +527,7 @@ def finish(
     started: dt.datetime,
     spy: profiling.PySpy | None,
     listing: list[ListingCase],
+    replication: list[ReplicationResult],
 ) -> None:
     rows = summary(results, args.scenarios)
     present = [t for t in ALL_TARGETS if any(m.target == t for m in results)]
@@ -477,6 +547,8 @@ def finish(
         },
         # ms per page through `wharf-ui` (issue 12: under 100), see listing.py.
         "listing": [vars(case) for case in listing],
+        # Wharf's replication A → B beside skopeo's copies of the same images, see replication.py.
+        "replication": [result_json(result) for result in replication],
     }
     profile_text = []
     if spy is not None:
@@ -503,6 +575,9 @@ def finish(
     if memory:
         out("")
         out("\n".join(memory_table(memory)))
+    for result in replication:
+        out("")
+        out("\n".join(replication_table(result)))
     for text in profile_text:
         out("")
         out(text)
