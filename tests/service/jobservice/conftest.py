@@ -1,5 +1,6 @@
 """Replication peers, one of each per test module (their repositories are named per test):
-Debian's distribution, and two Wharf sites of their own (SQLite, a leased Redis DB each)."""
+Debian's distribution, and two Wharf sites of their own (SQLite, a leased Redis DB each); and the
+test's database (each backend in turn) opened as the job service opens it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from tests.support.distribution import distribution
 from tests.support.replication import Site, wharf_site
+from wharf_shared.db.engine import Database
 
 
 @pytest.fixture(scope="module")
@@ -34,3 +36,12 @@ def site_b(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client:
         yield client
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url, pool_size=4)
+    try:
+        yield database
+    finally:
+        await database.close()

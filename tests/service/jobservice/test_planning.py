@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +32,6 @@ def naming(repository: str, namespace: str | None, _count: int) -> str:
     if namespace == "Bad Name":
         raise InvalidInput(f"{namespace}/{repository} is not a valid repository name")
     return f"{namespace}/{repository.split('/', 1)[-1]}" if namespace else repository
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url, pool_size=4)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 @pytest.fixture

@@ -21,15 +21,6 @@ from wharf_shared.events import new_event
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url, pool_size=4)
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url)
     try:

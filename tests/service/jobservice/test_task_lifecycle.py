@@ -7,7 +7,6 @@ queries (lapsed leases, lost messages, unplanned and unsettled executions)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
@@ -18,15 +17,6 @@ from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
 
 LEASE = 30.0
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url, pool_size=4)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def new_execution(db: Database, n_tasks: int = 1, *, planned: bool = True) -> tuple[int, list[int]]:

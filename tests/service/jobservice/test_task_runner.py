@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
 
-import pytest
 import sqlalchemy as sa
 
 from tests.support.replication_rows import add_policy
@@ -38,15 +36,6 @@ def limits(**changes: float) -> RunLimits:
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url, pool_size=4)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def one_task(db: Database) -> tuple[int, int]:
