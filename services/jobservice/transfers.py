@@ -6,6 +6,9 @@ task's copy or deletion for the runner. Each client gets the worker's one Client
   projects are made by the planner in SQL.
 - Blobs already at a destination are mounted from the repository that has them (`MountHints`,
   one per destination registry, kept by this process).
+- A client per registry (its sign-in challenge and tokens) is kept across tasks, so a task does
+  not begin with a 401 round trip; a speed-limited one is the task's own (its limit is per task).
+  A destination project known to exist is not asked about again for `NAMESPACE_SECONDS`.
 - An interrupted upload is resumed by the next attempt, in any worker: the upload URLs of the
   blobs in flight (`resume`) are saved in Redis every `RESUME_SAVE_SECONDS` and when the attempt
   ends, and dropped once the task succeeded.
@@ -37,6 +40,8 @@ from wharf_shared.remote import Endpoint, RemoteRegistry
 __all__ = ["Transfers", "destination_repository"]
 
 RESUME_SAVE_SECONDS = 1.0
+NAMESPACE_SECONDS = 60.0
+_CLIENTS_MAX = 64
 RESUME_TTL_SECONDS = 7 * 24 * 3600
 
 
@@ -58,10 +63,31 @@ class Transfers:
         self._settings = settings
         self._session = session
         self._mounts: dict[int | None, MountHints] = {}
+        self._clients: dict[Endpoint, RemoteRegistry] = {}
+        self._namespaces: dict[tuple[int | None, str], float] = {}
+
+    def _client(self, site: Site, *, speed_kib: int = 0) -> RemoteRegistry:
+        if speed_kib > 0:
+            return client(self._session, site, speed_kib=speed_kib)
+        endpoint = Endpoint(site.url, site.kind, site.username, site.password, site.insecure)
+        found = self._clients.get(endpoint)
+        if found is None:
+            if len(self._clients) >= _CLIENTS_MAX:
+                self._clients.pop(next(iter(self._clients)))
+            found = self._clients[endpoint] = RemoteRegistry(self._session, endpoint)
+        return found
+
+    async def _ensure_namespace(self, site: Site, dst: RemoteRegistry, project: str) -> None:
+        key = (site.registry_id, project)
+        now = asyncio.get_running_loop().time()
+        if self._namespaces.get(key, -NAMESPACE_SECONDS) + NAMESPACE_SECONDS > now:
+            return
+        await dst.ensure_namespace(project)
+        self._namespaces[key] = now
 
     async def list_remote(self, source: Site, filters: Sequence[Mapping[str, Any]]) -> list[Artifact]:
         found: list[Artifact] = []
-        async for artifact in list_artifacts(client(self._session, source), filters):
+        async for artifact in list_artifacts(self._client(source), filters):
             found.append(Artifact(artifact.repository, artifact.digest, list(artifact.tags)))
         return found
 
@@ -74,16 +100,16 @@ class Transfers:
                 if task.operation == jobs.COPY
                 else None
             )
-        dst = client(self._session, destination)
+        dst = self._client(destination)
         if task.operation == jobs.DELETION:
             deleted = await delete_artifact(dst, job["dst_repository"], job["reference"], progress)
             return "deleted" if deleted else "not found at the destination (nothing to delete)"
         if source is None:
             raise ValueError(f"task {task.id}: a copy without a source")
-        src = client(self._session, source, speed_kib=int(job.get("speed_kb") or 0))
+        src = self._client(source, speed_kib=int(job.get("speed_kb") or 0))
         dst_repo: str = job["dst_repository"]
         if destination.registry_id is not None and "/" in dst_repo:
-            await dst.ensure_namespace(dst_repo.split("/", 1)[0])
+            await self._ensure_namespace(destination, dst, dst_repo.split("/", 1)[0])
         resume = await self._load_resume(task.id)
         saver = asyncio.create_task(self._keep_saving(task.id, resume))
         try:
