@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import contextvars
 import threading
+import warnings
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -134,6 +135,10 @@ def run_worker(settings: Settings) -> int:
     code = 0
     try:
         app = celery_app(settings, loop, services.host)
+        # Celery warns of root because a pickle message could run code; this worker accepts JSON only.
+        from celery.exceptions import SecurityWarning
+
+        warnings.filterwarnings("ignore", category=SecurityWarning)
         worker = app.Worker(
             hostname=f"wharf@{services.host.engine.worker}",
             pool_cls="threads",
