@@ -86,6 +86,7 @@ async def _events(app: web.Application) -> AsyncIterator[None]:
     app[keys.CONSUMER] = consumer
     loop = asyncio.get_running_loop()
     if audit_file is not None:
+        app[keys.AUDIT_FILE] = audit_file  # the worker's main thread reopens it on SIGHUP
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
             loop.add_signal_handler(signal.SIGHUP, audit_file.reopen)
     await consumer.ensure_group()

@@ -15,14 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import signal
 import threading
 import warnings
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import uvloop
 from aiohttp import web
 
+from wharf_jobservice import keys
 from wharf_jobservice.app import create_app
 from wharf_jobservice.engine import EngineHost
 from wharf_shared.config import Settings
@@ -124,6 +126,9 @@ def run_worker(settings: Settings) -> int:
     loop = LoopThread()
     loop.start()
     services = Services(settings)
+    # From now on (not only once Celery runs): SIGHUP's default would end the process.
+    on_hup = _reopen_audit_file(loop, services.app)
+    signal.signal(signal.SIGHUP, on_hup)
     try:
         loop.call(services.start(), timeout=120)
     except BaseException:
@@ -139,7 +144,7 @@ def run_worker(settings: Settings) -> int:
         from celery.exceptions import SecurityWarning
 
         warnings.filterwarnings("ignore", category=SecurityWarning)
-        worker = app.Worker(
+        worker = _worker_class(app, on_hup)(
             hostname=f"wharf@{services.host.engine.worker}",
             pool_cls="threads",
             concurrency=jobs.concurrency,
@@ -159,6 +164,29 @@ def run_worker(settings: Settings) -> int:
             loop.call(services.stop(), timeout=60)
         loop.stop()
     return code
+
+
+def _reopen_audit_file(loop: LoopThread, web_app: web.Application) -> Callable[..., None]:
+    """SIGHUP's handler (logrotate's signal): the audit file is reopened on the loop."""
+
+    def reopen(*_args: Any) -> None:
+        audit_file = web_app.get(keys.AUDIT_FILE)
+        if audit_file is not None:
+            loop.loop.call_soon_threadsafe(audit_file.reopen)
+
+    return reopen
+
+
+def _worker_class(app: Any, on_hup: Callable[..., None]) -> Any:
+    """Celery's worker, with SIGHUP kept ours: Celery's own re-executes the whole process."""
+    from celery import platforms
+
+    class Worker(app.Worker):  # type: ignore[misc]
+        def install_platform_tweaks(self, worker: Any) -> None:
+            super().install_platform_tweaks(worker)
+            platforms.signals["SIGHUP"] = on_hup
+
+    return Worker
 
 
 @contextlib.contextmanager

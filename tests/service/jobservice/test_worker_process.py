@@ -133,3 +133,35 @@ async def _at_least(query: Callable[[], object], n: int) -> bool:
     result = query()
     assert asyncio.iscoroutine(result)
     return len(await result) >= n
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+def test_sighup_reopens_the_audit_file_and_never_restarts_the_worker(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """logrotate's SIGHUP, before and after Celery started: its default would end the process and
+    Celery's own handler would re-execute it; the worker's reopens the audit file and goes on
+    serving, the same process."""
+    (tmp_path / "data").mkdir()
+    audit = str(tmp_path / "audit.jsonl")
+    env = worker_env(database_url, redis_url, tmp_path / "data", WHARF_JOBSERVICE__AUDIT_FILE=audit)
+    worker = jobservice_worker_process(env, tmp_path / "logs", name="hup")
+    worker.start(timeout=60)
+    try:
+        assert worker.process is not None
+        pid = worker.process.pid
+        worker.process.send_signal(signal.SIGHUP)  # Celery may not have started yet
+        deadline = time.monotonic() + 30
+        while "ready." not in worker.tail(200):
+            assert worker.process.poll() is None, worker.tail()
+            assert time.monotonic() < deadline, worker.tail()
+            time.sleep(0.1)
+        worker.process.send_signal(signal.SIGHUP)  # Celery running
+        assert "wharf_jobservice_scheduler_leader" in metrics(worker)
+        with urllib.request.urlopen(f"{worker.url}/health/ready", timeout=5) as response:  # noqa: S310
+            assert response.status == 200
+        assert worker.process.poll() is None
+        assert worker.process.pid == pid
+        assert "Restarting celery worker" not in worker.tail(200)
+    finally:
+        worker.stop()
