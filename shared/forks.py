@@ -1,8 +1,8 @@
 """`python -m wharf_shared.forks MODULE[:ARG,…] …`: several services in one process tree that
 first loaded what they all use (pydantic settings, SQLAlchemy, Redis, aiohttp, structlog).
 
-What `wharf run` starts the token service, the registry, the ui and the job service's events
-consumer with: the pages a fork only reads stay shared with its parent and siblings, so each
+What `wharf run` starts the token service, the registry, the ui and the job service's worker
+with: the pages a fork only reads stay shared with its parent and siblings, so each
 service costs what is its own (on one host, 60-70 MiB each otherwise). Every module but the
 last runs in a fork; the last runs in the parent itself, which would otherwise hold, idle, its
 own copy of every page all the forks have written to (CPython's reference counts write to the
