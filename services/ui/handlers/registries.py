@@ -187,7 +187,7 @@ async def list_adapter_infos(request: web.Request) -> web.Response:
 
 async def ping_registry(request: web.Request) -> web.Response:
     """200 when the registry answers `/v2/` and takes the credentials; Harbor's 400 otherwise. A
-    stored registry pinged by id records what was found in its `status`."""
+    stored registry pinged by id alone (no field overridden) records what was found in `status`."""
     await sysadmin(request)
     body = await read_json(request, RegistryPing)
     nested = _credential(body.credential)
@@ -206,7 +206,7 @@ async def ping_registry(request: web.Request) -> web.Response:
     endpoint = registries.ping_endpoint(box(request), given, stored)
     async with ClientSession(timeout=ClientTimeout(total=PING_SECONDS)) as session:
         failure = await registries.ping(session, endpoint)
-    if stored is not None:
+    if stored is not None and given == registries.PingInput(body.id):  # pinged as stored
         await registries.record_status(request.app[DB], stored.id, failure is None)
     if failure is not None:
         raise BadRequest(message=f"failed to ping registry {endpoint.url}: {failure}")

@@ -313,8 +313,13 @@ async def test_ping_a_live_registry_and_a_dead_one(ui: Ui, tmp_path: Any) -> Non
     body = await error(resp, 400, "BAD_REQUEST")
     assert dead_url in str(body)
     got = await (await ui.client.get(f"{API}/registries/{registry_id}", headers=ADMIN)).json()
+    assert got["status"] == "healthy"  # what failed was another URL, not the registry as stored
+    assert got["url"] == peer.url  # a ping changes no field
+    dead = await create(ui, {"name": "dead", "type": "docker-registry", "url": dead_url})
+    resp = await ui.client.post(f"{API}/registries/ping", json={"id": dead}, headers=ADMIN)
+    await error(resp, 400, "BAD_REQUEST")
+    got = await (await ui.client.get(f"{API}/registries/{dead}", headers=ADMIN)).json()
     assert got["status"] == "unhealthy"
-    assert got["url"] == peer.url  # a ping changes nothing but the status
 
 
 @pytest.mark.parametrize(
