@@ -104,6 +104,16 @@ def _credential(given: RegistryCredential | None) -> registries.Credential:
     return registries.Credential(given.type, given.access_key, given.access_secret)
 
 
+def _flat_credential(body: RegistryUpdate | RegistryPing) -> registries.Credential:
+    """Harbor's flat credential fields, over a nested `credential` (the Registry shape's)."""
+    nested = _credential(body.credential)
+    return registries.Credential(
+        body.credential_type if body.credential_type is not None else nested.type,
+        body.access_key if body.access_key is not None else nested.access_key,
+        body.access_secret if body.access_secret is not None else nested.access_secret,
+    )
+
+
 async def list_registries(request: web.Request) -> web.Response:
     await sysadmin(request)
     query = list_query(request, registries.REGISTRIES)
@@ -141,12 +151,7 @@ async def update_registry(request: web.Request) -> web.Response:
     await sysadmin(request)
     registry_id = path_id(request, "id")
     body = await read_json(request, RegistryUpdate)
-    nested = _credential(body.credential)
-    credential = registries.Credential(
-        body.credential_type if body.credential_type is not None else nested.type,
-        body.access_key if body.access_key is not None else nested.access_key,
-        body.access_secret if body.access_secret is not None else nested.access_secret,
-    )
+    credential = _flat_credential(body)
     given = registries.RegistryInput(
         body.name, body.description, body.type, body.url, body.insecure, credential
     )
@@ -190,12 +195,7 @@ async def ping_registry(request: web.Request) -> web.Response:
     stored registry pinged by id alone (no field overridden) records what was found in `status`."""
     await sysadmin(request)
     body = await read_json(request, RegistryPing)
-    nested = _credential(body.credential)
-    credential = registries.Credential(
-        body.credential_type if body.credential_type is not None else nested.type,
-        body.access_key if body.access_key is not None else nested.access_key,
-        body.access_secret if body.access_secret is not None else nested.access_secret,
-    )
+    credential = _flat_credential(body)
     given = registries.PingInput(body.id, body.type, body.url, body.insecure, credential)
     stored = None
     if body.id is not None:
