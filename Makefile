@@ -16,7 +16,9 @@ run: ## start every service on this host (SQLite, filesystem, private Redis) and
 test: ## lint, then the whole test suite on real PostgreSQL, MariaDB, SQLite, Redis and skopeo
 	@scripts/bootstrap.sh test
 	@$(MAKE) --no-print-directory lint
-	WHARF_TEST_REQUIRE_SERVICES=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	@WHARF_TEST_REQUIRE_SERVICES=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); status=$$?; \
+	  echo "Portal screenshots (every page, desktop and phone width): $(CURDIR)/test-results/portal-screenshots"; \
+	  exit $$status
 
 lint: ## ruff and mypy
 	@scripts/bootstrap.sh venv

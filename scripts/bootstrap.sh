@@ -2,7 +2,7 @@
 # Installs and starts what `make run` / `make test` need, and nothing that is already there.
 #   scripts/bootstrap.sh venv   the virtualenv with Wharf and its pinned dependencies
 #   scripts/bootstrap.sh run    + redis-server (for the private Redis of `wharf run`)
-#   scripts/bootstrap.sh test   + skopeo, docker-registry, PostgreSQL, MariaDB, Redis, all running
+#   scripts/bootstrap.sh test   + skopeo, docker-registry, chromium, PostgreSQL, MariaDB, Redis, all running
 # Works as root and as a user with sudo, with or without systemd (containers and chroots install
 # services without starting them). Quiet when everything is already there.
 set -euo pipefail
@@ -194,7 +194,7 @@ case "$MODE" in
     command -v redis-server >/dev/null || apt_install redis-server
     ensure_venv ;;
   test)
-    apt_install skopeo docker-registry wrk postgresql mariadb-server redis-server
+    apt_install skopeo docker-registry wrk chromium postgresql mariadb-server redis-server
     ensure_venv
     ensure_redis
     ensure_postgres

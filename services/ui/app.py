@@ -21,6 +21,8 @@ from wharf_shared.stores import open_stores
 from wharf_ui import keys
 from wharf_ui.changes import RELAY, relay_middleware
 from wharf_ui.middleware import errors_middleware
+from wharf_ui.portal.errors import portal_errors_middleware
+from wharf_ui.portal.routes import add_portal_routes
 from wharf_ui.readonly import read_only_middleware
 from wharf_ui.routes import add_routes
 from wharf_ui.security import SESSION, Authenticator, BasicAuth, SessionCookie, set_csrf
@@ -36,6 +38,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             metrics_middleware(metrics),
             relay_middleware,
             errors_middleware,
+            portal_errors_middleware,
             read_only_middleware,
         ]
     )
@@ -47,6 +50,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.cleanup_ctx.append(runtime_context)
     app.on_response_prepare.append(_csrf_token)
     add_routes(app)
+    add_portal_routes(app)
     add_health_and_metrics(
         app, metrics, lambda: dependency_checks(app[shared_keys.DB], app[shared_keys.REDIS])
     )

@@ -49,6 +49,7 @@ pytestmark = pytest.mark.timeout(60)
 MiB = 1024 * 1024
 R = "library/leased"
 LONG_LEASE_MS = 600_000
+SHORT_LEASE_MS = 3_000
 # A live instance's key outlives any stall of a loaded test machine: "alive" never lapses by accident.
 ALIVE_TTL = 20.0
 FIRST = pattern(MiB + 3, seed=11)  # recorded before the holder starts
@@ -234,8 +235,10 @@ async def test_a_live_instances_lock_is_not_taken(redis: Redis, db: Database, st
     heartbeat = Heartbeat(redis, interval_seconds=0.05, ttl_seconds=ALIVE_TTL)
     await heartbeat.start()
     try:
-        a = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=300, instance=heartbeat.instance)
-        b = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=300, instance="b")
+        # Short enough for B to wait it out, long enough that a loaded machine's stalls never
+        # let A's renewal lapse (a 300 ms lease did, once, on CI).
+        a = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=SHORT_LEASE_MS, instance=heartbeat.instance)
+        b = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=SHORT_LEASE_MS, instance="b")
         state = await b.write(await b.start(R), Whole(FIRST))
         a_patch, body = await holding(a, redis, state)
         with pytest.raises(UploadBusy):

@@ -1,0 +1,1 @@
+"""The web portal: server-rendered pages over the same domain code and permission table as the API."""

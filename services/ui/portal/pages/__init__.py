@@ -1,0 +1,1 @@
+"""Portal page handlers, one module per area; each exports `PAGES`: (path, handler, name) rows."""

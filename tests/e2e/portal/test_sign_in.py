@@ -1,0 +1,55 @@
+"""Signing in and out of the portal: the way in from `/`, a wrong password told plainly, the way
+back to the page that asked for a sign-in, and a session that ends with sign-out."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.portal.conftest import ADMIN_PASSWORD, PORTAL, Site
+from tests.support.portal import Portal
+
+pytestmark = [pytest.mark.e2e, PORTAL, pytest.mark.timeout(180)]
+
+
+def test_the_way_in_wrong_password_and_sign_out(site: Site, open_portal: Any) -> None:
+    portal: Portal = open_portal("visitor")
+    page = portal.page
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r".*/harbor/sign-in"))
+    portal.check("sign-in")
+
+    page.get_by_label("Username or e-mail").fill("admin")
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
+
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r".*/harbor/projects"))
+    expect(page.get_by_role("link", name="Your account: admin")).to_be_visible()
+
+    portal.sign_out()
+    # The session is over: a page that needs one sends to sign in, and back after.
+    page.goto("/harbor/projects?name=x")
+    expect(page).to_have_url(re.compile(r".*/harbor/sign-in\?next=.*"))
+    asked = urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)
+    assert asked["next"] == ["/harbor/projects?name=x"]
+    page.get_by_label("Username or e-mail").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r".*/harbor/projects\?name=x"))
+
+
+def test_a_next_that_leads_elsewhere_is_not_followed(site: Site, open_portal: Any) -> None:
+    portal: Portal = open_portal("visitor")
+    page = portal.page
+    page.goto("/harbor/sign-in?next=//evil.example/steal")
+    page.get_by_label("Username or e-mail").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(re.escape(site.url) + r"/harbor/projects"))
