@@ -237,7 +237,9 @@ async def test_a_live_instances_lock_is_not_taken(redis: Redis, db: Database, st
     try:
         # Short enough for B to wait it out, long enough that a loaded machine's stalls never
         # let A's renewal lapse (a 300 ms lease did, once, on CI).
-        a = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=SHORT_LEASE_MS, instance=heartbeat.instance)
+        a = Uploads(
+            redis, storage, db, expiry_seconds=3600, lock_lease_ms=SHORT_LEASE_MS, instance=heartbeat.instance
+        )
         b = Uploads(redis, storage, db, expiry_seconds=3600, lock_lease_ms=SHORT_LEASE_MS, instance="b")
         state = await b.write(await b.start(R), Whole(FIRST))
         a_patch, body = await holding(a, redis, state)
