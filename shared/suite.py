@@ -356,6 +356,7 @@ def _banner(settings: Settings, front_url: str, new_admin_password: str | None) 
     lines = [
         "",
         f"Wharf is running at {front_url}",
+        f"  portal:    {front_url}/   (open it in a browser and sign in)",
         admin_line,
         f"  data:      {settings.data_dir.resolve()}",
         f"  database:  {mask_url(settings.effective_database_url)}",

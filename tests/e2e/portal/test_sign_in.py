@@ -53,3 +53,25 @@ def test_a_next_that_leads_elsewhere_is_not_followed(site: Site, open_portal: An
     page.get_by_label("Password").fill(ADMIN_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(re.compile(re.escape(site.url) + r"/harbor/projects"))
+
+
+def test_signing_in_with_the_keyboard_only(site: Site, open_portal: Any) -> None:
+    """The sign-in page starts in its first field; Tab goes on to the password, Enter submits.
+    On every page the first Tab reaches the skip link, which takes the keyboard past the
+    navigation to the page's content."""
+    portal: Portal = open_portal("keyboard")
+    page = portal.page
+    page.goto("/harbor/sign-in")
+    expect(page.get_by_label("Username or e-mail")).to_be_focused()
+    page.keyboard.type("admin")
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Password")).to_be_focused()
+    page.keyboard.type(ADMIN_PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r".*/harbor/projects"))
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Name contains")).to_be_focused()
