@@ -129,6 +129,15 @@ async def test_null_and_absent_keys_are_left_as_they_are(ui: Ui) -> None:
     assert body["token_expiration"]["value"] == 30
 
 
+async def test_a_change_is_audited_with_the_keys_it_set(ui: Ui) -> None:
+    body = {"read_only": False, "self_registration": True, "token_expiration": None}
+    resp = await ui.client.put(URL, json=body, headers=ADMIN)
+    assert resp.status == 200, await resp.text()
+    (event,) = await ui.events("configuration.update")
+    assert event["data"]["operator"] == "admin"
+    assert event["data"]["keys"] == ["read_only", "self_registration"]
+
+
 async def test_a_change_is_announced_to_every_process(ui: Ui) -> None:
     redis = Redis.from_url(ui.settings.redis_url)
     pubsub = redis.pubsub()
