@@ -3,7 +3,7 @@
 
 Harbor's values: resource types `artifact`, `tag`, `repository`, `project`, `user`, `member`,
 `configuration`; operations `create`, `delete`, `pull` (and `login`, `update`). A configuration
-change is named by the keys it set (`read_only,self_registration`). An artifact is named
+change is named by the keys it changed (`read_only,self_registration`). An artifact is named
 `<repository>:<tag>`, or `<repository>@<digest>` when no tag was used; a tag `<repository>:<tag>`.
 An anonymous operator is recorded as `anonymous`, as Harbor does.
 
