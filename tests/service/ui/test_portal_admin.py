@@ -112,6 +112,10 @@ async def test_sign_up_exists_only_while_self_registration_is_on(ui: Ui) -> None
     await ui.set_runtime(self_registration=True)
     assert 'data-api="/api/v2.0/users"' in await text(ui, "/harbor/sign-up")
     assert 'href="/harbor/sign-up"' in await text(ui, "/harbor/sign-in")
+    # The cookie of a session that ended goes: the sign-up is an anonymous call.
+    resp = await ui.client.get("/harbor/sign-up", headers={"Cookie": "sid=ended"})
+    assert resp.status == 200
+    assert "sid=;" in resp.headers["Set-Cookie"]
     # Someone signed in has an account already.
     await sign_in(ui, "alice", ALICE_PASSWORD)
     resp = await ui.client.get("/harbor/sign-up", allow_redirects=False)

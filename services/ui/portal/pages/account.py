@@ -12,9 +12,12 @@ from aiohttp import web
 from wharf_shared.keys import DB, RUNTIME
 from wharf_shared.passwords import PASSWORD_RULE
 from wharf_ui import users
+from wharf_ui.keys import SECURE_COOKIES
 from wharf_ui.portal.pages.session import HOME
 from wharf_ui.portal.render import page
 from wharf_ui.portal.viewer import SIGN_IN, PortalNotFound, current_viewer, require_viewer
+from wharf_ui.security import expired_cookie
+from wharf_ui.sessions import COOKIE
 
 SIGN_UP = "/harbor/sign-up"
 
@@ -45,7 +48,12 @@ async def sign_up(request: web.Request) -> web.Response:
     runtime = await request.app[RUNTIME].get()
     if not runtime.self_registration or runtime.auth_mode != "db_auth":
         raise PortalNotFound("Self-registration is off: ask a system administrator for an account.")
-    return await page(request, "sign_up.html", title="Create an account", password_rule=password_rule())
+    response = await page(request, "sign_up.html", title="Create an account", password_rule=password_rule())
+    if request.cookies.get(COOKIE):
+        # An ended session's cookie would make the API take the sign-up for that session (401).
+        secure = request.app[SECURE_COOKIES]
+        response.headers.add("Set-Cookie", expired_cookie(COOKIE, secure=secure, http_only=True))
+    return response
 
 
 PAGES = (
