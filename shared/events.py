@@ -29,7 +29,8 @@ the first `/`:
   public: a visibility change), `repository.delete`
   (repository), `tag.create` / `tag.delete` (repository, tag, digest), `user.create` /
   `user.delete` (username), `member.create` / `member.update` / `member.delete` (project,
-  project_id, member). The job service's audit mapping (wharf_jobservice.audit) lists what it
+  project_id, member), `configuration.update` (keys: Harbor's names of the settings whose value changed).
+  The job service's audit mapping (wharf_jobservice.audit) lists what it
   records of each.
 """
 

@@ -1,8 +1,9 @@
 """What the audit log records of each event: a table from event type to Harbor's
 (resource_type, operation) and how the resource is named. Plain functions, no I/O.
 
-Harbor's values: resource types `artifact`, `tag`, `repository`, `project`, `user`, `member`;
-operations `create`, `delete`, `pull` (and `login`, `update`). An artifact is named
+Harbor's values: resource types `artifact`, `tag`, `repository`, `project`, `user`, `member`,
+`configuration`; operations `create`, `delete`, `pull` (and `login`, `update`). A configuration
+change is named by the keys it changed (`read_only,self_registration`). An artifact is named
 `<repository>:<tag>`, or `<repository>@<digest>` when no tag was used; a tag `<repository>:<tag>`.
 An anonymous operator is recorded as `anonymous`, as Harbor does.
 
@@ -45,6 +46,11 @@ def _field(name: str) -> Callable[[Data], str]:
     return lambda data: str(data.get(name, ""))
 
 
+def _keys(data: Data) -> str:
+    keys = data.get("keys")
+    return ",".join(map(str, keys)) if isinstance(keys, list) and keys else "configuration"
+
+
 def _member(data: Data) -> str:
     return f"{data.get('project', '')}/{data.get('member', '')}"
 
@@ -78,6 +84,7 @@ RULES: dict[str, Rule | None] = {
     "member.create": Rule("member", "create", _member),
     "member.update": Rule("member", "update", _member),
     "member.delete": Rule("member", "delete", _member),
+    "configuration.update": Rule("configuration", "update", _keys),
 }
 
 

@@ -24,8 +24,10 @@ from wharf_shared import runtime
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
 from wharf_shared.errors.domain import InvalidInput
+from wharf_shared.rbac import Identity
 from wharf_shared.runtime import RuntimeConfig, RuntimeSettings
 from wharf_shared.runtime_watch import announce
+from wharf_ui.changes import record
 
 AUTH_MODES = ("db_auth",)  # what Wharf implements; Harbor's others are refused by name
 HARBOR_AUTH_MODES = ("db_auth", "ldap_auth", "uaa_auth", "http_auth", "oidc_auth")
@@ -99,21 +101,36 @@ def changes(body: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def _harbor_keys(fields: dict[str, Any]) -> list[str]:
+    """Harbor's names of the keys behind these `RuntimeSettings` fields (what the audit shows)."""
+    return sorted(name for name, key in KEYS.items() if key.field in fields)
+
+
 async def update(
-    db: Database, redis: Redis, config: RuntimeConfig, channel: str, fields: dict[str, Any]
+    db: Database,
+    redis: Redis,
+    config: RuntimeConfig,
+    channel: str,
+    fields: dict[str, Any],
+    by: Identity,
 ) -> None:
-    """Store `fields` in one transaction, then make every process see them."""
+    """Store `fields` in one transaction, then make every process see them; the change is
+    audited (`configuration.update`, naming the keys whose value changed; none: no event)."""
     if not fields:
         return
 
     async def go(conn: AsyncConnection) -> None:
-        if "auth_mode" in fields:
-            stored = await runtime.load(conn, RuntimeSettings())
-            if fields["auth_mode"] != stored.auth_mode and not await auth_mode_editable(conn):
-                raise InvalidInput(
-                    "auth_mode can not be modified as users other than admin exist in the database"
-                )
+        stored = await runtime.load(conn, RuntimeSettings())
+        new_mode = fields.get("auth_mode", stored.auth_mode)
+        if new_mode != stored.auth_mode and not await auth_mode_editable(conn):
+            raise InvalidInput(
+                "auth_mode can not be modified as users other than admin exist in the database"
+            )
         await runtime.store(conn, **fields)
+        # The portal's form sends every key: the audit names only those whose value changed.
+        changed = {name: value for name, value in fields.items() if getattr(stored, name) != value}
+        if changed:
+            await record(conn, "configuration.update", by, keys=_harbor_keys(changed))
 
     await db.run(go)
     config.invalidate()  # this process at once, whatever becomes of the announcement

@@ -39,7 +39,7 @@ async def get_configurations(request: web.Request) -> web.Response:
 
 
 async def update_configurations(request: web.Request) -> web.Response:
-    await sysadmin(request)
+    identity = await sysadmin(request)
     body = await read_json(request, Configurations)
     fields = configurations.changes(body.model_dump(exclude_none=True))
     await configurations.update(
@@ -48,5 +48,6 @@ async def update_configurations(request: web.Request) -> web.Response:
         request.app[RUNTIME],
         request.app[SETTINGS].runtime_channel,
         fields,
+        identity,
     )
     return empty_ok()

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from wharf_ui.portal.pages import projects, session
+from wharf_ui.portal.pages import account, audit, configs, projects, session, users
 from wharf_ui.portal.render import STATIC, STATIC_PREFIX
 
-PAGES = (*session.PAGES, *projects.PAGES)
+PAGES = (
+    *session.PAGES,
+    *projects.PAGES,
+    *users.PAGES,
+    *configs.PAGES,
+    *audit.PAGES,
+    *account.PAGES,
+)
 
 
 def add_portal_routes(app: web.Application) -> None:

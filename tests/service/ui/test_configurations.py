@@ -129,6 +129,19 @@ async def test_null_and_absent_keys_are_left_as_they_are(ui: Ui) -> None:
     assert body["token_expiration"]["value"] == 30
 
 
+async def test_a_change_is_audited_with_the_keys_it_changed(ui: Ui) -> None:
+    unchanged = {"read_only": False, "project_creation_restriction": "everyone"}
+    resp = await ui.client.put(URL, json=unchanged, headers=ADMIN)
+    assert resp.status == 200, await resp.text()
+    body = {**unchanged, "self_registration": True, "token_expiration": 45}
+    resp = await ui.client.put(URL, json=body, headers=ADMIN)
+    assert resp.status == 200, await resp.text()
+    # One event: the first PUT changed nothing; the second names what it changed.
+    (event,) = await ui.events("configuration.update")
+    assert event["data"]["operator"] == "admin"
+    assert event["data"]["keys"] == ["self_registration", "token_expiration"]
+
+
 async def test_a_change_is_announced_to_every_process(ui: Ui) -> None:
     redis = Redis.from_url(ui.settings.redis_url)
     pubsub = redis.pubsub()

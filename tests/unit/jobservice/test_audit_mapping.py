@@ -66,6 +66,11 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, str, str, str, str | None, boo
         {"project": "team", "member": "erin", "operator": "admin"},
         ("member", "create", "team/erin", "admin", "team", False),
     ),
+    (
+        "configuration.update",
+        {"keys": ["read_only", "self_registration"], "operator": "admin"},
+        ("configuration", "update", "read_only,self_registration", "admin", None, False),
+    ),
 ]
 
 
@@ -118,5 +123,13 @@ def test_long_names_are_cut_to_the_columns() -> None:
 def test_every_rule_names_harbor_values() -> None:
     for rule in RULES.values():
         if rule is not None:
-            assert rule.resource_type in {"artifact", "tag", "repository", "project", "user", "member"}
+            assert rule.resource_type in {
+                "artifact",
+                "tag",
+                "repository",
+                "project",
+                "user",
+                "member",
+                "configuration",
+            }
             assert rule.operation in {"create", "delete", "pull", "login", "update"}

@@ -80,6 +80,11 @@
   }
 
   async function submitApiForm(form) {
+    const mismatch = localMismatch(form);
+    if (mismatch) {
+      showError(form, mismatch);
+      return;
+    }
     if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
     const method = (form.dataset.method || "POST").toUpperCase();
     const headers = { "X-Harbor-CSRF-Token": csrf() };
@@ -116,6 +121,20 @@
       buttons.forEach((button) => { button.disabled = false; });
       form.removeAttribute("aria-busy");
     }
+  }
+
+  // -- confirm fields -------------------------------------------------------------------------
+  // An input with `data-same-as="<id>"` (a "type it again" field, `data-local`: never sent) must
+  // equal that input; the form is not sent otherwise and says `data-mismatch`.
+  function localMismatch(form) {
+    for (const input of form.querySelectorAll("[data-same-as]")) {
+      const other = document.getElementById(input.dataset.sameAs);
+      if (other && other.value !== input.value) {
+        input.focus();
+        return input.dataset.mismatch || "The two values differ.";
+      }
+    }
+    return "";
   }
 
   async function signIn(form) {
