@@ -5,10 +5,26 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from wharf_ui.portal.pages import projects, session
+from wharf_ui.portal.pages import (
+    project,
+    project_logs,
+    project_members,
+    project_repositories,
+    project_settings,
+    projects,
+    session,
+)
 from wharf_ui.portal.render import STATIC, STATIC_PREFIX
 
-PAGES = (*session.PAGES, *projects.PAGES)
+PAGES = (
+    *session.PAGES,
+    *projects.PAGES,
+    *project.PAGES,
+    *project_repositories.PAGES,
+    *project_members.PAGES,
+    *project_logs.PAGES,
+    *project_settings.PAGES,
+)
 
 
 def add_portal_routes(app: web.Application) -> None:
