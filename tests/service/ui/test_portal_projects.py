@@ -200,3 +200,19 @@ async def test_the_log_filters_are_the_apis_terms(ui: Ui) -> None:
     assert "1 in all" in text
     assert "logged/app2:v1" in text
     await get_page(ui, path, admin, status=400, q="nonsense=1")
+
+
+async def test_the_projects_list_pages_and_offers_delete_for_empty_projects_only(ui: Ui) -> None:
+    for i in range(20):
+        await ui.add_project(f"p{i:02d}", ui.admin_id)
+    await seed_repositories(ui, "p00", ["app"])
+    admin = await session_cookie(ui, "admin", ADMIN_PASSWORD)
+    first = await get_page(ui, "/harbor/projects", admin)
+    assert "21 in all · page 1 of 2" in first  # `library` too; the pager's links render (they read query_with)
+    assert 'href="/harbor/projects?page_size=15&amp;page=2" rel="next"' in first
+    assert 'aria-label="Delete project p00"' not in first
+    assert "Not deletable yet" in first
+    assert 'aria-label="Delete project p01"' in first
+    second = await get_page(ui, "/harbor/projects", admin, page="2", public="false")
+    assert "page 2 of 2" in second
+    assert 'aria-label="Delete project p19"' in second
