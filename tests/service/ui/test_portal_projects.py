@@ -208,7 +208,8 @@ async def test_the_projects_list_pages_and_offers_delete_for_empty_projects_only
     await seed_repositories(ui, "p00", ["app"])
     admin = await session_cookie(ui, "admin", ADMIN_PASSWORD)
     first = await get_page(ui, "/harbor/projects", admin)
-    assert "21 in all · page 1 of 2" in first  # `library` too; the pager's links render (they read query_with)
+    # `library` too; the pager's links render (they read query_with).
+    assert "21 in all · page 1 of 2" in first
     assert 'href="/harbor/projects?page_size=15&amp;page=2" rel="next"' in first
     assert 'aria-label="Delete project p00"' not in first
     assert "Not deletable yet" in first
