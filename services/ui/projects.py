@@ -251,8 +251,28 @@ async def name_taken(conn: AsyncConnection, name: str) -> bool:
     return (await conn.execute(select(p.id).where(p.name == name))).first() is not None
 
 
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Harbor's `/projects/{p}/summary`: the repository count for whoever may read the project;
+    member counts by role only for those who may list its members (None otherwise)."""
+
+    repo_count: int
+    member_counts: dict[Role, int] | None
+
+
+async def summary(
+    conn: AsyncConnection, project: Project, identity: Identity, *, anonymous_access: bool
+) -> Summary:
+    counts = None
+    if rbac.can(identity, project.access, "member", "list", anonymous_access=anonymous_access):
+        counts = await member_counts(conn, project.id)
+    return Summary(await repo_count(conn, project.name), counts)
+
+
 def deletable_message(repositories: int) -> str | None:
     """Why a project may not be deleted yet (Harbor's rule: while it holds repositories)."""
+    if repositories == 1:
+        return "the project holds 1 repository: delete it first"
     if repositories:
         return f"the project holds {repositories} repositories: delete them first"
     return None

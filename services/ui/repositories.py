@@ -146,6 +146,31 @@ def visible_to(identity: Identity, *, anonymous_access: bool) -> ColumnElement[b
     return or_(p.public == true(), member)
 
 
+async def stored_sizes(conn: AsyncConnection, ids: list[int]) -> dict[int, int]:
+    """What each repository of one page stores: its manifests' bytes and the blobs (configs,
+    layers) they reference, a blob shared by several of its artifacts counted once, which is
+    what deleting the repository would let garbage collection free, blobs of other repositories
+    aside. Two grouped queries over the page's ids (the `manifest_blob` (repository, blob) index
+    and the manifest's repository index), so a page costs the same in a project of 10,000."""
+    if not ids:
+        return {}
+    mf, mb, b = t.manifest.c, t.manifest_blob.c, t.blob.c
+    sizes = dict.fromkeys(ids, 0)
+    referenced = select(mb.repository_id, mb.blob_id).where(mb.repository_id.in_(ids)).distinct().subquery()
+    queries = [
+        select(mf.repository_id, func.sum(mf.size))
+        .where(mf.repository_id.in_(ids))
+        .group_by(mf.repository_id),
+        select(referenced.c.repository_id, func.sum(b.size))
+        .select_from(referenced.join(t.blob, b.id == referenced.c.blob_id))
+        .group_by(referenced.c.repository_id),
+    ]
+    for query in queries:
+        for repository_id, total in await conn.execute(query):
+            sizes[repository_id] += int(total or 0)  # MySQL sums as DECIMAL
+    return sizes
+
+
 async def list_visible(
     conn: AsyncConnection, visible: ColumnElement[bool], conditions: list[Any], order: list[Any], page: Page
 ) -> tuple[list[RepositoryInfo], int]:

@@ -4,6 +4,10 @@
 `--only listing` runs just the management API's listing pages (`listing.py`: a `wharf-ui` process
 over 10,000 repositories and tags, on `--db`); without `--only` it runs after the registry's.
 
+`--only portal` runs just the portal's repositories page (`portal.py`: a `wharf-ui` process over a
+project of 10,000 repositories, page 1, a middle page, the last, a name search; median ms through
+the page handler, figures only); without `--only` it runs after the listing.
+
 `--only replication` runs just the replication throughput (`replication.py`: 50 images pushed from
 one Wharf to another by a `wharf-jobservice worker`, MiB/s and artifacts/s, beside skopeo copying
 the same images 4 at a time, and the policy's re-run with nothing to copy); without `--only` it
@@ -32,6 +36,7 @@ import pytest
 from tests.bench import profiling
 from tests.bench.listing import ListingCase, run_listing
 from tests.bench.machine import disk_probe, settle
+from tests.bench.portal import PortalCase, run_portal
 from tests.bench.replication import (
     DEFAULT_LAYERS,
     QUICK_LAYERS,
@@ -82,6 +87,7 @@ from tests.support.s3 import moto_server
 MiB = 1024 * 1024
 LISTING = "listing"  # the management API's list pages: not a registry scenario, no targets
 REPLICATION = "replication"  # Wharf A → Wharf B by the job service, beside skopeo: no targets either
+PORTAL = "portal"  # the portal's repositories page over 10,000 repositories: no targets
 
 
 def out(text: str = "") -> None:
@@ -90,7 +96,7 @@ def out(text: str = "") -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    names = [s.key for s in SCENARIOS] + [LISTING, REPLICATION]
+    names = [s.key for s in SCENARIOS] + [LISTING, PORTAL, REPLICATION]
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes and short runs (a smoke test)")
     parser.add_argument("--workers", type=int, default=2, help="Wharf registry worker processes (default 2)")
@@ -170,12 +176,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             continue
         expanded = ALIASES.get(item, (item,))
         for key in expanded:
-            if key not in BY_KEY and key not in (LISTING, REPLICATION):
+            if key not in BY_KEY and key not in (LISTING, PORTAL, REPLICATION):
                 parser.error(f"unknown scenario {item!r}: choose from {', '.join(names)}")
             chosen.append(key)
     args.scenarios = [s for s in SCENARIOS if not chosen or s.key in chosen]
     args.listing = not chosen or LISTING in chosen
     args.replication = not chosen or REPLICATION in chosen
+    args.portal = not chosen or PORTAL in chosen
     if args.replication_layers_kib:
         try:
             sizes = args.replication_layers_kib.split(",")
@@ -409,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     memory: dict[str, dict[str, list[ProcessMemory]]] = {}
     labels: dict[str, str] = {}
     listing: list[ListingCase] = []
+    portal: list[PortalCase] = []
     replication: list[ReplicationResult] = []
     env = environment(args, config, wrk, reference)
     out(
@@ -444,14 +452,16 @@ def main(argv: list[str] | None = None) -> int:
                     out("\nstopping servers …")
             if args.listing:
                 status = run_listing_pages(stack, args, config, work, logs, listing)
+            if args.portal:
+                status = run_portal_pages(stack, args, config, work, logs, portal) or status
             if args.replication:
                 status = run_replication_copies(args, config, work, logs, replication) or status
     except KeyboardInterrupt:
         out("\ninterrupted: servers stopped, temp dir removed")
         status = 130
     finally:
-        if results or memory or listing or replication:
-            finish(args, env, labels, results, memory, run_dir, started, spy, listing, replication)
+        if results or memory or listing or portal or replication:
+            finish(args, env, labels, results, memory, run_dir, started, spy, listing, replication, portal)
     return status or (1 if any(m.error for m in results) else 0)
 
 
@@ -476,6 +486,39 @@ def run_listing_pages(
                 db_kind=args.db,
                 repositories=size,
                 tags=size,
+                samples=10 if args.quick else 30,
+                out=out,
+            )
+        )
+    except (pytest.skip.Exception, pytest.fail.Exception) as exc:
+        out(f"bench: a backing service is missing: {exc}")
+        return 1
+    except Exception as exc:
+        out(f"  ERROR {type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
+def run_portal_pages(
+    stack: ExitStack,
+    args: argparse.Namespace,
+    config: Config,
+    work: Path,
+    logs: Path,
+    portal: list[PortalCase],
+) -> int:
+    """The portal's repositories page (`portal.py`) on `--db`; 1 when it could not be measured."""
+    size = 1_000 if args.quick else 10_000
+    out(f"\n== portal: a project's repositories page over {size:,} repositories (db {args.db})")
+    settle(config.settle_seconds)
+    try:
+        portal.extend(
+            run_portal(
+                stack,
+                work,
+                logs,
+                db_kind=args.db,
+                repositories=size,
                 samples=10 if args.quick else 30,
                 out=out,
             )
@@ -528,6 +571,7 @@ def finish(
     spy: profiling.PySpy | None,
     listing: list[ListingCase],
     replication: list[ReplicationResult],
+    portal: list[PortalCase],
 ) -> None:
     rows = summary(results, args.scenarios)
     present = [t for t in ALL_TARGETS if any(m.target == t for m in results)]
@@ -547,6 +591,8 @@ def finish(
         },
         # ms per page through `wharf-ui` (issue 12: under 100), see listing.py.
         "listing": [vars(case) for case in listing],
+        # ms per page of the portal's repositories page through `wharf-ui`, see portal.py.
+        "portal": [vars(case) for case in portal],
         # Wharf's replication A → B beside skopeo's copies of the same images, see replication.py.
         "replication": [result_json(result) for result in replication],
     }

@@ -247,8 +247,8 @@ async def project_summary(request: web.Request) -> web.Response:
     anonymous = await anonymous_access(request)
     async with request.app[DB].read() as conn:
         project = await path_project(request, conn, identity, anonymous=anonymous)
-        body: dict[str, Any] = {"repo_count": await projects.repo_count(conn, project.name), "chart_count": 0}
-        if rbac.can(identity, project.access, "member", "list", anonymous_access=anonymous):
-            counts = await projects.member_counts(conn, project.id)
-            body.update({field: counts[role] for role, field in _SUMMARY_COUNTS.items()})
+        found = await projects.summary(conn, project, identity, anonymous_access=anonymous)
+    body: dict[str, Any] = {"repo_count": found.repo_count, "chart_count": 0}
+    if found.member_counts is not None:
+        body.update({field: found.member_counts[role] for role, field in _SUMMARY_COUNTS.items()})
     return json_response(body)

@@ -5,7 +5,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from wharf_ui.portal.pages import account, audit, configs, projects, session, users
+from wharf_ui.portal.pages import (
+    account,
+    audit,
+    configs,
+    project,
+    project_logs,
+    project_members,
+    project_repositories,
+    project_settings,
+    projects,
+    session,
+    users,
+)
 from wharf_ui.portal.render import STATIC, STATIC_PREFIX
 
 PAGES = (
@@ -15,6 +27,11 @@ PAGES = (
     *configs.PAGES,
     *audit.PAGES,
     *account.PAGES,
+    *project.PAGES,
+    *project_repositories.PAGES,
+    *project_members.PAGES,
+    *project_logs.PAGES,
+    *project_settings.PAGES,
 )
 
 

@@ -382,11 +382,11 @@ async def test_delete_is_refused_while_repositories_remain(ui: Ui) -> None:
     repository_id = await add_repository(ui, "team/app")
     deletable = await (await ui.client.get(f"{API}/projects/{project_id}/_deletable", headers=ALICE)).json()
     assert deletable["deletable"] is False
-    assert "repositories" in deletable["message"]
+    assert "holds 1 repository:" in deletable["message"]
     message = await error(
         await ui.client.delete(f"{API}/projects/{project_id}", headers=ALICE), 412, "PRECONDITION"
     )
-    assert "repositories" in message
+    assert "holds 1 repository:" in message
     assert (await get(ui, project_id))["name"] == "team"
 
     async def drop(conn: Any) -> None:

@@ -26,7 +26,8 @@ class ProjectRow:
     project: projects.Project
     repositories: int
     role: str  # what the viewer is in it
-    may_delete: bool
+    may_delete: bool  # allowed to the viewer, and the project empty (Harbor's 412 rule)
+    undeletable: str | None  # why the viewer, allowed to delete it, cannot yet
 
 
 async def project_list(request: web.Request) -> web.Response:
@@ -41,18 +42,17 @@ async def project_list(request: web.Request) -> web.Response:
     async with request.app[DB].read() as conn:
         found, total = await projects.list_projects(conn, identity, conditions, order, query.page)
         counts = await projects.repo_counts(conn, [x.id for x in found])
-    rows = [
-        ProjectRow(
-            x,
-            counts[x.id],
-            role_label(x.role) if x.role is not None else ("System admin" if identity.sysadmin else "—"),
-            rbac.can(identity, x.access, "project", "delete", anonymous_access=runtime.anonymous_access),
+    rows = []
+    for x in found:
+        allowed = not runtime.read_only and rbac.can(
+            identity, x.access, "project", "delete", anonymous_access=runtime.anonymous_access
         )
-        for x in found
-    ]
+        reason = projects.deletable_message(counts[x.id]) if allowed else None
+        role = role_label(x.role) if x.role is not None else ("System admin" if identity.sysadmin else "—")
+        rows.append(ProjectRow(x, counts[x.id], role, allowed and reason is None, reason))
     try:
         projects.may_create(identity, runtime.project_creation_restriction)
-        may_create = True
+        may_create = not runtime.read_only  # a form the API would refuse is not offered
     except DomainError:
         may_create = False
     return await page(
