@@ -144,14 +144,18 @@ class Portal:
         """The next `confirm()` the page asks is answered OK (Playwright dismisses it otherwise)."""
         self.page.once("dialog", lambda dialog: dialog.accept())
 
-    def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """A call to the API as this browser's session would make it (cookie; the CSRF token only
-        if `path` is a write and the page holds one): what a forged request can and cannot do."""
+    def api(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """A call to the API as this browser's session would make it (its cookie, and only the
+        `headers` given, such as a CSRF token read from the page): what a forged request can and
+        cannot do."""
+        sent = {"Content-Type": "application/json"} if body is not None else {}
         response = self.context.request.fetch(
             self.base + path,
             method=method,
             data=json.dumps(body) if body is not None else None,
-            headers={"Content-Type": "application/json"} if body is not None else {},
+            headers={**sent, **(headers or {})},
         )
         try:
             answer = response.json()

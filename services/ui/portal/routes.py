@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from wharf_ui.portal.pages import projects, session
+from wharf_ui.portal.pages import artifacts, projects, session
 from wharf_ui.portal.render import STATIC, STATIC_PREFIX
 
-PAGES = (*session.PAGES, *projects.PAGES)
+PAGES = (*session.PAGES, *projects.PAGES, *artifacts.PAGES)
 
 
 def add_portal_routes(app: web.Application) -> None:
