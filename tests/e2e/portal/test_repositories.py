@@ -70,6 +70,18 @@ class V2:
         assert status == 201
         return {"digest": sha256(data), "size": len(data)}
 
+    def image(self, image: Image, tag: str) -> None:
+        self.blob(image.config)
+        for layer in image.layers:
+            self.blob(layer)
+        status, _, _ = self._send(
+            "PUT",
+            f"/v2/{self.repository}/manifests/{tag}",
+            image.manifest,
+            self._auth({"Content-Type": OCI_MANIFEST}),
+        )
+        assert status == 201
+
     def referrer(self, subject: Image, artifact_type: str, content: bytes, layer_type: str) -> str:
         """An artifact (SBOM, signature) whose `subject` is `subject`, pushed by its digest."""
         config = {"mediaType": OCI_EMPTY, **self.blob(b"{}")}
@@ -267,16 +279,33 @@ def test_repository_and_artifacts_as_each_role(site: Site, open_portal: Any, tmp
     assert status == 404
 
 
-def test_a_repository_name_with_slashes_and_no_artifacts_found(site: Site, admin: Portal) -> None:
-    """A nested repository is one path segment (`team%2Fapp`, or Harbor's `team%252Fapp`); a page
-    for one that does not exist says so."""
+def test_a_nested_repository_and_one_that_is_not_there(site: Site, admin: Portal) -> None:
+    """A nested repository is one path segment (`team%2Fapp`, or Harbor's `team%252Fapp`); a tag
+    added on its page goes through the API with the name twice encoded; a page for a repository
+    that does not exist says so."""
     suffix = uuid.uuid4().hex[:6]
     project = f"nested{suffix}"
     status, _, answer = site.api(
         "POST", "/projects", {"project_name": project, "metadata": {"public": "true"}}
     )
     assert status == 201, answer
-    response = admin.page.goto(f"/harbor/projects/{project}/repositories/team%2Fapp")
+    image = make_image(f"nested-{suffix}")
+    V2(site, "admin", site.admin[1], f"{project}/team/app").image(image, "v1")
+
+    page = admin.page
+    for name in ("team%2Fapp", "team%252Fapp"):
+        admin.visit(f"/harbor/projects/{project}/repositories/{name}")
+        expect(page.get_by_role("heading", level=1)).to_have_text(f"{project} / team/app")
+    page.get_by_role("link", name=image.digest).click()
+    expect(page).to_have_url(re.compile(f"/repositories/team%2Fapp/artifacts/{image.digest}$"))
+    page.get_by_label("New tag").fill("stable")
+    page.get_by_role("button", name="Add tag").click()
+    expect(page.locator("#flash")).to_have_text("Tag added.")
+    expect(page.get_by_role("button", name="Copy pull command for stable")).to_have_attribute(
+        "data-copy", f"docker pull {site.address}/{project}/team/app:stable"
+    )
+
+    response = page.goto(f"/harbor/projects/{project}/repositories/team%2Fnothing")
     assert response is not None
     assert response.status == 404
-    expect(admin.page.get_by_role("heading", level=1)).to_have_text("Not found")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not found")

@@ -121,3 +121,14 @@ async def test_outsiders_and_anonymous_callers(content: Content) -> None:
     assert status == 403, html
     status, _ = await get(content, f"{PAGE}/web%2Fapp", {})
     assert status == 303
+
+
+async def test_pages_of_artifacts_keep_the_name_one_segment(content: Content) -> None:
+    await push_all(content)
+    headers = await session(content, "guest")
+    status, html = await get(content, f"{PAGE}/web%2Fapp?page_size=1", headers)
+    assert status == 200, html
+    assert 'href="/harbor/projects/team/repositories/web%2Fapp?page_size=1&amp;page=2" rel="next"' in html
+    status, html = await get(content, f"{PAGE}/web%2Fapp?page_size=1&page=2", headers)
+    assert status == 200, html
+    assert "page 2 of 2" in html

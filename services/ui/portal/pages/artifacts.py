@@ -75,6 +75,7 @@ class Abilities:
     add_tag: bool
     delete_tag: bool
     delete_artifact: bool
+    push: bool
 
 
 def _abilities(scope: Scope, *, read_only: bool, anonymous_access: bool) -> Abilities:
@@ -82,7 +83,9 @@ def _abilities(scope: Scope, *, read_only: bool, anonymous_access: bool) -> Abil
         allowed = rbac.can(scope.identity, scope.project, resource, action, anonymous_access=anonymous_access)
         return allowed and not read_only
 
-    return Abilities(can("tag", "create"), can("tag", "delete"), can("artifact", "delete"))
+    return Abilities(
+        can("tag", "create"), can("tag", "delete"), can("artifact", "delete"), can("repository", "push")
+    )
 
 
 def _ordered(children: list[Child]) -> list[Child]:
