@@ -226,6 +226,7 @@ def test_repository_and_artifacts_as_each_role(site: Site, open_portal: Any, tmp
     expect(page.get_by_text("linux/arm64/v8", exact=True)).to_be_visible()  # the child's platform
     expect(page.get_by_role("link", name=re.compile(r"^index "))).to_be_visible()
     expect(page.get_by_role("heading", name="Delete this artifact")).to_have_count(0)  # not a developer's
+    dev.check("artifact (platform manifest)")
 
     # The image: tag, digest, pull commands, accessories; the developer adds a tag.
     dev.visit(repo_page)
@@ -253,6 +254,7 @@ def test_repository_and_artifacts_as_each_role(site: Site, open_portal: Any, tmp
     expect(guest.page.locator("code.full-digest")).to_have_text(image.digest)
     expect(guest.page.get_by_label("New tag")).to_have_count(0)
     expect(guest.page.get_by_role("button", name=re.compile("^Delete"))).to_have_count(0)
+    guest.check("artifact (guest)")
     token = guest.page.get_attribute('meta[name="csrf-token"]', "content")
     assert token
     api_path = f"/api/v2.0/projects/{project}/repositories/app/artifacts/{image.digest}"
