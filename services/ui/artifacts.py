@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import ColumnElement, and_, delete, exists, func, select
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -339,6 +339,76 @@ async def list_tags(
     )
     tags = [TagInfo(r.id, r.repository_id, r.manifest_id, r.name, r.updated_at, pulled) for r in rows]
     return tags, int(total or 0)
+
+
+def top_level() -> ColumnElement[bool]:
+    """What a person browses a repository by (the portal's list, as Harbor's): not a manifest an
+    index lists unless it is tagged itself, and not an accessory (a referrer) of an artifact the
+    repository holds; those are shown with their index or subject."""
+    child = t.manifest_child.c
+    subject = t.manifest.alias("subject")
+    tagged = exists(select(g.id).where(g.manifest_id == m.id).correlate(t.manifest))
+    listed = exists(select(child.parent_id).where(child.child_id == m.id).correlate(t.manifest))
+    accessory = and_(
+        m.subject_digest.is_not(None),
+        exists(
+            select(subject.c.id)
+            .where(subject.c.repository_id == m.repository_id, subject.c.digest == m.subject_digest)
+            .correlate(t.manifest)
+        ),
+    )
+    return and_(or_(~listed, tagged), ~accessory)
+
+
+async def by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, ArtifactInfo]:
+    """Artifacts by id (an index's children), complete with sizes, without tags."""
+    if not ids:
+        return {}
+    rows = await conn.execute(select(*_ARTIFACT_COLUMNS).where(m.id.in_(list(ids))))
+    return {a.id: a for a in await _complete(conn, [_artifact(row) for row in rows], with_tags=False)}
+
+
+async def referrers_of(
+    conn: AsyncConnection, repository_id: int, digests: Sequence[str]
+) -> dict[str, list[ArtifactInfo]]:
+    """The accessories (signatures, SBOMs…: manifests whose `subject` is one of `digests`) in the
+    repository, by subject digest, oldest first (the registry's referrers order)."""
+    found: dict[str, list[ArtifactInfo]] = {d: [] for d in digests}
+    if not digests:
+        return found
+    rows = list(
+        await conn.execute(
+            select(*_ARTIFACT_COLUMNS, m.subject_digest)
+            .where(m.repository_id == repository_id, m.subject_digest.in_(list(digests)))
+            .order_by(m.id)
+        )
+    )
+    complete = await _complete(conn, [_artifact(row) for row in rows], with_tags=True)
+    for row, artifact in zip(rows, complete, strict=True):
+        found[row.subject_digest].append(artifact)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Relations:
+    """What an artifact belongs to: the indexes in its repository that list it, and the artifact
+    it is an accessory of (its `subject`), if any."""
+
+    parents: list[str]  # digests
+    subject: str | None
+
+
+async def relations(conn: AsyncConnection, artifact: ArtifactInfo) -> Relations:
+    c = t.manifest_child.c
+    parent = t.manifest.alias("parent")
+    parents = await conn.execute(
+        select(parent.c.digest)
+        .select_from(t.manifest_child.join(parent, parent.c.id == c.parent_id))
+        .where(c.child_id == artifact.id)
+        .order_by(parent.c.digest)
+    )
+    subject = (await conn.execute(select(m.subject_digest).where(m.id == artifact.id))).scalar()
+    return Relations(list(parents.scalars()), subject)
 
 
 # -- writes (each one transaction, then the registry's cache of the repository is dropped) ------

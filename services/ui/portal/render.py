@@ -108,7 +108,8 @@ def query_with(request: web.Request, **changes: Any) -> str:
         else:
             query[key] = str(value)
     encoded = urllib.parse.urlencode(query)
-    return request.path + (f"?{encoded}" if encoded else "")
+    # The path as sent: `request.path` is decoded, which would split a repository `team%2Fapp`.
+    return request.rel_url.raw_path + (f"?{encoded}" if encoded else "")
 
 
 async def page(

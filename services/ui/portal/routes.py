@@ -7,6 +7,7 @@ from aiohttp import web
 
 from wharf_ui.portal.pages import (
     account,
+    artifacts,
     audit,
     configs,
     project,
@@ -32,6 +33,7 @@ PAGES = (
     *project_members.PAGES,
     *project_logs.PAGES,
     *project_settings.PAGES,
+    *artifacts.PAGES,
 )
 
 
