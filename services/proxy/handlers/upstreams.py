@@ -12,8 +12,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aiohttp import web
-
 from wharf_proxy.board import CHECK_FAILURES, OUT_SINCE, REQUEST_FAILURES
 from wharf_proxy.pools import Pool, Upstream
 
