@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from wharf_shared.addresses import Network
 from wharf_shared.auth.logins import Logins
@@ -14,5 +14,6 @@ LOGINS = web.AppKey("logins", Logins)
 SESSIONS = web.AppKey("sessions", Sessions)
 SECURE_COOKIES = web.AppKey("secure_cookies", bool)  # the external URL is https
 TRUSTED_PROXIES: web.AppKey[list[Network]] = web.AppKey("trusted_proxies")
+HTTP = web.AppKey("http", ClientSession)  # outgoing calls of pages (the proxies' health)
 
 __all__ = ["AUTHENTICATOR", "LOGINS", "RUNTIME", "SECURE_COOKIES", "SESSIONS", "TRUSTED_PROXIES"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from wharf_ui.portal.pages import projects, session
+from wharf_ui.portal.pages import dashboard, projects, registries, replication, session
 from wharf_ui.portal.render import STATIC, STATIC_PREFIX
 
-PAGES = (*session.PAGES, *projects.PAGES)
+PAGES = (*session.PAGES, *projects.PAGES, *dashboard.PAGES, *registries.PAGES, *replication.PAGES)
 
 
 def add_portal_routes(app: web.Application) -> None:
