@@ -11,11 +11,14 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-WIDTH = 640
+# Widths near the size they are shown at on a desktop (a half-width card), so that their text
+# stays readable when a phone scales them down.
+HBAR_WIDTH = 440
+GROUPED_WIDTH = 560
 ROW = 30  # one bar of a horizontal chart, with its gap
-LABEL_WIDTH = 170  # the names left of the bars
-VALUE_WIDTH = 80  # the value right of the longest bar
-LABEL_CHARS = 24
+LABEL_WIDTH = 150  # the names left of the bars
+VALUE_WIDTH = 76  # the value right of the longest bar
+LABEL_CHARS = 20
 
 
 def _short(text: str, chars: int = LABEL_CHARS) -> str:
@@ -42,7 +45,7 @@ class HBarChart:
 
 def hbar_chart(items: Sequence[tuple[str, int]], text: Callable[[int], str]) -> HBarChart:
     """A bar per (label, value), longest bar the largest value; `text` writes a value."""
-    room = WIDTH - LABEL_WIDTH - VALUE_WIDTH
+    room = HBAR_WIDTH - LABEL_WIDTH - VALUE_WIDTH
     top = max((value for _, value in items), default=0) or 1
     bars = [
         HBar(
@@ -55,7 +58,7 @@ def hbar_chart(items: Sequence[tuple[str, int]], text: Callable[[int], str]) -> 
         )
         for i, (label, value) in enumerate(items)
     ]
-    return HBarChart(WIDTH, max(1, len(items)) * ROW + 4, LABEL_WIDTH, bars)
+    return HBarChart(HBAR_WIDTH, max(1, len(items)) * ROW + 4, LABEL_WIDTH, bars)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +112,9 @@ def _step(top: int) -> int:
     return int(10 * power)
 
 
-def grouped_chart(labels: Sequence[str], series: Sequence[Series], height: int = 240) -> GroupedChart:
+def grouped_chart(labels: Sequence[str], series: Sequence[Series], height: int = 220) -> GroupedChart:
     """Vertical bars grouped per label (a day), one per series (pushes, pulls)."""
-    left, right, top_pad, bottom = 44, WIDTH - 8, 10, 28
+    left, right, top_pad, bottom = 40, GROUPED_WIDTH - 6, 10, 28
     baseline = height - bottom
     plot = baseline - top_pad
     top = max((v for s in series for v in s.values), default=0)
@@ -130,4 +133,4 @@ def grouped_chart(labels: Sequence[str], series: Sequence[Series], height: int =
             bars.append(Bar(start + j * bar_width, baseline - tall, bar_width - 1, tall, one.css, title))
         groups.append(Group(label, left + i * slot + slot / 2, bars))
     ticks = [Tick(baseline - plot * v / ceiling, str(v)) for v in range(0, ceiling + 1, step)]
-    return GroupedChart(WIDTH, height, left, right, baseline, groups, ticks)
+    return GroupedChart(GROUPED_WIDTH, height, left, right, baseline, groups, ticks)

@@ -217,12 +217,14 @@ async def task_log(request: web.Request) -> web.Response:
         execution, _ = await executions.get(conn, execution_id)
         task = await executions.task(conn, execution_id, task_id)
         lines = await executions.task_log(conn, execution_id, task_id)
+        policy = await replication_rows.get_policy(conn, execution.vendor_id)
     return await page(
         request,
         "replication_log.html",
         title=f"Log of task {task_id}",
         section="replications",
         execution=execution,
+        policy=policy,
         task=task,
         lines=lines,
         running=execution.status == jobs.RUNNING,
