@@ -36,7 +36,7 @@ VIEWER = web.RequestKey("viewer", Viewer)
 
 async def current_viewer(request: web.Request) -> Viewer | None:
     """The session's user, or None (no cookie, or a session that ended)."""
-    known = request.get(VIEWER)
+    known: Viewer | None = request.get(VIEWER)
     if known is not None:
         return known
     sid = request.cookies.get(COOKIE)
