@@ -69,6 +69,7 @@ class Bar:
     height: float
     css: str  # the series' class (colour)
     title: str
+    value: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +113,18 @@ def _step(top: int) -> int:
     return int(10 * power)
 
 
-def grouped_chart(labels: Sequence[str], series: Sequence[Series], height: int = 220) -> GroupedChart:
-    """Vertical bars grouped per label (a day), one per series (pushes, pulls)."""
-    left, right, top_pad, bottom = 40, GROUPED_WIDTH - 6, 10, 28
+def grouped_chart(
+    labels: Sequence[str], series: Sequence[Series], *, names: Sequence[str] | None = None, height: int = 220
+) -> GroupedChart:
+    """Vertical bars grouped per label (a day), one per series (pushes, pulls); `names` are the
+    groups in full for the bars' tooltips (the axis labels may be short)."""
+    names = names if names is not None else labels
+    left, right, top_pad, bottom = (
+        40,
+        GROUPED_WIDTH - 6,
+        22,
+        28,
+    )  # the top leaves room for a value above the tallest bar
     baseline = height - bottom
     plot = baseline - top_pad
     top = max((v for s in series for v in s.values), default=0)
@@ -129,8 +139,10 @@ def grouped_chart(labels: Sequence[str], series: Sequence[Series], height: int =
         for j, one in enumerate(series):
             value = one.values[i]
             tall = plot * value / ceiling
-            title = f"{label}: {value} {one.name}"
-            bars.append(Bar(start + j * bar_width, baseline - tall, bar_width - 1, tall, one.css, title))
+            title = f"{names[i]}: {value} {one.name}"
+            bars.append(
+                Bar(start + j * bar_width, baseline - tall, bar_width - 1, tall, one.css, title, value)
+            )
         groups.append(Group(label, left + i * slot + slot / 2, bars))
     ticks = [Tick(baseline - plot * v / ceiling, str(v)) for v in range(0, ceiling + 1, step)]
     return GroupedChart(GROUPED_WIDTH, height, left, right, baseline, groups, ticks)

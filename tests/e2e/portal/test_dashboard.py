@@ -73,5 +73,5 @@ def test_charts_and_instances_for_an_admin_and_charts_only_for_a_user(
     portal.visit("/harbor/dashboard")
     expect(portal.page.locator("svg.hchart")).to_contain_text(project)  # public: they see it
     expect(portal.page.get_by_role("region", name="Instances")).to_have_count(0)
-    expect(portal.page.get_by_text("Stored in your projects")).to_be_visible()
+    expect(portal.page.get_by_text("Stored in projects you can see")).to_be_visible()
     portal.check("dashboard as a user")

@@ -76,7 +76,7 @@ async def test_policy_page_refreshes_while_an_execution_runs(ui: Ui) -> None:
     assert 'data-method="PUT" data-api="/api/v2.0/replication/policies/' in page  # edit
     execution = await html(ui, f"/harbor/replications/executions/{running}")
     assert 'data-refresh="2"' in execution
-    assert re.search(r'id="execution-status">InProgress<', execution)
+    assert re.search(r'id="execution-status"><span class="badge badge-inprogress">InProgress<', execution)
     log_link = f"/harbor/replications/executions/{running}/tasks/{task_id}/log"
     assert log_link in execution
     log = await html(ui, log_link)

@@ -43,7 +43,11 @@ async def dashboard_page(request: web.Request) -> web.Response:
         token = settings.metrics.token.get_secret_value() if settings.metrics.token is not None else None
         proxies = await dashboard.proxies_health(request.app[HTTP], urls, token)
     top = storage[:CHART_PROJECTS]
-    days = [x.day.strftime("%m-%d") for x in activity]
+    # The axis names a month where it starts (and on the first day shown); other days by number.
+    days = [
+        f"{x.day:%b} {x.day.day}" if i == 0 or x.day.day == 1 else str(x.day.day)
+        for i, x in enumerate(activity)
+    ]
     return await page(
         request,
         "dashboard.html",
@@ -63,6 +67,7 @@ async def dashboard_page(request: web.Request) -> web.Response:
                 Series("pushes", "bar", [x.pushes for x in activity]),
                 Series("pulls", "bar-alt", [x.pulls for x in activity]),
             ],
+            names=[x.day.isoformat() for x in activity],
         ),
         proxies=proxies,
         pool_labels=POOL_LABELS,
