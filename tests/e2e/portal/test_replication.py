@@ -1,7 +1,8 @@
 """Replication from the portal, as an admin sets it up: Debian's docker-registry as the peer, a
 registry created and tested in the browser, a manual push policy for a project holding an image,
 started from its page, its execution watched until it succeeds (the page reloads itself), a
-task's log read; the manifest is then on the docker-registry with the same digest. Deleting the
+task's log read; the manifest is then on the docker-registry with the same digest. The policy
+is then edited on its page (a tag filter, a schedule). Deleting the
 registry a policy uses is refused with the API's message."""
 
 from __future__ import annotations
@@ -93,6 +94,21 @@ def test_a_push_policy_to_a_docker_registry_from_the_browser(
         page.get_by_role("link", name=policy).click()
         expect(page.get_by_role("table")).to_contain_text("Succeed")
         admin.check("replication policy")
+
+        # Edited on its page: a tag filter and a schedule (the form's arrays and nested fields).
+        policy_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+        page.get_by_label("Tag pattern").fill("v*")
+        page.get_by_label("Tags that").select_option(label="matching")
+        page.get_by_label("Trigger", exact=True).select_option(label="Scheduled")
+        page.get_by_label("Schedule (scheduled trigger)").fill("0 0 3 * * *")
+        page.get_by_role("button", name="Save policy").click()
+        expect(page.locator("#flash")).to_have_text("Policy saved.")
+        status, _, stored = site.api("GET", f"/replication/policies/{policy_id}")
+        assert status == 200, stored
+        assert stored["dest_registry"]["name"] == registry
+        assert stored["trigger"] == {"type": "scheduled", "trigger_settings": {"cron": "0 0 3 * * *"}}
+        assert {"type": "tag", "value": "v*", "decoration": "matches"} in stored["filters"]
+        assert {"type": "name", "value": f"{project}/**", "decoration": "matches"} in stored["filters"]
         admin.visit("/harbor/replications")
         expect(page.get_by_role("row").filter(has_text=policy)).to_contain_text("Succeed")
         admin.check("replications")
