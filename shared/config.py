@@ -328,6 +328,11 @@ class UiSettings(_Group):
         le=7 * 24 * 3600,
         description="How long a portal session (`/c/login`) lasts without use; each request extends it.",
     )
+    proxy_urls: UrlList = Field(
+        default_factory=list,
+        description="Proxy instances whose `/health/upstreams` the portal's dashboard shows "
+        "(comma-separated base URLs; none: the external URL). Sent the metrics token if one is set.",
+    )
 
 
 class UpstreamSettings(_Group):

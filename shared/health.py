@@ -93,6 +93,16 @@ def metrics_allowed(request: web.Request, allow: Sequence[Network], token: str |
     return is_trusted(request.remote or "", allow)
 
 
+def metrics_guard(app: web.Application) -> Callable[[web.Request], bool]:
+    """Whether a request may read what `/metrics` shows (and other internal state, such as the
+    proxy's `/health/upstreams`): the `WHARF_METRICS__*` settings, read once."""
+    settings = app.get(shared_keys.SETTINGS)
+    access = settings.metrics if settings is not None else MetricsSettings()
+    allow = parse_networks(access.allow)
+    token = access.token.get_secret_value() if access.token is not None else None
+    return lambda request: metrics_allowed(request, allow, token)
+
+
 def add_health_and_metrics(
     app: web.Application, metrics: Metrics, ready: Callable[[], Awaitable[dict[str, str]]]
 ) -> None:
@@ -106,13 +116,10 @@ def add_health_and_metrics(
             {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
         )
 
-    settings = app.get(shared_keys.SETTINGS)
-    access = settings.metrics if settings is not None else MetricsSettings()
-    allow = parse_networks(access.allow)
-    token = access.token.get_secret_value() if access.token is not None else None
+    allowed = metrics_guard(app)
 
     async def metrics_route(request: web.Request) -> web.Response:
-        if not metrics_allowed(request, allow, token):
+        if not allowed(request):
             raise web.HTTPNotFound()  # rendered by the service's edge, as for any unknown path
         return web.Response(
             body=metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}

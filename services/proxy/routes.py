@@ -1,7 +1,8 @@
 """The front door's whole URL map: its own routes, then each pool's paths.
 
-Own routes (from wharf_shared.health): `GET /health`, `GET /health/ready`, `GET /metrics`
-(the latter only for the addresses and token `WHARF_METRICS__*` allows; 404 for anyone else).
+Own routes (from wharf_shared.health): `GET /health`, `GET /health/ready`, `GET /metrics`, and
+the proxy's `GET /health/upstreams` (handlers/upstreams.py); the latter two only for the
+addresses and token `WHARF_METRICS__*` allows (404 for anyone else).
 
 A pool's routes exist only while instances of it are configured, so that a path no pool owns
 is 404 `NOT_FOUND`, and 503 means a configured pool has no instance that could take the request.
@@ -15,9 +16,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from wharf_proxy.handlers import relay
+from wharf_proxy.handlers import relay, upstreams
 from wharf_proxy.pools import Pool
-from wharf_shared.health import add_health_and_metrics
+from wharf_shared.health import add_health_and_metrics, metrics_guard
 from wharf_shared.metrics import Metrics
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -47,6 +48,14 @@ def add_routes(
     ready: Callable[[], Awaitable[dict[str, str]]],
 ) -> None:
     add_health_and_metrics(app, metrics, ready)
+    allowed = metrics_guard(app)
+
+    async def upstream_health(request: web.Request) -> web.Response:
+        if not allowed(request):
+            raise web.HTTPNotFound()  # rendered by the edge, as for any unknown path
+        return web.json_response(upstreams.pools_report(pools), headers={"Cache-Control": "no-store"})
+
+    app.router.add_get(upstreams.PATH, upstream_health, name="health_upstreams", allow_head=False)
     for route in ROUTES:
         if pools[route.pool].upstreams:
             app.router.add_route("*", route.path, route.handler, name=route.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 from aiohttp import web
 
 from wharf_shared import keys as shared_keys
@@ -50,6 +51,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[keys.INDEXES] = IndexReader(settings, metrics)
     app.cleanup_ctx.append(lambda app: _resources(app, clock))
     app.cleanup_ctx.append(runtime_context)
+    app.cleanup_ctx.append(_http_client)
     app.on_response_prepare.append(_csrf_token)
     add_routes(app)
     add_portal_routes(app)
@@ -110,6 +112,13 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
     await events.close()
     await redis.aclose()
     await db.close()
+
+
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    """One client session for what pages fetch from other services (the dashboard's proxies)."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        app[keys.HTTP] = session
+        yield
 
 
 async def _csrf_token(request: web.Request, response: web.StreamResponse) -> None:

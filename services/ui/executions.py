@@ -121,6 +121,13 @@ async def list_executions(
     return [(x, counts[x.id]) for x in found], total
 
 
+async def latest(conn: AsyncConnection, policy_ids: list[int]) -> dict[int, tuple[Execution, TaskCounts]]:
+    """Each policy's newest execution with its tasks' counts (policies that never ran: absent)."""
+    found = await rows.latest_executions(conn, jobs.REPLICATION, policy_ids)
+    counts = await rows.task_counts(conn, [x.id for x in found.values()])
+    return {policy_id: (x, counts[x.id]) for policy_id, x in found.items()}
+
+
 async def list_tasks(
     conn: AsyncConnection, execution_id: int, conditions: list[Any], order: list[Any], page: Page
 ) -> tuple[list[Task], int]:
@@ -128,12 +135,18 @@ async def list_tasks(
     return await rows.list_tasks(conn, execution_id, conditions, order, page.offset, page.size)
 
 
+async def task(conn: AsyncConnection, execution_id: int, task_id: int) -> Task:
+    """A task of this execution (404 unless the task belongs to it)."""
+    await get(conn, execution_id)
+    found = await rows.get_task(conn, task_id)
+    if found is None or found.execution_id != execution_id:
+        raise NotFound(f"replication execution {execution_id} has no task {task_id}")
+    return found
+
+
 async def task_log(conn: AsyncConnection, execution_id: int, task_id: int) -> list[tuple[dt.datetime, str]]:
     """The log of a task of this execution (404 unless the task belongs to it)."""
-    await get(conn, execution_id)
-    task = await rows.get_task(conn, task_id)
-    if task is None or task.execution_id != execution_id:
-        raise NotFound(f"replication execution {execution_id} has no task {task_id}")
+    await task(conn, execution_id, task_id)
     return await rows.task_log(conn, task_id)
 
 

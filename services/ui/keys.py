@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from wharf_shared.addresses import Network
 from wharf_shared.auth.logins import Logins
@@ -17,5 +17,6 @@ SECURE_COOKIES = web.AppKey("secure_cookies", bool)  # the external URL is https
 TRUSTED_PROXIES: web.AppKey[list[Network]] = web.AppKey("trusted_proxies")
 # The platforms of indexes, read from the registry's storage (pages of multi-arch artifacts).
 INDEXES = web.AppKey("indexes", IndexReader)
+HTTP = web.AppKey("http", ClientSession)  # outgoing calls of pages (the proxies' health)
 
 __all__ = ["AUTHENTICATOR", "INDEXES", "LOGINS", "RUNTIME", "SECURE_COOKIES", "SESSIONS", "TRUSTED_PROXIES"]

@@ -63,14 +63,20 @@ async def get(conn: AsyncConnection, user_id: int) -> User:
     return user
 
 
+async def count(conn: AsyncConnection, conditions: list[Any] | None = None) -> int:
+    """How many users meet the conditions (all of them without any)."""
+    query = select(func.count()).select_from(t.user_account).where(*(conditions or []))
+    return int((await conn.execute(query)).scalar() or 0)
+
+
 async def list_users(
     conn: AsyncConnection, conditions: list[Any], order: list[Any], page: Page
 ) -> tuple[list[User], int]:
-    total = (await conn.execute(select(func.count()).select_from(t.user_account).where(*conditions))).scalar()
+    total = await count(conn, conditions)
     rows = await conn.execute(
         select(*accounts.COLUMNS).where(*conditions).order_by(*order).offset(page.offset).limit(page.size)
     )
-    return [accounts.to_user(row) for row in rows], int(total or 0)
+    return [accounts.to_user(row) for row in rows], total
 
 
 async def search(conn: AsyncConnection, username: str, page: Page) -> tuple[list[tuple[int, str]], int]:

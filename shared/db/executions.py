@@ -98,6 +98,22 @@ async def list_executions(
     return [Execution(**row._mapping) for row in rows], int(total or 0)
 
 
+async def latest_executions(
+    conn: AsyncConnection, vendor_type: str, vendor_ids: Sequence[int]
+) -> dict[int, Execution]:
+    """Each vendor's newest execution (the highest id: ids grow with the start), in one query;
+    vendors that never ran are left out."""
+    if not vendor_ids:
+        return {}
+    newest = (
+        select(func.max(e.id))
+        .where(e.vendor_type == vendor_type, e.vendor_id.in_(list(vendor_ids)))
+        .group_by(e.vendor_id)
+    )
+    rows = await conn.execute(select(*_EXECUTION_COLUMNS).where(e.id.in_(newest)))
+    return {int(row.vendor_id): Execution(**row._mapping) for row in rows}
+
+
 async def task_counts(conn: AsyncConnection, execution_ids: Sequence[int]) -> dict[int, TaskCounts]:
     """Each execution's tasks by status, in one grouped query."""
     if not execution_ids:

@@ -64,8 +64,9 @@ def test_a_pool_has_routes_only_while_it_has_instances(configured: set[str], pat
     add_routes(app, pools, Metrics("proxy"), ready)
     board.close()
     canonical = [resource.canonical for resource in app.router.resources()]
-    assert canonical[:3] == ["/health", "/health/ready", "/metrics"]  # the proxy's own come first
-    assert set(canonical[3:]) == paths
+    own = ["/health", "/health/ready", "/metrics", "/health/upstreams"]
+    assert canonical[:4] == own  # the proxy's own come first
+    assert set(canonical[4:]) == paths
     if "ui" in configured:
         assert canonical[-1] == "/{tail}"  # the catch-all comes last
     assert {route.pool for route in ROUTES} == {"registry", "token", "ui"}

@@ -10,12 +10,15 @@ from wharf_ui.portal.pages import (
     artifacts,
     audit,
     configs,
+    dashboard,
     project,
     project_logs,
     project_members,
     project_repositories,
     project_settings,
     projects,
+    registries,
+    replication,
     session,
     users,
 )
@@ -34,6 +37,9 @@ PAGES = (
     *project_logs.PAGES,
     *project_settings.PAGES,
     *artifacts.PAGES,
+    *dashboard.PAGES,
+    *registries.PAGES,
+    *replication.PAGES,
 )
 
 

@@ -18,18 +18,22 @@
     return path.split(".").reduce((value, key) => (value == null ? undefined : value[key]), object);
   }
 
+  // A key of digits is an array index: `filters.0.value` makes `{filters: [{value}]}`.
   function setPath(object, path, value) {
     const keys = path.split(".");
     let target = object;
-    for (const key of keys.slice(0, -1)) {
-      target = target[key] ??= {};
-    }
+    keys.slice(0, -1).forEach((key, i) => {
+      target = target[key] ??= /^\d+$/.test(keys[i + 1]) ? [] : {};
+    });
     target[keys[keys.length - 1]] = value;
   }
 
-  // Field names are JSON paths (`metadata.public`); `data-type` says what the value becomes:
-  // int, bool (a checkbox as true/false), string-bool (as "true"/"false", Harbor's metadata),
-  // list (comma-separated), optional (left out when empty).
+  // Field names are JSON paths (`metadata.public`, `filters.0.type`); `data-type` says what the
+  // value becomes: int, bool (a checkbox as true/false), string-bool (as "true"/"false", Harbor's
+  // metadata), list (comma-separated), optional (left out when empty), json (the value is JSON:
+  // an option that stands for a nested object, e.g. `{"dest_registry": {"id": 3}}`). A json
+  // field with `data-spread` has its object's keys merged into the body instead of set at its
+  // name: one choice that sets several fields (a policy's direction and peer registry).
   function formBody(form) {
     const body = {};
     for (const element of form.elements) {
@@ -47,6 +51,11 @@
         if (type === "int") value = Number.parseInt(value, 10);
         if (type === "bool") value = value === "true";
         if (type === "list") value = value.split(",").map((item) => item.trim()).filter(Boolean);
+        if (type === "json") value = JSON.parse(value);
+      }
+      if (type === "json" && element.dataset.spread !== undefined) {
+        Object.assign(body, value);
+        continue;
       }
       setPath(body, element.name, value);
     }
