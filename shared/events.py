@@ -29,7 +29,10 @@ the first `/`:
   public: a visibility change), `repository.delete`
   (repository), `tag.create` / `tag.delete` (repository, tag, digest), `user.create` /
   `user.delete` (username), `member.create` / `member.update` / `member.delete` (project,
-  project_id, member), `configuration.update` (keys: Harbor's names of the settings whose value changed).
+  project_id, member), `configuration.update` (keys: Harbor's names of the settings whose value changed),
+  `registry.create` / `registry.update` / `registry.delete` (registry, registry_id),
+  `replication_policy.create` / `.update` / `.delete` (policy, policy_id), `replication.start` /
+  `replication.stop` (policy, policy_id, execution_id: an execution started or stopped by hand).
   The job service's audit mapping (wharf_jobservice.audit) lists what it
   records of each.
 """

@@ -2,7 +2,9 @@
 (resource_type, operation) and how the resource is named. Plain functions, no I/O.
 
 Harbor's values: resource types `artifact`, `tag`, `repository`, `project`, `user`, `member`,
-`configuration`; operations `create`, `delete`, `pull` (and `login`, `update`). A configuration
+`configuration`, `registry`, `replication_policy`; operations `create`, `delete`, `pull` (and
+`login`, `update`). A replication execution started or stopped by hand is resource type
+`replication`, operation `start` or `stop`, named `<policy>#<execution id>`. A configuration
 change is named by the keys it changed (`read_only,self_registration`). An artifact is named
 `<repository>:<tag>`, or `<repository>@<digest>` when no tag was used; a tag `<repository>:<tag>`.
 An anonymous operator is recorded as `anonymous`, as Harbor does.
@@ -55,6 +57,10 @@ def _member(data: Data) -> str:
     return f"{data.get('project', '')}/{data.get('member', '')}"
 
 
+def _execution(data: Data) -> str:
+    return f"{data.get('policy', '')}#{data.get('execution_id', '')}"
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     resource_type: str
@@ -85,6 +91,14 @@ RULES: dict[str, Rule | None] = {
     "member.update": Rule("member", "update", _member),
     "member.delete": Rule("member", "delete", _member),
     "configuration.update": Rule("configuration", "update", _keys),
+    "registry.create": Rule("registry", "create", _field("registry")),
+    "registry.update": Rule("registry", "update", _field("registry")),
+    "registry.delete": Rule("registry", "delete", _field("registry")),
+    "replication_policy.create": Rule("replication_policy", "create", _field("policy")),
+    "replication_policy.update": Rule("replication_policy", "update", _field("policy")),
+    "replication_policy.delete": Rule("replication_policy", "delete", _field("policy")),
+    "replication.start": Rule("replication", "start", _execution),
+    "replication.stop": Rule("replication", "stop", _execution),
 }
 
 

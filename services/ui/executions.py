@@ -24,6 +24,8 @@ from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
 from wharf_shared.db.executions import Execution, Task, TaskCounts
 from wharf_shared.errors.domain import NotFound, PreconditionFailed
+from wharf_shared.rbac import Identity
+from wharf_ui.changes import record
 from wharf_ui.listing import Filter, ListSpec
 from wharf_ui.query import Page, QueryError, SortKey, as_int, as_time
 
@@ -153,7 +155,7 @@ async def task_log(conn: AsyncConnection, execution_id: int, task_id: int) -> li
 # -- writes ------------------------------------------------------------------------------------
 
 
-async def start(db: Database, settings: Settings, policy_id: int) -> int:
+async def start(db: Database, settings: Settings, policy_id: int, identity: Identity) -> int:
     """A manual execution of the policy, Running until the job service plans it; its id. The
     planning job is enqueued after the commit (a lost message is the reconciler's to resend)."""
 
@@ -163,19 +165,40 @@ async def start(db: Database, settings: Settings, policy_id: int) -> int:
             raise NotFound(f"replication policy {policy_id} not found")
         if not policy.enabled:
             raise PreconditionFailed(f"the replication policy {policy_id} is disabled: enable it first")
-        return await jobs.create_execution(conn, jobs.REPLICATION, policy_id, "manual")
+        execution_id = await jobs.create_execution(conn, jobs.REPLICATION, policy_id, "manual")
+        await record(
+            conn,
+            "replication.start",
+            identity,
+            policy=policy.name,
+            policy_id=policy_id,
+            execution_id=execution_id,
+        )
+        return execution_id
 
     execution_id = await db.run(go)
     await job_queue.enqueue(settings, job_queue.REPLICATION_PLAN, execution_id)
     return execution_id
 
 
-async def stop(db: Database, execution_id: int) -> None:
+async def stop(db: Database, execution_id: int, identity: Identity) -> None:
     """Stop the execution and its unfinished tasks; one that has already ended stays as it is."""
 
     async def go(conn: AsyncConnection) -> None:
-        if await rows.get_execution(conn, jobs.REPLICATION, execution_id) is None:
+        execution = await rows.get_execution(conn, jobs.REPLICATION, execution_id)
+        if execution is None:
             raise NotFound(f"replication execution {execution_id} not found")
         await jobs.stop_execution(conn, execution_id)
+        if execution.status != jobs.RUNNING:
+            return  # ended already: nothing was stopped, nothing to audit
+        policy = await policy_rows.get_policy(conn, execution.vendor_id)
+        await record(
+            conn,
+            "replication.stop",
+            identity,
+            policy=policy.name if policy is not None else "",
+            policy_id=execution.vendor_id,
+            execution_id=execution_id,
+        )
 
     await db.run(go)

@@ -25,8 +25,10 @@ from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
 from wharf_shared.db.replication import DOCKER_REGISTRY, HARBOR, REGISTRY_TYPES, Registry, RegistryFields
 from wharf_shared.errors.domain import Conflict, InvalidInput, NotFound, PreconditionFailed
+from wharf_shared.rbac import Identity
 from wharf_shared.remote import Endpoint, RemoteError, RemoteRegistry
 from wharf_shared.secrets import SecretBox, SecretError
+from wharf_ui.changes import record
 from wharf_ui.listing import Filter, ListSpec
 from wharf_ui.query import Page, SortKey, as_int, as_time
 
@@ -276,13 +278,15 @@ def info(kind: str, *, local: bool = False) -> dict[str, Any]:
 # -- writes (each one transaction through `Database.run`) ----------------------------------------
 
 
-async def create(db: Database, box: SecretBox, given: RegistryInput) -> int:
+async def create(db: Database, box: SecretBox, given: RegistryInput, identity: Identity) -> int:
     fields = _fields(box, given, None)
 
     async def go(conn: AsyncConnection) -> int:
         if await rows.registry_named(conn, fields.name) is not None:
             raise Conflict(f"a registry named {fields.name!r} already exists")
-        return await rows.insert_registry(conn, fields)
+        registry_id = await rows.insert_registry(conn, fields)
+        await record(conn, "registry.create", identity, registry=fields.name, registry_id=registry_id)
+        return registry_id
 
     try:
         return await db.run(go)
@@ -290,7 +294,9 @@ async def create(db: Database, box: SecretBox, given: RegistryInput) -> int:
         raise Conflict(f"a registry named {fields.name!r} already exists") from None
 
 
-async def update(db: Database, box: SecretBox, registry_id: int, given: RegistryInput) -> None:
+async def update(
+    db: Database, box: SecretBox, registry_id: int, given: RegistryInput, identity: Identity
+) -> None:
     async def go(conn: AsyncConnection) -> None:
         current = await get(conn, registry_id)
         fields = _fields(box, given, current)
@@ -298,6 +304,7 @@ async def update(db: Database, box: SecretBox, registry_id: int, given: Registry
         if other is not None and other != registry_id:
             raise Conflict(f"a registry named {fields.name!r} already exists")
         await rows.update_registry(conn, registry_id, fields)
+        await record(conn, "registry.update", identity, registry=fields.name, registry_id=registry_id)
 
     try:
         await db.run(go)
@@ -305,11 +312,11 @@ async def update(db: Database, box: SecretBox, registry_id: int, given: Registry
         raise Conflict("another registry took that name meanwhile") from None
 
 
-async def remove(db: Database, registry_id: int) -> None:
+async def remove(db: Database, registry_id: int, identity: Identity) -> None:
     """Refused (412) while a policy replicates from or to the registry."""
 
     async def go(conn: AsyncConnection) -> None:
-        await get(conn, registry_id)
+        current = await get(conn, registry_id)
         using = await rows.policies_using(conn, registry_id)
         if using:
             listed = ", ".join(str(x) for x in using[:10]) + (", …" if len(using) > 10 else "")
@@ -318,6 +325,7 @@ async def remove(db: Database, registry_id: int) -> None:
                 "delete them or point them elsewhere first"
             )
         await rows.delete_registry(conn, registry_id)
+        await record(conn, "registry.delete", identity, registry=current.name, registry_id=registry_id)
 
     try:
         await db.run(go)

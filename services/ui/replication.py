@@ -29,6 +29,8 @@ from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
 from wharf_shared.db.replication import EVENT_BASED, MANUAL, SCHEDULED, Policy, PolicyFields, Registry
 from wharf_shared.errors.domain import Conflict, InvalidInput, NotFound, PreconditionFailed
+from wharf_shared.rbac import Identity
+from wharf_ui.changes import record
 from wharf_ui.listing import Filter, ListSpec
 from wharf_ui.query import Page, SortKey, as_bool, as_int, as_time
 from wharf_ui.registries import by_ids
@@ -265,14 +267,16 @@ async def list_policies(
 # -- writes (each one transaction through `Database.run`) ----------------------------------------
 
 
-async def create(db: Database, given: PolicyInput) -> int:
+async def create(db: Database, given: PolicyInput, identity: Identity) -> int:
     fields = _fields(given, None)
 
     async def go(conn: AsyncConnection) -> int:
         if await rows.policy_named(conn, fields.name) is not None:
             raise Conflict(f"a replication policy named {fields.name!r} already exists")
         await _check_registries(conn, fields)
-        return await rows.insert_policy(conn, fields)
+        policy_id = await rows.insert_policy(conn, fields)
+        await record(conn, "replication_policy.create", identity, policy=fields.name, policy_id=policy_id)
+        return policy_id
 
     try:
         return await db.run(go)
@@ -282,7 +286,7 @@ async def create(db: Database, given: PolicyInput) -> int:
         ) from None
 
 
-async def update(db: Database, policy_id: int, given: PolicyInput) -> None:
+async def update(db: Database, policy_id: int, given: PolicyInput, identity: Identity) -> None:
     async def go(conn: AsyncConnection) -> None:
         current = await rows.get_policy(conn, policy_id)
         if current is None:
@@ -293,6 +297,7 @@ async def update(db: Database, policy_id: int, given: PolicyInput) -> None:
             raise Conflict(f"a replication policy named {fields.name!r} already exists")
         await _check_registries(conn, fields)
         await rows.update_policy(conn, policy_id, fields)
+        await record(conn, "replication_policy.update", identity, policy=fields.name, policy_id=policy_id)
 
     try:
         await db.run(go)
@@ -300,9 +305,10 @@ async def update(db: Database, policy_id: int, given: PolicyInput) -> None:
         raise Conflict("another policy took that name meanwhile, or its registry is gone") from None
 
 
-async def remove(db: Database, policy_id: int) -> None:
+async def remove(db: Database, policy_id: int, identity: Identity) -> None:
     async def go(conn: AsyncConnection) -> None:
-        if await rows.get_policy(conn, policy_id) is None:
+        current = await rows.get_policy(conn, policy_id)
+        if current is None:
             raise NotFound(f"replication policy {policy_id} not found")
         running = await execution_rows.running_executions(conn, jobs.REPLICATION, policy_id)
         if running:
@@ -312,5 +318,6 @@ async def remove(db: Database, policy_id: int) -> None:
             )
         await execution_rows.delete_executions(conn, jobs.REPLICATION, policy_id)
         await rows.delete_policy(conn, policy_id)
+        await record(conn, "replication_policy.delete", identity, policy=current.name, policy_id=policy_id)
 
     await db.run(go)

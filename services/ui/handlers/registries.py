@@ -130,12 +130,12 @@ async def list_registries(request: web.Request) -> web.Response:
 
 
 async def create_registry(request: web.Request) -> web.Response:
-    await sysadmin(request)
+    identity = await sysadmin(request)
     body = await read_json(request, RegistryReq)
     given = registries.RegistryInput(
         body.name, body.description, body.type, body.url, body.insecure, _credential(body.credential)
     )
-    registry_id = await registries.create(request.app[DB], box(request), given)
+    registry_id = await registries.create(request.app[DB], box(request), given, identity)
     return created(request, REGISTRIES_PATH, registry_id, given.name or "")
 
 
@@ -148,20 +148,20 @@ async def get_registry(request: web.Request) -> web.Response:
 
 
 async def update_registry(request: web.Request) -> web.Response:
-    await sysadmin(request)
+    identity = await sysadmin(request)
     registry_id = path_id(request, "id")
     body = await read_json(request, RegistryUpdate)
     credential = _flat_credential(body)
     given = registries.RegistryInput(
         body.name, body.description, body.type, body.url, body.insecure, credential
     )
-    await registries.update(request.app[DB], box(request), registry_id, given)
+    await registries.update(request.app[DB], box(request), registry_id, given, identity)
     return empty_ok()
 
 
 async def delete_registry(request: web.Request) -> web.Response:
-    await sysadmin(request)
-    await registries.remove(request.app[DB], path_id(request, "id"))
+    identity = await sysadmin(request)
+    await registries.remove(request.app[DB], path_id(request, "id"), identity)
     return empty_ok()
 
 

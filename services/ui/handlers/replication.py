@@ -202,9 +202,9 @@ async def list_policies(request: web.Request) -> web.Response:
 
 
 async def create_policy(request: web.Request) -> web.Response:
-    await sysadmin(request)
+    identity = await sysadmin(request)
     body = await read_json(request, ReplicationPolicyReq)
-    policy_id = await replication.create(request.app[DB], _policy_input(body))
+    policy_id = await replication.create(request.app[DB], _policy_input(body), identity)
     return created(request, POLICIES_PATH, policy_id, body.name or "")
 
 
@@ -217,16 +217,16 @@ async def get_policy(request: web.Request) -> web.Response:
 
 
 async def update_policy(request: web.Request) -> web.Response:
-    await sysadmin(request)
+    identity = await sysadmin(request)
     policy_id = path_id(request, "id")
     body = await read_json(request, ReplicationPolicyReq)
-    await replication.update(request.app[DB], policy_id, _policy_input(body))
+    await replication.update(request.app[DB], policy_id, _policy_input(body), identity)
     return empty_ok()
 
 
 async def delete_policy(request: web.Request) -> web.Response:
-    await sysadmin(request)
-    await replication.remove(request.app[DB], path_id(request, "id"))
+    identity = await sysadmin(request)
+    await replication.remove(request.app[DB], path_id(request, "id"), identity)
     return empty_ok()
 
 
@@ -234,13 +234,13 @@ async def delete_policy(request: web.Request) -> web.Response:
 
 
 async def start_execution(request: web.Request) -> web.Response:
-    await sysadmin(request)
+    identity = await sysadmin(request)
     body = await read_json(request, StartReplicationExecution)
     if body.policy_id is None:
         raise BadRequest(message="policy_id: required")
     if not 1 <= body.policy_id <= ID_MAX:
         raise BadRequest(message=f"policy_id: {body.policy_id} is not a policy id")
-    execution_id = await executions.start(request.app[DB], request.app[SETTINGS], body.policy_id)
+    execution_id = await executions.start(request.app[DB], request.app[SETTINGS], body.policy_id, identity)
     return created(request, EXECUTIONS_PATH, execution_id, str(execution_id))
 
 
@@ -264,8 +264,8 @@ async def get_execution(request: web.Request) -> web.Response:
 
 
 async def stop_execution(request: web.Request) -> web.Response:
-    await sysadmin(request)
-    await executions.stop(request.app[DB], path_id(request, "id"))
+    identity = await sysadmin(request)
+    await executions.stop(request.app[DB], path_id(request, "id"), identity)
     return empty_ok()
 
 

@@ -313,3 +313,31 @@ async def test_read_only_mode_refuses_starting_and_stopping(ui: Ui) -> None:
     await error(await ui.client.put(f"{EXECUTIONS}/{execution_id}", headers=ADMIN), 403, "DENIED")
     got = await (await ui.client.get(f"{EXECUTIONS}/{execution_id}", headers=ADMIN)).json()
     assert got["status"] == "InProgress"
+
+
+async def test_registry_policy_and_execution_changes_are_audited(ui: Ui) -> None:
+    """Each change by hand writes its event in its own transaction, with its operator; stopping
+    an execution that had ended already stopped nothing and writes none."""
+    policy_id = await policy(ui, "audited")
+    resp = await ui.client.put(
+        f"{API}/replication/policies/{policy_id}", json={"enabled": True}, headers=ADMIN
+    )
+    assert resp.status == 200, await resp.text()
+    resp = await ui.client.post(EXECUTIONS, json={"policy_id": policy_id}, headers=ADMIN)
+    assert resp.status == 201, await resp.text()
+    execution_id = int(resp.headers["Location"].rsplit("/", 1)[1])
+    assert (await ui.client.put(f"{EXECUTIONS}/{execution_id}", headers=ADMIN)).status == 200
+    assert (await ui.client.put(f"{EXECUTIONS}/{execution_id}", headers=ADMIN)).status == 200
+
+    (registry,) = await ui.events("registry.create")
+    assert registry["data"]["registry"] == "reg-audited"
+    assert registry["data"]["operator"] == "admin"
+    (created,) = await ui.events("replication_policy.create")
+    (updated,) = await ui.events("replication_policy.update")
+    assert created["data"]["policy"] == updated["data"]["policy"] == "audited"
+    (started,) = await ui.events("replication.start")
+    (stopped,) = await ui.events("replication.stop")
+    for event in (started, stopped):
+        assert event["data"]["policy_id"] == policy_id
+        assert event["data"]["execution_id"] == execution_id
+        assert event["data"]["operator"] == "admin"

@@ -71,6 +71,26 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, str, str, str, str | None, boo
         {"keys": ["read_only", "self_registration"], "operator": "admin"},
         ("configuration", "update", "read_only,self_registration", "admin", None, False),
     ),
+    (
+        "registry.create",
+        {"registry": "site-b", "registry_id": 3, "operator": "admin"},
+        ("registry", "create", "site-b", "admin", None, False),
+    ),
+    (
+        "replication_policy.delete",
+        {"policy": "to-b", "policy_id": 4, "operator": "admin"},
+        ("replication_policy", "delete", "to-b", "admin", None, False),
+    ),
+    (
+        "replication.start",
+        {"policy": "to-b", "policy_id": 4, "execution_id": 17, "operator": "admin"},
+        ("replication", "start", "to-b#17", "admin", None, False),
+    ),
+    (
+        "replication.stop",
+        {"policy": "to-b", "policy_id": 4, "execution_id": 17, "operator": "ops"},
+        ("replication", "stop", "to-b#17", "ops", None, False),
+    ),
 ]
 
 
@@ -131,5 +151,8 @@ def test_every_rule_names_harbor_values() -> None:
                 "user",
                 "member",
                 "configuration",
+                "registry",
+                "replication_policy",
+                "replication",  # Wharf's: an execution started or stopped by hand
             }
-            assert rule.operation in {"create", "delete", "pull", "login", "update"}
+            assert rule.operation in {"create", "delete", "pull", "login", "update", "start", "stop"}
