@@ -28,8 +28,10 @@ the first `/`:
   name: `project.create` / `project.delete` (project, project_id), `project.update` (project, project_id,
   public: a visibility change), `repository.delete`
   (repository), `tag.create` / `tag.delete` (repository, tag, digest), `user.create` /
-  `user.delete` (username), `member.create` / `member.update` / `member.delete` (project,
-  project_id, member), `configuration.update` (keys: Harbor's names of the settings whose value changed),
+  `user.delete` (username), `user.update` (username, changed: `password`, `sysadmin` or
+  `sysadmin removed`; never the password itself), `member.create` / `member.update` /
+  `member.delete` (project, project_id, member), `configuration.update` (keys: Harbor's names of
+  the settings whose value changed),
   `registry.create` / `registry.update` / `registry.delete` (registry, registry_id),
   `replication_policy.create` / `.update` / `.delete` (policy, policy_id), `replication.start` /
   `replication.stop` (policy, policy_id, execution_id: an execution started or stopped by hand).

@@ -87,6 +87,7 @@ RULES: dict[str, Rule | None] = {
     "project.update": Rule("project", "update", _field("project")),
     "user.create": Rule("user", "create", _field("username")),
     "user.delete": Rule("user", "delete", _field("username")),
+    "user.update": Rule("user", "update", _field("username")),
     "member.create": Rule("member", "create", _member),
     "member.update": Rule("member", "update", _member),
     "member.delete": Rule("member", "delete", _member),

@@ -205,6 +205,10 @@ async def change_password(
     async def go(conn: AsyncConnection) -> None:
         if not await accounts.set_password(conn, user_id, new_hash):
             raise NotFound(f"user {user_id} not found")
+        # What changed, never the password: `password` tells the audit log's reader which.
+        await record(
+            conn, "user.update", identity, username=user.username, user_id=user_id, changed="password"
+        )
 
     await db.run(go)
 
@@ -214,10 +218,15 @@ async def set_sysadmin(db: Database, identity: Identity, user_id: int, flag: boo
         raise Forbidden("system admins may not change their own sysadmin flag")
 
     async def go(conn: AsyncConnection) -> None:
-        await get(conn, user_id)
+        user = await get(conn, user_id)
         await conn.execute(
             update(t.user_account).where(u.id == user_id).values(sysadmin=flag, updated_at=utcnow())
         )
+        if user.sysadmin != flag:
+            changed = "sysadmin" if flag else "sysadmin removed"
+            await record(
+                conn, "user.update", identity, username=user.username, user_id=user_id, changed=changed
+            )
 
     await db.run(go)
 

@@ -414,3 +414,21 @@ async def test_search_with_undecodable_names_is_never_a_5xx(ui: Ui, query: str) 
     assert resp.status in (200, 400), await resp.text()
     listed = await ui.client.get(f"/api/v2.0/users?q={query.replace('=', '%3D~')}", headers=ADMIN)
     assert listed.status in (200, 400), await listed.text()
+
+
+async def test_password_and_sysadmin_changes_are_audited_without_the_password(ui: Ui) -> None:
+    resp = await ui.client.put(
+        f"/api/v2.0/users/{ui.alice_id}/password", json={"new_password": "Reset-by-admin-2"}, headers=ADMIN
+    )
+    assert resp.status == 200, await resp.text()
+    for flag in (True, True, False):  # the second changes nothing: no event
+        resp = await ui.client.put(
+            f"/api/v2.0/users/{ui.alice_id}/sysadmin", json={"sysadmin_flag": flag}, headers=ADMIN
+        )
+        assert resp.status == 200, await resp.text()
+    events = await ui.events("user.update", count=3)
+    assert [e["data"]["changed"] for e in events] == ["password", "sysadmin", "sysadmin removed"]
+    for event in events:
+        assert event["data"]["username"] == "alice"
+        assert event["data"]["operator"] == "admin"
+        assert "Reset-by-admin-2" not in str(event)
