@@ -65,6 +65,22 @@ from wharf_shared.metrics import Metrics
 
 log = get_logger(__name__)
 
+# What the audit log's rows name (Harbor's words, and Wharf's `replication` start/stop): the job
+# service's mapping uses only these, and the portal's filters offer them.
+AUDIT_RESOURCE_TYPES = (
+    "artifact",
+    "tag",
+    "repository",
+    "project",
+    "member",
+    "user",
+    "configuration",
+    "registry",
+    "replication_policy",
+    "replication",
+)
+AUDIT_OPERATIONS = ("create", "update", "delete", "pull", "login", "start", "stop")
+
 PUSH = "push"
 PULL = "pull"
 DELETE = "delete"

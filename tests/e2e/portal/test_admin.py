@@ -48,7 +48,8 @@ def configuration_restored(site: Site) -> Iterator[dict[str, Any]]:
     """The runtime configuration as it was, put back however the test ends."""
     status, _, shown = site.api("GET", "/configurations")
     assert status == 200, shown
-    keep = {k: shown[k]["value"] for k in ("project_creation_restriction", "read_only", "self_registration")}
+    keys = ("project_creation_restriction", "read_only", "self_registration", "token_expiration")
+    keep = {k: shown[k]["value"] for k in keys}
     try:
         yield keep
     finally:

@@ -9,7 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from wharf_jobservice.audit import RULES, Mapper
-from wharf_shared.events import new_event
+from wharf_shared.events import AUDIT_OPERATIONS, AUDIT_RESOURCE_TYPES, new_event
 
 DIGEST = "sha256:" + "a" * 64
 
@@ -143,16 +143,5 @@ def test_long_names_are_cut_to_the_columns() -> None:
 def test_every_rule_names_harbor_values() -> None:
     for rule in RULES.values():
         if rule is not None:
-            assert rule.resource_type in {
-                "artifact",
-                "tag",
-                "repository",
-                "project",
-                "user",
-                "member",
-                "configuration",
-                "registry",
-                "replication_policy",
-                "replication",  # Wharf's: an execution started or stopped by hand
-            }
-            assert rule.operation in {"create", "delete", "pull", "login", "update", "start", "stop"}
+            assert rule.resource_type in AUDIT_RESOURCE_TYPES
+            assert rule.operation in AUDIT_OPERATIONS

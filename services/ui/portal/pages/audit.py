@@ -9,6 +9,7 @@ import datetime as dt
 
 from aiohttp import web
 
+from wharf_shared.events import AUDIT_OPERATIONS, AUDIT_RESOURCE_TYPES
 from wharf_shared.keys import DB
 from wharf_ui import audit_logs
 from wharf_ui.listing import order_by, where
@@ -19,8 +20,8 @@ from wharf_ui.query import Exact, Fuzzy, QueryError, Range, Term
 
 PAGE_SIZE = 20
 # What the job service records (wharf_jobservice.audit): the filters' choices.
-OPERATIONS = ("create", "update", "delete", "pull", "login")
-RESOURCE_TYPES = ("artifact", "tag", "repository", "project", "member", "user", "configuration")
+OPERATIONS = AUDIT_OPERATIONS
+RESOURCE_TYPES = AUDIT_RESOURCE_TYPES
 
 
 def _day(key: str, value: str) -> dt.date | None:
