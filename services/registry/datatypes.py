@@ -7,6 +7,7 @@ from typing import Any
 
 # Shared with the management API, which reads and deletes the same rows.
 from wharf_shared.db.manifests import Manifest, Repository
+from wharf_shared.platforms import Platform
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,7 @@ class Descriptor:
     artifact_type: str | None = None
     annotations: dict[str, str] | None = None
     urls: tuple[str, ...] = ()
+    platform: Platform | None = None  # an index's entry: the platform it gives the manifest
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}

@@ -11,6 +11,7 @@ from wharf_registry.metadata import artifact_type_of
 from wharf_shared import media_types as mt
 from wharf_shared.digests import Digest, DigestError
 from wharf_shared.errors.domain import InvalidManifest
+from wharf_shared.platforms import parse_platform
 
 _GENERIC_TYPES = {"", "application/json", "application/octet-stream"}
 # RFC 6838 section 4.2: type "/" subtype, each a restricted-name of at most 127 characters.
@@ -45,7 +46,9 @@ def _descriptor(value: Any, where: str) -> Descriptor:
     artifact_type = value.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
         raise _fail(f"{where}.artifactType must be a string")
-    return Descriptor(media_type, digest, size, artifact_type, annotations, tuple(urls))
+    # The platform is optional and never a reason to refuse a push: what is unusable is dropped.
+    platform = parse_platform(value.get("platform"))
+    return Descriptor(media_type, digest, size, artifact_type, annotations, tuple(urls), platform)
 
 
 def _annotations(value: Any, where: str) -> dict[str, str] | None:

@@ -33,6 +33,7 @@ from wharf_shared.db.manifests import (  # the reads and deletes the management 
 from wharf_shared.db.types import UTCDateTime, utcnow
 from wharf_shared.errors.domain import BlobReferenced, MissingReferences
 from wharf_shared.media_types import IMAGE_MANIFESTS
+from wharf_shared.platforms import Platform
 
 _T = TypeVar("_T")
 
@@ -208,11 +209,16 @@ async def put_manifest(
                     for d in batch
                 ],
             )
-        for batch in _batches(sorted({d.digest for d in parsed.children})):
-            await insert_ignore(
+        platforms = _platforms(parsed.children)
+        for batch in _batches(sorted(platforms)):
+            # An upsert, not an insert that ignores the row: the same index pushed again fills
+            # the platforms of rows recorded before they were kept (0008).
+            await upsert(
                 conn,
                 t.manifest_child,
-                [{"parent_id": manifest_id, "child_id": _manifest_id(repo_id, d)} for d in batch],
+                [_child_row(manifest_id, _manifest_id(repo_id, d), platforms[d]) for d in batch],
+                keys=("parent_id", "child_id"),
+                update=_PLATFORM_COLUMNS,
             )
     except IntegrityError as exc:
         # A reference is not in the repository (unlinked since the caller's check, or never
@@ -233,6 +239,30 @@ async def put_manifest(
             update=("manifest_id", "updated_at"),
         )
     return Manifest(manifest_id, repo_id, parsed.digest, parsed.media_type, parsed.size)
+
+
+_PLATFORM_COLUMNS = ("os", "architecture", "variant", "os_version")
+
+
+def _platforms(children: tuple[Descriptor, ...]) -> dict[str, Platform | None]:
+    """Each listed manifest's platform by digest. A manifest listed twice (for two platforms it
+    runs on) has one row: the first platform given for it."""
+    found: dict[str, Platform | None] = {}
+    for child in children:
+        if found.get(child.digest) is None:
+            found[child.digest] = child.platform
+    return found
+
+
+def _child_row(parent_id: int, child_id: ScalarSelect[Any], platform: Platform | None) -> dict[str, Any]:
+    return {
+        "parent_id": parent_id,
+        "child_id": child_id,
+        "os": platform.os if platform else None,
+        "architecture": platform.architecture if platform else None,
+        "variant": platform.variant if platform else None,
+        "os_version": platform.os_version if platform else None,
+    }
 
 
 def _blob_id(digest: str) -> ScalarSelect[Any]:

@@ -22,7 +22,6 @@ from wharf_shared.stores import open_stores
 from wharf_ui import keys
 from wharf_ui.changes import RELAY, relay_middleware
 from wharf_ui.middleware import errors_middleware
-from wharf_ui.platforms import IndexReader
 from wharf_ui.portal.errors import portal_errors_middleware
 from wharf_ui.portal.routes import add_portal_routes
 from wharf_ui.readonly import read_only_middleware
@@ -48,7 +47,6 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[shared_keys.METRICS] = metrics
     app[keys.SECURE_COOKIES] = settings.external_url.lower().startswith("https://")
     app[keys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
-    app[keys.INDEXES] = IndexReader(settings, metrics)
     app.cleanup_ctx.append(lambda app: _resources(app, clock))
     app.cleanup_ctx.append(runtime_context)
     app.cleanup_ctx.append(_http_client)

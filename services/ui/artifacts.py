@@ -28,6 +28,7 @@ from wharf_shared.db.manifests import Manifest
 from wharf_shared.db.types import utcnow
 from wharf_shared.digests import Digest, DigestError, is_digest
 from wharf_shared.errors.domain import Conflict, InvalidDigest, InvalidTag, NotFound
+from wharf_shared.platforms import Platform
 from wharf_shared.rbac import Identity
 from wharf_shared.references import is_valid_tag
 from wharf_ui.changes import record
@@ -100,9 +101,12 @@ class TagInfo:
 
 @dataclass(frozen=True, slots=True)
 class Reference:
+    """A manifest an index lists, with the platform the index gives it (None: not known)."""
+
     parent_id: int
     child_id: int
     child_digest: str
+    platform: Platform | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,14 +214,23 @@ async def _references_of(conn: AsyncConnection, ids: list[int]) -> dict[int, lis
     c = t.manifest_child.c
     child = t.manifest.alias("child")
     rows = await conn.execute(
-        select(c.parent_id, c.child_id, child.c.digest)
+        select(c.parent_id, c.child_id, child.c.digest, *_platform_columns())
         .select_from(t.manifest_child.join(child, child.c.id == c.child_id))
         .where(c.parent_id.in_(ids))
         .order_by(c.parent_id, child.c.digest)
     )
     for row in rows:
-        found[row.parent_id].append(Reference(row.parent_id, row.child_id, row.digest))
+        found[row.parent_id].append(Reference(row.parent_id, row.child_id, row.digest, _platform(row)))
     return found
+
+
+def _platform_columns() -> tuple[ColumnElement[Any], ...]:
+    c = t.manifest_child.c
+    return (c.os, c.architecture, c.variant, c.os_version)
+
+
+def _platform(row: Any) -> Platform | None:
+    return Platform.from_columns(row.os, row.architecture, row.variant, row.os_version)
 
 
 async def _sizes_of(conn: AsyncConnection, artifacts: Sequence[ArtifactInfo]) -> dict[int, int]:
@@ -396,19 +409,23 @@ class Relations:
 
     parents: list[str]  # digests
     subject: str | None
+    platform: Platform | None = None  # the one its indexes give it (the first known); None: unknown
 
 
 async def relations(conn: AsyncConnection, artifact: ArtifactInfo) -> Relations:
     c = t.manifest_child.c
     parent = t.manifest.alias("parent")
-    parents = await conn.execute(
-        select(parent.c.digest)
-        .select_from(t.manifest_child.join(parent, parent.c.id == c.parent_id))
-        .where(c.child_id == artifact.id)
-        .order_by(parent.c.digest)
+    parents = list(
+        await conn.execute(
+            select(parent.c.digest, *_platform_columns())
+            .select_from(t.manifest_child.join(parent, parent.c.id == c.parent_id))
+            .where(c.child_id == artifact.id)
+            .order_by(parent.c.digest)
+        )
     )
     subject = (await conn.execute(select(m.subject_digest).where(m.id == artifact.id))).scalar()
-    return Relations(list(parents.scalars()), subject)
+    platform = next((p for p in map(_platform, parents) if p is not None), None)
+    return Relations([row.digest for row in parents], subject, platform)
 
 
 # -- writes (each one transaction, then the registry's cache of the repository is dropped) ------

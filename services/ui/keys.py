@@ -7,7 +7,6 @@ from aiohttp import ClientSession, web
 from wharf_shared.addresses import Network
 from wharf_shared.auth.logins import Logins
 from wharf_shared.keys import RUNTIME
-from wharf_ui.platforms import IndexReader
 from wharf_ui.security import AUTHENTICATOR
 from wharf_ui.sessions import Sessions
 
@@ -15,8 +14,6 @@ LOGINS = web.AppKey("logins", Logins)
 SESSIONS = web.AppKey("sessions", Sessions)
 SECURE_COOKIES = web.AppKey("secure_cookies", bool)  # the external URL is https
 TRUSTED_PROXIES: web.AppKey[list[Network]] = web.AppKey("trusted_proxies")
-# The platforms of indexes, read from the registry's storage (pages of multi-arch artifacts).
-INDEXES = web.AppKey("indexes", IndexReader)
 HTTP = web.AppKey("http", ClientSession)  # outgoing calls of pages (the proxies' health)
 
-__all__ = ["AUTHENTICATOR", "INDEXES", "LOGINS", "RUNTIME", "SECURE_COOKIES", "SESSIONS", "TRUSTED_PROXIES"]
+__all__ = ["AUTHENTICATOR", "LOGINS", "RUNTIME", "SECURE_COOKIES", "SESSIONS", "TRUSTED_PROXIES"]

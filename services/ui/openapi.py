@@ -497,7 +497,17 @@ DEFINITIONS.update(
         "Reference": {
             "type": "object",
             "required": ["parent_id", "child_id", "child_digest"],
-            "properties": {"parent_id": _INT64, "child_id": _INT64, "child_digest": _STR},
+            "properties": {
+                "parent_id": _INT64,
+                "child_id": _INT64,
+                "child_digest": _STR,
+                "platform": _ref("Platform"),  # absent when the index gives none (or before 0008)
+            },
+        },
+        "Platform": {
+            "type": "object",
+            "required": ["os", "architecture"],
+            "properties": {"architecture": _STR, "os": _STR, "os.version": _STR, "variant": _STR},
         },
         "Artifact": {
             "type": "object",

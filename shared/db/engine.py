@@ -380,9 +380,14 @@ async def upsert_returning_id(
 
 
 async def upsert(
-    conn: AsyncConnection, table: Table, row: Mapping[str, Any], keys: Sequence[str], update: Sequence[str]
+    conn: AsyncConnection,
+    table: Table,
+    row: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+    update: Sequence[str],
 ) -> None:
-    """INSERT, or UPDATE the `update` columns of the row that has the same `keys`."""
+    """INSERT, or UPDATE the `update` columns of the row that has the same `keys` (each row's,
+    given several: no two of them may share their `keys`)."""
     dialect = _dialect(conn)
     if dialect == "mysql":
         stmt = mysql.insert(table).values(row)

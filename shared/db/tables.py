@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
+from wharf_shared import platforms
 from wharf_shared.db.types import BigId, UTCDateTime, binary_string
 
 metadata = MetaData(
@@ -120,6 +121,12 @@ manifest_child = Table(
     metadata,
     Column("parent_id", BigId, ForeignKey("manifest.id", ondelete="CASCADE"), nullable=False),
     Column("child_id", BigId, ForeignKey("manifest.id"), nullable=False),
+    # The platform the index gives the child (`wharf_shared.platforms`), for readers without
+    # the index's bytes. NULL: none usable, or recorded before these columns came (0008).
+    Column("os", String(platforms.OS_LEN), nullable=True),
+    Column("architecture", String(platforms.ARCHITECTURE_LEN), nullable=True),
+    Column("variant", String(platforms.VARIANT_LEN), nullable=True),
+    Column("os_version", String(platforms.OS_VERSION_LEN), nullable=True),
     PrimaryKeyConstraint("parent_id", "child_id"),
     Index(None, "child_id"),
 )

@@ -108,7 +108,17 @@ SEED: dict[str, list[dict[str, Any]]] = {
         {"manifest_id": 1, "repository_id": 1, "blob_id": 1},
         {"manifest_id": 1, "repository_id": 1, "blob_id": 2},
     ],
-    "manifest_child": [{"parent_id": 2, "child_id": 1}],
+    "manifest_child": [
+        {
+            "parent_id": 2,
+            "child_id": 1,
+            # The longest values the columns take (0008).
+            "os": "o" * 64,
+            "architecture": "a" * 64,
+            "variant": "v" * 32,
+            "os_version": "10.0." + "9" * 123,
+        }
+    ],
     "tag": [
         # Tags differ by case: the schema compares names byte-wise on every backend.
         {
@@ -340,9 +350,11 @@ async def test_schema_keeps_what_tables_promise(db: Database) -> None:
             await conn.execute(sa.select(t.manifest.c.created_at).where(t.manifest.c.id == 1))
         ).scalar_one()
         big = (await conn.execute(sa.select(t.blob.c.size).where(t.blob.c.id == 1))).scalar_one()
+        child = (await conn.execute(sa.select(t.manifest_child))).one()
     assert names == ["Latest", "latest"]  # byte order, not a locale's
     assert stamp == NOW  # UTC, microseconds kept
     assert big == 2**40
+    assert child._asdict() == SEED["manifest_child"][0]  # platforms at their columns' full length
     async with db.transaction() as conn:
         await conn.execute(sa.delete(t.repository).where(t.repository.c.id == 2))
     # ON DELETE CASCADE came through the migration
@@ -466,3 +478,30 @@ async def test_0003_restores_links_under_references(db: Database) -> None:
     assert links == {(1, 1), (1, 2), (2, 1)}
     assert references == {(1, 1), (1, 2)}
     assert await schema_diff(db) == []
+
+
+# -- 0008: the platform of an index's children ---------------------------------------------
+
+
+async def test_0008_leaves_children_recorded_before_without_a_platform(db: Database) -> None:
+    # An index recorded before 0008 keeps its children; their platform is unknown (NULL), which
+    # the pages show as such, until the index is pushed again.
+    await upgrade(db, "0007")
+    old_child = sa.table("manifest_child", sa.column("parent_id"), sa.column("child_id"))
+    async with db.transaction() as conn:
+        for name in ("repository", "blob", "repository_blob", "manifest"):
+            await conn.execute(sa.insert(t.metadata.tables[name]), SEED[name])
+        await conn.execute(sa.insert(old_child), [{"parent_id": 2, "child_id": 1}])
+    await upgrade(db)
+    async with db.read() as conn:
+        rows = [row._asdict() for row in await conn.execute(sa.select(t.manifest_child))]
+    assert rows == [
+        {"parent_id": 2, "child_id": 1, "os": None, "architecture": None, "variant": None, "os_version": None}
+    ]
+    # Down again: the columns go, the rows stay.
+    await downgrade(db, "0007")
+    async with db.read() as conn:
+        kept = [
+            tuple(row) for row in await conn.execute(sa.select(old_child.c.parent_id, old_child.c.child_id))
+        ]
+    assert kept == [(2, 1)]

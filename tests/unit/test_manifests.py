@@ -11,6 +11,7 @@ from wharf_registry.manifest_parser import parse_manifest
 from wharf_shared import media_types as mt
 from wharf_shared.digests import Digest
 from wharf_shared.errors.domain import InvalidManifest
+from wharf_shared.platforms import Platform
 
 
 def d(n: int, algorithm: str = "sha256") -> str:
@@ -48,6 +49,14 @@ def oci_index(**extra: Any) -> dict[str, Any]:
         ],
         **extra,
     }
+
+
+def docker_list() -> dict[str, Any]:
+    """A Docker manifest list: its entries' `platform` is the same object as an OCI index's."""
+    document = oci_index(mediaType=mt.DOCKER_MANIFEST_LIST)
+    for entry in document["manifests"]:
+        entry["mediaType"] = mt.DOCKER_MANIFEST
+    return document
 
 
 def parse(document: Any, content_type: str | None = None) -> Any:
@@ -105,6 +114,83 @@ def test_index_of_indexes_and_mixed_kinds() -> None:
 
 def test_empty_index() -> None:
     assert parse(oci_index(manifests=[])).children == ()
+
+
+# What an index's entry says its platform is. Optional in the spec, so nothing here refuses the
+# push: what is unusable is dropped, the entry whole without a usable os and architecture.
+PLATFORMS: list[tuple[str, Any, Platform | None]] = [
+    ("os and architecture", {"os": "linux", "architecture": "amd64"}, Platform("linux", "amd64")),
+    (
+        "every field",
+        {"os": "windows", "architecture": "amd64", "variant": "v8", "os.version": "10.0.20348.2340"},
+        Platform("windows", "amd64", "v8", "10.0.20348.2340"),
+    ),
+    (
+        "os.features not kept",
+        {"os": "linux", "architecture": "arm", "os.features": ["x"]},
+        Platform("linux", "arm"),
+    ),
+    (
+        "the longest of each",
+        {"os": "o" * 64, "architecture": "a" * 64, "variant": "v" * 32, "os.version": "9" * 128},
+        Platform("o" * 64, "a" * 64, "v" * 32, "9" * 128),
+    ),
+    ("no platform", None, None),
+    ("platform a string", "linux/amd64", None),
+    ("platform a list", ["linux", "amd64"], None),
+    ("os missing", {"architecture": "amd64"}, None),
+    ("architecture a number", {"os": "linux", "architecture": 64}, None),
+    ("os too long", {"os": "o" * 65, "architecture": "amd64"}, None),
+    ("architecture empty", {"os": "linux", "architecture": ""}, None),
+    ("os with a NUL", {"os": "lin\x00ux", "architecture": "amd64"}, None),
+    ("os not ASCII", {"os": "línux", "architecture": "amd64"}, None),
+    ("architecture with a space", {"os": "linux", "architecture": "amd 64"}, None),
+    (
+        "variant too long",
+        {"os": "linux", "architecture": "arm", "variant": "v" * 33},
+        Platform("linux", "arm"),
+    ),
+    (
+        "variant an object",
+        {"os": "linux", "architecture": "arm", "variant": {"v": 7}},
+        Platform("linux", "arm"),
+    ),
+    ("variant null", {"os": "linux", "architecture": "arm", "variant": None}, Platform("linux", "arm")),
+    (
+        "os.version too long",
+        {"os": "windows", "architecture": "amd64", "variant": "v1", "os.version": "1" * 129},
+        Platform("windows", "amd64", "v1"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("platform", "expected"), [p[1:] for p in PLATFORMS], ids=[p[0] for p in PLATFORMS])
+def test_index_entries_platforms(platform: Any, expected: Platform | None) -> None:
+    for document in (oci_index(), docker_list()):
+        document["manifests"][0]["platform"] = platform
+        if platform is None:
+            del document["manifests"][0]["platform"]
+        parsed = parse(document)
+        assert parsed.children[0].platform == expected
+        assert parsed.children[1].platform == Platform("linux", "arm64")
+
+
+def test_platform_as_text_and_harbors_object() -> None:
+    assert str(Platform("linux", "arm64", "v8")) == "linux/arm64/v8"
+    assert str(Platform("windows", "amd64", None, "10.0.20348.2340")) == "windows/amd64"
+    assert Platform("linux", "arm64", "v8").to_json() == {
+        "os": "linux",
+        "architecture": "arm64",
+        "variant": "v8",
+    }
+    assert Platform("windows", "amd64", None, "10.0.1").to_json() == {
+        "os": "windows",
+        "architecture": "amd64",
+        "os.version": "10.0.1",
+    }
+    assert Platform.from_columns("linux", "amd64", None, None) == Platform("linux", "amd64")
+    assert Platform.from_columns(None, None, None, None) is None
+    assert Platform.from_columns("linux", None, "v8", None) is None
 
 
 def test_docker_schema2() -> None:

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from wharf_shared.errors.harbor import BadRequest
 from wharf_shared.keys import DB, REDIS
 from wharf_ui import artifacts
-from wharf_ui.artifacts import ArtifactInfo, ArtifactRef, TagInfo
+from wharf_ui.artifacts import ArtifactInfo, ArtifactRef, Reference, TagInfo
 from wharf_ui.bodies import Text, read_json
 from wharf_ui.handlers.scope import flag, project_scope, repository_name
 from wharf_ui.listing import ListSpec, order_by, where
@@ -39,6 +39,17 @@ def tag_json(tag: TagInfo) -> dict[str, Any]:
     }
 
 
+def reference_json(reference: Reference) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "parent_id": reference.parent_id,
+        "child_id": reference.child_id,
+        "child_digest": reference.child_digest,
+    }
+    if reference.platform is not None:  # Harbor leaves the key out when the index gives none
+        found["platform"] = reference.platform.to_json()
+    return found
+
+
 def artifact_json(artifact: ArtifactInfo, project_id: int) -> dict[str, Any]:
     return {
         "id": artifact.id,
@@ -55,10 +66,7 @@ def artifact_json(artifact: ArtifactInfo, project_id: int) -> dict[str, Any]:
         "pull_time": timestamp(artifact.pulled_at),
         "extra_attrs": {},
         "annotations": artifact.annotations or {},
-        "references": [
-            {"parent_id": r.parent_id, "child_id": r.child_id, "child_digest": r.child_digest}
-            for r in artifact.references
-        ],
+        "references": [reference_json(r) for r in artifact.references],
         "tags": [tag_json(tag) for tag in artifact.tags] if artifact.tags is not None else None,
         "labels": [],
     }

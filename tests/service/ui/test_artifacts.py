@@ -7,12 +7,15 @@ what a pull through the registry sees after each change (never a stale cached ma
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests.service.ui.conftest import ADMIN
 from tests.service.ui.content import CALLERS, Content, content, error, refusal  # noqa: F401
 from tests.support.oci import OCI_INDEX, OCI_MANIFEST, digest_of, error_code, index_manifest
+from wharf_shared.db import tables as t
 
 API = "/api/v2.0"
 APP = f"{API}/projects/team/repositories/web%252Fapp"  # team/web/app, its name encoded twice
@@ -97,10 +100,31 @@ async def test_an_index_lists_its_references(content: Content) -> None:
     assert sorted(r["child_digest"] for r in got["references"]) == sorted(children)
     assert got["size"] == size
     assert all(r["parent_id"] == got["id"] for r in got["references"])
+    # Harbor's `platform`: what the index gives each manifest (`index_manifest`: linux/arch0, …),
+    # with the keys it gave.
+    platforms = {r["child_digest"]: r["platform"] for r in got["references"]}
+    assert platforms == {
+        digest: {"os": "linux", "architecture": f"arch{i}"} for i, digest in enumerate(children)
+    }
     listed = await (
         await content.ui.client.get(f"{APP}/artifacts", headers=ADMIN, params={"page_size": "100"})
     ).json()
     assert len(listed) == 3
+    assert next(a for a in listed if a["digest"] == index)["references"] == got["references"]
+
+
+async def test_a_reference_without_a_known_platform_has_none(content: Content) -> None:
+    # An index recorded before the platforms were kept (0008): the key is left out, as Harbor
+    # leaves it out for an entry without one; the rest is there.
+    index, children, _ = await push_index(content)
+
+    async def forget(conn: Any) -> None:
+        await conn.execute(sa.update(t.manifest_child).values(os=None, architecture=None))
+
+    await content.ui.db_call(forget)
+    got = await (await content.ui.client.get(f"{APP}/artifacts/{index}", headers=ADMIN)).json()
+    assert sorted(r["child_digest"] for r in got["references"]) == sorted(children)
+    assert all("platform" not in r for r in got["references"])
 
 
 async def test_artifact_lists_take_q_sort_and_pages(content: Content) -> None:

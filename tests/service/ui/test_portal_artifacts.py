@@ -1,19 +1,23 @@
 """The portal's repository and artifact pages in-process, over each database: who sees them and
-what each role is offered, nested names once or twice encoded, an index's platforms read from the
-registry's storage, accessories shown with their subject, and the error pages."""
+what each role is offered, nested names once or twice encoded, an index's platforms (from the
+database: the registry's storage may be out of the ui's reach) and those not known, accessories
+shown with their subject, and the error pages."""
 
 # ruff: noqa: F811  (the `content` fixture is imported from its module, then named by the tests)
 
 from __future__ import annotations
 
 import re
+import shutil
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests.service.ui.conftest import ADMIN_PASSWORD
 from tests.service.ui.content import PASSWORD, Content, content  # noqa: F401
 from tests.support.oci import OCI_INDEX, OCI_MANIFEST, digest_of, index_manifest
+from wharf_shared.db import tables as t
 
 PAGE = "/harbor/projects/team/repositories"
 SBOM = "application/spdx+json"
@@ -47,7 +51,12 @@ async def push_all(content: Content) -> dict[str, Any]:
     index = index_manifest(children)  # platforms linux/arch0, linux/arch1
     resp = await v2.push_manifest("team/web/app", "multi", index, OCI_INDEX)
     assert resp.status == 201, await resp.text()
-    return {"image": image, "sbom": sbom, "index": digest_of(index)}
+    return {
+        "image": image,
+        "sbom": sbom,
+        "index": digest_of(index),
+        "children": [digest_of(body) for body, _ in children],
+    }
 
 
 @pytest.mark.parametrize(
@@ -76,6 +85,8 @@ async def test_each_role_sees_the_pages_and_is_offered_what_it_may_do(
 
 async def test_the_list_shows_platforms_and_accessories_with_their_artifact(content: Content) -> None:
     pushed = await push_all(content)
+    # Platforms come from the database: the ui opens no storage (a ui host has none to open).
+    shutil.rmtree(content.ui.settings.storage_root)
     headers = await session(content, "guest")
     for name in ("web%2Fapp", "web%252Fapp"):  # once, or twice as Harbor's clients encode
         status, html = await get(content, f"{PAGE}/{name}", headers)
@@ -92,7 +103,11 @@ async def test_the_list_shows_platforms_and_accessories_with_their_artifact(cont
     assert len(re.findall(r"<tr>", html)) == 1 + 1
     status, html = await get(content, f"{PAGE}/web%2Fapp/artifacts/{pushed['index']}", headers)
     assert status == 200, html
-    assert "linux/arch0" in html
+    assert re.findall(r'<span class="platform">([^<]*)</span>', html) == ["linux/arch0", "linux/arch1"]
+    # A platform manifest's own page names the platform its index gives it.
+    status, html = await get(content, f"{PAGE}/web%2Fapp/artifacts/{pushed['children'][1]}", headers)
+    assert status == 200, html
+    assert "<dt>Platform</dt><dd>linux/arch1</dd>" in html
     # The tag forms' API address names the repository twice encoded.
     status, html = await get(content, f"{PAGE}/web%2Fapp/artifacts/v1", await session(content, "developer"))
     assert status == 200, html
@@ -132,3 +147,24 @@ async def test_pages_of_artifacts_keep_the_name_one_segment(content: Content) ->
     status, html = await get(content, f"{PAGE}/web%2Fapp?page_size=1&page=2", headers)
     assert status == 200, html
     assert "page 2 of 2" in html
+
+
+async def test_platforms_not_known_are_said_so(content: Content) -> None:
+    # An index recorded before the platforms were kept (0008) has none: the pages say so.
+    pushed = await push_all(content)
+
+    async def forget(conn: Any) -> None:
+        await conn.execute(sa.update(t.manifest_child).values(os=None, architecture=None, variant=None))
+
+    await content.ui.db_call(forget)
+    headers = await session(content, "guest")
+    status, html = await get(content, f"{PAGE}/web%2Fapp", headers)
+    assert status == 200, html
+    assert html.count(">unknown platform<") == 2
+    status, html = await get(content, f"{PAGE}/web%2Fapp/artifacts/{pushed['index']}", headers)
+    assert status == 200, html
+    assert html.count('<span class="muted">unknown</span>') == 2
+    status, html = await get(content, f"{PAGE}/web%2Fapp/artifacts/{pushed['children'][0]}", headers)
+    assert status == 200, html
+    assert "<dt>Platform</dt>" not in html
+    assert "Part of" in html

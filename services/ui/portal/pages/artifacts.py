@@ -16,13 +16,12 @@ from aiohttp import web
 from wharf_shared import media_types as mt
 from wharf_shared import rbac
 from wharf_shared.keys import DB, RUNTIME
+from wharf_shared.platforms import Platform
 from wharf_ui import artifacts, repositories
 from wharf_ui.artifacts import ArtifactInfo
 from wharf_ui.handlers.artifacts import _filters
 from wharf_ui.handlers.scope import Scope, project_scope, repository_name
-from wharf_ui.keys import INDEXES
 from wharf_ui.paths import decoded_name
-from wharf_ui.platforms import Platform
 from wharf_ui.portal.render import page, short_digest
 from wharf_ui.portal.viewer import PortalError, require_viewer
 from wharf_ui.query import Fuzzy, QueryError
@@ -93,17 +92,8 @@ def _ordered(children: list[Child]) -> list[Child]:
     return sorted(children, key=lambda c: (c.platform is None, str(c.platform or ""), c.artifact.digest))
 
 
-async def _children(request: web.Request, index: ArtifactInfo, found: dict[int, ArtifactInfo]) -> list[Child]:
-    if not index.references:
-        return []
-    platforms = await request.app[INDEXES].platforms(index.digest)
-    return _ordered(
-        [
-            Child(found[r.child_id], platforms.get(r.child_digest))
-            for r in index.references
-            if r.child_id in found
-        ]
-    )
+def _children(index: ArtifactInfo, found: dict[int, ArtifactInfo]) -> list[Child]:
+    return _ordered([Child(found[r.child_id], r.platform) for r in index.references if r.child_id in found])
 
 
 def _names(request: web.Request, scope: Scope) -> tuple[str, str]:
@@ -134,7 +124,7 @@ async def repository_page(request: web.Request) -> web.Response:
         )
         children = await artifacts.by_ids(conn, [r.child_id for a in found for r in a.references])
         accessories = await artifacts.referrers_of(conn, repository.id, [a.digest for a in found])
-    rows = [Row(a, await _children(request, a, children), accessories[a.digest]) for a in found]
+    rows = [Row(a, _children(a, children), accessories[a.digest]) for a in found]
     newest_tag = next((a.tags[0].name for a in found if a.tags), None)
     return await page(
         request,
@@ -169,9 +159,6 @@ async def artifact_page(request: web.Request) -> web.Response:
         children = await artifacts.by_ids(conn, [r.child_id for r in artifact.references])
         accessories = (await artifacts.referrers_of(conn, repository.id, [artifact.digest]))[artifact.digest]
         relations = await artifacts.relations(conn, artifact)
-    platform = None
-    for parent in relations.parents:  # the platform an index gives this manifest
-        platform = platform or (await request.app[INDEXES].platforms(parent)).get(artifact.digest)
     return await page(
         request,
         "artifact.html",
@@ -182,10 +169,10 @@ async def artifact_page(request: web.Request) -> web.Response:
         full_name=full_name,
         short_name=short_name,
         artifact=artifact,
-        children=await _children(request, artifact, children),
+        children=_children(artifact, children),
         accessories=accessories,
         relations=relations,
-        platform=platform,
+        platform=relations.platform,  # the platform an index gives this manifest
         kind_of=kind_of,
         may=_abilities(scope, read_only=runtime.read_only, anonymous_access=runtime.anonymous_access),
     )
