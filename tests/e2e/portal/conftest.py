@@ -1,6 +1,6 @@
 """The portal's browser tests share one `wharf run` (what `make run` starts: the portal at the URL
-it prints, through the proxy) and one Chromium per xdist worker: every module here is in the
-xdist group `portal`, so they run on one worker, one after another, against the same site.
+it prints, through the proxy): every module here is in the xdist group `portal`, so they run on
+one worker, one after another, against the same site; each test has a Chromium of its own.
 
 Tests create what they need under names of their own (a project per test), so their order does
 not matter. `site.api(...)` is Harbor's API as the admin (curl), for set-up and for checking
@@ -92,8 +92,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         site.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Browser]:
+    """One Chromium per test, never longer: Playwright's sync API runs its event loop in this
+    thread while it is started, and every asyncio test after it on this worker (`asyncio.run`,
+    pytest-asyncio) would find a loop already running."""
     with chromium() as (_, browser):
         yield browser
 
