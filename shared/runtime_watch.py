@@ -124,9 +124,10 @@ async def runtime_context(app: web.Application) -> AsyncIterator[None]:
     # A client of its own: the subscription holds its connection for good, and neither it nor
     # its reconnection attempts belong in the figures of the pool that serves requests.
     redis = open_redis(settings.redis_url, max_connections=4)
-    watch = RuntimeWatch(redis, config, settings.runtime_channel)
-    app[keys.RUNTIME_WATCH] = watch
-    await watch.start()
-    yield
-    await watch.close()
-    await redis.aclose()
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(redis.aclose)  # even when the watch's close fails
+        watch = RuntimeWatch(redis, config, settings.runtime_channel)
+        app[keys.RUNTIME_WATCH] = watch
+        await watch.start()
+        stack.push_async_callback(watch.close)
+        yield

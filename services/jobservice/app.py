@@ -58,51 +58,54 @@ def create_app(
 async def _events(app: web.Application) -> AsyncIterator[None]:
     settings = app[shared_keys.SETTINGS]
     jobs = settings.jobservice
-    db = Database(settings.effective_database_url, pool_size=min(settings.database_pool_size, 4))
-    redis = open_redis(settings.redis_url, max_connections=16)
-    try:
+    # Closed in reverse whatever happens: a start that fails (Redis down: `ensure_group`) or a
+    # stop that does must not leave Redis open, its connections connected until the GC finds
+    # them, nor the database.
+    async with contextlib.AsyncExitStack() as stack:
+        db = Database(settings.effective_database_url, pool_size=min(settings.database_pool_size, 4))
+        stack.push_async_callback(db.close)
+        redis = open_redis(settings.redis_url, max_connections=16)
+        stack.push_async_callback(redis.aclose)
         await check_schema(db)
-    except BaseException:
-        await db.close()
-        await redis.aclose()
-        raise
-    app[shared_keys.DB] = db
-    app[shared_keys.REDIS] = redis
-    event_metrics = EventMetrics(app[shared_keys.METRICS])
-    audit_file = AuditFile(jobs.audit_file) if jobs.audit_file is not None else None
-    writer = AuditWriter(db, audit_file=audit_file, on_recorded=event_metrics.records)
-    consumer = StreamConsumer(
-        redis,
-        settings.events_stream,
-        jobs.events_group,
-        consumer_name(settings),
-        writer.apply,
-        batch=jobs.events_batch,
-        block_ms=jobs.events_block_ms,
-        claim_idle=jobs.events_claim_idle_seconds,
-        on_batch=event_metrics.batch,
-        on_malformed=event_metrics.malformed.inc,
-    )
-    app[keys.CONSUMER] = consumer
-    loop = asyncio.get_running_loop()
-    if audit_file is not None:
-        app[keys.AUDIT_FILE] = audit_file  # the worker's main thread reopens it on SIGHUP
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
-            loop.add_signal_handler(signal.SIGHUP, audit_file.reopen)
-    await consumer.ensure_group()
-    task = asyncio.create_task(consumer.run(), name="events-consumer")
-    log.info("events_consumer_started", group=jobs.events_group, consumer=consumer.name)
-    yield
-    # SIGTERM: the batch in hand is written and acknowledged, then the loop ends.
-    consumer.stop()
-    await task
-    if audit_file is not None:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.remove_signal_handler(signal.SIGHUP)
-        audit_file.close()
-    await redis.aclose()
-    await db.close()
+        app[shared_keys.DB] = db
+        app[shared_keys.REDIS] = redis
+        event_metrics = EventMetrics(app[shared_keys.METRICS])
+        audit_file = AuditFile(jobs.audit_file) if jobs.audit_file is not None else None
+        if audit_file is not None:
+            stack.callback(audit_file.close)
+        writer = AuditWriter(db, audit_file=audit_file, on_recorded=event_metrics.records)
+        consumer = StreamConsumer(
+            redis,
+            settings.events_stream,
+            jobs.events_group,
+            consumer_name(settings),
+            writer.apply,
+            batch=jobs.events_batch,
+            block_ms=jobs.events_block_ms,
+            claim_idle=jobs.events_claim_idle_seconds,
+            on_batch=event_metrics.batch,
+            on_malformed=event_metrics.malformed.inc,
+        )
+        app[keys.CONSUMER] = consumer
+        loop = asyncio.get_running_loop()
+        if audit_file is not None:
+            app[keys.AUDIT_FILE] = audit_file  # the worker's main thread reopens it on SIGHUP
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                loop.add_signal_handler(signal.SIGHUP, audit_file.reopen)
+                stack.callback(_remove_sighup, loop)
+        await consumer.ensure_group()
+        task = asyncio.create_task(consumer.run(), name="events-consumer")
+        log.info("events_consumer_started", group=jobs.events_group, consumer=consumer.name)
+        yield
+        # SIGTERM: the batch in hand is written and acknowledged, then the loop ends.
+        consumer.stop()
+        await task
     log.info("events_consumer_stopped", consumer=consumer.name)
+
+
+def _remove_sighup(loop: asyncio.AbstractEventLoop) -> None:
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.remove_signal_handler(signal.SIGHUP)
 
 
 async def _readiness(app: web.Application, more: Checks | None) -> dict[str, str]:

@@ -253,22 +253,31 @@ class EngineHost:
         settings = self.settings
         redis = app[shared_keys.REDIS]
         own_broker = settings.effective_broker_url != settings.redis_url
-        broker = open_redis(settings.effective_broker_url, max_connections=4) if own_broker else redis
-        session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_read=300),
-            connector=aiohttp.TCPConnector(limit=max(16, 4 * settings.jobservice.concurrency)),
-        )
-        engine = Engine(
-            settings,
-            app[shared_keys.DB],
-            redis,
-            broker,
-            session,
-            EngineMetrics(app[shared_keys.METRICS]),
-            worker=worker_id(),
-            now=self.now,
-        )
-        try:
+        # Closed in reverse whatever happens: the engine failing to start or to stop must not
+        # leave the broker's client open, its connections connected until the GC finds them.
+        async with contextlib.AsyncExitStack() as stack:
+            broker = redis
+            if own_broker:
+                broker = open_redis(settings.effective_broker_url, max_connections=4)
+                stack.push_async_callback(broker.aclose)
+            session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_read=300),
+                connector=aiohttp.TCPConnector(limit=max(16, 4 * settings.jobservice.concurrency)),
+            )
+            stack.push_async_callback(session.close)
+            engine = Engine(
+                settings,
+                app[shared_keys.DB],
+                redis,
+                broker,
+                session,
+                EngineMetrics(app[shared_keys.METRICS]),
+                worker=worker_id(),
+                now=self.now,
+            )
+            stack.callback(log.info, "replication_engine_stopped", worker=engine.worker)
+            stack.push_async_callback(engine.stop)
+            stack.callback(self._forget)
             await engine.start()
             self._engine = engine
             log.info(
@@ -277,13 +286,9 @@ class EngineHost:
                 group=settings.jobservice.replication_group,
             )
             yield
-        finally:
-            self._engine = None
-            await engine.stop()
-            await session.close()
-            if own_broker:
-                await broker.aclose()
-            log.info("replication_engine_stopped", worker=engine.worker)
+
+    def _forget(self) -> None:
+        self._engine = None
 
     async def checks(self) -> dict[str, str]:
         engine = self._engine

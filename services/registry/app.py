@@ -89,48 +89,54 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     settings = app[shared_keys.SETTINGS]
-    redis = open_redis(settings.redis_url, metrics=app[shared_keys.METRICS])
-    events = EventPublisher(redis, settings.events_stream, settings.events_max_len, app[shared_keys.METRICS])
-    app[shared_keys.REDIS] = redis
-    app[shared_keys.EVENTS] = events
-    db = app[shared_keys.DB]
-    cache = ManifestCache(redis, settings.registry.cache_ttl_seconds)
-    app[keys.MANIFEST_CACHE] = cache
-    reg = settings.registry
-    heartbeat = Heartbeat(
-        redis, interval_seconds=reg.liveness_interval_seconds, ttl_seconds=reg.liveness_ttl_seconds
-    )
-    app[keys.UPLOADS] = Uploads(
-        redis,
-        app[keys.STORAGE],
-        db,
-        expiry_seconds=reg.upload_expiry_seconds,
-        lock_lease_ms=max(1, round(reg.upload_lease_seconds * 1000)),
-        instance=heartbeat.instance,
-    )
-    # Every registry process relays the outbox (the job service does not exist yet).
-    relay = EventRelay(
-        db,
-        redis,
-        settings.events_stream,
-        settings.events_max_len,
-        app[shared_keys.METRICS],
-        interval=settings.events_relay_interval_seconds,
-        backoff_max=settings.events_relay_backoff_max_seconds,
-    )
-    app[keys.MANIFESTS] = Manifests(
-        db, app[keys.STORAGE], cache, events, relay, max_bytes=settings.registry.manifest_max_bytes
-    )
-    app[keys.BLOBS] = Blobs(db, relay)
-    await heartbeat.start()
-    await events.start()
-    await relay.start()
-    yield
-    await relay.close()
-    await events.close()
-    # Requests in flight are done (and their locks released): this instance is no holder to wait for.
-    await heartbeat.close()
-    await redis.aclose()
+    # Closed in reverse whatever happens: a closer that fails (or a start that does) must not
+    # leave the client below it open, its connections connected until the GC finds them.
+    async with contextlib.AsyncExitStack() as stack:
+        redis = open_redis(settings.redis_url, metrics=app[shared_keys.METRICS])
+        stack.push_async_callback(redis.aclose)
+        events = EventPublisher(
+            redis, settings.events_stream, settings.events_max_len, app[shared_keys.METRICS]
+        )
+        app[shared_keys.REDIS] = redis
+        app[shared_keys.EVENTS] = events
+        db = app[shared_keys.DB]
+        cache = ManifestCache(redis, settings.registry.cache_ttl_seconds)
+        app[keys.MANIFEST_CACHE] = cache
+        reg = settings.registry
+        heartbeat = Heartbeat(
+            redis, interval_seconds=reg.liveness_interval_seconds, ttl_seconds=reg.liveness_ttl_seconds
+        )
+        app[keys.UPLOADS] = Uploads(
+            redis,
+            app[keys.STORAGE],
+            db,
+            expiry_seconds=reg.upload_expiry_seconds,
+            lock_lease_ms=max(1, round(reg.upload_lease_seconds * 1000)),
+            instance=heartbeat.instance,
+        )
+        # Every registry process relays the outbox (the job service does not exist yet).
+        relay = EventRelay(
+            db,
+            redis,
+            settings.events_stream,
+            settings.events_max_len,
+            app[shared_keys.METRICS],
+            interval=settings.events_relay_interval_seconds,
+            backoff_max=settings.events_relay_backoff_max_seconds,
+        )
+        app[keys.MANIFESTS] = Manifests(
+            db, app[keys.STORAGE], cache, events, relay, max_bytes=settings.registry.manifest_max_bytes
+        )
+        app[keys.BLOBS] = Blobs(db, relay)
+        # Requests in flight are done (and their locks released) when the heartbeat closes: this
+        # instance is no holder to wait for.
+        await heartbeat.start()
+        stack.push_async_callback(heartbeat.close)
+        await events.start()
+        stack.push_async_callback(events.close)
+        await relay.start()
+        stack.push_async_callback(relay.close)
+        yield
 
 
 async def _purger(app: web.Application) -> AsyncIterator[None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -64,30 +65,35 @@ def _secret_key(settings: Settings) -> bytes | None:
 async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncIterator[None]:
     settings = app[shared_keys.SETTINGS]
     db, redis = await open_stores(settings, app[shared_keys.METRICS])
-    app[shared_keys.DB] = db
-    app[shared_keys.REDIS] = redis
-    # Logins go to the event stream (for the audit log), batched off the request's path.
-    events = EventPublisher(redis, settings.events_stream, settings.events_max_len, app[shared_keys.METRICS])
-    app[shared_keys.EVENTS] = events
-    token = settings.token
-    app[keys.LOGINS] = TokenLogins(
-        db,
-        redis,
-        DatabaseBackend(),
-        refresh_tokens=app[keys.REFRESH],
-        jobservice_key=_secret_key(settings),
-        secret=settings.secret_key_path.read_bytes().strip(),
-        cache_seconds=token.credential_cache_seconds,
-        throttling=Throttling(
-            pair_failures=token.throttle_failures,
-            address_failures=token.throttle_address_failures,
-            lockout_seconds=token.throttle_lockout_seconds,
-        ),
-        clock=clock,
-        metrics=app[keys.TOKEN_METRICS],
-    )
-    await events.start()
-    yield
-    await events.close()
-    await redis.aclose()
-    await db.close()
+    # Closed in reverse whatever happens: a closer that fails (or a start that does) must not
+    # leave Redis open, its connections connected until the GC finds them, nor the database.
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(db.close)
+        stack.push_async_callback(redis.aclose)
+        app[shared_keys.DB] = db
+        app[shared_keys.REDIS] = redis
+        # Logins go to the event stream (for the audit log), batched off the request's path.
+        events = EventPublisher(
+            redis, settings.events_stream, settings.events_max_len, app[shared_keys.METRICS]
+        )
+        app[shared_keys.EVENTS] = events
+        token = settings.token
+        app[keys.LOGINS] = TokenLogins(
+            db,
+            redis,
+            DatabaseBackend(),
+            refresh_tokens=app[keys.REFRESH],
+            jobservice_key=_secret_key(settings),
+            secret=settings.secret_key_path.read_bytes().strip(),
+            cache_seconds=token.credential_cache_seconds,
+            throttling=Throttling(
+                pair_failures=token.throttle_failures,
+                address_failures=token.throttle_address_failures,
+                lockout_seconds=token.throttle_lockout_seconds,
+            ),
+            clock=clock,
+            metrics=app[keys.TOKEN_METRICS],
+        )
+        await events.start()
+        stack.push_async_callback(events.close)
+        yield

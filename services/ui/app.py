@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -62,54 +63,59 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncIterator[None]:
     settings = app[shared_keys.SETTINGS]
     db, redis = await open_stores(settings, app[shared_keys.METRICS])
-    app[shared_keys.DB] = db
-    app[shared_keys.REDIS] = redis
-    # Logins share the token service's settings and Redis keys: one throttle for every surface.
-    token = settings.token
-    logins = Logins(
-        db,
-        redis,
-        DatabaseBackend(),
-        secret=settings.secret_key_path.read_bytes().strip(),
-        cache_seconds=token.credential_cache_seconds,
-        throttling=Throttling(
-            pair_failures=token.throttle_failures,
-            address_failures=token.throttle_address_failures,
-            lockout_seconds=token.throttle_lockout_seconds,
-        ),
-        clock=clock,
-    )
-    app[keys.LOGINS] = logins
-    trusted = app[keys.TRUSTED_PROXIES]
-    sessions = Sessions(db, redis, lifetime=settings.ui.session_seconds, clock=clock)
-    app[keys.SESSIONS] = sessions
-    app[keys.AUTHENTICATOR] = Authenticator(
-        [
-            BasicAuth(logins, trusted),
-            SessionCookie(sessions, secure=app[keys.SECURE_COOKIES]),
-        ]
-    )
-    # Portal logins go to the event stream (for the audit log), as the token service's do.
-    events = EventPublisher(redis, settings.events_stream, settings.events_max_len, app[shared_keys.METRICS])
-    app[shared_keys.EVENTS] = events
-    await events.start()
-    # Changes through the API write their events to the outbox; this instance relays them.
-    relay = EventRelay(
-        db,
-        redis,
-        settings.events_stream,
-        settings.events_max_len,
-        app[shared_keys.METRICS],
-        interval=settings.events_relay_interval_seconds,
-        backoff_max=settings.events_relay_backoff_max_seconds,
-    )
-    app[RELAY] = relay
-    await relay.start()
-    yield
-    await relay.close()
-    await events.close()
-    await redis.aclose()
-    await db.close()
+    # Closed in reverse whatever happens: a closer that fails (or a start that does) must not
+    # leave Redis open, its connections connected until the GC finds them, nor the database.
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(db.close)
+        stack.push_async_callback(redis.aclose)
+        app[shared_keys.DB] = db
+        app[shared_keys.REDIS] = redis
+        # Logins share the token service's settings and Redis keys: one throttle for every surface.
+        token = settings.token
+        logins = Logins(
+            db,
+            redis,
+            DatabaseBackend(),
+            secret=settings.secret_key_path.read_bytes().strip(),
+            cache_seconds=token.credential_cache_seconds,
+            throttling=Throttling(
+                pair_failures=token.throttle_failures,
+                address_failures=token.throttle_address_failures,
+                lockout_seconds=token.throttle_lockout_seconds,
+            ),
+            clock=clock,
+        )
+        app[keys.LOGINS] = logins
+        trusted = app[keys.TRUSTED_PROXIES]
+        sessions = Sessions(db, redis, lifetime=settings.ui.session_seconds, clock=clock)
+        app[keys.SESSIONS] = sessions
+        app[keys.AUTHENTICATOR] = Authenticator(
+            [
+                BasicAuth(logins, trusted),
+                SessionCookie(sessions, secure=app[keys.SECURE_COOKIES]),
+            ]
+        )
+        # Portal logins go to the event stream (for the audit log), as the token service's do.
+        events = EventPublisher(
+            redis, settings.events_stream, settings.events_max_len, app[shared_keys.METRICS]
+        )
+        app[shared_keys.EVENTS] = events
+        await events.start()
+        stack.push_async_callback(events.close)
+        # Changes through the API write their events to the outbox; this instance relays them.
+        relay = EventRelay(
+            db,
+            redis,
+            settings.events_stream,
+            settings.events_max_len,
+            app[shared_keys.METRICS],
+            interval=settings.events_relay_interval_seconds,
+            backoff_max=settings.events_relay_backoff_max_seconds,
+        )
+        app[RELAY] = relay
+        await relay.start()
+        stack.push_async_callback(relay.close)
+        yield
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
