@@ -121,7 +121,8 @@ class Portal:
         return self.page
 
     def check(self, shot: str) -> None:
-        """The page as it is now: no serious accessibility violation at desktop and phone width,
+        """The page as it is now: no serious accessibility violation and nothing wider than the
+        screen, at desktop and phone width,
         no script error, and a screenshot of each (`<shot>.png`, `<shot>-phone.png`)."""
         page = self.page
         page.wait_for_load_state("load")
@@ -132,6 +133,12 @@ class Portal:
             violations = axe_violations(page)
             if violations:
                 problems.append(f"{shot}{label} ({page.url}):\n{describe(violations)}")
+            # Nothing wider than the screen: a phone user never scrolls sideways to read a page.
+            width = page.evaluate("document.documentElement.scrollWidth")
+            if width > viewport["width"]:
+                problems.append(
+                    f"{shot}{label} ({page.url}): {width} px wide on a {viewport['width']} px screen"
+                )
             target = SCREENSHOTS / f"{slug(shot)}{label}.png"
             page.screenshot(path=str(target), full_page=True)
             self.shots.append(target)
