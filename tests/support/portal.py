@@ -121,9 +121,9 @@ class Portal:
         return self.page
 
     def check(self, shot: str) -> None:
-        """The page as it is now: no serious accessibility violation and nothing wider than the
-        screen, at desktop and phone width,
-        no script error, and a screenshot of each (`<shot>.png`, `<shot>-phone.png`)."""
+        """The page as it is now, at desktop and phone width: no serious accessibility violation,
+        nothing wider than the screen, no script error, and a screenshot of each (`<shot>.png`,
+        `<shot>-phone.png`)."""
         page = self.page
         page.wait_for_load_state("load")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
