@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.portal.conftest import ADMIN_PASSWORD, PORTAL, Site
-from tests.support.portal import Portal
+from tests.support.portal import DESKTOP, PHONE, Portal
 
 pytestmark = [pytest.mark.e2e, PORTAL, pytest.mark.timeout(180)]
 
@@ -75,3 +75,29 @@ def test_signing_in_with_the_keyboard_only(site: Site, open_portal: Any) -> None
     expect(page.locator("main")).to_be_focused()
     page.keyboard.press("Tab")
     expect(page.get_by_label("Name contains")).to_be_focused()
+
+
+def test_on_a_phone_the_navigation_folds_behind_a_menu_button(site: Site, open_portal: Any) -> None:
+    portal: Portal = open_portal("phone")
+    portal.sign_in("admin", ADMIN_PASSWORD)
+    page = portal.page
+    page.set_viewport_size(PHONE)
+    page.goto("/harbor/projects")
+    menu = page.get_by_role("button", name="Menu")
+    expect(menu).to_have_attribute("aria-expanded", "false")
+    expect(page.get_by_role("navigation", name="Main")).to_be_hidden()
+    menu.click()
+    expect(menu).to_have_attribute("aria-expanded", "true")
+    expect(page.get_by_role("link", name="Dashboard")).to_be_focused()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    portal.check("phone menu open")  # it leaves the page at desktop width
+    page.set_viewport_size(PHONE)
+    page.keyboard.press("Escape")
+    expect(menu).to_have_attribute("aria-expanded", "false")
+    expect(menu).to_be_focused()
+    expect(page.get_by_role("navigation", name="Main")).to_be_hidden()
+    # At desktop width there is no menu button: the navigation is always there.
+    page.set_viewport_size(DESKTOP)
+    expect(menu).to_be_hidden()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard").click()
+    expect(page).to_have_url(re.compile(r".*/harbor/dashboard$"))

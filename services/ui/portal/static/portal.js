@@ -203,11 +203,32 @@
     if (!target) return;
     if (target.dataset.copy !== undefined) copy(target);
     if (target.dataset.signOut !== undefined) signOut();
+    if (target.dataset.menuToggle !== undefined) toggleMenu(target);
   });
 
   // A filter that applies on change (a select in a GET form).
   document.addEventListener("change", (event) => {
     if (event.target.dataset.autosubmit !== undefined) event.target.form.requestSubmit();
+  });
+
+  // On a phone the navigation folds behind a Menu button (the stylesheet shows the button only
+  // once this class says the script runs).
+  document.documentElement.classList.add("js");
+
+  function toggleMenu(button) {
+    const menu = document.getElementById(button.getAttribute("aria-controls"));
+    const open = button.getAttribute("aria-expanded") !== "true";
+    button.setAttribute("aria-expanded", String(open));
+    menu.classList.toggle("open", open);
+    if (open) menu.querySelector("a, button")?.focus();
+  }
+
+  document.addEventListener("keydown", (event) => {
+    const button = document.querySelector("[data-menu-toggle]");
+    if (event.key === "Escape" && button?.getAttribute("aria-expanded") === "true") {
+      toggleMenu(button);
+      button.focus();
+    }
   });
 
   document.addEventListener("DOMContentLoaded", () => {
