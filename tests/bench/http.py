@@ -10,6 +10,7 @@ the server it measures).
 from __future__ import annotations
 
 import socket
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -278,3 +279,23 @@ def expect(response: Response, *statuses: int, what: str) -> Response:
         rid = f" [request id {request_id}]" if request_id else ""
         raise HTTPError(f"{what}: HTTP {response.status} (expected {statuses}){rid}: {detail}")
     return response
+
+
+def timed_gets(
+    base_url: str, path: str, headers: dict[str, str], *, samples: int, warmup: int
+) -> tuple[Response, float, float]:
+    """GET `path` `warmup + samples` times on one connection (each must be 200): the last
+    answer, and the median and p95 of the timed samples in milliseconds."""
+    timings: list[float] = []
+    answer: Response | None = None
+    with Connection(base_url) as conn:
+        for i in range(warmup + samples):
+            started = time.perf_counter()
+            answer = expect(conn.request("GET", path, headers=headers), 200, what=f"GET {path}")
+            took = (time.perf_counter() - started) * 1000
+            if i >= warmup:
+                timings.append(took)
+    if answer is None or not timings:
+        raise ValueError("timed_gets needs at least one timed sample")
+    ordered = sorted(timings)
+    return answer, statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]

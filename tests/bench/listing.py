@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import statistics
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -28,7 +27,7 @@ from urllib.parse import urlencode
 
 import sqlalchemy as sa
 
-from tests.bench.http import Connection, HTTPError, expect
+from tests.bench.http import HTTPError, timed_gets
 from tests.support.backends import fresh_database, leased_redis_db
 from tests.support.processes import ui_process
 from tests.support.suite import init_site
@@ -183,21 +182,13 @@ def cases(repositories: int, tags: int, page_size: int = 10) -> list[ListingCase
 def measure(base_url: str, case: ListingCase, *, samples: int, warmup: int) -> None:
     basic = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     headers = {"Authorization": f"Basic {basic}"}
-    timings: list[float] = []
-    with Connection(base_url) as conn:
-        for i in range(warmup + samples):
-            started = time.perf_counter()
-            answer = expect(conn.request("GET", case.path, headers=headers), 200, what=f"GET {case.path}")
-            took = (time.perf_counter() - started) * 1000
-            if i >= warmup:
-                timings.append(took)
+    answer, case.median_ms, case.p95_ms = timed_gets(
+        base_url, case.path, headers, samples=samples, warmup=warmup
+    )
     case.total = int(answer.header("X-Total-Count", "0"))
     case.items = len(json.loads(answer.body))
     if case.items == 0:
         raise HTTPError(f"GET {case.path}: an empty page")
-    ordered = sorted(timings)
-    case.median_ms = statistics.median(ordered)
-    case.p95_ms = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
 
 def run_listing(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import statistics
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -26,7 +25,7 @@ from urllib.parse import urlencode
 
 import sqlalchemy as sa
 
-from tests.bench.http import Connection, HTTPError, expect
+from tests.bench.http import Connection, HTTPError, expect, timed_gets
 from tests.support.backends import fresh_database, leased_redis_db
 from tests.support.processes import ui_process
 from tests.support.suite import init_site
@@ -149,22 +148,14 @@ def sign_in(base_url: str) -> dict[str, str]:
 
 
 def measure(base_url: str, cookie: dict[str, str], case: PortalCase, *, samples: int, warmup: int) -> None:
-    timings: list[float] = []
-    with Connection(base_url) as conn:
-        for i in range(warmup + samples):
-            started = time.perf_counter()
-            answer = expect(conn.request("GET", case.path, headers=cookie), 200, what=f"GET {case.path}")
-            took = (time.perf_counter() - started) * 1000
-            if i >= warmup:
-                timings.append(took)
+    answer, case.median_ms, case.p95_ms = timed_gets(
+        base_url, case.path, cookie, samples=samples, warmup=warmup
+    )
     case.items = len(_ROWS.findall(answer.body))
     total = _TOTAL.search(answer.body)
     case.total = int(total.group(1)) if total else 0
     if case.items == 0:
         raise HTTPError(f"GET {case.path}: no repository on the page")
-    ordered = sorted(timings)
-    case.median_ms = statistics.median(ordered)
-    case.p95_ms = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
 
 def run_portal(
