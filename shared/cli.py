@@ -44,16 +44,17 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
         _print(f"schema upgraded: {before or 'empty'} -> {after}")
 
 
-def cmd_init(settings: Settings, _args: argparse.Namespace) -> None:
+def cmd_init(settings: Settings, args: argparse.Namespace) -> None:
     import asyncio
 
     from wharf_shared.setup import ensure_accounts, ensure_files
 
-    report = ensure_files(settings)
-    for path in report.created:
-        _print(f"created {path}")
-    for path in report.kept:
-        _print(f"kept    {path}")
+    if not args.accounts_only:
+        report = ensure_files(settings)
+        for path in report.created:
+            _print(f"created {path}")
+        for path in report.kept:
+            _print(f"kept    {path}")
     accounts = asyncio.run(ensure_accounts(settings))
     if accounts.admin_created:
         if accounts.admin_password:
@@ -330,7 +331,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default="head", help="target revision (default: head)")
     p.set_defaults(func=cmd_migrate)
 
-    p = sub.add_parser("init", help="create the data dir, token keys and secret key when missing")
+    p = sub.add_parser(
+        "init",
+        help="create the data dir, token keys and secret key when missing, the first admin and `library`",
+    )
+    p.add_argument(
+        "--accounts-only",
+        action="store_true",
+        help="only the first admin, the library project and the runtime settings: no files "
+        "(split hosts, where keys are installed by the rollout)",
+    )
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("config", help="print the effective settings (secrets masked)")

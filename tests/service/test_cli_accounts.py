@@ -133,3 +133,33 @@ def test_project_add_and_list(database_url: str, tmp_path: Path) -> None:
 def test_usage_errors_exit_2(database_url: str, tmp_path: Path) -> None:
     assert wharf(database_url, tmp_path, "user").returncode == 2
     assert wharf(database_url, tmp_path, "project", "add").returncode == 2
+
+
+def test_init_accounts_only_writes_no_files(database_url: str, tmp_path: Path) -> None:
+    """Split hosts get their keys from the rollout: `init --accounts-only` touches the database only."""
+    env = service_env(
+        {
+            "WHARF_DATABASE_URL": database_url,
+            "WHARF_DATA_DIR": str(tmp_path / "var"),
+            "WHARF_ADMIN_PASSWORD": "Admin-secret-1",
+        }
+    )
+
+    def init() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(WHARF), "init", "--accounts-only"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+
+    first = init()
+    assert first.returncode == 0, first.stderr
+    assert "created user admin with the password in WHARF_ADMIN_PASSWORD" in first.stdout
+    assert "created public project library" in first.stdout
+    assert not (tmp_path / "var").exists()
+    admin_hash = stored_hash(database_url, "admin")
+    assert admin_hash is not None
+    assert verify_password(admin_hash, "Admin-secret-1")
+
+    again = init()
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split() == ["kept", "user", "admin", "kept", "project", "library"]
+    assert not (tmp_path / "var").exists()
