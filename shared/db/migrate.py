@@ -142,6 +142,13 @@ async def upgrade(
             Path(database).parent.mkdir(parents=True, exist_ok=True)
     async with db.engine.connect() as conn, _migration_lock(db, conn):
         before = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+        shipped = read_migrations(versions_dir or VERSIONS_DIR)
+        if before is not None and before not in shipped.chain:
+            # Mid-roll, an older host's `wharf migrate`: say so rather than Alembic's traceback.
+            raise SchemaError(
+                f"the database schema ({before}) is newer than this Wharf ({shipped.head}): "
+                "nothing to migrate here (the newer release's `wharf migrate` made it)"
+            )
         await conn.run_sync(_run_alembic(lambda cfg: command.upgrade(cfg, revision), versions_dir))
         await conn.commit()
         after = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,15 @@ def test_one_chain_only(tmp_path: Path) -> None:
     (versions / "0003_x.py").write_text('revision = "0003"\ndown_revision = "0001"\n')
     with pytest.raises(RuntimeError, match="2 heads"):
         read_migrations(versions)
+
+
+def test_the_start_up_check_imports_no_alembic() -> None:
+    """Reading the revisions (what every service does as it starts) stays cheap."""
+    probe = (
+        "import sys; from wharf_shared.db import schema; schema.migrations().compat_rows(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
