@@ -1,4 +1,4 @@
-"""`wharf`: the admin command — migrate, init, config, token, user, project, run.
+"""`wharf`: the admin command — migrate, init, config, drain, token, user, project, run.
 
 Each command imports what it uses when it runs: `wharf run` stays up as the supervisor of the
 whole suite, and must not hold pydantic, SQLAlchemy or asyncio for the life of the suite.
@@ -86,6 +86,38 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> None:
     width = max(len(k) for k in values)
     for key, value in values.items():
         _print(f"{key.ljust(width)}  {'' if value is None else value}")
+
+
+def cmd_drain(settings: Settings, args: argparse.Namespace) -> None:
+    from wharf_shared import drain
+
+    path = settings.drain_path
+    proxy = settings.proxy
+    if args.state == "on":
+        if not path.parent.is_dir():
+            _fail(f"cannot drain: {path.parent} does not exist (WHARF_DRAIN_FILE, WHARF_DATA_DIR)", 1)
+        made = drain.start(path)
+        _print(f"{'draining' if made else 'already draining'} ({path})")
+        eject = proxy.eject_after_failures * proxy.health_interval_seconds
+        _print(
+            f"proxies take this host's services out of rotation within about {eject:g} s "
+            f"({proxy.eject_after_failures} failed readiness checks, "
+            f"{proxy.health_interval_seconds:g} s apart); requests still sent to them are served"
+        )
+    elif args.state == "off":
+        removed = drain.stop(path)
+        _print(f"not draining ({path} {'removed' if removed else 'was not there'})")
+        if removed:
+            _print(
+                "proxies put this host's services back at their next passing readiness check, "
+                f"no sooner than {proxy.eject_seconds:g} s after they left"
+            )
+    else:
+        began = drain.since(path)
+        if began is None:
+            _print(f"not draining (no {path})")
+        else:
+            _print(f"draining since {began.isoformat(timespec='seconds')} ({path})")
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> None:
@@ -347,6 +379,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="as JSON")
     p.add_argument("--markdown", action="store_true", help="the README's settings table")
     p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser(
+        "drain", help="take this host's services out of the proxies' rotation before stopping them"
+    )
+    p.add_argument(
+        "state",
+        choices=["on", "off", "status"],
+        help="on: readiness answers 503 (requests are still served); off: ready again; status",
+    )
+    p.set_defaults(func=cmd_drain)
 
     p = sub.add_parser(
         "token", help="mint a registry token with this host's signing key (for admins and scripts)"

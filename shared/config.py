@@ -495,6 +495,12 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(default=Path("var"), description="Directory for the embedded defaults' state.")
+    drain_file: Path | None = Field(
+        default=None,
+        description="While this file exists, every service on this host answers `/health/ready` with "
+        "503 (`drain: draining`), so that proxies take it out of rotation, and still serves requests; "
+        "`wharf drain on|off` makes and removes it (default: `<data_dir>/drain`).",
+    )
     database_url: str | None = Field(
         default=None,
         description="SQL database: `postgresql://`, `mysql://` (MariaDB too) or `sqlite:///path` "
@@ -592,6 +598,10 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'wharf.db').resolve()}"
+
+    @property
+    def drain_path(self) -> Path:
+        return (self.drain_file or self.data_dir / "drain").resolve()
 
     @property
     def storage_root(self) -> Path:

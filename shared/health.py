@@ -4,6 +4,12 @@ Readiness runs each dependency's probe at once, each bounded by `CHECK_SECONDS` 
 proxy's check timeout, so that the proxy hears why rather than nothing), and answers 503 naming
 the cause of each failure: `{"checks": {"storage": "NoSuchBucket wharf", "redis": "ok", …}}`.
 
+Drain: while the file `WHARF_DRAIN_FILE` names exists (`wharf drain on`), readiness also answers
+503, with `"drain": "draining"` beside the other checks, so that the proxies (and any load
+balancer checking readiness) take the instance out of rotation before it stops; it still serves
+every request it gets. One stat per readiness call; nothing is cached, so `wharf drain off` puts
+it back at the next check.
+
 `/metrics` names internal addresses and counts, so it answers only whom `WHARF_METRICS__*`
 allows: a request carrying the bearer token (`WHARF_METRICS__TOKEN`), or one straight from an
 allowed address (`WHARF_METRICS__ALLOW`, loopback by default). A relayed request (one with
@@ -23,6 +29,7 @@ from aiohttp import web
 from wharf_shared import keys as shared_keys
 from wharf_shared.addresses import Network, is_trusted, parse_networks
 from wharf_shared.config import MetricsSettings, mask_url
+from wharf_shared.drain import draining
 
 if TYPE_CHECKING:  # the proxy serves these routes too, without SQL or Redis
     from redis.asyncio import Redis
@@ -35,6 +42,7 @@ RELAYED = ("X-Forwarded-For", "Forwarded")
 
 CHECK_SECONDS = 2.0
 _CAUSE_MAX = 200
+DRAINING = "draining"  # the `drain` check's verdict while the drain file exists
 
 Probe = Callable[[], Awaitable[object]]
 
@@ -109,8 +117,13 @@ def add_health_and_metrics(
     async def health(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    settings = app.get(shared_keys.SETTINGS)
+    drain_file = settings.drain_path if settings is not None else None
+
     async def readiness(_request: web.Request) -> web.Response:
-        checks = await ready()
+        checks = dict(await ready())
+        if drain_file is not None and draining(drain_file):
+            checks["drain"] = DRAINING
         ok = all(v == "ok" for v in checks.values())
         return web.json_response(
             {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503

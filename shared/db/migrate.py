@@ -1,9 +1,11 @@
 """Schema migrations (Alembic) under a database-wide lock.
 
-`wharf migrate` upgrades; services call `schema.check_schema` and refuse to start on an older (or
-newer) schema than their code expects. The lock makes concurrent `wharf migrate` runs on many
-hosts safe: one migrates, the others wait and then find nothing to do. The start-up check lives
-in `schema` (services import it without Alembic) and is re-exported here.
+`wharf migrate` upgrades; services call `schema.check_schema` and refuse to start on an older
+schema than their code expects, or on a newer one that does not serve their code. The lock makes
+concurrent `wharf migrate` runs on many hosts safe: one migrates, the others wait and then find
+nothing to do. Every run, under the lock, also writes what the version files say of
+compatibility into `schema_compat` (read by older code during a rolling upgrade). The start-up
+check lives in `schema` (services import it without Alembic) and is re-exported here.
 """
 
 from __future__ import annotations
@@ -20,24 +22,29 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wharf_shared.db.engine import Database
+from wharf_shared.db.schema import VERSIONS_DIR, read_migrations
 from wharf_shared.db.schema import SchemaError as SchemaError
 from wharf_shared.db.schema import check_schema as check_schema
 from wharf_shared.db.schema import preflight as preflight
-from wharf_shared.db.tables import metadata
+from wharf_shared.db.tables import metadata, schema_compat
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x5748_4152_46  # "WHARF"
 _LOCK_WAIT_SECONDS = 600
 
 
-def alembic_config() -> Config:
+def alembic_config(versions_dir: Path | None = None) -> Config:
+    """`versions_dir`: another directory of version files (tests); by default the shipped ones."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if versions_dir is not None:
+        cfg.set_main_option("path_separator", "os")
+        cfg.set_main_option("version_locations", str(versions_dir))
     return cfg
 
 
@@ -94,26 +101,58 @@ async def _migration_lock(db: Database, conn: AsyncConnection) -> AsyncIterator[
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _run_alembic(action: Callable[[Config], object]) -> Callable[[Connection], None]:
+def _run_alembic(
+    action: Callable[[Config], object], versions_dir: Path | None = None
+) -> Callable[[Connection], None]:
     def run(sync_conn: Connection) -> None:
-        cfg = alembic_config()
+        cfg = alembic_config(versions_dir)
         cfg.attributes["connection"] = sync_conn
         action(cfg)
 
     return run
 
 
-async def upgrade(db: Database, revision: str = "head") -> tuple[str | None, str | None]:
-    """Upgrade to `revision`; returns (before, after)."""
+def record_compatibility(conn: Connection, versions_dir: Path = VERSIONS_DIR) -> None:
+    """One `schema_compat` row per revision in `versions_dir`, inserted or corrected (rows of
+    revisions this code does not know, written by newer code, stay). Nothing before 0009."""
+    if not inspect(conn).has_table(schema_compat.name):
+        return
+    wanted = read_migrations(versions_dir).compat_rows()
+    query = select(schema_compat.c.revision, schema_compat.c.oldest_compatible)
+    stored: dict[str, str] = dict(conn.execute(query).all())
+    for revision, oldest in wanted.items():
+        if revision not in stored:
+            conn.execute(schema_compat.insert().values(revision=revision, oldest_compatible=oldest))
+        elif stored[revision] != oldest:
+            conn.execute(
+                schema_compat.update()
+                .where(schema_compat.c.revision == revision)
+                .values(oldest_compatible=oldest)
+            )
+
+
+async def upgrade(
+    db: Database, revision: str = "head", *, versions_dir: Path | None = None
+) -> tuple[str | None, str | None]:
+    """Upgrade to `revision`, then record what the migrations say of compatibility (also when
+    there was nothing to upgrade); returns (before, after). `versions_dir`: tests only."""
     if db.dialect == "sqlite":
         database = make_url(db.url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
     async with db.engine.connect() as conn, _migration_lock(db, conn):
         before = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
-        await conn.run_sync(_run_alembic(lambda cfg: command.upgrade(cfg, revision)))
+        shipped = read_migrations(versions_dir or VERSIONS_DIR)
+        if before is not None and before not in shipped.chain:
+            # Mid-roll, an older host's `wharf migrate`: say so rather than Alembic's traceback.
+            raise SchemaError(
+                f"the database schema ({before}) is newer than this Wharf ({shipped.head}): "
+                "nothing to migrate here (the newer release's `wharf migrate` made it)"
+            )
+        await conn.run_sync(_run_alembic(lambda cfg: command.upgrade(cfg, revision), versions_dir))
         await conn.commit()
         after = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+        await conn.run_sync(lambda c: record_compatibility(c, versions_dir or VERSIONS_DIR))
         await conn.commit()
     return before, after
 

@@ -341,3 +341,15 @@ task_log = Table(
     Column("line", Text, nullable=False),
     Index(None, "task_id", "id"),
 )
+
+# -- schema compatibility ------------------------------------------------------------------------
+
+# Per migration revision, the oldest revision whose code still works on a schema at it: written by
+# `wharf migrate` from the version files, read by older code that finds a newer schema (schema.py).
+schema_compat = Table(
+    "schema_compat",
+    metadata,
+    Column("revision", String(32), nullable=False),  # Alembic's revision ids are at most 32
+    Column("oldest_compatible", String(32), nullable=False),
+    PrimaryKeyConstraint("revision"),
+)

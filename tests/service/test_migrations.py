@@ -1,12 +1,13 @@
 """Migrations on every backend, each on a fresh empty database: up to head (and in step with
-`tables`), down and up again with seeded rows, the start-up schema check, and several
-`wharf migrate` processes started at once.
+`tables`), down and up again with seeded rows, the start-up schema check (a newer schema that
+still serves this code included), and several `wharf migrate` processes started at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import shutil
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,9 +16,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
+from structlog.testing import capture_logs
 
 from tests.support import backends
 from tests.support.processes import service_env
+from wharf_shared.config import Settings
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
 from wharf_shared.db.migrate import (
@@ -30,6 +33,7 @@ from wharf_shared.db.migrate import (
     schema_diff,
     upgrade,
 )
+from wharf_shared.db.schema import VERSIONS_DIR, migrations, preflight
 
 WHARF = Path(sys.executable).parent / "wharf"
 NOW = dt.datetime(2024, 5, 1, 12, 30, 45, 123456, tzinfo=dt.UTC)
@@ -307,6 +311,11 @@ SEED: dict[str, list[dict[str, Any]]] = {
         },
     ],
     "task_log": [{"id": 1, "task_id": 1, "time": NOW, "line": "copying " + "x" * 5000}],
+    # `wharf migrate` writes the real revisions' rows; these stand for a newer Wharf's.
+    "schema_compat": [
+        {"revision": "9998", "oldest_compatible": "0003"},
+        {"revision": "f" * 32, "oldest_compatible": "e" * 32},
+    ],
 }
 
 
@@ -409,6 +418,139 @@ async def test_check_schema(db: Database) -> None:
     with pytest.raises(SchemaError, match="newer than this Wharf") as info:
         await check_schema(db)
     assert "upgrade this service" in str(info.value)
+    assert "records no older revision that it still serves" in str(info.value)
+
+
+# -- a newer schema that still serves this code (rolling upgrades) -------------------------
+
+
+async def compat_rows(db: Database) -> dict[str, str]:
+    async with db.read() as conn:
+        rows = await conn.execute(sa.select(t.schema_compat.c.revision, t.schema_compat.c.oldest_compatible))
+        return dict(rows.all())
+
+
+async def stamp(db: Database, revision: str, oldest: str | None) -> None:
+    """The database as a newer Wharf's `wharf migrate` leaves it: stamped `revision`, with its
+    compatibility row when `oldest` is given."""
+    async with db.transaction() as conn:
+        await conn.execute(sa.text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+        if oldest is not None:
+            await conn.execute(sa.insert(t.schema_compat).values(revision=revision, oldest_compatible=oldest))
+
+
+async def test_wharf_migrate_records_compatibility_once_per_revision(db: Database) -> None:
+    await upgrade(db)
+    expected = migrations().compat_rows()
+    assert await compat_rows(db) == expected
+    assert expected[head_revision()] == "0003"
+    # Again, with nothing to upgrade: the same rows, no more; a wrong one is put right, and a
+    # newer Wharf's row is left alone.
+    async with db.transaction() as conn:
+        wrong = sa.update(t.schema_compat).where(t.schema_compat.c.revision == "0005")
+        await conn.execute(wrong.values(oldest_compatible="0005"))
+        await conn.execute(sa.delete(t.schema_compat).where(t.schema_compat.c.revision == "0002"))
+        await conn.execute(sa.insert(t.schema_compat).values(revision="9999", oldest_compatible="0009"))
+    assert await upgrade(db) == (head_revision(), head_revision())
+    assert await upgrade(db) == (head_revision(), head_revision())
+    assert await compat_rows(db) == {**expected, "9999": "0009"}
+    assert await row_counts(db, {"schema_compat"}) == {"schema_compat": len(expected) + 1}
+
+
+async def test_newer_schema_that_serves_this_code_is_accepted(
+    db: Database, empty_url: str, tmp_path: Path
+) -> None:
+    await upgrade(db)
+    await stamp(db, "9999", "0008")
+    with capture_logs() as logs:
+        await check_schema(db)
+    assert logs == [
+        {
+            "event": "schema_newer_but_compatible",
+            "log_level": "warning",
+            "schema": "9999",
+            "code": head_revision(),
+            "oldest_compatible": "0008",
+        }
+    ]
+    # What a service does before it serves.
+    await preflight(Settings(database_url=empty_url, data_dir=tmp_path / "var"))
+
+
+@pytest.mark.parametrize(
+    ("oldest", "says"),
+    [
+        (None, "records no older revision that it still serves"),
+        ("9998", "not compatible with it (it serves code from revision 9998 on)"),
+    ],
+)
+async def test_newer_schema_that_does_not_serve_this_code_is_refused(
+    db: Database, empty_url: str, tmp_path: Path, oldest: str | None, says: str
+) -> None:
+    await upgrade(db)
+    await stamp(db, "9999", oldest)
+    for check in (check_schema(db), preflight(Settings(database_url=empty_url, data_dir=tmp_path / "var"))):
+        with pytest.raises(SchemaError, match="newer than this Wharf") as info:
+            await check
+        assert says in str(info.value)
+        assert "upgrade this service" in str(info.value)
+
+
+async def test_older_schema_is_still_refused(db: Database) -> None:
+    await upgrade(db)
+    await downgrade(db, "0008")  # before schema_compat
+    with pytest.raises(SchemaError, match="older than this Wharf"):
+        await check_schema(db)
+
+
+NEXT_MIGRATION = """\"""a later release's expand migration: a nullable column
+
+Revision ID: {revision}
+Revises: {parent}
+\"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "{revision}"
+down_revision: str | None = "{parent}"
+compatible_with: str | None = "{parent}"
+
+
+def upgrade() -> None:
+    op.add_column("repository", sa.Column("rolling_note", sa.String(length=64), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("repository", "rolling_note")
+"""
+
+
+async def test_rolling_upgrade_end_to_end(db: Database, tmp_path: Path) -> None:
+    """The next release's `wharf migrate` (the shipped migrations plus an expand one that says
+    it serves its parent) runs first; this release's code still starts on what it leaves."""
+    await upgrade(db)
+    head = head_revision()
+    newer = f"{int(head) + 1:04d}"
+    versions = tmp_path / "next-release-versions"
+    shutil.copytree(VERSIONS_DIR, versions, ignore=shutil.ignore_patterns("__pycache__"))
+    (versions / f"{newer}_rolling_note.py").write_text(NEXT_MIGRATION.format(revision=newer, parent=head))
+    assert await upgrade(db, versions_dir=versions) == (head, newer)
+    assert await current_revision(db) == newer
+    rows = await compat_rows(db)
+    assert rows[newer] == head  # what it declares, no further: its parent's revision
+    # An older instance starts (saying so), and writes as before, without the new column.
+    with capture_logs() as logs:
+        await check_schema(db)
+    assert [(e["event"], e["schema"], e["code"]) for e in logs] == [
+        ("schema_newer_but_compatible", newer, head)
+    ]
+    async with db.transaction() as conn:
+        await conn.execute(sa.insert(t.repository).values(**SEED["repository"][1]))
+    # `wharf migrate` of this (older) release does not know the stamped revision: it says so.
+    with pytest.raises(SchemaError, match=f"schema \\({newer}\\) is newer than this Wharf \\({head}\\)"):
+        await upgrade(db)
+    assert await current_revision(db) == newer
 
 
 # -- many `wharf migrate` at once ----------------------------------------------------------

@@ -15,6 +15,8 @@ from sqlalchemy.dialects import mysql
 
 revision: str = "0001"
 down_revision: str | None = None
+# The first schema: no older code.
+compatible_with: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -15,6 +15,8 @@ from sqlalchemy.dialects import mysql
 
 revision: str = "0002"
 down_revision: str | None = "0001"
+# Expand (../README.md): new tables only, which code at 0001 never reads.
+compatible_with: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -21,6 +21,9 @@ from wharf_shared.db.types import UTCDateTime, utcnow
 
 revision: str = "0003"
 down_revision: str | None = "0002"
+# Not compatible (../README.md): code at 0002 inserts `manifest_blob` rows without the new
+# NOT NULL `repository_id`, and unlinks blobs that the new foreign key now keeps.
+compatible_with: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

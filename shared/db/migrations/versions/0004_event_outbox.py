@@ -14,6 +14,8 @@ import wharf_shared.db.types
 
 revision: str = "0004"
 down_revision: str | None = "0003"
+# Expand (../README.md): a new table only, which older code never reads.
+compatible_with: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -14,6 +14,8 @@ import wharf_shared.db.types
 
 revision: str = "0005"
 down_revision: str | None = "0004"
+# Expand (../README.md): a new table, a column with a server default and a nullable one.
+compatible_with: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

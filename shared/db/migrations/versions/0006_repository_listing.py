@@ -19,6 +19,8 @@ from alembic import op
 
 revision: str = "0006"
 down_revision: str | None = "0005"
+# Expand (../README.md): a nullable column and indexes (older code names no index).
+compatible_with: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

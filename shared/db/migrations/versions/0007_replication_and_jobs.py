@@ -18,6 +18,8 @@ import wharf_shared.db.types
 
 revision: str = "0007"
 down_revision: str | None = "0006"
+# Expand (../README.md): new tables only, which older services never read.
+compatible_with: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

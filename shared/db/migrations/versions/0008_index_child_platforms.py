@@ -18,6 +18,8 @@ from alembic import op
 
 revision: str = "0008"
 down_revision: str | None = "0007"
+# Expand (../README.md): nullable columns; an older registry leaves them NULL.
+compatible_with: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
