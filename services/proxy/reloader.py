@@ -9,7 +9,7 @@ from pathlib import Path
 
 from wharf_proxy.board import Board, BoardFull
 from wharf_proxy.pools import Pool, reload, resync
-from wharf_proxy.upstreams_file import Lists, Snapshot, UpstreamsFileError, read, signature
+from wharf_proxy.upstreams_file import Lists, Signature, Snapshot, UpstreamsFileError, read, signature
 from wharf_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -49,21 +49,21 @@ class Reloader:
 
     def __call__(self) -> None:
         if self.path is not None:
-            now_seen = signature(self.path)
-            if self._forced or now_seen != self.seen:
+            seen = signature(self.path)
+            if self._forced or seen != self.seen:
                 self._forced = False
-                self._reload()
+                self._reload(seen)
         try:
             resync(self.pools, self.board, time.monotonic())
         except BoardFull as exc:
             log.error("upstream_slot_unavailable", reason=str(exc))
 
-    def _reload(self) -> None:
+    def _reload(self, seen: Signature | None) -> None:
         assert self.path is not None
         try:
             snapshot = read(self.path, self.capacity)
         except UpstreamsFileError as exc:
-            self.seen = signature(self.path)  # judged: nothing more until the next change
+            self.seen = seen  # judged: nothing more until the next change
             log.error("upstreams_reload_failed", file=str(self.path), reason=str(exc), pid=os.getpid())
             return
         try:

@@ -29,7 +29,6 @@ def test_bodies_up_to_the_limit_are_held(length: int | None, limit: int, held: b
     assert holds(length, limit) is held
 
 
-
 async def ready() -> dict[str, str]:
     return {}
 
