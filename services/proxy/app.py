@@ -75,8 +75,9 @@ def create_app(
         for name in POOL_NAMES
     }
     app[keys.POOLS] = pools
-    app[keys.RELOADER] = Reloader(proxy.upstreams_file, upstreams, pools, board, proxy.upstream_slots)
-    app[keys.RELOADER].on_signal = reload_signal
+    app[keys.RELOADER] = Reloader(
+        proxy.upstreams_file, upstreams, pools, board, proxy.upstream_slots, on_signal=reload_signal
+    )
     metrics.add_live(
         UpstreamHealth(lambda: [(p.name, u.url, u.in_rotation) for p in pools.values() for u in p.upstreams])
     )

@@ -25,15 +25,24 @@ class Reloader:
     `upstreams_reloaded` with what came and went. Each worker re-reads it, and logs, on its own."""
 
     def __init__(
-        self, path: Path | None, start: Snapshot, pools: dict[str, Pool], board: Board, capacity: int
+        self,
+        path: Path | None,
+        start: Snapshot,
+        pools: dict[str, Pool],
+        board: Board,
+        capacity: int,
+        *,
+        on_signal: bool = False,
     ) -> None:
+        """`path`: the upstreams file (None: the pools come from the settings and never change);
+        `start`: what the pools were made from; `on_signal`: SIGHUP is handled here (`hup`)."""
         self.path = path
         self.seen = start.signature
         self.pools = pools
         self.board = board
         self.capacity = capacity
         self.wake = asyncio.Event()
-        self.on_signal = False  # whether SIGHUP is handled here
+        self.on_signal = on_signal
         self._forced = False
 
     def hup(self) -> None:

@@ -55,28 +55,41 @@ def workers_logged(proxy: ServiceProcess, event: str, match: Callable[[dict[str,
 
 @dataclass
 class Puller:
-    """GETs through the proxy, one after another until stopped, each on a new connection (so
-    that the kernel hands them to either worker); every failure is kept."""
+    """GETs through the proxy from `clients` loops at once until stopped, each GET on a new
+    connection (so that the kernel hands them to either worker); every failure is kept."""
 
     base: str
+    clients: int = 3
     answered: int = 0
+    by_client: list[int] = field(default_factory=list)  # answered, per loop
     failures: list[str] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
         deadline = time.monotonic() + 120  # bounded, whatever the test does
         async with aiohttp.ClientSession() as session:
-            while not self.stop.is_set() and time.monotonic() < deadline:
-                try:
-                    async with session.get(
-                        f"{self.base}/v2/library/app/manifests/latest", headers={"Connection": "close"}
-                    ) as resp:
-                        await resp.read()
-                        if resp.status != 200:
-                            self.failures.append(f"status {resp.status}")
-                except aiohttp.ClientError as exc:
-                    self.failures.append(repr(exc))
-                self.answered += 1
+
+            async def loop(me: int) -> None:
+                while not self.stop.is_set() and time.monotonic() < deadline:
+                    try:
+                        async with session.get(
+                            f"{self.base}/v2/library/app/manifests/latest", headers={"Connection": "close"}
+                        ) as resp:
+                            await resp.read()
+                            if resp.status != 200:
+                                self.failures.append(f"status {resp.status}")
+                    except aiohttp.ClientError as exc:
+                        self.failures.append(repr(exc))
+                    self.answered += 1
+                    self.by_client[me] += 1
+
+            self.by_client = [0] * self.clients
+            await asyncio.gather(*(loop(me) for me in range(self.clients)))
+
+    async def each_ended_one(self) -> None:
+        """Until every loop has ended the request it had under way (and begun another)."""
+        before = list(self.by_client)
+        await wait_until(lambda: all(n > m for n, m in zip(self.by_client, before, strict=True)), "each loop")
 
     async def more(self, count: int) -> None:
         """Until `count` more requests were answered."""
@@ -148,12 +161,19 @@ async def test_scaling_out_and_in_through_the_file_fails_no_request(
             ),
             "both workers to remove a",
         )
-        await puller.more(2)
+        await puller.each_ended_one()  # every request begun before has ended
         seen_by_a = len(a.app[SEEN])
         await puller.more(40)
         assert len(a.app[SEEN]) == seen_by_a
         async with aiohttp.ClientSession() as session:
             assert await listed(proxy, session) == [url(b)]
+            async with session.get(f"{proxy.url}/metrics") as resp:
+                healthy = [
+                    line
+                    for line in (await resp.text()).splitlines()
+                    if line.startswith("wharf_proxy_upstream_healthy{")
+                ]
+        assert healthy == [f'wharf_proxy_upstream_healthy{{pool="registry",upstream="{url(b)}"}} 1.0']
 
         # A broken file (a half-written one, not renamed into place) keeps the pools.
         path.write_text('registry = ["http://127.0.0.1:1"')
