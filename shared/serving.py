@@ -466,6 +466,8 @@ def run(
             )
 
     if workers <= 1:
+        if forward_hup:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the app's own handler
         serve()
         return
     children: dict[int, int] = {}

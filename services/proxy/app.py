@@ -148,6 +148,7 @@ async def _client(app: web.Application) -> AsyncIterator[None]:
     yield
     if reloader.on_signal:
         loop.remove_signal_handler(signal.SIGHUP)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload sent as the process exits is moot
     checker.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await checker

@@ -222,6 +222,8 @@ def reload(pools: dict[str, Pool], lists: dict[str, list[str]], board: Board) ->
         new = [url for url in wanted if url not in have]
         if new:
             added[name] = new
+    # New ones wait for a passing check (this module's docstring says why), unless another
+    # worker already claimed them: then they are as that one's checks left them.
     claimed = {(name, url): board.claim(name, url, new=True) for name, urls in added.items() for url in urls}
     for name, pool in pools.items():
         kept = {u.url: u for u in pool.upstreams}

@@ -105,11 +105,11 @@ async def upstreams() -> AsyncIterator[list[TestServer]]:
         await server.close()
 
 
-def file_proxy(tmp_path: Path, path: Path, interval: float) -> ServiceProcess:
+def file_proxy(tmp_path: Path, path: Path, interval: float, workers: int = 2) -> ServiceProcess:
     env = {
         "WHARF_DATA_DIR": str(tmp_path / "var"),
         "WHARF_PROXY__UPSTREAMS_FILE": str(path),
-        "WHARF_PROXY__WORKERS": "2",
+        "WHARF_PROXY__WORKERS": str(workers),
         "WHARF_PROXY__HEALTH_INTERVAL_SECONDS": str(interval),
     }
     return proxy_process(env, tmp_path / "logs")
@@ -194,25 +194,31 @@ async def test_scaling_out_and_in_through_the_file_fails_no_request(
     assert puller.answered > 80
 
 
-async def test_sighup_rereads_the_file_at_once(tmp_path: Path, upstreams: list[TestServer]) -> None:
-    """The file is looked at every health interval, here a minute: what makes both workers
-    re-read it within the test's wait is the SIGHUP sent to the proxy's main process."""
+@pytest.mark.parametrize("workers", [2, 1])
+async def test_sighup_rereads_the_file_at_once(
+    tmp_path: Path, upstreams: list[TestServer], workers: int
+) -> None:
+    """The file is looked at every health interval, here a minute: what makes every worker
+    re-read it within the test's wait is the SIGHUP sent to the proxy's main process (which,
+    with one worker, is the worker)."""
     a, b = upstreams
     path = tmp_path / "upstreams.toml"
     write_atomically(path, pools_text([url(a)]))
-    proxy = file_proxy(tmp_path, path, interval=60)
+    proxy = file_proxy(tmp_path, path, interval=60, workers=workers)
     await asyncio.to_thread(proxy.start)
     try:
-        await wait_until(lambda: workers_logged(proxy, "listening", lambda _e: True) == 2, "both workers")
+        await wait_until(
+            lambda: workers_logged(proxy, "listening", lambda _e: True) == workers, "the workers"
+        )
         write_atomically(path, pools_text([url(b)]))
         assert proxy.process is not None
         proxy.process.send_signal(signal.SIGHUP)
         await wait_until(
             lambda: (
                 workers_logged(proxy, "upstreams_reloaded", lambda e: e["removed"] == {"registry": [url(a)]})
-                == 2
+                == workers
             ),
-            "both workers to re-read the file",
+            "the workers to re-read the file",
         )
         async with aiohttp.ClientSession() as session:
             for _ in range(6):
