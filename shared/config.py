@@ -354,6 +354,20 @@ class ProxySettings(_Group):
     host: str = Field(default="127.0.0.1", description="Address the proxy listens on.")
     workers: int = Field(default=2, ge=1, le=64, description="Proxy worker processes sharing the port.")
     upstreams: UpstreamSettings = UpstreamSettings()
+    upstreams_file: Path | None = Field(
+        default=None,
+        description="TOML file of the pools instead of `WHARF_PROXY__UPSTREAMS__*` (an error to set "
+        "both): `registry = [...]`, `token = [...]`, `ui = [...]`, base URLs, a key left out meaning "
+        "no instance. Re-read live when it changes (checked every health interval, and on SIGHUP); "
+        "replace it atomically (write, then rename).",
+    )
+    upstream_slots: int = Field(
+        default=256,
+        ge=1,
+        le=65536,
+        description="Most upstreams, all pools together, the proxy's workers keep verdicts on at once "
+        "(the shared board's fixed size); an upstreams file listing more is refused.",
+    )
     tls_cert_file: Path | None = Field(default=None, description="PEM certificate (chain): serve HTTPS.")
     tls_key_file: Path | None = Field(default=None, description="PEM private key of the certificate.")
     health_interval_seconds: float = Field(
@@ -418,6 +432,17 @@ class ProxySettings(_Group):
         "storage root when `WHARF_STORAGE__DRIVER` is `filesystem`; none with `s3`). "
         "Local blobs are off while the directory is absent.",
     )
+
+    @model_validator(mode="after")
+    def _one_source_of_pools(self) -> ProxySettings:
+        if self.upstreams_file is not None and self.upstreams.model_fields_set:
+            named = ", ".join(
+                f"WHARF_PROXY__UPSTREAMS__{name.upper()}" for name in sorted(self.upstreams.model_fields_set)
+            )
+            raise ValueError(
+                f"WHARF_PROXY__UPSTREAMS_FILE names the pools, and so does {named}: set one or the other"
+            )
+        return self
 
 
 class ServingSettings(_Group):

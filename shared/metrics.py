@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client.registry import Collector
 
 from wharf_shared.procmetrics import multiprocess_enabled
 
@@ -31,6 +32,13 @@ class Metrics:
         self.service = service
         self.registry = CollectorRegistry(auto_describe=True)
         self._prefix = f"wharf_{service}"
+        self._live: list[Collector] = []
+
+    def add_live(self, collector: Collector) -> None:
+        """A collector of values read at scrape time from state every process shares (not
+        counted per process): the answering worker's reading is the whole answer."""
+        self.registry.register(collector)
+        self._live.append(collector)
 
     # -- HTTP (services that answer through metrics_middleware) -----------------------------------
 
@@ -168,6 +176,8 @@ class Metrics:
             # Each worker writes its own files; any worker can answer for all of them.
             combined = CollectorRegistry()
             multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+            for collector in self._live:
+                combined.register(collector)
             return generate_latest(combined)
         return generate_latest(self.registry)
 

@@ -433,6 +433,7 @@ def run(
     *,
     ssl_context: ssl.SSLContext | None = None,
     shutdown_timeout: float = 30.0,
+    forward_hup: bool = False,
 ) -> None:
     """Serve with `workers` processes on one port.
 
@@ -440,6 +441,9 @@ def run(
     across the workers, and port 0 works (the chosen port is printed). The parent restarts a
     worker that dies and forwards SIGTERM/SIGINT to all; if the parent dies (SIGKILL too), the
     workers get SIGTERM and drain, rather than serve on unsupervised and hold the port.
+
+    With `forward_hup`, the parent also forwards SIGHUP (a reload) to the workers, whose app must
+    handle it (a worker ignores it until its app does); with one worker, the app handles it itself.
     """
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -462,6 +466,8 @@ def run(
             )
 
     if workers <= 1:
+        if forward_hup:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the app's own handler
         serve()
         return
     children: dict[int, int] = {}
@@ -475,6 +481,8 @@ def run(
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            if forward_hup:
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the app's own handler
             _stop_with(supervisor)
             code = 0
             try:
@@ -495,8 +503,15 @@ def run(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
+    def forward_reload(signum: int, _frame: object) -> None:
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    if forward_hup:
+        signal.signal(signal.SIGHUP, forward_reload)
     # The app's modules are loaded (the caller imported them before calling run): move what is
     # alive now out of the collector's sight, so that collections in the workers do not write
     # to (and so copy) the pages they share with this process.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 import sys
 
+from wharf_proxy.upstreams_file import Snapshot, UpstreamsFileError, initial_pools
 from wharf_shared.config import ConfigError, Settings, load_settings
 from wharf_shared.logging import configure_logging
 from wharf_shared.procmetrics import use_multiprocess_metrics
@@ -26,6 +27,17 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+def _initial_pools(settings: Settings) -> Snapshot:
+    """Read before `configure_logging`, so an upstreams file that will not do stops start-up
+    with its reason, as a bad setting does; its name says which file."""
+    try:
+        return initial_pools(settings)
+    except UpstreamsFileError as exc:
+        raise UpstreamsFileError(
+            f"WHARF_PROXY__UPSTREAMS_FILE={settings.proxy.upstreams_file}: {exc}"
+        ) from exc
+
+
 def main() -> None:
     parse_service_args(
         "proxy", "Serve the one front door: `/v2/` to the registries, `/service/token` to the token services."
@@ -33,7 +45,8 @@ def main() -> None:
     try:
         settings = load_settings()
         context = tls_context(settings)
-    except ConfigError as exc:
+        upstreams = _initial_pools(settings)
+    except (ConfigError, UpstreamsFileError) as exc:
         print(f"wharf-proxy: {exc}", file=sys.stderr)  # noqa: T201
         sys.exit(2)
     configure_logging(settings.log_level, "proxy")
@@ -44,14 +57,16 @@ def main() -> None:
     from wharf_proxy.board import Board
     from wharf_shared.serving import run
 
-    board = Board.for_settings(settings)  # the workers' shared verdicts: made before the fork
+    # The workers' shared verdicts: made before the fork, sized for every pool the file may list.
+    board = Board.for_settings(settings, upstreams.lists)
     run(
-        lambda: create_app(settings, board=board),
+        lambda: create_app(settings, board=board, upstreams=upstreams, reload_signal=True),
         proxy.host,
         settings.http_port,
         proxy.workers,
         ssl_context=context,
         shutdown_timeout=proxy.drain_seconds,
+        forward_hup=True,  # systemd's ExecReload, `supervisorctl signal HUP`: re-read the pools
     )
 
 

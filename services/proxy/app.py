@@ -2,13 +2,15 @@
 
 The URL map is routes.py; the edge (malformed targets, error bodies, access log) middleware.py;
 forwarding forward.py and bodies.py (a transfer cut off mid-body: continuation.py, spool.py);
-pools and health checks pools.py; the verdicts on upstreams that the worker processes share board.py.
+pools and health checks pools.py; the verdicts on upstreams that the worker processes share board.py;
+the pools from a file upstreams_file.py, re-read live reloader.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -18,11 +20,13 @@ from wharf_proxy import keys
 from wharf_proxy.board import POOL_NAMES, Board
 from wharf_proxy.forward import Forwarder
 from wharf_proxy.local_blobs import LocalBlobs
-from wharf_proxy.metrics import ProxyMetrics
+from wharf_proxy.metrics import ProxyMetrics, UpstreamHealth
 from wharf_proxy.middleware import edge_middleware
 from wharf_proxy.pools import Pool, check_forever
+from wharf_proxy.reloader import Reloader
 from wharf_proxy.routes import add_routes
 from wharf_proxy.spool import SpoolBudget
+from wharf_proxy.upstreams_file import Snapshot, initial_pools
 from wharf_shared import keys as shared_keys
 from wharf_shared.config import Settings
 from wharf_shared.logging import get_logger
@@ -32,9 +36,17 @@ from wharf_shared.request_ids import request_id_middleware
 log = get_logger(__name__)
 
 
-def create_app(settings: Settings, *, board: Board | None = None) -> web.Application:
+def create_app(
+    settings: Settings,
+    *,
+    board: Board | None = None,
+    upstreams: Snapshot | None = None,
+    reload_signal: bool = False,
+) -> web.Application:
     """`board`: the verdicts on upstreams shared with the other workers, made before they were
-    forked (`Board.for_settings`); without one the app makes its own (a single process)."""
+    forked (`Board.for_settings`); without one the app makes its own (a single process).
+    `upstreams`: the pools it was made for (`initial_pools`, read once before the fork), else
+    read here. `reload_signal`: SIGHUP re-reads the upstreams file (the served process only)."""
     metrics = Metrics("proxy")
     app = web.Application(
         middlewares=[request_id_middleware, edge_middleware],
@@ -45,14 +57,16 @@ def create_app(settings: Settings, *, board: Board | None = None) -> web.Applica
     app[shared_keys.METRICS] = metrics
     proxy_metrics = app[keys.PROXY_METRICS] = ProxyMetrics(metrics)
     proxy = settings.proxy
+    if upstreams is None:
+        upstreams = initial_pools(settings)
     if board is None:
-        board = Board.for_settings(settings)
+        board = Board.for_settings(settings, upstreams.lists)
         app.on_cleanup.append(lambda _app: _close(board))
     app[keys.BOARD] = board
     pools = {
         name: Pool.of(
             name,
-            list(getattr(proxy.upstreams, name)),
+            upstreams.lists[name],
             board=board,
             eject_after=proxy.eject_after_failures,
             eject_seconds=proxy.eject_seconds,
@@ -61,6 +75,12 @@ def create_app(settings: Settings, *, board: Board | None = None) -> web.Applica
         for name in POOL_NAMES
     }
     app[keys.POOLS] = pools
+    app[keys.RELOADER] = Reloader(
+        proxy.upstreams_file, upstreams, pools, board, proxy.upstream_slots, on_signal=reload_signal
+    )
+    metrics.add_live(
+        UpstreamHealth(lambda: [(p.name, u.url, u.in_rotation) for p in pools.values() for u in p.upstreams])
+    )
     app[keys.LOCAL_BLOBS] = _local_blobs(settings)
     app.cleanup_ctx.append(_client)
     add_routes(app, pools, metrics, lambda: _readiness(app))
@@ -110,32 +130,29 @@ async def _client(app: web.Application) -> AsyncIterator[None]:
             proxy.spool_dir, proxy.spool_bytes, proxy.spool_total_bytes, app[keys.PROXY_METRICS]
         ),
     )
-    pools = list(app[keys.POOLS].values())
+    reloader = app[keys.RELOADER]
+    loop = asyncio.get_running_loop()
+    if reloader.on_signal:
+        loop.add_signal_handler(signal.SIGHUP, reloader.hup)
     checker = asyncio.create_task(
-        _watch(app, pools, session, proxy.health_interval_seconds, proxy.connect_timeout_seconds)
+        check_forever(
+            app[keys.BOARD],
+            list(app[keys.POOLS].values()),
+            session,
+            proxy.health_interval_seconds,
+            proxy.connect_timeout_seconds,
+            before_round=reloader,
+            wake=reloader.wake,
+        )
     )
     yield
+    if reloader.on_signal:
+        loop.remove_signal_handler(signal.SIGHUP)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload sent as the process exits is moot
     checker.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await checker
     await session.close()
-
-
-async def _watch(
-    app: web.Application,
-    pools: list[Pool],
-    session: aiohttp.ClientSession,
-    interval: float,
-    check_timeout: float,
-) -> None:
-    metrics = app[keys.PROXY_METRICS]
-
-    def publish() -> None:
-        for pool in pools:
-            for upstream in pool.upstreams:
-                metrics.healthy.labels(pool.name, upstream.url).set(1 if upstream.in_rotation else 0)
-
-    await check_forever(app[keys.BOARD], pools, session, interval, check_timeout, after_round=publish)
 
 
 async def _readiness(app: web.Application) -> dict[str, str]:

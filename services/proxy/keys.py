@@ -9,8 +9,10 @@ from wharf_proxy.forward import Forwarder, Outcome
 from wharf_proxy.local_blobs import LocalBlobs
 from wharf_proxy.metrics import ProxyMetrics
 from wharf_proxy.pools import Pool
+from wharf_proxy.reloader import Reloader
 
 POOLS = web.AppKey("pools", dict[str, Pool])
+RELOADER = web.AppKey("reloader", Reloader)  # re-reads the upstreams file
 BOARD = web.AppKey("board", Board)  # the verdicts on upstreams, shared by the worker processes
 FORWARDER = web.AppKey("forwarder", Forwarder)
 PROXY_METRICS = web.AppKey("proxy_metrics", ProxyMetrics)

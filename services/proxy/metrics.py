@@ -12,9 +12,12 @@ Requests that reached no pool (the proxy's own routes, unknown paths, malformed 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from wharf_shared.metrics import Metrics
 
@@ -34,6 +37,32 @@ class _ByStatus:
         if child is None:
             child = self._children[pool, status] = self._responses.labels(pool, str(status))
         child.inc()
+
+
+class UpstreamHealth(Collector):
+    """`wharf_proxy_upstream_healthy{pool,upstream}`, read at scrape time from the verdicts the
+    workers share (board.py), for the upstreams the pools have now: an upstream that left the
+    pools leaves the family too, which a gauge kept in multiprocess files could not do."""
+
+    def __init__(self, upstreams: Callable[[], Iterable[tuple[str, str, bool]]]) -> None:
+        self._upstreams = upstreams  # (pool, url, in rotation) of every upstream
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        for pool, url, in_rotation in self._upstreams():
+            family.add_metric([pool, url], 1 if in_rotation else 0)
+        yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "wharf_proxy_upstream_healthy",
+            "1 while the upstream is in rotation (0: ejected, or new and not yet checked)",
+            labels=["pool", "upstream"],
+        )
 
 
 class ProxyMetrics:
@@ -84,13 +113,6 @@ class ProxyMetrics:
             registry=registry,
         )
         self.responded = _ByStatus(self.responses)
-        self.healthy = Gauge(
-            "wharf_proxy_upstream_healthy",
-            "1 while the upstream is in rotation",
-            ["pool", "upstream"],
-            multiprocess_mode="livemostrecent",  # every worker publishes the one shared verdict
-            registry=registry,
-        )
 
         # Transfers continued on another instance when their upstream died mid-body (continuation.py).
         self.continued = Counter(

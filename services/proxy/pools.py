@@ -14,11 +14,21 @@ request.
 
 Health checks ask each instance's readiness (`GET /health/ready`: its database, Redis and
 storage answer), every `interval`, from one worker at a time: the one holding the board's lease.
+
+The pools may change while the proxy runs (`reload`: the upstreams file was rewritten). Each
+worker swaps its own lists: an instance that stays keeps its slot on the board, and so its
+verdict; one that leaves gives its slot back, while the requests already sent to it finish; one
+that comes is new: out of rotation (yet tried as a last resort, like an ejected one) until its
+first passing health check, then in. A host is often added to the inventory before its service
+is up; in rotation at once, it would draw requests that fail (a retry elsewhere saves those that
+can be sent twice, not an upload too large to hold). The instances the proxy starts with are in
+rotation from the start: there is nothing else to serve with.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -28,7 +38,17 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from wharf_proxy.board import CHECK_FAILURES, OUT, OUT_SINCE, REQUEST_FAILURES, Board
+from wharf_proxy.board import (
+    CHECK_FAILURES,
+    EJECTED,
+    IN_ROTATION,
+    NEW,
+    OUT,
+    OUT_SINCE,
+    REQUEST_FAILURES,
+    Board,
+    Ref,
+)
 from wharf_proxy.metrics import ProxyMetrics
 from wharf_shared.logging import get_logger
 
@@ -42,12 +62,25 @@ _READY_BODY_MAX = 16 * 1024
 class Upstream:
     url: str  # base URL, no trailing slash
     board: Board
-    slot: int
+    ref: Ref  # its slot on the board
     in_flight: int = 0  # this process's requests to it
 
     @property
+    def slot(self) -> int:
+        return self.ref.slot
+
+    @property
     def in_rotation(self) -> bool:
-        return not self.board.get(self.slot, OUT)
+        """In rotation; not when ejected, new, or when its slot changed hands (it is leaving)."""
+        return self.board.owns(self.ref) and self.board.get(self.ref.slot, OUT) == IN_ROTATION
+
+    @property
+    def state(self) -> str:
+        """`in_rotation`, `ejected`, `new` (awaiting its first passing check) or `leaving`."""
+        if not self.board.owns(self.ref):
+            return "leaving"
+        out = self.board.get(self.ref.slot, OUT)
+        return "new" if out == NEW else "ejected" if out == EJECTED else "in_rotation"
 
 
 @dataclass
@@ -70,7 +103,7 @@ class Pool:
         eject_seconds: float,
         metrics: ProxyMetrics | None = None,
     ) -> Pool:
-        upstreams = [Upstream(url, board, board.slot(name, url)) for url in urls]
+        upstreams = [Upstream(url, board, board.claim(name, url)) for url in dict.fromkeys(urls)]
         return cls(name, upstreams, eject_after, eject_seconds, metrics)
 
     def candidates(self) -> list[Upstream]:
@@ -96,7 +129,8 @@ class Pool:
         board, slot = upstream.board, upstream.slot
         if board.get(slot, REQUEST_FAILURES):  # the usual case reads one cell and is done
             with board.locked():
-                board.set(slot, REQUEST_FAILURES, 0)
+                if board.owns(upstream.ref):
+                    board.set(slot, REQUEST_FAILURES, 0)
 
     def check_failed(self, upstream: Upstream, reason: str) -> None:
         if self.metrics is not None:
@@ -109,12 +143,20 @@ class Pool:
             return
         now = time.monotonic()
         with board.locked():
+            if not board.owns(upstream.ref):
+                return  # it left the pools: its slot is another upstream's now
             board.set(slot, CHECK_FAILURES, 0)
+            out = board.get(slot, OUT)
             out_for = now - board.get(slot, OUT_SINCE)
-            restored = bool(board.get(slot, OUT)) and out_for >= self.eject_seconds
-            if restored:
-                board.set(slot, OUT, 0)
+            admitted = out == NEW
+            restored = out == EJECTED and out_for >= self.eject_seconds
+            if admitted or restored:
+                board.set(slot, OUT, IN_ROTATION)
                 board.set(slot, REQUEST_FAILURES, 0)
+        if admitted:
+            log.info(
+                "upstream_admitted", pool=self.name, upstream=upstream.url, after_seconds=round(out_for, 1)
+            )
         if restored:
             log.info(
                 "upstream_restored", pool=self.name, upstream=upstream.url, out_seconds=round(out_for, 1)
@@ -125,11 +167,14 @@ class Pool:
     def _fail(self, upstream: Upstream, counter: int, reason: str) -> None:
         board, slot = upstream.board, upstream.slot
         with board.locked():
+            if not board.owns(upstream.ref):
+                return  # it left the pools: its slot is another upstream's now
             failures = board.get(slot, counter) + 1
             board.set(slot, counter, failures)
-            ejected = failures >= self.eject_after and not board.get(slot, OUT)
+            # A new one stays out until its first passing check: there is nothing to eject.
+            ejected = failures >= self.eject_after and board.get(slot, OUT) == IN_ROTATION
             if ejected:
-                board.set(slot, OUT, 1)
+                board.set(slot, OUT, EJECTED)
                 board.set(slot, OUT_SINCE, time.monotonic())
         if ejected:
             log.warning(
@@ -147,6 +192,59 @@ class Pool:
         return sum(1 for u in self.upstreams if u.in_rotation)
 
 
+@dataclass(frozen=True)
+class Change:
+    """What a reload did, per pool: the URLs that came and those that left."""
+
+    added: dict[str, list[str]]
+    removed: dict[str, list[str]]
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+def reload(pools: dict[str, Pool], lists: dict[str, list[str]], board: Board) -> Change:
+    """Make each pool's instances those `lists` names (in that order): the ones that stay keep
+    their slot and verdict, those that leave give theirs back (requests in flight to them
+    finish), new ones are claimed awaiting their first passing check.
+
+    BoardFull leaves the pools as they were (slots given back are claimed again by `resync`)."""
+    added: dict[str, list[str]] = {}
+    removed: dict[str, list[str]] = {}
+    for name, pool in pools.items():
+        wanted = dict.fromkeys(lists.get(name, []))
+        have = {u.url for u in pool.upstreams}
+        gone = [u for u in pool.upstreams if u.url not in wanted]
+        for upstream in gone:
+            board.release(upstream.ref)  # first: the claims below may need the slots
+        if gone:
+            removed[name] = [u.url for u in gone]
+        new = [url for url in wanted if url not in have]
+        if new:
+            added[name] = new
+    # New ones wait for a passing check (this module's docstring says why), unless another
+    # worker already claimed them: then they are as that one's checks left them.
+    claimed = {(name, url): board.claim(name, url, new=True) for name, urls in added.items() for url in urls}
+    for name, pool in pools.items():
+        kept = {u.url: u for u in pool.upstreams}
+        pool.upstreams = [
+            kept.get(url) or Upstream(url, board, claimed[name, url])
+            for url in dict.fromkeys(lists.get(name, []))
+        ]
+    return Change(added, removed)
+
+
+def resync(pools: dict[str, Pool], board: Board, now: float) -> None:
+    """Tell the board these upstreams are still in use, and claim again any whose slot changed
+    hands meanwhile (another worker saw it leave in a version of the file this one skipped, or
+    it sat unused so long that its slot was taken)."""
+    for pool in pools.values():
+        for upstream in pool.upstreams:
+            if not board.owns(upstream.ref):
+                upstream.ref = board.claim(pool.name, upstream.url, now=now)
+        board.touch((u.ref for u in pool.upstreams), now)
+
+
 async def check_forever(
     board: Board,
     pools: list[Pool],
@@ -154,10 +252,13 @@ async def check_forever(
     interval: float,
     check_timeout: float,
     *,
+    before_round: Callable[[], None] | None = None,
     after_round: Callable[[], None] | None = None,
+    wake: asyncio.Event | None = None,
 ) -> None:
     """Active health checks of every instance, every `interval`, while this process holds the
-    board's lease (one worker checks for all); `after_round` runs in every process."""
+    board's lease (one worker checks for all); `before_round` and `after_round` run in every
+    process, and `wake` (when set) starts the next round at once."""
     client_timeout = aiohttp.ClientTimeout(total=check_timeout)
     # A round takes at most check_timeout, then a sleep: a holder renews well before this ends.
     lease = 2 * (interval + check_timeout)
@@ -171,11 +272,18 @@ async def check_forever(
             pool.check_failed(upstream, reason)
 
     while True:
+        if before_round is not None:
+            before_round()
         if board.lead(pid, time.monotonic(), lease):
             await asyncio.gather(*(check(pool, u) for pool in pools for u in pool.upstreams))
         if after_round is not None:
             after_round()
-        await asyncio.sleep(interval)
+        if wake is None:
+            await asyncio.sleep(interval)
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), interval)
+        wake.clear()
 
 
 async def not_ready(

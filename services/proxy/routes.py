@@ -4,9 +4,10 @@ Own routes (from wharf_shared.health): `GET /health`, `GET /health/ready`, `GET 
 the proxy's `GET /health/upstreams` (handlers/upstreams.py); the latter two only for the
 addresses and token `WHARF_METRICS__*` allows (404 for anyone else).
 
-A pool's routes exist only while instances of it are configured, so that a path no pool owns
-is 404 `NOT_FOUND`, and 503 means a configured pool has no instance that could take the request.
-aiohttp tries routes in order: the ui pool's catch-all comes last.
+Every pool's routes exist, but a pool with no instance (none configured, or none left after a
+reload of the upstreams file) answers 404 `NOT_FOUND`, as a path no pool owns does (relay.py);
+503 means a pool has instances and none could take the request. aiohttp tries routes in order:
+the ui pool's catch-all comes last.
 """
 
 from __future__ import annotations
@@ -57,5 +58,4 @@ def add_routes(
 
     app.router.add_get(upstreams.PATH, upstream_health, name="health_upstreams", allow_head=False)
     for route in ROUTES:
-        if pools[route.pool].upstreams:
-            app.router.add_route("*", route.path, route.handler, name=route.name)
+        app.router.add_route("*", route.path, route.handler, name=route.name)

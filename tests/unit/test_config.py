@@ -359,3 +359,22 @@ def test_an_upstream_must_be_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WHARF_PROXY__UPSTREAMS__REGISTRY", "127.0.0.2:5000")
     with pytest.raises(ConfigError, match="WHARF_PROXY__UPSTREAMS__REGISTRY"):
         load_settings()
+
+
+def test_the_upstreams_file_is_the_one_source_of_the_pools(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With WHARF_PROXY__UPSTREAMS_FILE the pools come from that file alone: a pool also named
+    by the environment (or WHARF_CONFIG_FILE) stops start-up rather than be silently ignored."""
+    monkeypatch.setenv("WHARF_PROXY__UPSTREAMS_FILE", str(tmp_path / "upstreams.toml"))
+    assert load_settings().proxy.upstreams_file == tmp_path / "upstreams.toml"
+    monkeypatch.setenv("WHARF_PROXY__UPSTREAMS__TOKEN", "http://10.0.0.1:8082")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "WHARF_PROXY__UPSTREAMS_FILE names the pools, and so does WHARF_PROXY__UPSTREAMS__TOKEN" in str(
+        info.value
+    )
+    monkeypatch.delenv("WHARF_PROXY__UPSTREAMS__TOKEN")
+    write_toml(tmp_path, '[proxy.upstreams]\nregistry = ["http://127.0.0.2:5000"]\n', monkeypatch)
+    with pytest.raises(ConfigError, match="WHARF_PROXY__UPSTREAMS__REGISTRY"):
+        load_settings()

@@ -1,4 +1,5 @@
-"""Any method on a path a pool owns: forwarded to an instance of that pool, the answer relayed."""
+"""Any method on a path a pool owns: forwarded to an instance of that pool, the answer relayed;
+404 while the pool has no instance (the pools may change while the proxy runs)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ log = get_logger(__name__)
 
 async def relay(request: web.Request, pool_name: str, offer: Offer | None = None) -> web.StreamResponse:
     app = request.app
+    pool = app[keys.POOLS][pool_name]
+    if not pool.upstreams:
+        raise web.HTTPNotFound()  # rendered by the edge, as for a path no pool owns
     request[keys.POOL] = pool_name
-    response, outcome = await app[keys.FORWARDER].forward(
-        request, app[keys.POOLS][pool_name], request[REQUEST_ID], offer
-    )
+    response, outcome = await app[keys.FORWARDER].forward(request, pool, request[REQUEST_ID], offer)
     request[keys.OUTCOME] = outcome
     return response
 

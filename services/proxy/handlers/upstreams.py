@@ -1,6 +1,9 @@
 """`GET /health/upstreams`: what the proxy knows of each instance behind it, for the portal's
-dashboard and for people: per pool, each upstream's URL, whether it is in rotation, its
-consecutive failed requests and health checks, and for how long it has been out.
+dashboard and for people: per pool, each upstream's URL, whether it is in rotation and why not
+(`state`: `in_rotation`, `ejected`, `new` until its first passing check, `leaving` for the moment
+a worker still has one another already dropped), its consecutive failed requests and health
+checks, and for how long it has been out. The pools are the answering worker's, which re-reads
+an upstreams file within a health interval of its change.
 
 The verdicts come from the board the worker processes share (`wharf_proxy.board`), so any worker
 answers alike. The URLs are internal addresses: the route answers only whom `/metrics` answers
@@ -24,6 +27,7 @@ def upstream_report(upstream: Upstream, now: float) -> dict[str, Any]:
     return {
         "url": upstream.url,
         "in_rotation": in_rotation,
+        "state": upstream.state,
         "request_failures": int(board.get(slot, REQUEST_FAILURES)),
         "check_failures": int(board.get(slot, CHECK_FAILURES)),
         "out_seconds": None if in_rotation else round(max(0.0, now - board.get(slot, OUT_SINCE)), 1),

@@ -43,12 +43,14 @@ async def test_reports_every_pool_and_the_verdict_on_each_instance(
     assert up == {
         "url": url(live),
         "in_rotation": True,
+        "state": "in_rotation",
         "request_failures": 0,
         "check_failures": 0,
         "out_seconds": None,
     }
     assert down["url"] == dead
     assert down["in_rotation"] is False
+    assert down["state"] == "ejected"
     assert down["check_failures"] >= 2
     assert down["out_seconds"] >= 0
     assert [u["in_rotation"] for u in pools["token"]["upstreams"]] == [True]
