@@ -12,6 +12,7 @@ command line and killed at the end, whatever state the test left them in.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -214,7 +215,9 @@ class Site:
         path = self.root(host) / "var" / "log" / "wharf" / f"{service}.log"
         if not path.exists():
             return f"({path} missing)"
-        return f"--- {host.name} {service} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return f"--- {host.name} {service} ---\n" + "\n".join(
+            path.read_text(errors="replace").splitlines()[-lines:]
+        )
 
     def logs(self, lines: int = 20) -> str:
         return "\n".join(self.service_log(h, g, lines) for h in self.hosts for g in h.groups)
@@ -225,11 +228,16 @@ class Site:
             ["supervisorctl", "-c", str(conf), *args], capture_output=True, text=True, timeout=60, check=False
         )
 
-    def main_pid(self, host: Host, service: str) -> int:
+    def running_pid(self, host: Host, service: str) -> int | None:
+        """The service's main process, as supervisor knows it (None while it is not running)."""
         out = self.supervisorctl(host, "pid", f"wharf-{service}").stdout.strip()
-        if not out.isdigit() or out == "0":
-            raise AssertionError(f"wharf-{service} on {host.name} is not running: {out!r}")
-        return int(out)
+        return int(out) if out.isdigit() and out != "0" else None
+
+    def main_pid(self, host: Host, service: str) -> int:
+        pid = self.running_pid(host, service)
+        if pid is None:
+            raise AssertionError(f"wharf-{service} on {host.name} is not running")
+        return pid
 
     def kill(self, host: Host, service: str) -> int:
         """SIGKILL the service's main process and its workers, as a crash would; supervisor
@@ -237,10 +245,8 @@ class Site:
         pid = self.main_pid(host, service)
         parent = psutil.Process(pid)
         for process in [*parent.children(recursive=True), parent]:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 process.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
         return pid
 
     def processes(self) -> Iterable[psutil.Process]:
@@ -259,13 +265,11 @@ class Site:
             if (self.root(host) / "etc" / "wharf" / "supervisord.conf").exists():
                 self.supervisorctl(host, "shutdown")
         deadline = time.monotonic() + 30
-        while (left := list(self.processes())) and time.monotonic() < deadline:
+        while any(True for _ in self.processes()) and time.monotonic() < deadline:
             time.sleep(0.2)
         for process in self.processes():
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
-            except psutil.NoSuchProcess:
-                pass
 
 
 def build_release(source: Path, archive: Path) -> Path:
@@ -284,7 +288,9 @@ def site(addresses: Iterable[str]) -> Iterator[Site]:
     """An empty site: its folder (outside pytest's private tmp: the service user must enter it),
     an sshd answering on `addresses`, a fresh PostgreSQL database and a Redis DB number."""
     if shutil.which("supervisord") is None:
-        backends.unavailable("supervisor", FileNotFoundError("supervisord is not on PATH (apt install supervisor)"))
+        backends.unavailable(
+            "supervisor", FileNotFoundError("supervisord is not on PATH (apt install supervisor)")
+        )
     folder = Path(tempfile.mkdtemp(prefix="wharf-deploy-", dir="/var/tmp"))
     folder.chmod(0o755)
     ports = {group: free_port("0.0.0.0") for group in GROUPS}  # noqa: S104 - free on every address

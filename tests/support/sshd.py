@@ -74,7 +74,7 @@ def running_sshd(folder: Path, addresses: Sequence[str]) -> Iterator[Sshd]:
     )
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder
     log = folder / "sshd.log"
-    process = subprocess.Popen(  # noqa: S603
+    process = subprocess.Popen(
         [SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=log.open("wb")
     )
     try:

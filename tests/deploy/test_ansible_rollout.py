@@ -1,0 +1,398 @@
+"""The Ansible rollout (ansible/), run for real: ansible-playbook over SSH (a private sshd on
+loopback) onto hosts 127.0.0.2…, each with a root prefix of its own, services under supervisor,
+PostgreSQL and Redis of the machine, a storage folder shared as a mount would be.
+
+The site: two proxies (behind one balanced address, as a VIP or a DNS name with two addresses
+gives), two ui+token hosts, two registry+jobservice hosts; a third registry host joins later.
+The tests run in order on one site (they tell one story) and each leaves it serving:
+
+1. site.yml deploys it; skopeo pushes and pulls through the front door as a project member (not
+   an admin); a second site.yml changes nothing.
+2. A registry host is added to the inventory and site.yml run again, while a client pulls in a
+   loop: every proxy's pool gains it, with no failed pull.
+3. upgrade.yml rolls a build with a new migration out, host by host, while a client pushes and
+   pulls in a loop: no failed operation, every digest intact, every host on the new release.
+4. Every instance of every service is killed in turn (SIGKILL, workers too; a proxy included)
+   while the client loops: no failed operation.
+
+skopeo runs with `--retry-times 3` (as docker retries a failed layer on its own): a proxy killed
+mid-transfer cuts its connections, and the client's retry reaches the other proxy. How many
+operations ran, and how many connections the balancer had to move, is printed for the record.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import subprocess
+import threading
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Registry, Skopeo, make_skopeo
+from tests.images import make_image, write_layout
+from tests.support import deploy
+from tests.support.balancer import Balancer
+from tests.support.deploy import ADMIN_PASSWORD, Host, Site
+from tests.support.processes import ROOT, ServiceProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("deploy")]
+
+ADDRESSES = [f"127.0.0.{i}" for i in range(2, 10)]
+PROJECT = "rollout"
+DEVELOPER, DEVELOPER_PASSWORD = "dev-1", "Developer-secret-1"
+UPGRADE_VERSION = "0.1.1"
+
+
+@dataclass
+class Deployment:
+    site: Site
+    balancer: Balancer
+    skopeo: Skopeo
+    images: list[Path]
+    folder: Path
+    upgrade_release: Path
+    first_recap: deploy.Recap | None = None
+    second_recap: deploy.Recap | None = None
+
+    @property
+    def front(self) -> str:
+        return self.balancer.address
+
+
+def _upgrade_source(folder: Path) -> Path:
+    """This tree with one more migration (an expand one: a nullable column) and a new version."""
+    source = folder / "upgrade-source"
+    ignore = shutil.ignore_patterns(
+        ".venv", ".git", "var", "dist", "test-results", "*.egg-info", "build", ".*_cache"
+    )
+    shutil.copytree(ROOT, source, ignore=ignore, symlinks=True)
+    versions = source / "shared" / "db" / "migrations" / "versions"
+    head = max(p.name.split("_", 1)[0] for p in versions.glob("[0-9]*.py"))
+    revision = f"{int(head) + 1:04d}"
+    (versions / f"{revision}_rollout_test.py").write_text(
+        '"""rollout test: a nullable column (an expand migration)"""\n\n'
+        "import sqlalchemy as sa\nfrom alembic import op\n\n"
+        f'revision = "{revision}"\ndown_revision = "{head}"\ncompatible_with = "{head}"\n'
+        "branch_labels = None\ndepends_on = None\n\n\n"
+        "def upgrade() -> None:\n"
+        '    op.add_column("project", sa.Column("rollout_note", sa.String(length=64), nullable=True))\n\n\n'
+        "def downgrade() -> None:\n"
+        '    op.drop_column("project", "rollout_note")\n'
+    )
+    pyproject = source / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('version = "0.1.0"', f'version = "{UPGRADE_VERSION}"', 1)
+    )
+    return source
+
+
+def api(front: str, method: str, path: str, body: dict[str, Any] | None = None) -> int:
+    auth = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
+    request = urllib.request.Request(
+        f"http://{front}/api/v2.0{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def metrics_token(site: Site, host: Host) -> str:
+    settings = tomllib.loads((site.root(host) / "etc" / "wharf" / "proxy.toml").read_text())
+    return str(settings["metrics"]["token"])
+
+
+def pools(site: Site, proxy: Host) -> dict[str, Any]:
+    request = urllib.request.Request(  # noqa: S310
+        f"{site.url(proxy, 'proxy')}/health/upstreams",
+        headers={"Authorization": f"Bearer {metrics_token(site, proxy)}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        found: dict[str, Any] = json.load(response)["pools"]
+        return found
+
+
+def wait_until(condition: Any, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.2)
+
+
+def ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health/ready", timeout=5) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def in_rotation_everywhere(site: Site, group: str, url: str) -> bool:
+    for proxy in site.in_group("proxy"):
+        try:
+            upstreams = pools(site, proxy)[group]["upstreams"]
+        except (OSError, urllib.error.URLError):
+            return False
+        if not any(u["url"] == url and u["in_rotation"] for u in upstreams):
+            return False
+    return True
+
+
+@dataclass
+class ClientLoop:
+    """A client in a loop through the front door: push an image (unless `pull_only`), pull it
+    back and check every digest; counts operations and keeps every failure's story."""
+
+    deployment: Deployment
+    name: str
+    pull_only: bool = False
+    operations: int = 0
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _run(self, *args: str) -> bool:
+        self.operations += 1
+        result = self.deployment.skopeo.run(*args)
+        if result.returncode != 0:
+            stderr = result.stderr.decode(errors="replace")[-3000:]
+            self.failures.append(f"$ skopeo {' '.join(args)}\nexit {result.returncode}\n{stderr}")
+        return result.returncode == 0
+
+    def _loop(self) -> None:
+        d = self.deployment
+        i = 0
+        while not self._stop.is_set():
+            layout = d.images[i % len(d.images)]
+            ref = f"docker://{d.front}/{PROJECT}/{self.name}:{0 if self.pull_only else i}"
+            digest_file = d.folder / f"{self.name}-digest"
+            if not self.pull_only or i == 0:
+                digest_file.unlink(missing_ok=True)
+                if not self._run(
+                    "copy",
+                    "--retry-times=3",
+                    "--dest-tls-verify=false",
+                    f"--digestfile={digest_file}",
+                    f"oci:{layout}:latest",
+                    ref,
+                ):
+                    i += 1
+                    continue
+            pushed = digest_file.read_text().strip()
+            target = d.folder / f"{self.name}-pulled"
+            shutil.rmtree(target, ignore_errors=True)
+            if self._run("copy", "--retry-times=3", "--src-tls-verify=false", ref, f"dir:{target}"):
+                manifest = (target / "manifest.json").read_bytes()
+                got = "sha256:" + hashlib.sha256(manifest).hexdigest()
+                if got != pushed:
+                    self.failures.append(f"{ref}: pulled manifest {got}, pushed {pushed}")
+                for blob in target.iterdir():
+                    if blob.name in ("manifest.json", "version"):
+                        continue
+                    if hashlib.sha256(blob.read_bytes()).hexdigest() != blob.name:
+                        self.failures.append(f"{ref}: blob {blob.name} does not hash to its name")
+            i += 1
+
+    def __enter__(self) -> ClientLoop:
+        self._thread = threading.Thread(target=self._loop, name=f"client-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(timeout=300)
+
+    def wait_for(self, operations: int) -> None:
+        wait_until(
+            lambda: self.operations >= operations or self.failures, f"{operations} client operations", 300
+        )
+
+    def explain(self, site: Site) -> str:
+        return "\n\n".join(self.failures[:5]) + "\n\n" + site.logs(15)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    folder = tmp_path_factory.mktemp("rollout")
+    with deploy.site(ADDRESSES) as site:
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(deploy.build_release, ROOT, site.folder / "release-1.tar")
+            second = pool.submit(
+                deploy.build_release, _upgrade_source(site.folder), site.folder / "release-2.tar"
+            )
+            site.release, upgrade_release = first.result(), second.result()
+        site.add_host("proxy-1", "127.0.0.2", "proxy")
+        site.add_host("proxy-2", "127.0.0.3", "proxy")
+        site.add_host("front-1", "127.0.0.4", "ui", "token")
+        site.add_host("front-2", "127.0.0.5", "ui", "token")
+        site.add_host("store-1", "127.0.0.6", "registry", "jobservice")
+        site.add_host("store-2", "127.0.0.7", "registry", "jobservice")
+        balancer = Balancer([(h.address, site.ports["proxy"]) for h in site.in_group("proxy")]).start()
+        site.settings["external_url"] = f"http://{balancer.address}"
+        try:
+            # skopeo's failure messages show the first proxy's log
+            proxy_1 = site.hosts[0]
+            log = site.root(proxy_1) / "var" / "log" / "wharf" / "proxy.log"
+            seen = ServiceProcess("proxy-1", [], {}, proxy_1.address, site.ports["proxy"], log)
+            skopeo = make_skopeo(Registry(seen, "token", "postgresql", site.folder, None), folder / "skopeo")
+            images = []
+            for i in range(4):
+                layout = folder / "images" / str(i)
+                write_layout(layout, [make_image(f"rollout-{i}", layer_sizes=(512 * 1024 * (1 + i), 8192))])
+                images.append(layout)
+            yield Deployment(site, balancer, skopeo, images, folder, upgrade_release)
+        finally:
+            balancer.close()
+
+
+def test_site_deploys_the_split_and_a_second_run_changes_nothing(deployment: Deployment) -> None:
+    site = deployment.site
+    first = site.playbook("site.yml", log_name="site-1")
+    assert first.returncode == 0, first.explain()
+    assert set(first.changed) == {h.name for h in site.hosts}
+
+    # Every instance answers, and every proxy's pools are the inventory's.
+    for host in site.hosts:
+        for group in host.groups:
+            assert ready(site.url(host, group)), site.service_log(host, group)
+    for proxy in site.in_group("proxy"):
+        seen = pools(site, proxy)
+        for group in ("registry", "token", "ui"):
+            assert sorted(u["url"] for u in seen[group]["upstreams"]) == sorted(
+                site.url(h, group) for h in site.in_group(group)
+            )
+    # The signing key is on token hosts only; every registry host has the public bundle.
+    for host in site.hosts:
+        etc = site.root(host) / "etc" / "wharf"
+        assert (etc / "token.key").exists() == ("token" in host.groups), host
+        assert (etc / "token-keys.pem").exists() == ("registry" in host.groups), host
+
+    # A project member (not an admin) pushes and pulls through the front door.
+    front = deployment.front
+    assert (
+        api(
+            front,
+            "POST",
+            "/users",
+            {
+                "username": DEVELOPER,
+                "email": "dev-1@example.test",
+                "realname": "Dev One",
+                "password": DEVELOPER_PASSWORD,
+            },
+        )
+        == 201
+    )
+    assert api(front, "POST", "/projects", {"project_name": PROJECT, "public": False}) == 201
+    assert (
+        api(
+            front,
+            "POST",
+            f"/projects/{PROJECT}/members",
+            {"role_id": 2, "member_user": {"username": DEVELOPER}},
+        )
+        == 201
+    )
+    deployment.skopeo.ok("login", "--tls-verify=false", "-u", DEVELOPER, "-p", DEVELOPER_PASSWORD, front)
+    with ClientLoop(deployment, "first-push") as loop:
+        loop.wait_for(4)
+    assert not loop.failures, loop.explain(site)
+
+    second = site.playbook("site.yml", log_name="site-2")
+    assert second.returncode == 0, second.explain()
+    changed = {host: n for host, n in second.changed.items() if n}
+    assert not changed, f"a second site.yml changed {changed}:\n" + "\n".join(
+        line for line in second.output.splitlines() if line.startswith(("changed:", "TASK ["))
+    )
+    print(f"\nsite.yml on {len(site.hosts)} hosts: first run {sum(first.changed.values())} changes, second 0")  # noqa: T201
+
+
+def test_a_registry_host_added_to_the_inventory_joins_every_pool(deployment: Deployment) -> None:
+    site = deployment.site
+    new = site.add_host("store-3", "127.0.0.8", "registry")
+    with ClientLoop(deployment, "scaling", pull_only=True) as loop:
+        loop.wait_for(2)
+        recap = site.playbook("site.yml", log_name="site-scale")
+        assert recap.returncode == 0, recap.explain()
+        # Only the new host and the proxies' pools changed; no instance was restarted for it.
+        assert recap.changed["store-3"] > 0
+        restarted = [line for line in recap.output.splitlines() if "Drain wharf-" in line]
+        assert not restarted, restarted
+        wait_until(
+            lambda: in_rotation_everywhere(site, "registry", site.url(new, "registry")),
+            "every proxy has the new registry in rotation",
+        )
+        before = loop.operations
+        loop.wait_for(before + 6)
+    assert not loop.failures, loop.explain(site)
+    print(f"\nscaling: {loop.operations} pulls while store-3 joined, 0 failed")  # noqa: T201
+
+
+def test_upgrade_rolls_a_new_release_with_no_failed_operation(deployment: Deployment) -> None:
+    site = deployment.site
+    site.release = deployment.upgrade_release
+    with ClientLoop(deployment, "upgrade") as loop:
+        loop.wait_for(2)
+        recap = site.playbook("upgrade.yml", log_name="upgrade")
+        assert recap.returncode == 0, recap.explain()
+        loop.wait_for(loop.operations + 4)
+    assert not loop.failures, loop.explain(site)
+    for host in site.hosts:
+        version = subprocess.run(
+            [str(site.root(host) / "opt" / "wharf" / "current" / "bin" / "wharf"), "--version"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert UPGRADE_VERSION in version, (host, version)
+        for group in host.groups:
+            assert ready(site.url(host, group)), site.service_log(host, group)
+    drained = sum(1 for line in recap.output.splitlines() if line.startswith("TASK [common : Drain wharf-"))
+    print(f"\nupgrade.yml: {loop.operations} client operations during the roll, 0 failed; {drained} drains")  # noqa: T201
+
+
+def test_killing_any_instance_fails_no_operation(deployment: Deployment) -> None:
+    site = deployment.site
+    killed = []
+    with ClientLoop(deployment, "kills") as loop:
+        loop.wait_for(2)
+        for host in site.hosts:
+            for group in host.groups:
+                before = loop.operations
+                old = site.kill(host, group)
+                killed.append(f"{host.name}/{group}")
+                url = site.url(host, group)
+                wait_until(
+                    lambda: site.running_pid(host, group) not in (None, old) and ready(url),  # noqa: B023
+                    f"{host.name}'s {group} is back",
+                )
+                if group in ("registry", "token", "ui"):
+                    wait_until(
+                        lambda: in_rotation_everywhere(site, group, url),  # noqa: B023
+                        f"{host.name}'s {group} is back in rotation",
+                    )
+                loop.wait_for(before + 1)
+    assert not loop.failures, loop.explain(site)
+    print(  # noqa: T201
+        f"\nkills: {len(killed)} instances killed ({', '.join(killed)}); "
+        f"{loop.operations} client operations, 0 failed; "
+        f"the balancer moved {deployment.balancer.refused} connects to the other proxy"
+    )
