@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt bench unit service e2e readme clean
+.PHONY: help run test lint fmt bench unit service e2e readme release clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ fmt: ## apply ruff's fixes and formatting
 bench: ## measure Wharf beside the reference registry (never fails the build)
 	@scripts/bootstrap.sh test
 	-$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+release: ## build dist/wharf-release.tar: Wharf and its pinned dependencies as wheels, for ansible/
+	@scripts/build-release.sh dist/wharf-release.tar
 
 readme: ## regenerate the README's settings table
 	$(BIN)/python -c "import pathlib; from wharf_shared.docs import replace_table; p = pathlib.Path('README.md'); p.write_text(replace_table(p.read_text()))"

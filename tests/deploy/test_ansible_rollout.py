@@ -263,6 +263,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             balancer.close()
 
 
+@pytest.mark.timeout(1200)
 def test_site_deploys_the_split_and_a_second_run_changes_nothing(deployment: Deployment) -> None:
     site = deployment.site
     first = site.playbook("site.yml", log_name="site-1")
@@ -325,6 +326,7 @@ def test_site_deploys_the_split_and_a_second_run_changes_nothing(deployment: Dep
     print(f"\nsite.yml on {len(site.hosts)} hosts: first run {sum(first.changed.values())} changes, second 0")  # noqa: T201
 
 
+@pytest.mark.timeout(1200)
 def test_a_registry_host_added_to_the_inventory_joins_every_pool(deployment: Deployment) -> None:
     site = deployment.site
     new = site.add_host("store-3", "127.0.0.8", "registry")
@@ -332,10 +334,13 @@ def test_a_registry_host_added_to_the_inventory_joins_every_pool(deployment: Dep
         loop.wait_for(2)
         recap = site.playbook("site.yml", log_name="site-scale")
         assert recap.returncode == 0, recap.explain()
-        # Only the new host and the proxies' pools changed; no instance was restarted for it.
+        # The new host was set up; elsewhere only the proxies' pool files changed: no restart.
         assert recap.changed["store-3"] > 0
-        restarted = [line for line in recap.output.splitlines() if "Drain wharf-" in line]
-        assert not restarted, restarted
+        elsewhere = {h: n for h, n in recap.changed.items() if h != "store-3"}
+        expected = {h.name: 1 if "proxy" in h.groups else 0 for h in site.hosts if h.name != "store-3"}
+        assert elsewhere == expected, "\n".join(
+            line for line in recap.output.splitlines() if line.startswith(("changed:", "TASK ["))
+        )
         wait_until(
             lambda: in_rotation_everywhere(site, "registry", site.url(new, "registry")),
             "every proxy has the new registry in rotation",
@@ -346,6 +351,7 @@ def test_a_registry_host_added_to_the_inventory_joins_every_pool(deployment: Dep
     print(f"\nscaling: {loop.operations} pulls while store-3 joined, 0 failed")  # noqa: T201
 
 
+@pytest.mark.timeout(1200)
 def test_upgrade_rolls_a_new_release_with_no_failed_operation(deployment: Deployment) -> None:
     site = deployment.site
     site.release = deployment.upgrade_release
@@ -369,6 +375,7 @@ def test_upgrade_rolls_a_new_release_with_no_failed_operation(deployment: Deploy
     print(f"\nupgrade.yml: {loop.operations} client operations during the roll, 0 failed; {drained} drains")  # noqa: T201
 
 
+@pytest.mark.timeout(1200)
 def test_killing_any_instance_fails_no_operation(deployment: Deployment) -> None:
     site = deployment.site
     killed = []
