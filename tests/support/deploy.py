@@ -61,6 +61,17 @@ class Recap:
     def explain(self) -> str:
         return f"exit {self.returncode}\n{self.output[-8000:]}"
 
+    def changes_under(self, task_prefix: str) -> list[str]:
+        """The hosts (with the loop item, if any) on which a task whose name starts with
+        `task_prefix` changed something: e.g. which services were drained."""
+        found, inside = [], False
+        for line in self.output.splitlines():
+            if line.startswith("TASK ["):
+                inside = line[len("TASK [") :].startswith(task_prefix)
+            elif inside and line.startswith("changed: ["):
+                found.append(line[len("changed: [") :].split("]", 1)[0])
+        return found
+
 
 @dataclass
 class Site:
@@ -280,6 +291,38 @@ def build_release(source: Path, archive: Path) -> Path:
         capture_output=True,
         timeout=900,
     )
+    return archive
+
+
+def derive_release(base: Path, source: Path, archive: Path) -> Path:
+    """`base`'s release with Wharf's own wheel rebuilt from `source` (the dependencies' wheels are
+    the same): a second release in seconds rather than a whole build."""
+    work = Path(tempfile.mkdtemp(prefix="wharf-release-"))
+    try:
+        wheels = work / "wheels"
+        wheels.mkdir()
+        subprocess.run(["tar", "-C", str(wheels), "-xf", str(base)], check=True)
+        for old in wheels.glob("wharf-*.whl"):
+            old.unlink()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--wheel-dir",
+                str(wheels),
+                str(source),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        subprocess.run(["tar", "-C", str(wheels), "-cf", str(archive), "."], check=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return archive
 
 
