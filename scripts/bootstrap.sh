@@ -2,7 +2,8 @@
 # Installs and starts what `make run` / `make test` need, and nothing that is already there.
 #   scripts/bootstrap.sh venv   the virtualenv with Wharf and its pinned dependencies
 #   scripts/bootstrap.sh run    + redis-server (for the private Redis of `wharf run`)
-#   scripts/bootstrap.sh test   + skopeo, docker-registry, chromium, PostgreSQL, MariaDB, Redis, all running
+#   scripts/bootstrap.sh test   + skopeo, docker-registry, chromium, PostgreSQL, MariaDB, Redis (all running),
+#                               openssh-server, supervisor, nginx, haproxy, python3-venv (for ansible/ tests)
 # Works as root and as a user with sudo, with or without systemd (containers and chroots install
 # services without starting them). Quiet when everything is already there.
 set -euo pipefail
@@ -87,6 +88,19 @@ apt_install() {
       || { tail -n 20 "$log" >&2; say "apt-get failed (log: $log)"; return 1; }
   fi
   rm -f "$log"
+}
+
+# apt_install_stopped PKG...: install packages whose daemons the tests start themselves (sshd,
+# nginx, haproxy, supervisord), without letting the packages start them on their default ports:
+# a policy-rc.d that refuses every start, for the time of the install, unless one is in place.
+apt_install_stopped() {
+  local policy=/usr/sbin/policy-rc.d
+  if [ -e "$policy" ]; then apt_install "$@"; return; fi
+  as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy"
+  local status=0
+  apt_install "$@" || status=$?
+  as_root rm -f "$policy"
+  return $status
 }
 
 local_url() { case "$1" in *127.0.0.1*|*localhost*) return 0;; *) return 1;; esac; }
@@ -195,6 +209,8 @@ case "$MODE" in
     ensure_venv ;;
   test)
     apt_install skopeo docker-registry wrk chromium postgresql mariadb-server redis-server
+    # the Ansible rollout's tests: hosts over SSH, services under supervisor, fronts, venvs
+    apt_install_stopped openssh-server supervisor nginx haproxy python3-venv
     ensure_venv
     ensure_redis
     ensure_postgres

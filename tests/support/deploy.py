@@ -330,6 +330,10 @@ def derive_release(base: Path, source: Path, archive: Path) -> Path:
 def site(addresses: Iterable[str]) -> Iterator[Site]:
     """An empty site: its folder (outside pytest's private tmp: the service user must enter it),
     an sshd answering on `addresses`, a fresh PostgreSQL database and a Redis DB number."""
+    if os.geteuid() != 0:
+        backends.unavailable(
+            "root", PermissionError("the deployment tests run sshd, supervisord and a service user")
+        )
     if shutil.which("supervisord") is None:
         backends.unavailable(
             "supervisor", FileNotFoundError("supervisord is not on PATH (apt install supervisor)")
