@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write a site's secrets as an Ansible vault file: a fresh token signing key (EC P-256) and its
-public half, the secret key, the metrics token, the first admin's password, and the database URL
-you give (its password included).
+public half, the secret key, the metrics token, the first admin's password, the password of
+Wharf's own Redis (roles/redis), and the database URL you give (its password included).
 
     python3 scripts/new-secrets.py --database-url postgresql://wharf:PW@db:5432/wharf \\
         --vault-password-file ~/.wharf-vault-pass inventory/mysite/group_vars/all/vault.yml
@@ -51,6 +51,8 @@ def secrets_yaml(database_url: str, admin_password: str | None) -> str:
         f"vault_wharf_secret_key: {secrets.token_urlsafe(32)}\n"
         f"vault_wharf_metrics_token: {secrets.token_urlsafe(32)}\n"
         f"vault_wharf_admin_password: '{password}'\n"
+        # hex: it goes into redis:// URLs and redis.conf as it is
+        f"vault_wharf_redis_password: {secrets.token_hex(24)}\n"
     )
 
 

@@ -4,7 +4,9 @@ Each host is an address 127.0.0.N reached through one private sshd (tests/suppor
 a root prefix of its own (`wharf_root`) under the site's folder, so that hosts share no file but
 the storage folder (the site's shared mount) and services of the same kind may listen on the same
 port on different addresses. Services run under the roles' supervisor mode (no systemd here).
-PostgreSQL and Redis are the machine's (a fresh database and a leased Redis DB number).
+PostgreSQL and Redis are the machine's (a fresh database and a leased Redis DB number), unless a
+host is in the group `redis`: then the services use Wharf's own Redis there (roles/redis, on
+`ports["redis"]`), by the default `wharf_redis_url`.
 
 Every process the site started (supervisord per host and the services under it) is found by its
 command line and killed at the end, whatever state the test left them in.
@@ -37,6 +39,8 @@ from tests.support.sshd import Sshd, running_sshd
 ANSIBLE_DIR = ROOT / "ansible"
 BIN = Path(sys.executable).parent
 GROUPS = ("proxy", "ui", "token", "registry", "jobservice")
+# Optional groups: PostgreSQL and Redis installed by the rollout (playbooks/datastores.yml).
+DATASTORE_GROUPS = ("postgres", "redis")
 PLAYBOOK_TIMEOUT = 1200
 ADMIN_PASSWORD = "Deploy-admin-1"
 _RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
@@ -111,7 +115,7 @@ class Site:
     # -- inventory
 
     def write_inventory(self) -> Path:
-        children: dict[str, Any] = {g: {"hosts": {}} for g in GROUPS}
+        children: dict[str, Any] = {g: {"hosts": {}} for g in GROUPS + DATASTORE_GROUPS}
         for host in self.hosts:
             for group in host.groups:
                 children[group]["hosts"][host.name] = {
@@ -139,7 +143,7 @@ class Site:
             # The packages are the test machine's (scripts/bootstrap.sh test installs them).
             "wharf_install_packages": False,
             "wharf_external_url": self.settings.get("external_url", ""),
-            "wharf_redis_url": self.redis_url,
+            "wharf_redis_port": self.ports["redis"],
             "wharf_workers": 1,
             "wharf_proxy_workers": 2,
             "wharf_database_pool_size": 5,
@@ -155,6 +159,9 @@ class Site:
             },
             "wharf_drain_timeout": 60,
         }
+        if not self.in_group("redis"):
+            # the machine's Redis; with a host in the group redis, the default: Wharf's own there
+            site_vars["wharf_redis_url"] = self.redis_url
         if self.release is not None:
             site_vars["wharf_release_archive"] = str(self.release)
         site_vars.update({k: v for k, v in self.settings.items() if k.startswith("wharf_")})
@@ -162,6 +169,7 @@ class Site:
         return path
 
     def write_vault(self) -> None:
+        """The site's vault (new keys every time), for its `database_url`."""
         self.vault_password_file.write_text("deploy-test-vault-password\n")
         subprocess.run(
             [
@@ -173,6 +181,7 @@ class Site:
                 ADMIN_PASSWORD,
                 "--vault-password-file",
                 str(self.vault_password_file),
+                "--force",
                 str(self.folder / "inventory" / "group_vars" / "all" / "vault.yml"),
             ],
             check=True,
@@ -340,7 +349,7 @@ def site(addresses: Iterable[str]) -> Iterator[Site]:
         )
     folder = Path(tempfile.mkdtemp(prefix="wharf-deploy-", dir="/var/tmp"))
     folder.chmod(0o755)
-    ports = {group: free_port("0.0.0.0") for group in GROUPS}  # noqa: S104 - free on every address
+    ports = {group: free_port("0.0.0.0") for group in (*GROUPS, "redis")}  # noqa: S104 - free on every address
     try:
         with (
             running_sshd(folder / "sshd", list(addresses)) as sshd,
