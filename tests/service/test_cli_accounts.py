@@ -147,7 +147,12 @@ def test_init_accounts_only_writes_no_files(database_url: str, tmp_path: Path) -
 
     def init() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(WHARF), "init", "--accounts-only"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+            [str(WHARF), "init", "--accounts-only"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     first = init()
