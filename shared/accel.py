@@ -7,7 +7,7 @@ with the headers it would send, the blob's size, and `X-Accel-Redirect: /_wharf/
 blob's storage-relative path>`, but no body (`Content-Length: 0`: a length with no bytes
 behind it would break the connection's framing). The front door sends the file itself with
 sendfile. wharf-proxy strips the prefix and checks the rest; nginx maps the prefix to the
-storage root in an `internal` location (deploy/nginx/wharf.conf).
+storage root in an `internal` location (ansible/roles/nginx/templates/nginx.conf.j2).
 
 Clients never set the request header nor see the redirect: the front door removes both.
 

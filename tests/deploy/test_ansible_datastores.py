@@ -27,6 +27,7 @@ import tomllib
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +35,6 @@ import redis
 
 from tests.support import deploy
 from tests.support.deploy import Recap, Site
-from tests.support.processes import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("deploy")]
 
@@ -70,9 +70,9 @@ def redis_password(site: Site, host: deploy.Host) -> str:
 
 
 @pytest.mark.timeout(1500)
-def test_wharfs_own_redis_serves_the_site_and_a_second_run_changes_nothing() -> None:
+def test_wharfs_own_redis_serves_the_site_and_a_second_run_changes_nothing(release: Path) -> None:
     with deploy.site([ADDRESS]) as site:
-        site.release = deploy.build_release(ROOT, site.folder / "release.tar")
+        site.release = release
         host = site.add_host("one", ADDRESS, "redis", "registry", "token")
         port = site.ports["redis"]
 

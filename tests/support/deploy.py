@@ -38,7 +38,7 @@ from tests.support.sshd import Sshd, running_sshd
 
 ANSIBLE_DIR = ROOT / "ansible"
 BIN = Path(sys.executable).parent
-GROUPS = ("proxy", "ui", "token", "registry", "jobservice")
+GROUPS = ("proxy", "ui", "token", "registry", "jobservice", "nginx", "haproxy")
 # Optional groups: PostgreSQL and Redis installed by the rollout (playbooks/datastores.yml).
 DATASTORE_GROUPS = ("postgres", "redis")
 PLAYBOOK_TIMEOUT = 1200
@@ -152,6 +152,8 @@ class Site:
             "wharf_token_port": self.ports["token"],
             "wharf_registry_port": self.ports["registry"],
             "wharf_jobservice_port": self.ports["jobservice"],
+            "wharf_nginx_port": self.ports["nginx"],
+            "wharf_haproxy_port": self.ports["haproxy"],
             "wharf_storage": {"driver": "filesystem", "filesystem": {"root": str(self.storage)}},
             "wharf_settings": {
                 "proxy": {"health_interval_seconds": 0.5, "eject_seconds": 2.0},
