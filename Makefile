@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt bench unit service e2e readme release clean
+.PHONY: help run test test-deploy lint fmt bench unit service e2e readme release clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -16,9 +16,21 @@ run: ## start every service on this host (SQLite, filesystem, private Redis) and
 test: ## lint, then the whole test suite on real PostgreSQL, MariaDB, SQLite, Redis and skopeo
 	@scripts/bootstrap.sh test
 	@$(MAKE) --no-print-directory lint
-	@WHARF_TEST_REQUIRE_SERVICES=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); status=$$?; \
+	@mkdir -p test-results
+	@echo "Deployment tests (make test-deploy) run beside the suite; their output: test-results/deploy.log"
+	@$(MAKE) --no-print-directory test-deploy >test-results/deploy.log 2>&1 & deploy=$$!; \
+	  WHARF_TEST_REQUIRE_SERVICES=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --ignore=tests/deploy $(PYTEST_ARGS); \
+	  status=$$?; \
+	  wait $$deploy; deploy_status=$$?; \
+	  echo "==> deployment tests (ansible/), from test-results/deploy.log:"; tail -n 40 test-results/deploy.log; \
 	  echo "Portal screenshots (every page, desktop and phone width): $(CURDIR)/test-results/portal-screenshots"; \
-	  exit $$status
+	  [ $$status -eq 0 ] && [ $$deploy_status -eq 0 ]
+
+# One pytest process, no xdist: the tests of a module share one deployed site (a module fixture),
+# which xdist would tear down between tests.
+test-deploy: ## the Ansible rollout's tests: real sshd, loopback hosts, site.yml, upgrade.yml, kills
+	@scripts/bootstrap.sh test
+	@WHARF_TEST_REQUIRE_SERVICES=1 $(BIN)/pytest -p no:xdist -ra tests/deploy $(PYTEST_DEPLOY_ARGS)
 
 lint: ## ruff and mypy
 	@scripts/bootstrap.sh venv

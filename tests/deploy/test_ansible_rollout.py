@@ -179,11 +179,12 @@ class ClientLoop:
     def _loop(self) -> None:
         d = self.deployment
         i = 0
+        pushed_once = False
         while not self._stop.is_set():
             layout = d.images[i % len(d.images)]
             ref = f"docker://{d.front}/{PROJECT}/{self.name}:{0 if self.pull_only else i}"
             digest_file = d.folder / f"{self.name}-digest"
-            if not self.pull_only or i == 0:
+            if not self.pull_only or not pushed_once:
                 digest_file.unlink(missing_ok=True)
                 if not self._run(
                     "copy",
@@ -193,8 +194,10 @@ class ClientLoop:
                     f"oci:{layout}:latest",
                     ref,
                 ):
-                    i += 1
+                    i += 0 if self.pull_only else 1
+                    self._stop.wait(PACE_SECONDS)
                     continue
+                pushed_once = True
             pushed = digest_file.read_text().strip()
             target = d.folder / f"{self.name}-pulled"
             shutil.rmtree(target, ignore_errors=True)
