@@ -36,7 +36,7 @@ import redis
 from tests.support import deploy
 from tests.support.deploy import Recap, Site
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("deploy")]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ADDRESS = "127.0.0.2"
 PG_ADMIN = [

@@ -46,7 +46,7 @@ from tests.support.balancer import Balancer
 from tests.support.deploy import ADMIN_PASSWORD, Host, Site
 from tests.support.processes import ROOT, ServiceProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("deploy")]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ADDRESSES = [f"127.0.0.{i}" for i in range(2, 10)]
 PROJECT = "rollout"

@@ -43,7 +43,7 @@ from tests.support import backends, deploy
 from tests.support.deploy import ADMIN_PASSWORD, Host, Site
 from tests.support.processes import ServiceProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("deploy")]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ADDRESSES = [f"127.0.0.{i}" for i in range(21, 25)]
 PROJECT = "fronts"
