@@ -22,18 +22,15 @@ operations ran, and how many connections the balancer had to move, is printed fo
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import shutil
 import subprocess
-import threading
 import time
 import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +40,8 @@ from tests.e2e.conftest import Registry, Skopeo, make_skopeo
 from tests.images import make_image, write_layout
 from tests.support import deploy
 from tests.support.balancer import Balancer
-from tests.support.deploy import ADMIN_PASSWORD, Host, Site
+from tests.support.deploy import Host, Site
+from tests.support.front_door import DIRECT, ClientLoop, add_developer, ready, wait_until
 from tests.support.processes import ROOT, ServiceProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -98,21 +96,6 @@ def _upgrade_source(folder: Path) -> Path:
     return source
 
 
-def api(front: str, method: str, path: str, body: dict[str, Any] | None = None) -> int:
-    auth = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
-    request = urllib.request.Request(
-        f"http://{front}/api/v2.0{path}",
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 def metrics_token(site: Site, host: Host) -> str:
     settings = tomllib.loads((site.root(host) / "etc" / "wharf" / "proxy.toml").read_text())
     return str(settings["metrics"]["token"])
@@ -123,25 +106,9 @@ def pools(site: Site, proxy: Host) -> dict[str, Any]:
         f"{site.url(proxy, 'proxy')}/health/upstreams",
         headers={"Authorization": f"Bearer {metrics_token(site, proxy)}"},
     )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+    with DIRECT.open(request, timeout=10) as response:
         found: dict[str, Any] = json.load(response)["pools"]
         return found
-
-
-def wait_until(condition: Any, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.2)
-
-
-def ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health/ready", timeout=5) as response:  # noqa: S310
-            return bool(response.status == 200)
-    except (OSError, urllib.error.URLError):
-        return False
 
 
 def in_rotation_everywhere(site: Site, group: str, url: str) -> bool:
@@ -155,82 +122,15 @@ def in_rotation_everywhere(site: Site, group: str, url: str) -> bool:
     return True
 
 
-@dataclass
-class ClientLoop:
-    """A client in a loop through the front door: push an image (unless `pull_only`), pull it
-    back and check every digest; counts operations and keeps every failure's story."""
-
-    deployment: Deployment
-    name: str
-    pull_only: bool = False
-    operations: int = 0
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def _run(self, *args: str) -> bool:
-        self.operations += 1
-        result = self.deployment.skopeo.run(*args)
-        if result.returncode != 0:
-            stderr = result.stderr.decode(errors="replace")[-3000:]
-            self.failures.append(f"$ skopeo {' '.join(args)}\nexit {result.returncode}\n{stderr}")
-        return result.returncode == 0
-
-    def _loop(self) -> None:
-        d = self.deployment
-        i = 0
-        pushed_once = False
-        while not self._stop.is_set():
-            layout = d.images[i % len(d.images)]
-            ref = f"docker://{d.front}/{PROJECT}/{self.name}:{0 if self.pull_only else i}"
-            digest_file = d.folder / f"{self.name}-digest"
-            if not self.pull_only or not pushed_once:
-                digest_file.unlink(missing_ok=True)
-                if not self._run(
-                    "copy",
-                    "--retry-times=3",
-                    "--dest-tls-verify=false",
-                    f"--digestfile={digest_file}",
-                    f"oci:{layout}:latest",
-                    ref,
-                ):
-                    i += 0 if self.pull_only else 1
-                    self._stop.wait(PACE_SECONDS)
-                    continue
-                pushed_once = True
-            pushed = digest_file.read_text().strip()
-            target = d.folder / f"{self.name}-pulled"
-            shutil.rmtree(target, ignore_errors=True)
-            if self._run("copy", "--retry-times=3", "--src-tls-verify=false", ref, f"dir:{target}"):
-                manifest = (target / "manifest.json").read_bytes()
-                got = "sha256:" + hashlib.sha256(manifest).hexdigest()
-                if got != pushed:
-                    self.failures.append(f"{ref}: pulled manifest {got}, pushed {pushed}")
-                for blob in target.iterdir():
-                    if blob.name in ("manifest.json", "version"):
-                        continue
-                    if hashlib.sha256(blob.read_bytes()).hexdigest() != blob.name:
-                        self.failures.append(f"{ref}: blob {blob.name} does not hash to its name")
-            i += 1
-            self._stop.wait(PACE_SECONDS)
-
-    def __enter__(self) -> ClientLoop:
-        self._thread = threading.Thread(target=self._loop, name=f"client-{self.name}", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        assert self._thread is not None
-        self._thread.join(timeout=300)
-
-    def wait_for(self, operations: int) -> None:
-        wait_until(
-            lambda: self.operations >= operations or self.failures, f"{operations} client operations", 300
-        )
-
-    def explain(self, site: Site) -> str:
-        return "\n\n".join(self.failures[:5]) + "\n\n" + site.logs(15)
+def client_loop(deployment: Deployment, name: str, *, pull_only: bool = False) -> ClientLoop:
+    return ClientLoop(
+        deployment.skopeo,
+        deployment.folder,
+        f"docker://{deployment.front}/{PROJECT}/{name}",
+        deployment.images,
+        pull_only=pull_only,
+        pace=PACE_SECONDS,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -288,34 +188,11 @@ def test_site_deploys_the_split_and_a_second_run_changes_nothing(deployment: Dep
 
     # A project member (not an admin) pushes and pulls through the front door.
     front = deployment.front
-    assert (
-        api(
-            front,
-            "POST",
-            "/users",
-            {
-                "username": DEVELOPER,
-                "email": "dev-1@example.test",
-                "realname": "Dev One",
-                "password": DEVELOPER_PASSWORD,
-            },
-        )
-        == 201
-    )
-    assert api(front, "POST", "/projects", {"project_name": PROJECT, "public": False}) == 201
-    assert (
-        api(
-            front,
-            "POST",
-            f"/projects/{PROJECT}/members",
-            {"role_id": 2, "member_user": {"username": DEVELOPER}},
-        )
-        == 201
-    )
+    add_developer(front, PROJECT, DEVELOPER, DEVELOPER_PASSWORD)
     deployment.skopeo.ok("login", "--tls-verify=false", "-u", DEVELOPER, "-p", DEVELOPER_PASSWORD, front)
-    with ClientLoop(deployment, "first-push") as loop:
+    with client_loop(deployment, "first-push") as loop:
         loop.wait_for(4)
-    assert not loop.failures, loop.explain(site)
+    assert not loop.failures, loop.explain(site.logs(15))
 
     second = site.playbook("site.yml", log_name="site-2")
     assert second.returncode == 0, second.explain()
@@ -330,7 +207,7 @@ def test_site_deploys_the_split_and_a_second_run_changes_nothing(deployment: Dep
 def test_a_registry_host_added_to_the_inventory_joins_every_pool(deployment: Deployment) -> None:
     site = deployment.site
     new = site.add_host("store-3", "127.0.0.8", "registry")
-    with ClientLoop(deployment, "scaling", pull_only=True) as loop:
+    with client_loop(deployment, "scaling", pull_only=True) as loop:
         loop.wait_for(2)
         recap = site.playbook("site.yml", log_name="site-scale")
         assert recap.returncode == 0, recap.explain()
@@ -347,7 +224,7 @@ def test_a_registry_host_added_to_the_inventory_joins_every_pool(deployment: Dep
         )
         before = loop.operations
         loop.wait_for(before + 6)
-    assert not loop.failures, loop.explain(site)
+    assert not loop.failures, loop.explain(site.logs(15))
     print(f"\nscaling: {loop.operations} pulls while store-3 joined, 0 failed")  # noqa: T201
 
 
@@ -356,12 +233,12 @@ def test_upgrade_rolls_a_new_release_with_no_failed_operation(deployment: Deploy
     site = deployment.site
     site.release = deployment.upgrade_release
     began = time.monotonic()
-    with ClientLoop(deployment, "upgrade") as loop:
+    with client_loop(deployment, "upgrade") as loop:
         loop.wait_for(2)
         recap = site.playbook("upgrade.yml", log_name="upgrade")
         assert recap.returncode == 0, recap.explain()
         loop.wait_for(loop.operations + 4)
-    assert not loop.failures, loop.explain(site)
+    assert not loop.failures, loop.explain(site.logs(15))
     for host in site.hosts:
         version = subprocess.run(
             [str(site.root(host) / "opt" / "wharf" / "current" / "bin" / "wharf"), "--version"],
@@ -385,7 +262,7 @@ def test_upgrade_rolls_a_new_release_with_no_failed_operation(deployment: Deploy
 def test_killing_any_instance_fails_no_operation(deployment: Deployment) -> None:
     site = deployment.site
     killed = []
-    with ClientLoop(deployment, "kills") as loop:
+    with client_loop(deployment, "kills") as loop:
         loop.wait_for(2)
         for host in site.hosts:
             for group in host.groups:
@@ -403,7 +280,7 @@ def test_killing_any_instance_fails_no_operation(deployment: Deployment) -> None
                         f"{host.name}'s {group} is back in rotation",
                     )
                 loop.wait_for(before + 1)
-    assert not loop.failures, loop.explain(site)
+    assert not loop.failures, loop.explain(site.logs(15))
     print(  # noqa: T201
         f"\nkills: {len(killed)} instances killed ({', '.join(killed)}); "
         f"{loop.operations} client operations, 0 failed; "

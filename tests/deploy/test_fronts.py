@@ -22,17 +22,13 @@ import base64
 import hashlib
 import json
 import re
-import shutil
 import subprocess
-import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -40,7 +36,16 @@ import pytest
 from tests.e2e.conftest import Registry, Skopeo, make_skopeo
 from tests.images import make_image, write_layout
 from tests.support import backends, deploy
-from tests.support.deploy import ADMIN_PASSWORD, Host, Site
+from tests.support.deploy import Host, Site
+from tests.support.front_door import (
+    DIRECT,
+    ClientLoop,
+    add_developer,
+    pull_and_check,
+    push,
+    ready,
+    wait_until,
+)
 from tests.support.processes import ServiceProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -50,8 +55,6 @@ PROJECT = "fronts"
 DEVELOPER, DEVELOPER_PASSWORD = "dev-fronts", "Developer-secret-2"
 NGINX = "/usr/sbin/nginx"
 HAPROXY = "/usr/sbin/haproxy"
-# Direct HTTP, no proxy from the environment.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass
@@ -76,26 +79,10 @@ class Fronts:
         return self.site.root(host) / "var" / "log" / "wharf" / name
 
 
-def api(front: str, method: str, path: str, body: dict[str, Any] | None = None) -> int:
-    auth = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
-    request = urllib.request.Request(
-        f"http://{front}/api/v2.0{path}",
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"},
-    )
-    try:
-        with _DIRECT.open(request, timeout=30) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return exc.code
-
-
 def challenge(front: str) -> str:
     """The WWW-Authenticate header of an anonymous GET /v2/ through `front`."""
     with pytest.raises(urllib.error.HTTPError) as raised:
-        _DIRECT.open(f"http://{front}/v2/", timeout=30).close()
+        DIRECT.open(f"http://{front}/v2/", timeout=30).close()
     raised.value.close()
     assert raised.value.code == 401, raised.value.code
     return str(raised.value.headers.get("WWW-Authenticate", ""))
@@ -109,7 +96,7 @@ def bearer_token(front: str, scope: str) -> str:
     assert params["realm"].startswith("http://"), params
     url = f"{params['realm']}?{query}"
     request = urllib.request.Request(url, headers={"Authorization": f"Basic {auth}"})  # noqa: S310 - checked
-    with _DIRECT.open(request, timeout=30) as response:
+    with DIRECT.open(request, timeout=30) as response:
         return str(json.load(response)["token"])
 
 
@@ -123,101 +110,16 @@ def forged_blob_get(front: str, repository: str, digest: str, token: str) -> tup
             "X-Accel-Redirect": "/_wharf/storage/blobs/../../etc/passwd",
         },
     )
-    with _DIRECT.open(request, timeout=30) as response:
+    with DIRECT.open(request, timeout=30) as response:
         return {k.lower(): v for k, v in response.headers.items()}, response.read()
 
 
-def ready(url: str) -> bool:
-    try:
-        with _DIRECT.open(f"{url}/health/ready", timeout=5) as response:
-            return bool(response.status == 200)
-    except (OSError, urllib.error.URLError):
-        return False
-
-
-def wait_until(condition: Any, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.2)
-
-
-def pull_and_check(skopeo: Skopeo, ref: str, target: Path, expected: str | None) -> str | None:
-    """Pull `ref` into `target` and check every digest; a failure's story, or None."""
-    shutil.rmtree(target, ignore_errors=True)
-    result = skopeo.run("copy", "--retry-times=3", "--src-tls-verify=false", ref, f"dir:{target}")
-    if result.returncode != 0:
-        return (
-            f"$ skopeo copy {ref}\nexit {result.returncode}\n{result.stderr.decode(errors='replace')[-3000:]}"
-        )
-    manifest = "sha256:" + hashlib.sha256((target / "manifest.json").read_bytes()).hexdigest()
-    if expected is not None and manifest != expected:
-        return f"{ref}: pulled manifest {manifest}, pushed {expected}"
-    for blob in target.iterdir():
-        if (
-            blob.name not in ("manifest.json", "version")
-            and hashlib.sha256(blob.read_bytes()).hexdigest() != blob.name
-        ):
-            return f"{ref}: blob {blob.name} does not hash to its name"
-    return None
-
-
-def push(fronts: Fronts, layout: Path, ref: str) -> str:
+def push_image(fronts: Fronts, layout: Path, ref: str) -> str:
     """Push the layout's image to `ref`; its manifest digest."""
     digest_file = fronts.folder / "pushed-digest"
-    digest_file.unlink(missing_ok=True)
-    result = fronts.skopeo.run(
-        "copy",
-        "--retry-times=3",
-        "--dest-tls-verify=false",
-        f"--digestfile={digest_file}",
-        f"oci:{layout}:latest",
-        ref,
-    )
-    assert result.returncode == 0, (
-        result.stderr.decode(errors="replace")[-3000:] + "\n" + fronts.site.logs(15)
-    )
+    failure = push(fronts.skopeo, layout, ref, digest_file)
+    assert failure is None, failure + "\n" + fronts.site.logs(15)
     return digest_file.read_text().strip()
-
-
-@dataclass
-class PullLoop:
-    """A client pulling one image through one front door in a loop, every digest checked."""
-
-    fronts: Fronts
-    front: str
-    ref: str
-    digest: str
-    operations: int = 0
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def _loop(self) -> None:
-        target = self.fronts.folder / f"loop-{self.front.replace(':', '-')}"
-        while not self._stop.is_set():
-            failure = pull_and_check(self.fronts.skopeo, self.ref, target, self.digest)
-            self.operations += 1
-            if failure is not None:
-                self.failures.append(failure)
-
-    def __enter__(self) -> PullLoop:
-        self._thread = threading.Thread(target=self._loop, name=f"pull-{self.front}", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        assert self._thread is not None
-        self._thread.join(timeout=300)
-
-    def wait_for(self, operations: int) -> None:
-        wait_until(
-            lambda: self.operations >= operations or self.failures,
-            f"{operations} pulls via {self.front}",
-            300,
-        )
 
 
 def config_servers(text: str) -> list[str]:
@@ -294,19 +196,10 @@ def test_site_yml_puts_nginx_and_haproxy_in_front_and_nginx_serves(fronts: Front
 
     front = fronts.front("nginx")
     assert f'realm="http://{front}/service/token"' in challenge(front)
-    user = {
-        "username": DEVELOPER,
-        "email": "dev@example.test",
-        "realname": "Dev",
-        "password": DEVELOPER_PASSWORD,
-    }
-    assert api(front, "POST", "/users", user) == 201
-    assert api(front, "POST", "/projects", {"project_name": PROJECT, "public": False}) == 201
-    member = {"role_id": 2, "member_user": {"username": DEVELOPER}}
-    assert api(front, "POST", f"/projects/{PROJECT}/members", member) == 201
+    add_developer(front, PROJECT, DEVELOPER, DEVELOPER_PASSWORD)
     fronts.skopeo.ok("login", "--tls-verify=false", "-u", DEVELOPER, "-p", DEVELOPER_PASSWORD, front)
     ref = f"docker://{front}/{PROJECT}/via-nginx:1"
-    digest = push(fronts, fronts.images[0], ref)
+    digest = push_image(fronts, fronts.images[0], ref)
     failure = pull_and_check(fronts.skopeo, ref, fronts.folder / "pulled-nginx", digest)
     assert failure is None, failure + "\n" + site.logs(15)
 
@@ -323,7 +216,7 @@ def test_haproxy_serves_with_its_own_realm_and_a_second_run_changes_nothing(fron
     assert f'realm="http://{front}/service/token"' in challenge(front)
     fronts.skopeo.ok("login", "--tls-verify=false", "-u", DEVELOPER, "-p", DEVELOPER_PASSWORD, front)
     ref = f"docker://{front}/{PROJECT}/via-haproxy:1"
-    digest = push(fronts, fronts.images[1], ref)
+    digest = push_image(fronts, fronts.images[1], ref)
     for pulled in (ref, f"docker://{front}/{PROJECT}/via-nginx:1"):
         failure = pull_and_check(fronts.skopeo, pulled, fronts.folder / "pulled-haproxy", None)
         assert failure is None, failure + "\n" + site.logs(15)
@@ -378,7 +271,13 @@ def test_a_new_registry_host_reloads_both_fronts_without_a_failed_pull(fronts: F
     digest_file = fronts.folder / "pulled-haproxy" / "manifest.json"
     digest = "sha256:" + hashlib.sha256(digest_file.read_bytes()).hexdigest()
     loops = [
-        PullLoop(fronts, fronts.front(kind), f"docker://{fronts.front(kind)}/{PROJECT}/via-haproxy:1", digest)
+        ClientLoop(
+            fronts.skopeo,
+            fronts.folder,
+            f"docker://{fronts.front(kind)}/{PROJECT}/via-haproxy",
+            pull_only=True,
+            pushed=("1", digest),
+        )
         for kind in ("nginx", "haproxy")
     ]
     with loops[0], loops[1]:
@@ -398,7 +297,7 @@ def test_a_new_registry_host_reloads_both_fronts_without_a_failed_pull(fronts: F
         for loop in loops:
             loop.wait_for(loop.operations + 3)
     for loop in loops:
-        assert not loop.failures, "\n\n".join(loop.failures[:3]) + "\n" + site.logs(15)
+        assert not loop.failures, loop.explain(site.logs(15))
     # Reloaded, not restarted: the same masters, nginx with new workers.
     for kind, host in (("nginx", fronts.web), ("haproxy", fronts.lb)):
         assert site.running_pid(host, kind) == masters[kind], f"wharf-{kind} was restarted, not reloaded"
