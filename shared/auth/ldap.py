@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -76,6 +76,12 @@ class LdapSettings:
     ldap_realname_attribute: str = "cn"
 
 
+def ldap_settings(values: Mapping[str, Any]) -> LdapSettings:
+    """The LDAP settings among runtime settings (other keys ignored, missing ones defaulted)."""
+    names = {f.name for f in fields(LdapSettings)}
+    return LdapSettings(**{k: v for k, v in values.items() if k in names and v is not None})
+
+
 @dataclass(frozen=True)
 class LdapUser:
     dn: str
@@ -120,6 +126,16 @@ def _under(dn: str, base: str) -> bool:
     except LDAPException:
         return False
     return len(key) >= len(base_key) and key[len(key) - len(base_key) :] == base_key
+
+
+def _in_scope(dn: str, base: str, scope: int) -> bool:
+    """Whether a search of `base` in `scope` (0 base, 1 one level, 2 subtree) reaches `dn`."""
+    if not _under(dn, base):
+        return False
+    if scope == 2 or not base:
+        return scope == 2
+    depth = len(_dn_key(dn)) - len(_dn_key(base))
+    return depth == scope
 
 
 def _looks_like_dn(text: str) -> bool:
@@ -412,7 +428,9 @@ def _search_groups(settings: LdapSettings, name_or_dn: str, limit: int) -> list[
     conn = _open(settings)
     try:
         if _looks_like_dn(name_or_dn):
-            found = _read_group(conn, settings, name_or_dn, [attribute])
+            found = []
+            if _under(name_or_dn, _group_base(settings)):
+                found = _read_group(conn, settings, name_or_dn, [attribute])
         else:
             value = escape_filter_chars(name_or_dn) if name_or_dn else "*"
             found = _search(
@@ -439,8 +457,8 @@ def _group_members(settings: LdapSettings, group_dn: str) -> list[LdapUser]:
         members: dict[str, LdapUser] = {}
         for name in _MEMBER_DN_ATTRIBUTES:
             for dn in _values(attributes, name):
-                # Only people who could log in: under ldap_base_dn, within ldap_filter, with a uid.
-                if not _under(dn, settings.ldap_base_dn):
+                # Only people who could log in: in the user search's reach, within its filter, with a uid.
+                if not _in_scope(dn, settings.ldap_base_dn, settings.ldap_scope):
                     continue
                 for entry_dn, entry in _search(
                     conn,
@@ -490,6 +508,27 @@ def _user_groups(settings: LdapSettings, user_dn: str) -> list[LdapGroup]:
             )
             groups = [_group(settings, d, a) for d, a in found]
         return sorted(groups, key=lambda g: g.name)
+    finally:
+        _close(conn)
+
+
+def _is_group_admin(settings: LdapSettings, user_dn: str) -> bool:
+    admin_dn = settings.ldap_group_admin_dn.strip()
+    if not admin_dn:
+        return False
+    membership = settings.ldap_group_membership_attribute.strip()
+    conn = _open(settings)
+    try:
+        if membership:
+            found = _search(conn, settings, user_dn, "(objectClass=*)", 0, [membership], missing_ok=True)
+            return any(same_dn(dn, admin_dn) for dn in (_values(found[0][1], membership) if found else []))
+        found = _search(
+            conn, settings, admin_dn, "(objectClass=*)", 0, list(_MEMBER_DN_ATTRIBUTES), missing_ok=True
+        )
+        members = [
+            dn for name in _MEMBER_DN_ATTRIBUTES for dn in (_values(found[0][1], name) if found else [])
+        ]
+        return any(same_dn(dn, user_dn) for dn in members)
     finally:
         _close(conn)
 
@@ -568,6 +607,11 @@ class LdapDirectory:
     async def group_members(self, settings: LdapSettings, group_dn: str) -> list[LdapUser]:
         """The users a group lists (member, uniqueMember, memberUid); none for a group gone."""
         return await self._run(settings, partial(_group_members, settings, group_dn))
+
+    async def is_group_admin(self, settings: LdapSettings, user_dn: str) -> bool:
+        """Whether the user is in `ldap_group_admin_dn` (Harbor: its members are system admins),
+        by the membership attribute on the user when set, else by the group's member list."""
+        return await self._run(settings, partial(_is_group_admin, settings, user_dn))
 
     async def user_groups(self, settings: LdapSettings, user_dn: str) -> list[LdapGroup]:
         """The groups under the group base the user is in: by `ldap_group_membership_attribute`

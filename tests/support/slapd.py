@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ldap3
 from cryptography import x509
@@ -231,6 +232,31 @@ class Slapd:
     def misnamed_ldaps_url(self) -> str:
         """The same LDAPS port on an address its certificate does not name."""
         return f"ldaps://127.0.0.2:{self.tls_port}"
+
+    def configuration(self, transport: str = "ldaps") -> dict[str, Any]:
+        """Runtime settings (Harbor's `ldap_*` keys and Wharf's) for this directory, over
+        `ldaps`, `starttls` or `plain` LDAP, verifying its certificate against its CA."""
+        return {
+            "ldap_url": self.ldaps_url if transport == "ldaps" else self.ldap_url,
+            "ldap_starttls": transport == "starttls",
+            "ldap_ca_certificate": self.pki.ca_pem,
+            "ldap_verify_cert": True,
+            "ldap_search_dn": SEARCH_DN,
+            "ldap_search_password": SEARCH_PASSWORD,
+            "ldap_base_dn": BASE_DN,
+            "ldap_uid": "uid",
+            "ldap_filter": "(objectClass=inetOrgPerson)",
+            "ldap_scope": 2,
+            "ldap_timeout": 3,
+            "ldap_group_base_dn": GROUPS,
+            "ldap_group_search_filter": "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))",
+            "ldap_group_attribute_name": "cn",
+            "ldap_group_search_scope": 2,
+            "ldap_group_admin_dn": group_dn("admins"),
+            "ldap_group_membership_attribute": "memberof",
+            "ldap_email_attribute": "mail",
+            "ldap_realname_attribute": "cn",
+        }
 
     @contextmanager
     def admin(self) -> Iterator[ldap3.Connection]:

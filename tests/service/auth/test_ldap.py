@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -11,6 +12,7 @@ import pytest
 
 from tests.support.slapd import (
     BASE_DN,
+    CONTRACTORS,
     GROUPS,
     PEOPLE,
     SEARCH_DN,
@@ -22,7 +24,7 @@ from tests.support.slapd import (
     running_slapd,
     silent_listener,
 )
-from wharf_shared.auth.ldap import LdapDirectory, LdapError, LdapSettings, LdapUser, same_dn
+from wharf_shared.auth.ldap import LdapDirectory, LdapError, LdapSettings, LdapUser, ldap_settings, same_dn
 
 ALICE = USERS["alice"]
 
@@ -43,17 +45,7 @@ async def directory() -> AsyncIterator[LdapDirectory]:
 @pytest.fixture
 def ldaps(slapd: Slapd) -> LdapSettings:
     """LDAPS with our CA, verification on: the settings every other test varies."""
-    return LdapSettings(
-        ldap_url=slapd.ldaps_url,
-        ldap_search_dn=SEARCH_DN,
-        ldap_search_password=SEARCH_PASSWORD,
-        ldap_base_dn=BASE_DN,
-        ldap_uid="uid",
-        ldap_filter="(objectClass=inetOrgPerson)",
-        ldap_timeout=2,
-        ldap_ca_certificate=slapd.pki.ca_pem,
-        ldap_group_base_dn=GROUPS,
-    )
+    return ldap_settings({**slapd.configuration("ldaps"), "ldap_timeout": 2, "unrelated_key": True})
 
 
 async def test_ldaps_login_maps_the_entry(directory: LdapDirectory, ldaps: LdapSettings) -> None:
@@ -306,3 +298,51 @@ async def test_stopped_directory_refused(directory: LdapDirectory, tmp_path: Pat
         with pytest.raises(LdapError):
             await directory.search_groups(settings, "developers")
         assert not (await directory.ping(settings)).success
+
+
+def test_settings_from_runtime_values() -> None:
+    assert ldap_settings(
+        {"ldap_url": "ldaps://dir", "ldap_scope": None, "auth_mode": "ldap_auth"}
+    ) == LdapSettings(ldap_url="ldaps://dir")
+
+
+async def test_concurrent_logins_share_the_bounded_pool(
+    directory: LdapDirectory, ldaps: LdapSettings
+) -> None:
+    people = [USERS[uid] for uid in ("alice", "bob", "carol")] * 4
+    users = await asyncio.gather(*(directory.authenticate(ldaps, p.uid, p.password) for p in people))
+    assert [u.username if u else None for u in users] == [p.uid for p in people]
+
+
+async def test_bad_scope_refused(directory: LdapDirectory, ldaps: LdapSettings) -> None:
+    assert await directory.authenticate(replace(ldaps, ldap_scope=7), "alice", ALICE.password) is None
+    with pytest.raises(LdapError, match="scope 7"):
+        await directory.search_groups(replace(ldaps, ldap_group_search_scope=7), "developers")
+
+
+async def test_group_admin(directory: LdapDirectory, ldaps: LdapSettings) -> None:
+    by_search = replace(ldaps, ldap_group_membership_attribute="")
+    for settings in (ldaps, by_search):
+        assert await directory.is_group_admin(settings, ALICE.dn)
+        assert not await directory.is_group_admin(settings, USERS["bob"].dn)
+    assert not await directory.is_group_admin(replace(ldaps, ldap_group_admin_dn=""), ALICE.dn)
+
+
+async def test_groups_and_members_stay_within_the_configured_bases(
+    directory: LdapDirectory, ldaps: LdapSettings
+) -> None:
+    # a DN outside ldap_group_base_dn is no group of ours, even if the entry is one
+    assert (
+        await directory.search_groups(replace(ldaps, ldap_group_base_dn=CONTRACTORS), group_dn("admins"))
+        == []
+    )
+    # members the user search cannot reach are left out: they could not log in
+    assert (
+        await directory.group_members(replace(ldaps, ldap_base_dn=CONTRACTORS), group_dn("developers")) == []
+    )
+    assert await directory.group_members(replace(ldaps, ldap_scope=1), group_dn("developers")) == []
+    one_level = replace(ldaps, ldap_base_dn=PEOPLE, ldap_scope=1)
+    assert [u.username for u in await directory.group_members(one_level, group_dn("developers"))] == [
+        "alice",
+        "bob",
+    ]
