@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
-from functools import partial
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -166,13 +166,18 @@ def _timeout(settings: LdapSettings) -> int:
 
 
 def _ssl_context(settings: LdapSettings) -> ssl.SSLContext:
-    ca = settings.ldap_ca_certificate.strip()
+    return _context(settings.ldap_ca_certificate.strip(), settings.ldap_verify_cert)
+
+
+@functools.lru_cache(maxsize=8)
+def _context(ca: str, verify: bool) -> ssl.SSLContext:
+    # Cached: loading the system's CAs costs milliseconds, and a context is safe to share.
     try:
         # A configured CA is the only one trusted for the directory; else the system's.
         context = ssl.create_default_context(cadata=ca or None)
     except (ssl.SSLError, ValueError) as exc:
         raise LdapError(f"ldap_ca_certificate is not a usable PEM certificate: {exc}") from None
-    if not settings.ldap_verify_cert:
+    if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
@@ -577,7 +582,7 @@ class LdapDirectory:
             log.info("ldap_login_refused", username=username, reason="empty username")
             return None
         try:
-            return await self._run(settings, partial(_authenticate, settings, username, password))
+            return await self._run(settings, functools.partial(_authenticate, settings, username, password))
         except LdapError as exc:
             log.warning("ldap_login_failed", username=username, error=str(exc))
             return None
@@ -588,7 +593,7 @@ class LdapDirectory:
     async def ping(self, settings: LdapSettings) -> LdapPing:
         """Harbor's /ldap/ping: can the service account bind, and does the base DN exist?"""
         try:
-            return await self._run(settings, partial(_ping, settings))
+            return await self._run(settings, functools.partial(_ping, settings))
         except LdapError as exc:
             return LdapPing(False, str(exc))
 
@@ -596,24 +601,24 @@ class LdapDirectory:
         self, settings: LdapSettings, username: str, *, limit: int = 1000
     ) -> list[LdapUser]:
         """Users whose `ldap_uid` is `username` (every user, up to `limit`, when it is empty)."""
-        return await self._run(settings, partial(_search_users, settings, username, limit))
+        return await self._run(settings, functools.partial(_search_users, settings, username, limit))
 
     async def search_groups(
         self, settings: LdapSettings, name_or_dn: str, *, limit: int = 1000
     ) -> list[LdapGroup]:
         """The group with this DN, or those whose group attribute is this name (all when empty)."""
-        return await self._run(settings, partial(_search_groups, settings, name_or_dn, limit))
+        return await self._run(settings, functools.partial(_search_groups, settings, name_or_dn, limit))
 
     async def group_members(self, settings: LdapSettings, group_dn: str) -> list[LdapUser]:
         """The users a group lists (member, uniqueMember, memberUid); none for a group gone."""
-        return await self._run(settings, partial(_group_members, settings, group_dn))
+        return await self._run(settings, functools.partial(_group_members, settings, group_dn))
 
     async def is_group_admin(self, settings: LdapSettings, user_dn: str) -> bool:
         """Whether the user is in `ldap_group_admin_dn` (Harbor: its members are system admins),
         by the membership attribute on the user when set, else by the group's member list."""
-        return await self._run(settings, partial(_is_group_admin, settings, user_dn))
+        return await self._run(settings, functools.partial(_is_group_admin, settings, user_dn))
 
     async def user_groups(self, settings: LdapSettings, user_dn: str) -> list[LdapGroup]:
         """The groups under the group base the user is in: by `ldap_group_membership_attribute`
         on the user (memberOf) when set, else by a search for groups naming the user."""
-        return await self._run(settings, partial(_user_groups, settings, user_dn))
+        return await self._run(settings, functools.partial(_user_groups, settings, user_dn))
