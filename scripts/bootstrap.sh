@@ -3,7 +3,8 @@
 #   scripts/bootstrap.sh venv   the virtualenv with Wharf and its pinned dependencies
 #   scripts/bootstrap.sh run    + redis-server (for the private Redis of `wharf run`)
 #   scripts/bootstrap.sh test   + skopeo, docker-registry, chromium, PostgreSQL, MariaDB, Redis (all running),
-#                               openssh-server, supervisor, nginx, haproxy, python3-venv (for ansible/ tests)
+#                               openssh-server, supervisor, nginx, haproxy, python3-venv (for ansible/ tests),
+#                               slapd, ldap-utils (a private OpenLDAP for the LDAP auth tests)
 # Works as root and as a user with sudo, with or without systemd (containers and chroots install
 # services without starting them). Quiet when everything is already there.
 set -euo pipefail
@@ -211,6 +212,9 @@ case "$MODE" in
     apt_install skopeo docker-registry wrk chromium postgresql mariadb-server redis-server
     # the Ansible rollout's tests: hosts over SSH, services under supervisor, fronts, venvs
     apt_install_stopped openssh-server supervisor nginx haproxy python3-venv
+    # the LDAP auth tests start their own slapd; the package's own must neither start nor ask
+    # (its debconf questions are answered by the defaults under DEBIAN_FRONTEND=noninteractive)
+    apt_install_stopped slapd ldap-utils
     ensure_venv
     ensure_redis
     ensure_postgres
