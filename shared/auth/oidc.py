@@ -37,6 +37,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import aiohttp
 import jwt
 
+from wharf_shared.auth.http import read_capped
 from wharf_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -278,7 +279,7 @@ class OidcClient:
                 ssl=bool(settings.oidc_verify_cert),  # True: verify against the system CAs
                 allow_redirects=False,
             ) as response:
-                body = await response.content.read(_BODY_LIMIT + 1)
+                body = await read_capped(response, _BODY_LIMIT)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise OidcError(
