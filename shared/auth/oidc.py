@@ -30,7 +30,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -49,7 +49,6 @@ SIGNING_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
 _BODY_LIMIT = 1024 * 1024  # discovery, JWKS, token and userinfo answers are small
-_KEY_REFRESH_MIN_SECONDS = 30.0  # unknown key ids refetch the JWKS at most this often
 
 
 @dataclass(frozen=True)
@@ -237,7 +236,8 @@ def _needs_userinfo(settings: OidcSettings, claims: Mapping[str, Any]) -> bool:
 
 class OidcClient:
     """One per process. HTTP goes through the given aiohttp session (the process's one client);
-    discovery documents and key sets are cached per issuer for `cache_seconds`."""
+    discovery documents and key sets are cached per issuer for `cache_seconds`; a token signed
+    by a key not in the cached set refetches it, at most once per `key_refetch_seconds`."""
 
     def __init__(
         self,
@@ -245,16 +245,18 @@ class OidcClient:
         *,
         clock: Callable[[], float] = time.time,
         cache_seconds: float = 300.0,
+        key_refetch_seconds: float = 30.0,
         leeway_seconds: float = 60.0,
         timeout_seconds: float = 10.0,
     ) -> None:
         self._session = session
         self._clock = clock
         self._cache_seconds = cache_seconds
+        self._key_refetch_seconds = key_refetch_seconds
         self._leeway = leeway_seconds
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._metadata: dict[str, tuple[float, ProviderMetadata]] = {}
-        self._keys: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._keys: dict[str, tuple[float, list[dict[str, Any]]]] = {}  # jwks_uri -> (fetched at, keys)
         self._lock = asyncio.Lock()
 
     # --- HTTP -----------------------------------------------------------------------------------
@@ -336,11 +338,13 @@ class OidcClient:
     async def _key_set(
         self, settings: OidcSettings, metadata: ProviderMetadata, *, fresh: bool
     ) -> list[dict[str, Any]]:
+        # Cached for cache_seconds; `fresh` (a key id not in the cache) refetches unless the
+        # set is younger than key_refetch_seconds: tokens with made-up key ids cannot make us
+        # hammer the provider.
         cached = self._keys.get(metadata.jwks_uri)
-        now = time.monotonic()
         if cached:
-            fetched = cached[0] - self._cache_seconds
-            if (not fresh and cached[0] > now) or (fresh and fetched + _KEY_REFRESH_MIN_SECONDS > now):
+            age = time.monotonic() - cached[0]
+            if age < (self._key_refetch_seconds if fresh else self._cache_seconds):
                 return cached[1]
         async with self._lock:
             doc = await self._json(settings, "GET", metadata.jwks_uri, "the key set (jwks_uri)")
@@ -348,7 +352,7 @@ class OidcClient:
             if not isinstance(keys, list):
                 raise OidcError(f"the key set at {metadata.jwks_uri} has no list of keys")
             usable = [k for k in keys if isinstance(k, dict) and k.get("use", "sig") == "sig"]
-            self._keys[metadata.jwks_uri] = (time.monotonic() + self._cache_seconds, usable)
+            self._keys[metadata.jwks_uri] = (time.monotonic(), usable)
             return usable
 
     async def _signing_key(
@@ -522,10 +526,7 @@ class OidcClient:
             claims = {**info, **claims}
         user = user_from_claims(settings, claims, id_token=id_token, access_token=access_token)
         refresh = tokens.get("refresh_token")
-        return OidcUser(
-            **{f.name: getattr(user, f.name) for f in fields(OidcUser) if f.name != "refresh_token"},
-            refresh_token=refresh if isinstance(refresh, str) else "",
-        )
+        return replace(user, refresh_token=refresh if isinstance(refresh, str) else "")
 
     async def end_session_url(
         self, settings: OidcSettings, *, id_token: str = "", post_logout_redirect_uri: str = ""

@@ -2,11 +2,11 @@
 
 Runs in the SSO peers' own venv (tests/peers/requirements-sso.txt), started by
 tests/support/cas_server.py as `python cas_server_app.py CONFIG.json`. The config names the
-port, a folder for the SQLite database, the services allowed (regular expressions) and the
-seeded users with their groups. CAS lives under /cas/ (`/cas/login`, `/cas/serviceValidate`,
-`/cas/p3/serviceValidate`, `/cas/logout`); each validation releases the attributes `mail`,
-`displayName` and `groups` (one element per group), and a logout sends the services a user
-signed in to the single-logout POST.
+file to write its port to (it binds a free one), a folder for the SQLite database, the
+services allowed (regular expressions) and the seeded users with their groups. CAS lives under
+/cas/ (`/cas/login`, `/cas/serviceValidate`, `/cas/p3/serviceValidate`, `/cas/logout`); each
+validation releases the attributes `mail`, `displayName` and `groups` (one element per group),
+and a logout sends the services a user signed in to the single-logout POST.
 """
 
 from __future__ import annotations
@@ -115,13 +115,11 @@ def main() -> None:
 
     from django.core.wsgi import get_wsgi_application
 
-    server = make_server(
-        "127.0.0.1",
-        int(config["port"]),
-        get_wsgi_application(),
-        server_class=_Server,
-        handler_class=_Quiet,
-    )
+    server = make_server("127.0.0.1", 0, get_wsgi_application(), server_class=_Server, handler_class=_Quiet)
+    # The port for the test that started us, written whole (a rename) once we listen.
+    port_file = Path(config["port_file"])
+    port_file.with_suffix(".tmp").write_text(str(server.server_port))
+    port_file.with_suffix(".tmp").rename(port_file)
     server.serve_forever()
 
 

@@ -1,9 +1,10 @@
 """An OpenID Connect provider for Wharf's tests: Authlib's authorization server on Flask.
 
 Runs in the SSO peers' own venv (tests/peers/requirements-sso.txt), started by
-tests/support/oidc_provider.py as `python oidc_provider_app.py CONFIG.json`. The config names the
-issuer, the port, the clients and the seeded users with their groups. It serves discovery, the
-JWKS (an RSA key made at start), an authorization endpoint with a username/password form (PKCE
+tests/support/oidc_provider.py as `python oidc_provider_app.py CONFIG.json`. The config names
+the file to write its port to (it binds a free one), the clients and the seeded users with
+their groups. It serves discovery, the JWKS (an RSA key made at start; POST /rotate adds a new
+one that signs from then on), an authorization endpoint with a username/password form (PKCE
 with S256 required), the token endpoint (client_secret_basic or client_secret_post, as each
 client is registered; Authlib checks the PKCE verifier), userinfo and an end-session endpoint.
 
@@ -18,6 +19,7 @@ import html
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
@@ -30,6 +32,7 @@ from authlib.oidc.core.grants import OpenIDCode
 from authlib.oidc.core.models import AuthorizationCodeMixin
 from flask import Flask, Response, jsonify, redirect, request
 from joserfc.jwk import KeySet, RSAKey
+from werkzeug.serving import make_server
 
 SCOPES = ("openid", "profile", "email", "groups", "offline_access")
 CODE_LIFETIME = 60
@@ -110,12 +113,16 @@ class Token(TokenMixin):
         return self.client
 
 
+def _new_key(number: int) -> RSAKey:
+    return RSAKey.generate_key(2048, parameters={"kid": f"wharf-test-{number}", "use": "sig", "alg": "RS256"})
+
+
 def create_app(config: dict[str, Any]) -> Flask:
-    issuer: str = config["issuer"]
+    """The provider; `config["issuer"]` is read per request (set once the port is bound)."""
     users: dict[str, dict[str, Any]] = config["users"]
     clients = {c["client_id"]: Client(c) for c in config["clients"]}
     lifetime = int(config.get("id_token_lifetime", 300))
-    key = RSAKey.generate_key(2048, parameters={"kid": "wharf-test-1", "use": "sig", "alg": "RS256"})
+    keys = [_new_key(1)]  # the last signs; all are published (a rotation keeps the old ones)
     codes: dict[str, Code] = {}
     tokens: dict[str, Token] = {}
     nonces: set[str] = set()
@@ -170,16 +177,16 @@ def create_app(config: dict[str, Any]) -> Flask:
             return nonce in nonces  # a nonce reused by a new request is refused
 
         def resolve_client_private_key(self, client: Client) -> RSAKey:
-            return key
+            return keys[-1]
 
         def get_client_algorithm(self, client: Client) -> str:
             return "RS256"
 
         def get_client_claims(self, client: Client) -> dict[str, Any]:
-            return {"iss": issuer, "aud": [client.client_id]}
+            return {"iss": config["issuer"], "aud": [client.client_id]}
 
         def get_encode_header(self, client: Client) -> dict[str, Any]:
-            return {"alg": "RS256", "kid": key.kid}
+            return {"alg": "RS256", "kid": keys[-1].kid}
 
         def generate_user_info(self, user: dict[str, Any], scope: str) -> UserInfo:
             return claims_of(user, scope, for_id_token=True)
@@ -203,6 +210,7 @@ def create_app(config: dict[str, Any]) -> Flask:
 
     @app.get("/.well-known/openid-configuration")
     def discovery() -> Response:
+        issuer = config["issuer"]
         return jsonify(
             issuer=issuer,
             authorization_endpoint=f"{issuer}/authorize",
@@ -223,7 +231,13 @@ def create_app(config: dict[str, Any]) -> Flask:
 
     @app.get("/jwks")
     def jwks() -> Response:
-        return jsonify(KeySet([key]).as_dict(private=False))
+        return jsonify(KeySet(keys).as_dict(private=False))
+
+    @app.post("/rotate")
+    def rotate() -> Response:
+        """Test control: sign with a new key from now on."""
+        keys.append(_new_key(len(keys) + 1))
+        return jsonify(kid=keys[-1].kid)
 
     def form(message: str = "") -> str:
         # Posted back to this same URL: the authorization request stays in the query string.
@@ -282,7 +296,16 @@ def main() -> None:
     for name, user in config["users"].items():
         user.setdefault("username", name)
         user.setdefault("sub", f"sub-{name}")
-    create_app(config).run(host="127.0.0.1", port=int(config["port"]), threaded=True)
+    server = make_server("127.0.0.1", 0, create_app(config), threaded=True)
+    config["issuer"] = f"http://127.0.0.1:{server.server_port}"
+    write_port(Path(config["port_file"]), server.server_port)
+    server.serve_forever()
+
+
+def write_port(port_file: Path, port: int) -> None:
+    """The port for the test that started us, written whole (a rename) once we listen."""
+    port_file.with_suffix(".tmp").write_text(str(port))
+    port_file.with_suffix(".tmp").rename(port_file)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.peers import APPS, peer_python, running_peer
-from tests.support.processes import free_port
 
 SERVICES = (r"^http://127\.0\.0\.1:\d+/",)
 
@@ -47,9 +46,8 @@ class CasServer:
 def running_cas_server(folder: Path, users: Mapping[str, CasUserSeed]) -> Iterator[CasServer]:
     python = peer_python()
     folder.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     config = {
-        "port": port,
+        "port_file": str(folder / "port"),
         "folder": str(folder),
         "services": list(SERVICES),
         "users": {
@@ -60,6 +58,5 @@ def running_cas_server(folder: Path, users: Mapping[str, CasUserSeed]) -> Iterat
     config_file = folder / "cas.json"
     config_file.write_text(json.dumps(config))
     argv = [str(python), str(APPS / "cas_server_app.py"), str(config_file)]
-    base = f"http://127.0.0.1:{port}"
-    with running_peer("the CAS server", argv, f"{base}/health", folder / "cas.log"):
-        yield CasServer(f"{base}/cas")
+    with running_peer("the CAS server", argv, folder, "/health") as port:
+        yield CasServer(f"http://127.0.0.1:{port}/cas")

@@ -9,6 +9,7 @@ redirects to `REDIRECT_URI`, which nothing serves: the tests stop at the redirec
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.peers import APPS, peer_python, running_peer
-from tests.support.processes import free_port
 
 REDIRECT_URI = "http://127.0.0.1:9/c/oidc/callback"
 CLIENT_ID, CLIENT_SECRET = "wharf", "Wharf-client-secret-1"
@@ -33,6 +33,12 @@ class OidcUserSeed:
 @dataclass(frozen=True)
 class OidcProvider:
     issuer: str
+
+    def rotate_keys(self) -> str:
+        """Make the provider sign with a new key (the old stays published); its key id."""
+        request = urllib.request.Request(f"{self.issuer}/rotate", method="POST")  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            return str(json.load(response)["kid"])
 
     def configuration(self, **overrides: Any) -> dict[str, Any]:
         """Runtime settings (Harbor's `oidc_*` keys) for this provider as client `wharf`."""
@@ -59,11 +65,8 @@ def running_oidc_provider(
 ) -> Iterator[OidcProvider]:
     python = peer_python()
     folder.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
     config = {
-        "issuer": issuer,
-        "port": port,
+        "port_file": str(folder / "port"),
         "clients": [
             {
                 "client_id": CLIENT_ID,
@@ -81,5 +84,5 @@ def running_oidc_provider(
     config_file = folder / "oidc.json"
     config_file.write_text(json.dumps(config))
     argv = [str(python), str(APPS / "oidc_provider_app.py"), str(config_file)]
-    with running_peer("the OIDC provider", argv, f"{issuer}/health", folder / "oidc.log"):
-        yield OidcProvider(issuer)
+    with running_peer("the OIDC provider", argv, folder, "/health") as port:
+        yield OidcProvider(f"http://127.0.0.1:{port}")

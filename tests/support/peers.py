@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -69,36 +69,26 @@ def peer_python() -> Path:
 
 @contextmanager
 def running_peer(
-    name: str,
-    argv: list[str],
-    ready_url: str,
-    log: Path,
-    *,
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-    timeout: float = 60.0,
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A peer process, polled at `ready_url` until it answers 200, killed at the end."""
-    log.parent.mkdir(parents=True, exist_ok=True)
+    name: str, argv: list[str], folder: Path, ready_path: str, *, timeout: float = 60.0
+) -> Iterator[int]:
+    """A peer process that binds a free loopback port itself and writes its number to
+    `<folder>/port` (no race between choosing a port and binding it), polled at `ready_path`
+    until it answers 200, stopped at the end. Yields the port; its output goes to
+    `<folder>/peer.log`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port_file, log = folder / "port", folder / "peer.log"
+    port_file.unlink(missing_ok=True)
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env
-        )
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + timeout
-        while True:
+        while not _ready(port_file, ready_path):
             if process.poll() is not None:
                 backends.unavailable(name, RuntimeError(f"exited {process.returncode}: {_tail(log)}"))
-            try:
-                with urllib.request.urlopen(ready_url, timeout=2) as response:  # noqa: S310 - loopback
-                    if response.status == 200:
-                        break
-            except (OSError, urllib.error.URLError):
-                pass
             if time.monotonic() > deadline:
                 backends.unavailable(name, TimeoutError(f"not ready after {timeout}s: {_tail(log)}"))
             time.sleep(0.1)
-        yield process
+        yield int(port_file.read_text())
     finally:
         if process.poll() is None:
             process.terminate()
@@ -107,6 +97,15 @@ def running_peer(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _ready(port_file: Path, path: str) -> bool:
+    try:
+        port = int(port_file.read_text())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return bool(response.status == 200)
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
 
 
 def _tail(log: Path) -> str:

@@ -243,6 +243,26 @@ async def test_tokens_not_signed_by_the_provider_are_refused(
         await client.verify_id_token(settings, "garbage", nonce=request.nonce)
 
 
+async def test_rotated_keys_are_fetched_again(settings: OidcSettings, provider: OidcProvider) -> None:
+    async with aiohttp.ClientSession() as http:
+        client = OidcClient(http, key_refetch_seconds=0)
+        request, id_token = await tokens(client, settings)
+        await client.verify_id_token(settings, id_token, nonce=request.nonce)  # the key set is cached now
+        new_kid = provider.rotate_keys()
+        request, id_token = await tokens(client, settings)
+        assert jwt.get_unverified_header(id_token)["kid"] == new_kid
+        await client.verify_id_token(settings, id_token, nonce=request.nonce)
+
+        # Within key_refetch_seconds an unknown key id does not refetch: refused until then.
+        slow = OidcClient(http, key_refetch_seconds=3600)
+        request, id_token = await tokens(slow, settings)
+        await slow.verify_id_token(settings, id_token, nonce=request.nonce)
+        provider.rotate_keys()
+        request, id_token = await tokens(slow, settings)
+        with pytest.raises(OidcError, match="does not publish"):
+            await slow.verify_id_token(settings, id_token, nonce=request.nonce)
+
+
 async def test_discovery_must_name_the_configured_issuer(client: OidcClient, provider: OidcProvider) -> None:
     # The same provider reached by another name: its document names 127.0.0.1, not localhost.
     settings = oidc_settings(
