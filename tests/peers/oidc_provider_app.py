@@ -2,11 +2,12 @@
 
 Runs in the SSO peers' own venv (tests/peers/requirements-sso.txt), started by
 tests/support/oidc_provider.py as `python oidc_provider_app.py CONFIG.json`. The config names
-the file to write its port to (it binds a free one), the clients and the seeded users with
-their groups. It serves discovery, the JWKS (an RSA key made at start; POST /rotate adds a new
-one that signs from then on), an authorization endpoint with a username/password form (PKCE
-with S256 required), the token endpoint (client_secret_basic or client_secret_post, as each
-client is registered; Authlib checks the PKCE verifier), userinfo and an end-session endpoint.
+the file to write its port to (it binds a free one), the clients, the seeded users with their
+groups, and optionally a certificate to serve HTTPS with. It serves discovery, the JWKS (an RSA
+key made at start; POST /rotate adds a new one that signs from then on), an authorization
+endpoint with a username/password form (PKCE with S256 required), the token endpoint
+(client_secret_basic or client_secret_post, as each client is registered; Authlib checks the
+PKCE verifier), userinfo and an end-session endpoint.
 
 The `groups` claim goes into the ID token only when the scope has `groups`; userinfo always
 gives it, so that a relying party without that scope must ask userinfo.
@@ -296,8 +297,10 @@ def main() -> None:
     for name, user in config["users"].items():
         user.setdefault("username", name)
         user.setdefault("sub", f"sub-{name}")
-    server = make_server("127.0.0.1", 0, create_app(config), threaded=True)
-    config["issuer"] = f"http://127.0.0.1:{server.server_port}"
+    tls = config.get("tls")  # {"cert": PEM file, "key": PEM file}: HTTPS
+    context = (tls["cert"], tls["key"]) if tls else None
+    server = make_server("127.0.0.1", 0, create_app(config), threaded=True, ssl_context=context)
+    config["issuer"] = f"{'https' if tls else 'http'}://127.0.0.1:{server.server_port}"
     write_port(Path(config["port_file"]), server.server_port)
     server.serve_forever()
 

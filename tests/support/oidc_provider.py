@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.peers import APPS, peer_python, running_peer
+from tests.support.tls import self_signed
 
 REDIRECT_URI = "http://127.0.0.1:9/c/oidc/callback"
 CLIENT_ID, CLIENT_SECRET = "wharf", "Wharf-client-secret-1"
@@ -62,10 +63,12 @@ def running_oidc_provider(
     users: Mapping[str, OidcUserSeed],
     *,
     token_auth_method: str = "client_secret_basic",  # noqa: S107 - a method's name
+    https: bool = False,
 ) -> Iterator[OidcProvider]:
+    """The provider, over HTTPS with a self-signed certificate for 127.0.0.1 when `https`."""
     python = peer_python()
     folder.mkdir(parents=True, exist_ok=True)
-    config = {
+    config: dict[str, Any] = {
         "port_file": str(folder / "port"),
         "clients": [
             {
@@ -81,8 +84,11 @@ def running_oidc_provider(
             for name, u in users.items()
         },
     }
+    if https:
+        cert, key = self_signed(folder)
+        config["tls"] = {"cert": str(cert), "key": str(key)}
     config_file = folder / "oidc.json"
     config_file.write_text(json.dumps(config))
     argv = [str(python), str(APPS / "oidc_provider_app.py"), str(config_file)]
-    with running_peer("the OIDC provider", argv, folder, "/health") as port:
-        yield OidcProvider(f"http://127.0.0.1:{port}")
+    with running_peer("the OIDC provider", argv, folder, "/health", https=https) as port:
+        yield OidcProvider(f"{'https' if https else 'http'}://127.0.0.1:{port}")

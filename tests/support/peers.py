@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import ssl
 import subprocess
 import sys
 import time
@@ -69,11 +70,11 @@ def peer_python() -> Path:
 
 @contextmanager
 def running_peer(
-    name: str, argv: list[str], folder: Path, ready_path: str, *, timeout: float = 60.0
+    name: str, argv: list[str], folder: Path, ready_path: str, *, https: bool = False, timeout: float = 60.0
 ) -> Iterator[int]:
     """A peer process that binds a free loopback port itself and writes its number to
     `<folder>/port` (no race between choosing a port and binding it), polled at `ready_path`
-    until it answers 200, stopped at the end. Yields the port; its output goes to
+    (over HTTPS when `https`) until it answers 200, stopped at the end. Yields the port; its output goes to
     `<folder>/peer.log`."""
     folder.mkdir(parents=True, exist_ok=True)
     port_file, log = folder / "port", folder / "peer.log"
@@ -82,7 +83,7 @@ def running_peer(
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + timeout
-        while not _ready(port_file, ready_path):
+        while not _ready(port_file, ready_path, https):
             if process.poll() is not None:
                 backends.unavailable(name, RuntimeError(f"exited {process.returncode}: {_tail(log)}"))
             if time.monotonic() > deadline:
@@ -99,10 +100,13 @@ def running_peer(
                 process.wait()
 
 
-def _ready(port_file: Path, path: str) -> bool:
+def _ready(port_file: Path, path: str, https: bool) -> bool:
+    # Is it up at all? Whether its certificate is trusted is the tests' business.
+    context = ssl._create_unverified_context() if https else None  # noqa: S323
     try:
         port = int(port_file.read_text())
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+        url = f"{'https' if https else 'http'}://127.0.0.1:{port}{path}"
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310 - loopback
             return bool(response.status == 200)
     except (OSError, ValueError, urllib.error.URLError):
         return False

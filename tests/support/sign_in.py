@@ -63,6 +63,9 @@ async def sign_in(session: aiohttp.ClientSession, url: str, username: str, passw
         raise SignInRefused(f"{action} answered {response.status}: {(await response.text())[:500]}")
 
 
-def browser() -> aiohttp.ClientSession:
-    """A client that keeps cookies for IP addresses too (the peers listen on 127.0.0.1)."""
-    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+def browser(*, verify: bool = True) -> aiohttp.ClientSession:
+    """A client that keeps cookies for IP addresses too (the peers listen on 127.0.0.1); one that
+    does not `verify` takes any certificate, like a user clicking through the warning."""
+    return aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True), connector=aiohttp.TCPConnector(ssl=verify)
+    )

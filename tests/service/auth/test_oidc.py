@@ -69,7 +69,7 @@ async def start_login(
 ) -> tuple[AuthorizationRequest, str, str]:
     """The request, and the code and state the provider redirects back with once `username` signed in."""
     request = await client.authorization_request(settings, REDIRECT_URI)
-    async with browser() as session:
+    async with browser(verify=settings.oidc_verify_cert) as session:
         location = await sign_in(session, request.url, username, USERS[username].password)
     assert str(location).startswith(REDIRECT_URI + "?"), location
     return request, location.query["code"], location.query["state"]
@@ -126,6 +126,18 @@ async def test_client_secret_post(tmp_path: Path, http: aiohttp.ClientSession) -
         request, code, state = await start_login(client, settings)
         user = await client.complete_login(settings, request, code=code, state=state)
         assert user.username == "alice"
+
+
+async def test_verify_cert(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """A provider whose certificate is not trusted: refused while oidc_verify_cert is on."""
+    with running_oidc_provider(tmp_path, USERS, https=True) as provider:
+        client = OidcClient(http)
+        with pytest.raises(OidcError, match=r"cannot reach the provider.*certificate verify failed"):
+            await client.authorization_request(oidc_settings(provider.configuration()), REDIRECT_URI)
+        settings = oidc_settings(provider.configuration(oidc_verify_cert=False))
+        request, code, state = await start_login(client, settings)
+        user = await client.complete_login(settings, request, code=code, state=state)
+        assert user.issuer.startswith("https://")
 
 
 async def test_wrong_password_gets_no_code(client: OidcClient, settings: OidcSettings) -> None:
