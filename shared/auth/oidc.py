@@ -107,6 +107,18 @@ class AuthorizationRequest:
     code_verifier: str
     redirect_uri: str
 
+    def as_dict(self) -> dict[str, str]:
+        """For the portal's session (server-side: the verifier and nonce are secrets)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> AuthorizationRequest:
+        """Back from the session; a missing or damaged entry is a login to start again."""
+        try:
+            return cls(**{f.name: str(values[f.name]) for f in fields(cls)})
+        except (KeyError, TypeError):
+            raise OidcError("no login in progress in this session (expired or never started)") from None
+
 
 @dataclass(frozen=True)
 class OidcUser:

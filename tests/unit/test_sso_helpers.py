@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from wharf_shared.auth.cas import CasError, cas_settings, parse_validation
-from wharf_shared.auth.oidc import OidcError, code_challenge, oidc_settings, scopes, user_from_claims
+from wharf_shared.auth.oidc import (
+    AuthorizationRequest,
+    OidcError,
+    code_challenge,
+    oidc_settings,
+    scopes,
+    user_from_claims,
+)
 
 
 def test_pkce_s256_matches_rfc7636_appendix_b() -> None:
@@ -33,6 +40,16 @@ def test_settings_take_known_keys_and_a_json_object_for_extra_parameters() -> No
     )
     assert settings.oidc_endpoint == "https://idp"
     assert settings.oidc_extra_redirect_parms == '{"prompt": "login"}'
+
+
+def test_authorization_request_round_trips_through_a_session() -> None:
+    request = AuthorizationRequest("https://idp/authorize?x", "st", "no", "ver", "https://w/c/oidc/callback")
+    assert AuthorizationRequest.from_dict(request.as_dict()) == request
+    partial = request.as_dict()
+    del partial["nonce"]
+    for damaged in ({}, partial):
+        with pytest.raises(OidcError, match="no login in progress"):
+            AuthorizationRequest.from_dict(damaged)
 
 
 CLAIMS = {"iss": "https://idp", "sub": "s1", "name": "Alice L", "preferred_username": "alice", "email": "a@x"}
