@@ -31,7 +31,7 @@ import aiohttp
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from wharf_shared.auth.http import read_capped
+from wharf_shared.auth.answers import read_capped
 from wharf_shared.logging import get_logger
 
 log = get_logger(__name__)

@@ -37,7 +37,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import aiohttp
 import jwt
 
-from wharf_shared.auth.http import read_capped
+from wharf_shared.auth.answers import read_capped
 from wharf_shared.logging import get_logger
 
 log = get_logger(__name__)

@@ -1,4 +1,4 @@
-"""What the single sign-on clients (OIDC, CAS) share about reading a peer's HTTP answers."""
+"""Reading a peer's HTTP answers (the OIDC and CAS clients, the http_auth backend): never without bound."""
 
 from __future__ import annotations
 
