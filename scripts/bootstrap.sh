@@ -4,7 +4,8 @@
 #   scripts/bootstrap.sh run    + redis-server (for the private Redis of `wharf run`)
 #   scripts/bootstrap.sh test   + skopeo, docker-registry, chromium, PostgreSQL, MariaDB, Redis (all running),
 #                               openssh-server, supervisor, nginx, haproxy, python3-venv (for ansible/ tests),
-#                               slapd, ldap-utils (a private OpenLDAP for the LDAP auth tests)
+#                               slapd, ldap-utils (a private OpenLDAP for the LDAP auth tests),
+#                               the SSO peers' venv (a CAS server and an OIDC provider, from PyPI)
 # Works as root and as a user with sudo, with or without systemd (containers and chroots install
 # services without starting them). Quiet when everything is already there.
 set -euo pipefail
@@ -203,6 +204,13 @@ ensure_mariadb() {
   mysql -h 127.0.0.1 -uroot -e "CREATE DATABASE IF NOT EXISTS \`$db\`" >/dev/null
 }
 
+# The CAS server and OIDC provider the SSO tests start run in a venv of their own, pinned in
+# tests/peers/requirements-sso.txt; made here so that no test waits for pip (tests make it too).
+ensure_peers() {
+  "$VENV/bin/python" -m tests.support.peers >/dev/null \
+    || { say "the SSO peers' venv could not be made (log under var/peers/)"; return 1; }
+}
+
 case "$MODE" in
   venv) ensure_venv ;;
   run)
@@ -216,6 +224,7 @@ case "$MODE" in
     # (its debconf questions are answered by the defaults under DEBIAN_FRONTEND=noninteractive)
     apt_install_stopped slapd ldap-utils
     ensure_venv
+    ensure_peers
     ensure_redis
     ensure_postgres
     ensure_mariadb ;;
