@@ -11,11 +11,13 @@ Unlike Harbor, an LDAP group's DN is not looked up in the directory when it is c
 
 from __future__ import annotations
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wharf_shared.db import groups
 from wharf_shared.db.engine import Database
 from wharf_shared.db.groups import UserGroup
+from wharf_shared.errors.domain import Conflict
 
 
 async def create(
@@ -26,7 +28,10 @@ async def create(
     async def go(conn: AsyncConnection) -> UserGroup:
         return await groups.create_group(conn, spec)
 
-    return await db.run(go)
+    try:
+        return await db.run(go)
+    except IntegrityError:
+        raise Conflict("a group with this DN or name was created meanwhile") from None
 
 
 async def rename(db: Database, group_id: int, group_name: str | None) -> UserGroup:
@@ -36,7 +41,10 @@ async def rename(db: Database, group_id: int, group_name: str | None) -> UserGro
             return group  # nothing to change (Harbor's PUT takes the name only)
         return await groups.rename_group(conn, group_id, group_name)
 
-    return await db.run(go)
+    try:
+        return await db.run(go)
+    except IntegrityError:
+        raise Conflict("another group took this name meanwhile") from None
 
 
 async def remove(db: Database, group_id: int) -> None:

@@ -22,7 +22,6 @@ from enum import IntEnum
 from typing import Any
 
 from sqlalchemy import ColumnElement, ScalarSelect, case, delete, exists, func, literal_column, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wharf_shared.db import tables as t
@@ -158,20 +157,18 @@ async def create_group(conn: AsyncConnection, spec: GroupSpec) -> UserGroup:
     if await find_by_key(conn, spec.group_type, spec.key) is not None:
         raise _duplicate(spec)
     now = utcnow()
-    try:
-        async with conn.begin_nested():
-            result = await conn.execute(
-                t.user_group.insert().values(
-                    group_name=spec.group_name,
-                    group_type=int(spec.group_type),
-                    group_key=spec.key,
-                    ldap_group_dn=spec.ldap_group_dn,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-    except IntegrityError:
-        raise _duplicate(spec) from None  # a concurrent creation won
+    # A concurrent creation of the same key fails the transaction with an IntegrityError (the
+    # caller's to report: no savepoints, which SQLite's writer does not offer).
+    result = await conn.execute(
+        t.user_group.insert().values(
+            group_name=spec.group_name,
+            group_type=int(spec.group_type),
+            group_key=spec.key,
+            ldap_group_dn=spec.ldap_group_dn,
+            created_at=now,
+            updated_at=now,
+        )
+    )
     key = result.inserted_primary_key
     assert key is not None
     return await get_group(conn, int(key[0]))
@@ -205,11 +202,7 @@ async def rename_group(conn: AsyncConnection, group_id: int, group_name: str) ->
         if await find_by_key(conn, group.group_type, name) is not None:
             raise _duplicate(spec)
         values["group_key"] = name
-    try:
-        async with conn.begin_nested():
-            await conn.execute(update(t.user_group).where(g.id == group_id).values(**values))
-    except IntegrityError:
-        raise Conflict(f"a {group.group_type.name} group named {name[:200]!r} already exists") from None
+    await conn.execute(update(t.user_group).where(g.id == group_id).values(**values))
     return await get_group(conn, group_id)
 
 
@@ -333,7 +326,9 @@ async def replace_group_members(
 def rank_of(role_id: Any) -> Any:
     """SQL: a role id's rank (`rbac.RANK`: higher is stronger), so MAX picks Harbor's best role."""
     # Literals rather than parameters: the same SQL text every time, and no ten binds per query.
-    whens = {literal_column(str(int(role))): literal_column(str(rank)) for role, rank in RANK.items()}
+    whens: dict[Any, Any] = {
+        literal_column(str(int(role))): literal_column(str(rank)) for role, rank in RANK.items()
+    }
     return case(whens, value=role_id)
 
 
