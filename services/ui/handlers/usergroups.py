@@ -87,9 +87,11 @@ async def search_usergroups(request: web.Request) -> web.Response:
 
 
 async def create_usergroup(request: web.Request) -> web.Response:
-    await sysadmin(request)
+    identity = await sysadmin(request)
     body = await read_json(request, UserGroupReq)
-    group = await usergroups.create(request.app[DB], body.group_name, body.group_type, body.ldap_group_dn)
+    group = await usergroups.create(
+        request.app[DB], identity, body.group_name, body.group_type, body.ldap_group_dn
+    )
     return created(request, USERGROUPS_PATH, group.id, group.group_name)
 
 
@@ -102,15 +104,15 @@ async def get_usergroup(request: web.Request) -> web.Response:
 
 
 async def update_usergroup(request: web.Request) -> web.Response:
-    await sysadmin(request)
+    identity = await sysadmin(request)
     group_id = _group_id(request)
     body = await read_json(request, UserGroupReq)
-    await usergroups.rename(request.app[DB], group_id, body.group_name)
+    await usergroups.rename(request.app[DB], identity, group_id, body.group_name)
     return empty_ok()
 
 
 async def delete_usergroup(request: web.Request) -> web.Response:
-    await sysadmin(request)
+    identity = await sysadmin(request)
     group_id = _group_id(request)
-    await usergroups.remove(request.app[DB], group_id)
+    await usergroups.remove(request.app[DB], identity, group_id)
     return empty_ok()

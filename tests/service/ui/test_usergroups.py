@@ -56,6 +56,18 @@ async def test_crud(ui: Ui) -> None:
     for _ in range(2):  # deleting what is gone is a 200, as in Harbor
         assert (await ui.client.delete(f"{API}/usergroups/{ldap}", headers=ADMIN)).status == 200
     await error(await ui.client.get(f"{API}/usergroups/{ldap}", headers=ADMIN), 404, "NOT_FOUND")
+    # Each change once in the audit trail (a second delete changed nothing).
+    events = [
+        (e["type"], e["data"]["group"])
+        for t, n in (("create", 2), ("update", 1), ("delete", 1))
+        for e in await ui.events(f"user_group.{t}", count=n)
+    ]
+    assert sorted(events) == [
+        ("user_group.create", "devs"),
+        ("user_group.create", "oa-admins"),
+        ("user_group.delete", "developers"),
+        ("user_group.update", "developers"),
+    ]
 
 
 @pytest.mark.parametrize(
