@@ -2,11 +2,11 @@
 the roles they give in projects. The SQL of `user_group`, `user_group_member` and
 `project_group_member`; plain async functions over a connection, domain errors, no HTTP.
 
-A group is found by its key: the DN of an LDAP group, the name of any other (HTTP, OIDC, CAS),
-unique per type. What a backend calls after a login is `replace_memberships` (the user's groups
-of its type, created by key as needed); what a scheduled sync calls per group is
-`replace_group_members`. Both replace in the caller's transaction, so a token request sees the
-old memberships or the new ones, never a half.
+A group is found by its key: the DN of an LDAP group (compared as directories do, `dn_key`), the
+name of any other (HTTP, OIDC, CAS), unique per type. What a backend calls after a login is
+`replace_memberships` (the user's groups of its type, created by key as needed); what a
+scheduled sync calls per group is `replace_group_members`. Both replace in the caller's
+transaction, so a token request sees the old memberships or the new ones, never a half.
 
 A user's role in a project is the strongest (`rbac.PRECEDENCE`) of their direct role and the
 roles of their groups there: `group_rank` is the correlated subquery the access queries add as
@@ -88,6 +88,34 @@ def _check_text(field: str, value: str, limit: int) -> str:
     return value
 
 
+def dn_key(dn: str) -> str:
+    """An LDAP group's key: its DN as directories compare DNs, without case and without the
+    spaces around `=` and `,` (`CN=Devs, OU=Groups` and `cn=devs,ou=groups` are one group), so
+    a group an admin typed and the one a login's memberOf names meet. Escaped commas stay
+    within their value; nothing else of DN syntax (hex escapes, multi-valued RDNs) is rewritten."""
+    parts: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for char in dn:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            current.append(char)
+            escaped = True
+        elif char == ",":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    rdns = []
+    for part in parts:
+        attribute, equals, value = part.partition("=")
+        rdns.append(f"{attribute.strip().lower()}{equals}{value.strip().lower()}")
+    return ",".join(rdns)
+
+
 def name_of_dn(dn: str) -> str:
     """The value of a DN's first RDN (`cn=devs,ou=groups,…` → `devs`): an LDAP group's default name."""
     first = dn.split(",", 1)[0]
@@ -113,7 +141,7 @@ def check_group(group_type: int | None, group_name: str | None, ldap_group_dn: s
             raise InvalidInput("ldap_group_dn is required for an LDAP group (group_type 1)")
         dn = _check_text("ldap_group_dn", ldap_group_dn, KEY_MAX)
         name = _check_text("group_name", group_name or name_of_dn(dn) or dn, NAME_MAX)
-        return GroupSpec(kind, name, dn, dn)
+        return GroupSpec(kind, name, dn_key(dn), dn)
     if ldap_group_dn:
         raise InvalidInput(f"ldap_group_dn is for LDAP groups only, not group_type {int(kind)}")
     if not group_name:
@@ -138,6 +166,7 @@ async def get_group(conn: AsyncConnection, group_id: int) -> UserGroup:
 
 
 async def find_by_key(conn: AsyncConnection, group_type: GroupType, key: str) -> UserGroup | None:
+    """The group of this type and key (an LDAP group's key: `dn_key` of its DN)."""
     if not key or len(key) > KEY_MAX:
         return None
     row = (
@@ -148,7 +177,7 @@ async def find_by_key(conn: AsyncConnection, group_type: GroupType, key: str) ->
 
 def _duplicate(spec: GroupSpec) -> Conflict:
     if spec.group_type is GroupType.LDAP:
-        return Conflict(f"an LDAP group with DN {spec.key[:200]!r} already exists")
+        return Conflict(f"an LDAP group with DN {str(spec.ldap_group_dn)[:200]!r} already exists")
     return Conflict(f"a {spec.group_type.name} group named {spec.key[:200]!r} already exists")
 
 
@@ -236,7 +265,7 @@ async def search_groups(
     if group_name:
         conditions.append(g.group_name == group_name)
     if ldap_group_dn:
-        conditions.append(g.ldap_group_dn == ldap_group_dn)
+        conditions += [g.group_type == int(GroupType.LDAP), g.group_key == dn_key(ldap_group_dn)]
     if group_type is not None:
         conditions.append(g.group_type == int(group_type))
     total = (await conn.execute(select(func.count()).select_from(t.user_group).where(*conditions))).scalar()

@@ -223,9 +223,10 @@ project_member = Table(
 )
 
 # Directory groups (Harbor's user_group): group_type 1 LDAP, 2 HTTP, 3 OIDC (Harbor's), 4 CAS
-# (Wharf's). `group_key` is what a backend names the group by, the DN of an LDAP group and the name
-# of any other, unique per type, so two logins creating the same group meet on the key (an LDAP
-# group's name, its cn, may repeat across branches of the directory; its DN may not).
+# (Wharf's). `group_key` is what a backend names the group by, the DN of an LDAP group (without
+# case, `groups.dn_key`) and the name of any other, unique per type, so two logins creating the
+# same group meet on the key (an LDAP group's name, its cn, may repeat across branches of the
+# directory; its DN may not).
 user_group = Table(
     "user_group",
     metadata,

@@ -120,6 +120,25 @@ async def test_replace_memberships_creates_groups_once_and_keeps_other_types(db:
             await groups.replace_memberships(conn, alice, 9, ["x"])
 
 
+async def test_an_ldap_group_is_its_dn_whatever_the_case(db: Database) -> None:
+    async with db.transaction() as conn:
+        alice, _, _ = await _setup(conn)
+        typed = await groups.create_group(
+            conn, groups.check_group(1, None, "CN=Devs, OU=Groups,DC=Example,DC=Com")
+        )
+        assert (typed.group_name, typed.ldap_group_dn) == ("Devs", "CN=Devs, OU=Groups,DC=Example,DC=Com")
+        # What a login's memberOf says names the same group.
+        assert await groups.replace_memberships(conn, alice, GroupType.LDAP, [DEVS_DN]) == [typed.id]
+        with pytest.raises(Conflict):
+            await groups.create_group(conn, groups.check_group(1, None, DEVS_DN))
+        found, _ = await groups.search_groups(
+            conn, offset=0, limit=5, ldap_group_dn="cn=DEVS,ou=groups,dc=example,dc=com"
+        )
+        assert [x.id for x in found] == [typed.id]
+        # An escaped comma stays within its value.
+        assert groups.dn_key("CN=Smith\\, J ,OU=X") == "cn=smith\\, j,ou=x"
+
+
 async def test_a_sync_that_drops_a_user_drops_the_access(db: Database) -> None:
     async with db.transaction() as conn:
         alice, team, _ = await _setup(conn)
