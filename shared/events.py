@@ -30,8 +30,10 @@ the first `/`:
   (repository), `tag.create` / `tag.delete` (repository, tag, digest), `user.create` /
   `user.delete` (username), `user.update` (username, changed: `password`, `sysadmin` or
   `sysadmin removed`; never the password itself), `member.create` / `member.update` /
-  `member.delete` (project, project_id, member), `configuration.update` (keys: Harbor's names of
-  the settings whose value changed),
+  `member.delete` (project, project_id, member; `entity_type` "g" when the member is a group),
+  `user_group.create` / `.update` / `.delete` (group, group_id, group_type; an update names
+  the new name), `configuration.update` (keys: Harbor's names of the settings whose value
+  changed),
   `registry.create` / `registry.update` / `registry.delete` (registry, registry_id),
   `replication_policy.create` / `.update` / `.delete` (policy, policy_id), `replication.start` /
   `replication.stop` (policy, policy_id, execution_id: an execution started or stopped by hand).
@@ -74,6 +76,7 @@ AUDIT_RESOURCE_TYPES = (
     "project",
     "member",
     "user",
+    "user_group",
     "configuration",
     "registry",
     "replication_policy",

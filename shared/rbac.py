@@ -30,6 +30,19 @@ ROLE_NAMES = {
     Role.LIMITED_GUEST: "limitedGuest",
 }
 
+# Which role counts when a user holds several in one project (directly and through groups, or
+# through several groups): Harbor's order, strongest first. Not the ids' order.
+PRECEDENCE = (Role.PROJECT_ADMIN, Role.MAINTAINER, Role.DEVELOPER, Role.GUEST, Role.LIMITED_GUEST)
+RANK = {role: len(PRECEDENCE) - index for index, role in enumerate(PRECEDENCE)}  # higher is stronger
+ROLE_OF_RANK = {rank: role for role, rank in RANK.items()}
+
+
+def best_role(*roles: Role | None) -> Role | None:
+    """The strongest of `roles` (None when there is none)."""
+    held = [role for role in roles if role is not None]
+    return max(held, key=RANK.__getitem__) if held else None
+
+
 Permission = tuple[str, str]  # (resource, action)
 
 

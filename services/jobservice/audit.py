@@ -1,7 +1,7 @@
 """What the audit log records of each event: a table from event type to Harbor's
 (resource_type, operation) and how the resource is named. Plain functions, no I/O.
 
-Harbor's values: resource types `artifact`, `tag`, `repository`, `project`, `user`, `member`,
+Harbor's values: resource types `artifact`, `tag`, `repository`, `project`, `user`, `member`, `user_group`,
 `configuration`, `registry`, `replication_policy`; operations `create`, `delete`, `pull` (and
 `login`, `update`). A replication execution started or stopped by hand is resource type
 `replication`, operation `start` or `stop`, named `<policy>#<execution id>`. A configuration
@@ -91,6 +91,9 @@ RULES: dict[str, Rule | None] = {
     "member.create": Rule("member", "create", _member),
     "member.update": Rule("member", "update", _member),
     "member.delete": Rule("member", "delete", _member),
+    "user_group.create": Rule("user_group", "create", _field("group")),
+    "user_group.update": Rule("user_group", "update", _field("group")),
+    "user_group.delete": Rule("user_group", "delete", _field("group")),
     "configuration.update": Rule("configuration", "update", _keys),
     "registry.create": Rule("registry", "create", _field("registry")),
     "registry.update": Rule("registry", "update", _field("registry")),

@@ -780,7 +780,7 @@ DEFINITIONS.update(
                     "description": "1 projectAdmin, 2 developer, 3 guest, 4 maintainer, 5 limitedGuest",
                 },
                 "member_user": _ref("UserEntity"),
-                "member_group": {"type": "object", "description": "Not supported: Wharf has no user groups"},
+                "member_group": _ref("UserGroup"),
             },
         },
         "RoleRequest": {"type": "object", "properties": {"role_id": _INT}},
@@ -1358,6 +1358,80 @@ PATHS.update(
                 ),
                 "produces": ["text/plain", "application/json"],  # errors are JSON
             },
+        },
+    }
+)
+
+# -- user groups -----------------------------------------------------------------------------
+
+_GROUP_TYPE = {**_INT, "description": "1 LDAP, 2 HTTP, 3 OIDC, 4 CAS (Wharf's)"}
+DEFINITIONS.update(
+    {
+        "UserGroup": {
+            "type": "object",
+            "properties": {
+                "id": _INT,
+                "group_name": _STR,
+                "group_type": _GROUP_TYPE,
+                "ldap_group_dn": {**_STR, "description": "The DN of an LDAP group (group_type 1)"},
+            },
+        },
+        "UserGroupSearchItem": {
+            "type": "object",
+            "properties": {"id": _INT, "group_name": _STR, "group_type": _GROUP_TYPE},
+        },
+    }
+)
+_GROUP_ID = _id_param("group_id", "The group's id")
+PATHS.update(
+    {
+        "/usergroups": {
+            "get": _admin_list(
+                "listUserGroups",
+                "UserGroup",
+                {"name": "ldap_group_dn", "in": "query", "type": "string", "description": "This DN"},
+                {
+                    "name": "group_name",
+                    "in": "query",
+                    "type": "string",
+                    "description": "Names containing this",
+                },
+                tag="usergroup",
+            ),
+            "post": _admin(
+                "createUserGroup",
+                {**_CREATED, **_responses({}, "400", "403", "409")},
+                _body("UserGroup"),
+                tag="usergroup",
+            ),
+        },
+        "/usergroups/search": {
+            "get": _op(
+                "searchUserGroups",
+                _responses(
+                    _ok({"type": "array", "items": _ref("UserGroupSearchItem")}, _PAGE_HEADERS), "400"
+                ),
+                {"name": "groupname", "in": "query", "required": True, "type": "string", "minLength": 1},
+                _PAGE,
+                _PAGE_SIZE,
+                tag="usergroup",
+            ),
+        },
+        "/usergroups/{group_id}": {
+            "get": _admin(
+                "getUserGroup",
+                _responses(_ok(_ref("UserGroup")), "400", "403", "404"),
+                _GROUP_ID,
+                tag="usergroup",
+            ),
+            "put": _admin(
+                "updateUserGroup",
+                _responses(_ok(), "400", "403", "404", "409"),
+                _GROUP_ID,
+                _body("UserGroup"),
+                tag="usergroup",
+            ),
+            "delete": _admin("deleteUserGroup", _responses(_ok(), "400", "403"), _GROUP_ID, tag="usergroup"),
         },
     }
 )

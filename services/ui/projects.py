@@ -33,6 +33,7 @@ from wharf_shared.accounts import MAX_NAME, check_project_name
 from wharf_shared.db import projects as project_rows
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
+from wharf_shared.db.groups import effective_role, group_rank, in_a_member_group
 from wharf_shared.db.types import utcnow
 from wharf_shared.errors.domain import (
     Conflict,
@@ -101,8 +102,9 @@ def _caller_id(identity: Identity) -> int:
 
 
 def with_membership(joined: Any, identity: Identity) -> Any:
-    """`joined` (which holds `project`) ⟕ the caller's membership: at most one row per project,
-    the key being (project, user); what `visible_to` and the caller's role read."""
+    """`joined` (which holds `project`) ⟕ the caller's direct membership: at most one row per
+    project, the key being (project, user); what `visible_to` and the caller's role read (with
+    the caller's groups, which they read through a correlated subquery)."""
     return joined.outerjoin(t.project_member, and_(m.project_id == p.id, m.user_id == _caller_id(identity)))
 
 
@@ -111,11 +113,23 @@ def _joined(identity: Identity) -> Any:
     return with_membership(t.project.join(t.user_account, u.id == p.owner_id), identity)
 
 
-_COLUMNS = (p.id, p.name, p.public, p.owner_id, u.username, p.created_at, p.updated_at, m.role_id)
+def _columns(identity: Identity) -> tuple[Any, ...]:
+    through_groups = group_rank(p.id, _caller_id(identity))
+    return (
+        p.id,
+        p.name,
+        p.public,
+        p.owner_id,
+        u.username,
+        p.created_at,
+        p.updated_at,
+        m.role_id,
+        through_groups,
+    )
 
 
 def _project(row: Any) -> Project:
-    role = Role(row[7]) if row[7] is not None else None
+    role = effective_role(row[7], row[8])
     return Project(row[0], row[1], bool(row[2]), row[3], row[4], row[5], row[6], role)
 
 
@@ -142,7 +156,7 @@ def parse_reference(raw: str, is_name: bool) -> int | str | None:
 
 async def find(conn: AsyncConnection, reference: int | str, identity: Identity) -> Project | None:
     key = p.id == reference if isinstance(reference, int) else p.name == reference
-    row = (await conn.execute(select(*_COLUMNS).select_from(_joined(identity)).where(key))).first()
+    row = (await conn.execute(select(*_columns(identity)).select_from(_joined(identity)).where(key))).first()
     return _project(row) if row else None
 
 
@@ -187,13 +201,13 @@ async def resolve_project(
 
 def visible_to(identity: Identity) -> ColumnElement[bool]:
     """The projects a caller sees in lists and search: all for a sysadmin, public ones and their
-    own for a user, public ones for an anonymous caller (whom the handler has let in). Reads the
-    membership `with_membership` joins."""
+    own (directly or through a group) for a user, public ones for an anonymous caller (whom the
+    handler has let in). Reads the membership `with_membership` joins."""
     if identity.sysadmin:
         return true()
     if identity.anonymous:
         return p.public == true()
-    return or_(p.public == true(), m.user_id.is_not(None))
+    return or_(p.public == true(), m.user_id.is_not(None), in_a_member_group(p.id, _caller_id(identity)))
 
 
 async def list_projects(
@@ -203,7 +217,7 @@ async def list_projects(
     joined = _joined(identity)
     total = (await conn.execute(select(func.count()).select_from(joined).where(*where))).scalar()
     rows = await conn.execute(
-        select(*_COLUMNS)
+        select(*_columns(identity))
         .select_from(joined)
         .where(*where)
         .order_by(*order)
@@ -238,11 +252,17 @@ async def repo_count(conn: AsyncConnection, name: str) -> int:
 
 
 async def member_counts(conn: AsyncConnection, project_id: int) -> dict[Role, int]:
-    rows = await conn.execute(
-        select(m.role_id, func.count()).where(m.project_id == project_id).group_by(m.role_id)
-    )
-    counts = {Role(row[0]): int(row[1]) for row in rows if row[0] in ROLE_IDS}
-    return {role: counts.get(role, 0) for role in Role}
+    """Members by role, users and groups alike (a group counts once, as in Harbor)."""
+    pg = t.project_group_member.c
+    counts = dict.fromkeys(Role, 0)
+    for query in (
+        select(m.role_id, func.count()).where(m.project_id == project_id).group_by(m.role_id),
+        select(pg.role_id, func.count()).where(pg.project_id == project_id).group_by(pg.role_id),
+    ):
+        for role_id, count in await conn.execute(query):
+            if role_id in ROLE_IDS:
+                counts[Role(role_id)] += int(count)
+    return counts
 
 
 async def name_taken(conn: AsyncConnection, name: str) -> bool:
@@ -359,6 +379,9 @@ async def remove(
         if reason is not None:
             raise PreconditionFailed(reason)
         await conn.execute(delete(t.project_member).where(m.project_id == project.id))
+        await conn.execute(
+            delete(t.project_group_member).where(t.project_group_member.c.project_id == project.id)
+        )
         await conn.execute(delete(t.project).where(p.id == project.id))
         await record(conn, "project.delete", identity, project=project.name, project_id=project.id)
 

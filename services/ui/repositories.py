@@ -22,6 +22,7 @@ from wharf_shared import manifest_cache
 from wharf_shared.db import manifests
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
+from wharf_shared.db.groups import in_a_member_group
 from wharf_shared.db.types import utcnow
 from wharf_shared.errors.domain import NotFound
 from wharf_shared.rbac import Identity
@@ -143,7 +144,7 @@ def visible_to(identity: Identity, *, anonymous_access: bool) -> ColumnElement[b
         return p.public == true() if anonymous_access else None
     m = t.project_member.c
     member = exists().where(m.project_id == p.id, m.user_id == identity.user_id)
-    return or_(p.public == true(), member)
+    return or_(p.public == true(), member, in_a_member_group(p.id, identity.user_id))
 
 
 async def stored_sizes(conn: AsyncConnection, ids: list[int]) -> dict[int, int]:

@@ -17,6 +17,7 @@ from wharf_ui.handlers import (
     sessions,
     statistics,
     system,
+    usergroups,
     users,
 )
 
@@ -43,6 +44,12 @@ ROUTES = (
     ("DELETE", "/users/{user_id}", users.delete_user, "delete_user"),
     ("PUT", "/users/{user_id}/password", users.update_password, "update_password"),
     ("PUT", "/users/{user_id}/sysadmin", users.set_sysadmin, "set_sysadmin"),
+    ("GET", "/usergroups", usergroups.list_usergroups, "list_usergroups"),
+    ("POST", "/usergroups", usergroups.create_usergroup, "create_usergroup"),
+    ("GET", "/usergroups/search", usergroups.search_usergroups, "search_usergroups"),
+    ("GET", "/usergroups/{group_id}", usergroups.get_usergroup, "get_usergroup"),
+    ("PUT", "/usergroups/{group_id}", usergroups.update_usergroup, "update_usergroup"),
+    ("DELETE", "/usergroups/{group_id}", usergroups.delete_usergroup, "delete_usergroup"),
     # projects, members, search
     ("GET", "/projects", projects.list_projects, "list_projects"),
     ("HEAD", "/projects", projects.head_project, "head_project"),

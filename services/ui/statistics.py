@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, false, func, select, true
+from sqlalchemy import and_, exists, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wharf_shared.db import tables as t
+from wharf_shared.db.groups import in_a_member_group
 from wharf_shared.rbac import Identity
 
 p, r, m = t.project.c, t.repository.c, t.project_member.c
@@ -56,17 +57,12 @@ async def statistics(conn: AsyncConnection, identity: Identity) -> dict[str, int
         storage = await storage_consumption(conn)
     else:
         assert identity.user_id is not None  # statistics are for signed-in callers
-        mine = and_(m.project_id == p.id, m.user_id == identity.user_id)
-        private = p.public == false()
-        member_projects = t.project.join(t.project_member, mine)
-        private_projects = await _count(
-            conn, select(func.count()).select_from(member_projects).where(private)
-        )
+        # A member directly or through a group (each project counted once).
+        direct = exists().where(m.project_id == p.id, m.user_id == identity.user_id)
+        mine = and_(p.public == false(), or_(direct, in_a_member_group(p.id, identity.user_id)))
+        private_projects = await _count(conn, select(func.count()).select_from(t.project).where(mine))
         private_repos = await _count(
-            conn,
-            select(func.count())
-            .select_from(member_projects.join(t.repository, _in_project()))
-            .where(private),
+            conn, select(func.count()).select_from(t.project.join(t.repository, _in_project())).where(mine)
         )
         total_projects = private_projects + public_projects
         total_repos = private_repos + public_repos

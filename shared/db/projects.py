@@ -1,4 +1,5 @@
-"""Projects and their members: the SQL of `project` and `project_member`."""
+"""Projects and their members: the SQL of `project` and `project_member`, and the caller's role
+in a project: the stronger of their direct role and their groups' (`wharf_shared.db.groups`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import insert_or_get_id, upsert
+from wharf_shared.db.groups import effective_role, group_rank
 from wharf_shared.db.types import utcnow
 from wharf_shared.rbac import ProjectAccess, Role
 
@@ -82,14 +84,29 @@ def _access_statement(with_user: str | None, *, one: bool = False) -> Select[Any
         joined = t.project.outerjoin(
             t.project_member, and_(m.project_id == p.id, m.user_id == bindparam("user_id"))
         )
-        return select(p.id, p.name, p.public, m.role_id).select_from(joined).where(in_names)
+        through_groups = group_rank(p.id, bindparam("user_id"))
+        return (
+            select(p.id, p.name, p.public, m.role_id, through_groups.label("group_rank"))
+            .select_from(joined)
+            .where(in_names)
+        )
     # One row per project of interest, or one row with no project: the user comes with each.
     joined = t.user_account.outerjoin(t.project, in_names).outerjoin(
         t.project_member, and_(m.project_id == p.id, m.user_id == u.id)
     )
     key = u.id == bindparam("user") if with_user == "id" else u.username == bindparam("user")
     return (
-        select(u.id, u.username, u.sysadmin, u.password_hash, p.id, p.name, p.public, m.role_id)
+        select(
+            u.id,
+            u.username,
+            u.sysadmin,
+            u.password_hash,
+            p.id,
+            p.name,
+            p.public,
+            m.role_id,
+            group_rank(p.id, u.id),
+        )
         .select_from(joined)
         .where(key)
     )
@@ -119,7 +136,7 @@ async def caller_and_access(
     first = rows[0]
     caller = Caller(first[0], first[1], bool(first[2]), first[3])
     access = {
-        row[5]: ProjectAccess(row[4], bool(row[6]), Role(row[7]) if row[7] is not None else None)
+        row[5]: ProjectAccess(row[4], bool(row[6]), effective_role(row[7], row[8]))
         for row in rows
         if row[4] is not None
     }
@@ -136,9 +153,7 @@ async def project_access(
     params = {"names": wanted, "user_id": user_id if user_id is not None else -1}
     rows = await conn.execute(_ACCESS, params)
     return {
-        row.name: ProjectAccess(
-            row.id, bool(row.public), Role(row.role_id) if row.role_id is not None else None
-        )
+        row.name: ProjectAccess(row.id, bool(row.public), effective_role(row.role_id, row.group_rank))
         for row in rows
     }
 
@@ -146,15 +161,13 @@ async def project_access(
 async def access_by_id(conn: AsyncConnection, project_id: int, user_id: int | None) -> ProjectAccess | None:
     """One project's visibility and the user's role in it, or None when there is no such project."""
     p, m = t.project.c, t.project_member.c
-    joined = t.project.outerjoin(
-        t.project_member, and_(m.project_id == p.id, m.user_id == (user_id if user_id is not None else -1))
-    )
-    row = (
-        await conn.execute(select(p.id, p.public, m.role_id).select_from(joined).where(p.id == project_id))
-    ).first()
+    caller = user_id if user_id is not None else -1
+    joined = t.project.outerjoin(t.project_member, and_(m.project_id == p.id, m.user_id == caller))
+    query = select(p.id, p.public, m.role_id, group_rank(p.id, caller)).select_from(joined)
+    row = (await conn.execute(query.where(p.id == project_id))).first()
     if row is None:
         return None
-    return ProjectAccess(row.id, bool(row.public), Role(row.role_id) if row.role_id is not None else None)
+    return ProjectAccess(row[0], bool(row[1]), effective_role(row[2], row[3]))
 
 
 async def list_all(conn: AsyncConnection) -> list[tuple[Project, str]]:

@@ -222,6 +222,52 @@ project_member = Table(
     Index(None, "user_id"),
 )
 
+# Directory groups (Harbor's user_group): group_type 1 LDAP, 2 HTTP, 3 OIDC (Harbor's), 4 CAS
+# (Wharf's). `group_key` is what a backend names the group by, the DN of an LDAP group (without
+# case, `groups.dn_key`) and the name of any other, unique per type, so two logins creating the
+# same group meet on the key (an LDAP group's name, its cn, may repeat across branches of the
+# directory; its DN may not).
+user_group = Table(
+    "user_group",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("group_name", binary_string(255), nullable=False),
+    Column("group_type", Integer, nullable=False),
+    Column("group_key", binary_string(512), nullable=False),
+    Column("ldap_group_dn", binary_string(512), nullable=True),  # set for LDAP groups only
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("group_type", "group_key"),
+    UniqueConstraint("ldap_group_dn"),
+    Index(None, "group_name"),
+)
+
+# Groups as project members, beside users in `project_member` rather than in it: that table's key
+# (project, user) is what the token path probes, and older code keeps reading it unchanged.
+project_group_member = Table(
+    "project_group_member",
+    metadata,
+    Column("project_id", BigId, ForeignKey("project.id", ondelete="CASCADE"), nullable=False),
+    Column("group_id", BigId, ForeignKey("user_group.id", ondelete="CASCADE"), nullable=False),
+    Column("role_id", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("project_id", "group_id"),
+    Index(None, "group_id"),
+)
+
+# Who a directory says belongs to a group: written at each login (the user's groups) and by the
+# scheduled sync (a group's users); `synced_at` is when a backend last confirmed the row.
+user_group_member = Table(
+    "user_group_member",
+    metadata,
+    Column("user_id", BigId, ForeignKey("user_account.id", ondelete="CASCADE"), nullable=False),
+    Column("group_id", BigId, ForeignKey("user_group.id", ondelete="CASCADE"), nullable=False),
+    Column("synced_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("user_id", "group_id"),
+    Index(None, "group_id"),
+)
+
 # Settings an admin changes at run time (Harbor's /configurations); env variables only seed them.
 configuration = Table(
     "configuration",

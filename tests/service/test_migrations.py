@@ -174,6 +174,34 @@ SEED: dict[str, list[dict[str, Any]]] = {
         {"project_id": 1, "user_id": 1, "role_id": 1, "created_at": NOW, "updated_at": NOW},
         {"project_id": 2, "user_id": 1, "role_id": 5, "created_at": NOW, "updated_at": NOW},
     ],
+    "user_group": [
+        {
+            "id": 1,
+            "group_name": "devs",
+            "group_type": 1,
+            "group_key": "cn=devs,ou=groups,dc=example,dc=com",
+            "ldap_group_dn": "cn=devs,ou=groups,dc=example,dc=com",
+            "created_at": NOW,
+            "updated_at": NOW,
+        },
+        {
+            "id": 2,
+            "group_name": "Devs",  # an OIDC group: names compare byte-wise
+            "group_type": 3,
+            "group_key": "Devs",
+            "ldap_group_dn": None,
+            "created_at": NOW,
+            "updated_at": NOW,
+        },
+    ],
+    "project_group_member": [
+        {"project_id": 2, "group_id": 1, "role_id": 4, "created_at": NOW, "updated_at": NOW},
+        {"project_id": 2, "group_id": 2, "role_id": 3, "created_at": NOW, "updated_at": NOW},
+    ],
+    "user_group_member": [
+        {"user_id": 2, "group_id": 1, "synced_at": NOW},
+        {"user_id": 2, "group_id": 2, "synced_at": NOW},
+    ],
     "configuration": [{"key": "anonymous_access", "value": "false", "updated_at": NOW}],
     "audit_log": [
         {

@@ -26,10 +26,17 @@ class UserEntity(BaseModel):
     username: Text | None = None
 
 
+class GroupEntity(BaseModel):
+    id: int | None = None
+    group_name: Text | None = None
+    group_type: int | None = None
+    ldap_group_dn: Text | None = None
+
+
 class ProjectMember(BaseModel):
     role_id: int | None = None
     member_user: UserEntity | None = None
-    member_group: dict[str, Any] | None = None
+    member_group: GroupEntity | None = None
 
 
 class RoleRequest(BaseModel):
@@ -38,13 +45,13 @@ class RoleRequest(BaseModel):
 
 def member_json(member: members.Member) -> dict[str, Any]:
     return {
-        "id": member.user_id,
+        "id": member.id,
         "project_id": member.project_id,
-        "entity_name": member.username,
+        "entity_name": member.entity_name,
         "role_name": ROLE_NAMES[member.role],
         "role_id": int(member.role),
-        "entity_id": member.user_id,
-        "entity_type": "u",
+        "entity_id": member.entity_id,
+        "entity_type": member.entity_type,
     }
 
 
@@ -78,9 +85,13 @@ async def get_member(request: web.Request) -> web.Response:
 async def add_member(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_json(request, ProjectMember)
-    if body.member_group:
-        raise BadRequest(message="member_group: Wharf has no user groups; add users (member_user)")
     user = body.member_user or UserEntity()
+    named_user = bool((user.user_id and user.user_id > 0) or user.username)
+    group = None
+    if body.member_group is not None and body.member_group.model_dump(exclude_none=True):
+        if named_user:
+            raise BadRequest(message="give member_user or member_group, not both")
+        group = members.GroupRef(**body.member_group.model_dump())
     raw = _raw(request)
     member_id = await members.add(
         request.app[DB],
@@ -91,6 +102,7 @@ async def add_member(request: web.Request) -> web.Response:
         role_id=body.role_id,
         user_id=user.user_id,
         username=user.username,
+        group=group,
     )
     # As Harbor: the project as the client named it, and always the member's id.
     collection = f"{PROJECTS_PATH}/{urllib.parse.quote(raw, safe='')}/members"

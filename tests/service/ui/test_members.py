@@ -92,7 +92,7 @@ async def test_a_second_membership_is_409(ui: Ui) -> None:
         ({"role_id": 2, "member_user": {"username": "x" * 300}}, 404, "NOT_FOUND", "not found"),
         ({"role_id": 2, "member_user": {}}, 400, "BAD_REQUEST", "user_id or a username"),
         ({"role_id": 2}, 400, "BAD_REQUEST", "user_id or a username"),
-        ({"role_id": 2, "member_group": {"group_name": "ops"}}, 400, "BAD_REQUEST", "groups"),
+        ({"role_id": 2, "member_group": {"group_name": "ops"}}, 400, "BAD_REQUEST", "group_type"),
         ({"role_id": 0, "member_user": {"username": "bob"}}, 400, "BAD_REQUEST", "role_id"),
         ({"role_id": 6, "member_user": {"username": "bob"}}, 400, "BAD_REQUEST", "role_id"),
         ({"member_user": {"username": "bob"}}, 400, "BAD_REQUEST", "role_id"),

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.service.ui.conftest import ADMIN_PASSWORD, ALICE_PASSWORD, Ui
+from wharf_shared.db import groups
 from wharf_shared.db import projects as project_rows
 from wharf_shared.db import tables as t
 from wharf_shared.rbac import Role
@@ -217,3 +218,31 @@ async def test_the_projects_list_pages_and_offers_delete_for_empty_projects_only
     second = await get_page(ui, "/harbor/projects", admin, page="2", public="false")
     assert "page 2 of 2" in second
     assert 'aria-label="Delete project p19"' in second
+
+
+async def test_a_group_member_on_the_members_page(ui: Ui) -> None:
+    project_id = await ui.add_project("crew", ui.admin_id)
+
+    async def group_maintainers(conn: Any) -> int:
+        (group_id,) = await groups.replace_memberships(conn, ui.alice_id, groups.GroupType.OIDC, ["builders"])
+        now = dt.datetime.now(dt.UTC)
+        await conn.execute(
+            sa.insert(t.project_group_member).values(
+                project_id=project_id,
+                group_id=group_id,
+                role_id=int(Role.MAINTAINER),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return group_id
+
+    group_id: int = await ui.db_call(group_maintainers)
+    # alice reaches the private project through her group only, and sees its role.
+    alice = await session_cookie(ui, "alice", ALICE_PASSWORD)
+    assert "Maintainer" in await get_page(ui, "/harbor/projects/crew/repositories", alice)
+    admin = await session_cookie(ui, "admin", ADMIN_PASSWORD)
+    members = await get_page(ui, "/harbor/projects/crew/members", admin)
+    assert 'builders <span class="hint">(group)</span>' in members
+    # The forms name the group member by its member id (10^15 + the group's id).
+    assert f'/api/v2.0/projects/{project_id}/members/{10**15 + group_id}"' in members

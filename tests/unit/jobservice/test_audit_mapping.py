@@ -42,6 +42,11 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, str, str, str, str | None, boo
     ),
     ("login", {"operator": "dave", "address": "10.0.0.1"}, ("user", "login", "dave", "dave", None, False)),
     (
+        "user_group.create",
+        {"group": "devs", "group_id": 3, "group_type": 1, "operator": "admin"},
+        ("user_group", "create", "devs", "admin", None, False),
+    ),
+    (
         "project.create",
         {"project": "team", "project_id": 7, "operator": "admin"},
         ("project", "create", "team", "admin", "team", False),
