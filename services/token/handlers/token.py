@@ -110,7 +110,9 @@ def _logged_in(request: web.Request, login: Login, scopes: list[Scope], address:
     """A password check that asks for no scope is a login (`docker login`): audited. The token
     requests of pushes and pulls name scopes, and are not."""
     if not scopes:
-        request.app[EVENTS].publish_soon(events.LOGIN, operator=login.identity.username, address=address)
+        request.app[EVENTS].publish_soon(
+            events.LOGIN, operator=login.identity.username, address=address, backend=login.backend
+        )
 
 
 def _required(form: dict[str, str], name: str) -> str:

@@ -13,10 +13,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from wharf_registry.app import create_app as create_registry
-from wharf_shared import rbac
+from wharf_shared import rbac, runtime
 from wharf_shared.config import Settings
 from wharf_shared.db import accounts, projects
 from wharf_shared.db.engine import Database
+from wharf_shared.keys import RUNTIME
 from wharf_shared.passwords import hash_password
 from wharf_shared.setup import ensure_accounts, ensure_files
 from wharf_token.app import create_app as create_token
@@ -83,6 +84,25 @@ class Suite:
                 project = await projects.create_project(conn, name, admin.id, public=public)
                 for user_id, role in (members or {}).items():
                     await projects.set_member(conn, project.id, user_id, role)
+        finally:
+            await db.close()
+
+    async def set_runtime(self, **values: Any) -> None:
+        """Change runtime settings (flat keys: `auth_mode`, `http_authproxy_endpoint`, ...) as the
+        API would, and make the token service read them at once."""
+        db = Database(self.settings.effective_database_url, pool_size=1)
+        try:
+            async with db.transaction() as conn:
+                await runtime.store(conn, **values)
+        finally:
+            await db.close()
+        self.token.app[RUNTIME].invalidate()
+
+    async def find_user(self, username: str) -> accounts.User | None:
+        db = Database(self.settings.effective_database_url, pool_size=1)
+        try:
+            async with db.read() as conn:
+                return await accounts.find_user(conn, username)
         finally:
             await db.close()
 
