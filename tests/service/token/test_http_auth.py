@@ -12,10 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests.service.token.conftest import ADMIN_PASSWORD, Suite, basic, start_suite
 from tests.service.token.test_login_events import stream_events
+from tests.service.token.test_metrics import counted
 from tests.support.oa import Oa, OaUser
+from wharf_jobservice.writer import AuditWriter
+from wharf_shared.db import tables as t
+from wharf_shared.db.engine import Database
 
 SCOPE = {"service": "wharf-registry", "scope": "repository:library/app:pull"}
 LOGIN = {"service": "wharf-registry"}  # no scope: `docker login`
@@ -199,3 +204,24 @@ async def test_logins_name_their_backend(suite: Suite) -> None:
         ("admin", "db_auth"),
         ("alice", "http_auth"),
     ]
+    # The job service's writer records them with the backend as Harbor's operation_description.
+    db = Database(suite.settings.effective_database_url, pool_size=1)
+    try:
+        await AuditWriter(db).apply(logins)
+        async with db.read() as conn:
+            query = sa.select(
+                t.audit_log.c.username, t.audit_log.c.operation, t.audit_log.c.operation_description
+            )
+            rows = [tuple(row) for row in await conn.execute(query.order_by(t.audit_log.c.id))]
+    finally:
+        await db.close()
+    assert rows == [
+        ("alice", "login", "http_auth"),
+        ("admin", "login", "db_auth"),
+        ("alice", "login", "http_auth"),
+    ]
+    assert await login(suite, "alice", "wrong") == await login(suite, "nobody", "wrong")
+    # The metrics count each by the backend that decided.
+    assert counted(suite, "logins", result="success", backend="http_auth") == 2
+    assert counted(suite, "logins", result="success", backend="db_auth") == 1
+    assert counted(suite, "logins", result="failure", backend="http_auth") == 2
