@@ -24,14 +24,19 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("user_account") as batch:
-        batch.add_column(sa.Column("auth_backend", sa.String(length=16), nullable=True))
-    with op.batch_alter_table("audit_log") as batch:
-        batch.add_column(sa.Column("operation_description", sa.String(length=255), nullable=True))
+    op.add_column("user_account", sa.Column("auth_backend", sa.String(length=16), nullable=True))
+    op.add_column("audit_log", sa.Column("operation_description", sa.String(length=255), nullable=True))
+
+
+def _drop(table: str, column: str) -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite drops a plain column in place (3.35+); a batch copy of user_account would drop the
+        # table that other tables' foreign keys name.
+        op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    else:
+        op.drop_column(table, column)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("audit_log") as batch:
-        batch.drop_column("operation_description")
-    with op.batch_alter_table("user_account") as batch:
-        batch.drop_column("auth_backend")
+    _drop("audit_log", "operation_description")
+    _drop("user_account", "auth_backend")
