@@ -87,7 +87,8 @@ def person(config: HttpAuthSettings, username: str, answer: Any) -> DirectoryUse
     )
     return DirectoryUser(
         username=username,
-        email=email[:255] if isinstance(email, str) and email else None,
+        # A cut address would be someone else's: one too long for the column is left out.
+        email=email if isinstance(email, str) and 0 < len(email) <= 255 else None,
         realname=realname[:255] if isinstance(realname, str) else "",
         sysadmin=True if admin else None,
         groups=kept,

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from wharf_shared.auth.backends import AuthBackend, DatabaseBackend, Verdict
+from wharf_shared.db.accounts import USERNAME_MAX_LENGTH
 from wharf_shared.db.projects import Caller
 from wharf_shared.logging import get_logger
 from wharf_shared.passwords import verify_password
@@ -66,6 +67,8 @@ class AuthModes:
             if directory is None:
                 log.warning("auth_mode_not_available", auth_mode=mode, username=username[:255])
                 return Verdict(mode, None)
+            if len(username) > USERNAME_MAX_LENGTH or "\0" in username:
+                return Verdict(mode, None)  # no local row could hold it: not worth the directory's time
             try:
                 proven = await directory.authenticate(username, password, local)
             except Exception as exc:  # fail closed: a backend's bug must not become a 500 or a way in
