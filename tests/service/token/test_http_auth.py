@@ -225,3 +225,18 @@ async def test_logins_name_their_backend(suite: Suite) -> None:
     assert counted(suite, "logins", result="success", backend="http_auth") == 2
     assert counted(suite, "logins", result="success", backend="db_auth") == 1
     assert counted(suite, "logins", result="failure", backend="http_auth") == 2
+
+
+async def test_refresh_tokens_only_for_passwords_checked_here(suite: Suite) -> None:
+    """A directory user's password changes where Wharf cannot see: no refresh token outlives it."""
+    form = {"grant_type": "password", "service": "wharf-registry", "access_type": "offline"}
+    alice = await suite.token.post(
+        "/service/token", data={**form, "username": "alice", "password": "Alice-oa-1"}
+    )
+    assert alice.status == 200, await alice.text()
+    assert "refresh_token" not in await alice.json()
+    admin = await suite.token.post(
+        "/service/token", data={**form, "username": "admin", "password": ADMIN_PASSWORD}
+    )
+    assert admin.status == 200
+    assert "refresh_token" in await admin.json()
