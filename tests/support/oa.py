@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,11 +63,12 @@ class Oa:
             return web.json_response({"error": "invalid credentials"}, status=401)
         return web.json_response(user.record)
 
-    async def start(self) -> None:
+    async def start(self, tls: ssl.SSLContext | None = None) -> None:
+        """On a free port; over HTTPS with `tls` (a server context)."""
         app = web.Application()
         app.router.add_post("/api/login", self._login)
-        self.server = TestServer(app, host="127.0.0.1")  # a free port
-        await self.server.start_server()
+        self.server = TestServer(app, host="127.0.0.1")
+        await self.server.start_server(ssl=tls)
 
     async def stop(self) -> None:
         if self.server is not None:

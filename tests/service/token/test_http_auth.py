@@ -6,6 +6,7 @@ admin still signs in; every login names its backend in the event for the audit l
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from tests.service.token.conftest import ADMIN_PASSWORD, Suite, basic, start_sui
 from tests.service.token.test_login_events import stream_events
 from tests.service.token.test_metrics import counted
 from tests.support.oa import Oa, OaUser
+from tests.support.tls import self_signed
 from wharf_jobservice.writer import AuditWriter
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
@@ -240,3 +242,33 @@ async def test_refresh_tokens_only_for_passwords_checked_here(suite: Suite) -> N
     )
     assert admin.status == 200
     assert "refresh_token" in await admin.json()
+
+
+@pytest.mark.parametrize(
+    ("settings", "signs_in"),
+    [
+        ({"http_authproxy_server_certificate": "ca"}, True),  # the endpoint's CA given
+        ({}, False),  # verified against the system's CAs: a self-signed endpoint is refused
+        ({"http_authproxy_verify_cert": False}, True),
+        ({"http_authproxy_server_certificate": "other"}, False),  # another CA
+    ],
+)
+async def test_an_https_endpoint_is_verified_as_configured(
+    suite: Suite, tmp_path: Path, settings: dict[str, Any], signs_in: bool
+) -> None:
+    cert, key = self_signed(tmp_path)
+    (tmp_path / "other").mkdir()
+    other, _ = self_signed(tmp_path / "other")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    endpoint = Oa(users={"alice": ALICE})
+    await endpoint.start(tls)
+    try:
+        pem = {"ca": cert.read_text(), "other": other.read_text()}
+        given = {k: pem.get(v, v) if isinstance(v, str) else v for k, v in settings.items()}
+        await suite.set_runtime(http_authproxy_endpoint=endpoint.url, **given)
+        assert endpoint.url.startswith("https://")
+        status, body = await login(suite, "alice", "Alice-oa-1")
+        assert status == (200 if signs_in else 401), body
+    finally:
+        await endpoint.stop()
