@@ -66,7 +66,7 @@ class LdapSettings:
     ldap_ca_certificate: str = ""  # PEM, for LDAPS and StartTLS
     ldap_starttls: bool = False
     ldap_email_attribute: str = "mail"
-    ldap_realname_attribute: str = "displayName"
+    ldap_realname_attribute: str = "cn"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ Identity (`auth_mode`: db_auth, ldap_auth, http_auth, oidc_auth, cas_auth) takes
 
 - `ldap_ca_certificate` (PEM: the CA of the directory's certificate, for LDAPS and StartTLS),
   `ldap_starttls` (boolean: StartTLS on an `ldap://` URL), `ldap_email_attribute` (default
-  `mail`), `ldap_realname_attribute` (default `displayName`);
+  `mail`), `ldap_realname_attribute` (default `cn`);
 - `http_authproxy_timeout` (seconds, 1-300), and where the user's attributes are in the
   endpoint's JSON answer, as dotted paths (`user.mail`): `http_authproxy_username_field`,
   `http_authproxy_email_field`, `http_authproxy_realname_field`, `http_authproxy_groups_field`
