@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from wharf_shared.auth.backends import AuthBackend, DatabaseBackend, Verdict
+from wharf_shared.auth.http import HttpAuthBackend  # loaded with the service (a fork's parent preloads it)
 from wharf_shared.db.accounts import USERNAME_MAX_LENGTH
 from wharf_shared.db.projects import Caller
 from wharf_shared.logging import get_logger
@@ -84,7 +85,5 @@ def build_modes(
 ) -> tuple[AuthModes, list[Closer]]:
     """Every service's `AuthModes` with the directory backends this build has, and what to close
     at shutdown (their HTTP clients). The LDAP, OIDC and CAS backends plug in here."""
-    from wharf_shared.auth.http import HttpAuthBackend
-
     http = HttpAuthBackend(db, runtime)
     return AuthModes(runtime, {http.name: http}), [http.close]
