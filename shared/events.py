@@ -22,8 +22,9 @@ the first `/`:
 - `delete` (registry, outbox): repository, digest, tag, kind (`manifest`: by digest, with its
   tags; `tag`: the tag only; `blob`: a blob unlinked), operator.
 - `login` (token service, straight to the stream): a successful password check without scopes
-  (what `docker login` asks for; the token requests of pushes and pulls are not logins):
-  operator, address (the client's).
+  (what `docker login` asks for; the token requests of pushes and pulls are not logins), and
+  the ui's portal sign-in: operator, address (the client's), backend (the auth backend that
+  checked the password: db_auth, http_auth, ...; "" for the job service's account).
 - For the management API (the ui): `<resource>.<operation>` with `operator` and the resource's
   name: `project.create` / `project.delete` (project, project_id), `project.update` (project, project_id,
   public: a visibility change), `repository.delete`

@@ -4,6 +4,12 @@ Environment variables only seed them: `seed` writes a default for each key that 
 yet, so the first start of any service (or `wharf init`) fills the table and later changes
 made through the API stick. Readers cache the values for a few seconds, and drop them at once
 when a change is announced over Redis (`wharf_shared.runtime_watch`).
+
+Each identity mode's settings are a group of their own (`RuntimeSettings.ldap`, `.http_auth`,
+`.oidc`, `.cas`, `.cmdb`), whose field names are the keys themselves (Harbor's `ldap_url`, ...;
+all prefixed, so unique): one row per key, flat in the table, nested when loaded. Secrets
+(`SECRET_KEYS`) are stored as `wharf_shared.secrets.SecretBox` ciphertext, "" when unset, and
+stay ciphertext here: only the backend that uses one decrypts it.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -32,6 +38,99 @@ STALE_RETRY_SECONDS = 1.0  # while the database is away, how often a re-read is 
 READ_ONLY_MESSAGE = "The system is in read only mode. Any modification is prohibited."
 
 
+AUTH_MODES = ("db_auth", "ldap_auth", "http_auth", "oidc_auth", "cas_auth")
+# Stored encrypted (SecretBox ciphertext, "" when unset) and never shown by the API.
+SECRET_KEYS = frozenset({"ldap_search_password", "oidc_client_secret", "cmdb_auth_header"})
+
+
+@dataclass(frozen=True, slots=True)
+class LdapSettings:
+    """`ldap_auth` (Harbor's keys; ours: ldap_ca_certificate, ldap_starttls and the two
+    attribute names). `ldap_search_password` is ciphertext."""
+
+    ldap_url: str = ""
+    ldap_search_dn: str = ""
+    ldap_search_password: str = ""
+    ldap_base_dn: str = ""
+    ldap_uid: str = "cn"
+    ldap_filter: str = ""
+    ldap_scope: int = 2  # 0 base, 1 one level, 2 subtree
+    ldap_timeout: int = 5
+    ldap_verify_cert: bool = True
+    ldap_group_base_dn: str = ""
+    ldap_group_search_filter: str = ""
+    ldap_group_attribute_name: str = "cn"
+    ldap_group_search_scope: int = 2
+    ldap_group_admin_dn: str = ""
+    ldap_group_membership_attribute: str = "memberof"
+    ldap_ca_certificate: str = ""  # PEM, for LDAPS and StartTLS
+    ldap_starttls: bool = False
+    ldap_email_attribute: str = "mail"
+    ldap_realname_attribute: str = "cn"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAuthSettings:
+    """`http_auth`: an in-house endpoint (OA) that checks passwords (Harbor's keys; ours: the
+    timeout and the dotted paths of the user's attributes in its JSON answer)."""
+
+    http_authproxy_endpoint: str = ""
+    http_authproxy_tokenreview_endpoint: str = ""
+    http_authproxy_verify_cert: bool = True
+    http_authproxy_skip_search: bool = False
+    http_authproxy_server_certificate: str = ""  # PEM: the CA that signed the endpoint's certificate
+    http_authproxy_admin_groups: str = ""  # comma-separated
+    http_authproxy_admin_usernames: str = ""  # comma-separated
+    http_authproxy_timeout: int = 5  # seconds
+    http_authproxy_username_field: str = ""
+    http_authproxy_email_field: str = ""
+    http_authproxy_realname_field: str = ""
+    http_authproxy_groups_field: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OidcSettings:
+    """`oidc_auth` (Harbor's keys). `oidc_client_secret` is ciphertext."""
+
+    oidc_name: str = ""
+    oidc_endpoint: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_groups_claim: str = ""
+    oidc_admin_group: str = ""
+    oidc_group_filter: str = ""
+    oidc_scope: str = "openid,offline_access"
+    oidc_user_claim: str = ""
+    oidc_verify_cert: bool = True
+    oidc_auto_onboard: bool = False
+    oidc_extra_redirect_parms: str = "{}"  # a JSON object, as Harbor takes it
+
+
+@dataclass(frozen=True, slots=True)
+class CasSettings:
+    """`cas_auth` (Wharf's keys: Harbor has no CAS)."""
+
+    cas_url: str = ""
+    cas_version: str = "3.0"  # or "2.0"
+    cas_username_attribute: str = ""  # empty: the CAS user name itself
+    cas_email_attribute: str = "mail"
+    cas_groups_attribute: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CmdbSettings:
+    """The CMDB ownership sync (Wharf's keys). `cmdb_auth_header` (the whole header line's
+    value, e.g. `Bearer …`) is ciphertext; `cmdb_schedule` is Harbor's 6-field cron, "" = off."""
+
+    cmdb_url: str = ""
+    cmdb_auth_header: str = ""
+    cmdb_projects_field: str = ""
+    cmdb_name_field: str = "name"
+    cmdb_owner_field: str = "owner"
+    cmdb_team_field: str = ""
+    cmdb_schedule: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class RuntimeSettings:
     anonymous_access: bool = True
@@ -39,7 +138,48 @@ class RuntimeSettings:
     read_only: bool = False
     self_registration: bool = False
     project_creation_restriction: str = "everyone"  # or "adminonly"
-    auth_mode: str = "db_auth"
+    auth_mode: str = "db_auth"  # one of AUTH_MODES
+    ldap: LdapSettings = LdapSettings()
+    http_auth: HttpAuthSettings = HttpAuthSettings()
+    oidc: OidcSettings = OidcSettings()
+    cas: CasSettings = CasSettings()
+    cmdb: CmdbSettings = CmdbSettings()
+
+
+def _keys() -> dict[str, str | None]:
+    """Every stored key and the group it belongs to (None: a top-level field)."""
+    keys: dict[str, str | None] = {}
+    for f in fields(RuntimeSettings):
+        group = getattr(RuntimeSettings(), f.name)
+        if is_dataclass(group):
+            keys.update((g.name, f.name) for g in fields(group))
+        else:
+            keys[f.name] = None
+    return keys
+
+
+KEYS = _keys()
+
+
+def flat(settings: RuntimeSettings) -> dict[str, Any]:
+    """Every key's value, as the table stores them (groups flattened)."""
+    values: dict[str, Any] = {}
+    for key, group in KEYS.items():
+        values[key] = getattr(getattr(settings, group), key) if group else getattr(settings, key)
+    return values
+
+
+def _nest(values: dict[str, Any]) -> RuntimeSettings:
+    top: dict[str, Any] = {}
+    groups: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        group = KEYS[key]
+        if group is None:
+            top[key] = value
+        else:
+            groups.setdefault(group, {})[key] = value
+    base = RuntimeSettings(**top)
+    return replace(base, **{g: replace(getattr(base, g), **v) for g, v in groups.items()})
 
 
 def defaults(settings: Settings) -> RuntimeSettings:
@@ -51,16 +191,14 @@ def defaults(settings: Settings) -> RuntimeSettings:
 async def seed(conn: AsyncConnection, initial: RuntimeSettings) -> None:
     now = utcnow()
     rows = [
-        {"key": f.name, "value": json.dumps(getattr(initial, f.name)), "updated_at": now}
-        for f in fields(initial)
+        {"key": key, "value": json.dumps(value), "updated_at": now} for key, value in flat(initial).items()
     ]
     await insert_ignore(conn, t.configuration, rows)
 
 
 async def store(conn: AsyncConnection, **values: Any) -> None:
-    """Change runtime settings (each key must be a `RuntimeSettings` field)."""
-    known = {f.name for f in fields(RuntimeSettings)}
-    unknown = set(values) - known
+    """Change runtime settings (each key a top-level `RuntimeSettings` field or a group's)."""
+    unknown = set(values) - set(KEYS)
     if unknown:
         raise KeyError(f"unknown runtime settings: {sorted(unknown)}")
     now = utcnow()
@@ -74,10 +212,9 @@ async def load(conn: AsyncConnection, fallback: RuntimeSettings) -> RuntimeSetti
         row.key: row.value
         for row in await conn.execute(select(t.configuration.c.key, t.configuration.c.value))
     }
-    values: dict[str, Any] = {}
-    for f in fields(RuntimeSettings):
-        values[f.name] = json.loads(stored[f.name]) if f.name in stored else getattr(fallback, f.name)
-    return RuntimeSettings(**values)
+    defaults = flat(fallback)
+    values = {key: json.loads(stored[key]) if key in stored else defaults[key] for key in KEYS}
+    return _nest(values)
 
 
 def _unreachable(exc: Exception) -> bool:

@@ -7,7 +7,9 @@ Harbor's values: resource types `artifact`, `tag`, `repository`, `project`, `use
 `replication`, operation `start` or `stop`, named `<policy>#<execution id>`. A configuration
 change is named by the keys it changed (`read_only,self_registration`). An artifact is named
 `<repository>:<tag>`, or `<repository>@<digest>` when no tag was used; a tag `<repository>:<tag>`.
-An anonymous operator is recorded as `anonymous`, as Harbor does.
+An anonymous operator is recorded as `anonymous`, as Harbor does. A login's
+`operation_description` (Harbor's newer audit field) is the auth backend that checked it
+(`db_auth`, `http_auth`, ...).
 
 An event type missing from the table is not audited: `Mapper.map` returns None and logs the
 type once per process (a newer service may emit types this consumer does not know yet). A type
@@ -29,6 +31,7 @@ log = get_logger(__name__)
 ANONYMOUS = "anonymous"
 MAX_RESOURCE = 512
 MAX_USERNAME = 255
+MAX_DESCRIPTION = 255
 
 Data = Mapping[str, Any]
 
@@ -67,6 +70,7 @@ class Rule:
     operation: str
     resource: Callable[[Data], str]
     counts_pull: bool = False
+    description: Callable[[Data], str | None] | None = None
 
 
 SKIP = None
@@ -78,7 +82,7 @@ RULES: dict[str, Rule | None] = {
     "delete:manifest": Rule("artifact", "delete", _artifact),
     "delete:tag": Rule("tag", "delete", _tag),
     "delete:blob": SKIP,
-    "login": Rule("user", "login", _field("operator")),
+    "login": Rule("user", "login", _field("operator"), description=lambda data: data.get("backend") or None),
     "tag.create": Rule("tag", "create", _tag),
     "tag.delete": Rule("tag", "delete", _tag),
     "repository.delete": Rule("repository", "delete", _field("repository")),
@@ -128,6 +132,11 @@ def _time(value: Any) -> dt.datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
+def _description(rule: Rule, data: Data) -> str | None:
+    value = rule.description(data) if rule.description is not None else None
+    return str(value)[:MAX_DESCRIPTION] if value else None
+
+
 class Mapper:
     """Events to audit records by `rules`; each unknown type is logged once."""
 
@@ -154,6 +163,7 @@ class Mapper:
             operation=rule.operation,
             username=(str(data.get("operator") or "") or ANONYMOUS)[:MAX_USERNAME],
             op_time=_time(event.get("time")),
+            description=_description(rule, data),
             project=_project(data),
             project_id=int(project_id) if isinstance(project_id, int) else None,
             pulled_repository=str(data["repository"])

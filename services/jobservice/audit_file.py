@@ -21,6 +21,7 @@ def line(record: AuditRecord) -> str:
             "op_time": record.op_time.isoformat(),
             "username": record.username,
             "operation": record.operation,
+            "operation_description": record.description,
             "resource_type": record.resource_type,
             "resource": record.resource,
             "project": record.project,

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from wharf_shared import keys as shared_keys
 from wharf_shared.addresses import parse_networks
-from wharf_shared.auth.backends import DatabaseBackend
 from wharf_shared.auth.logins import Throttling
+from wharf_shared.auth.modes import build_modes
 from wharf_shared.config import Settings
 from wharf_shared.events import EventPublisher
 from wharf_shared.health import add_health_and_metrics, dependency_checks
@@ -77,11 +77,15 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
             redis, settings.events_stream, settings.events_max_len, app[shared_keys.METRICS]
         )
         app[shared_keys.EVENTS] = events
+        # The backend of each login follows `auth_mode` (read per login from the runtime settings).
+        modes, closers = build_modes(db, lambda: app[shared_keys.RUNTIME].get())
+        for close in closers:
+            stack.push_async_callback(close)
         token = settings.token
         app[keys.LOGINS] = TokenLogins(
             db,
             redis,
-            DatabaseBackend(),
+            modes,
             refresh_tokens=app[keys.REFRESH],
             jobservice_key=_secret_key(settings),
             secret=settings.secret_key_path.read_bytes().strip(),

@@ -29,11 +29,11 @@ class TokenLogins(Logins):
         self._refresh_tokens = refresh_tokens
         self._jobservice_key = jobservice_key
 
-    async def _prove(self, username: str, password: str, names: Collection[str]) -> Login | None:
+    async def _prove(self, username: str, password: str, names: Collection[str]) -> Login | str:
         if username != JOBSERVICE.username:
             return await super()._prove(username, password, names)
         if self._jobservice_key is None or not is_jobservice_password(self._jobservice_key, password):
-            return None
+            return self._backend.name
         return Login(JOBSERVICE)  # no roles to read: a system admin; no mark: no refresh token
 
     async def refresh(self, token: str, names: Collection[str]) -> Login:

@@ -11,8 +11,8 @@ from aiohttp import web
 
 from wharf_shared import keys as shared_keys
 from wharf_shared.addresses import parse_networks
-from wharf_shared.auth.backends import DatabaseBackend
 from wharf_shared.auth.logins import Logins, Throttling
+from wharf_shared.auth.modes import build_modes
 from wharf_shared.config import Settings
 from wharf_shared.events import EventPublisher, EventRelay
 from wharf_shared.health import add_health_and_metrics, dependency_checks
@@ -71,11 +71,15 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
         app[shared_keys.DB] = db
         app[shared_keys.REDIS] = redis
         # Logins share the token service's settings and Redis keys: one throttle for every surface.
+        # The backend of each login follows `auth_mode` (read per login from the runtime settings).
+        modes, closers = build_modes(db, lambda: app[shared_keys.RUNTIME].get())
+        for close in closers:
+            stack.push_async_callback(close)
         token = settings.token
         logins = Logins(
             db,
             redis,
-            DatabaseBackend(),
+            modes,
             secret=settings.secret_key_path.read_bytes().strip(),
             cache_seconds=token.credential_cache_seconds,
             throttling=Throttling(

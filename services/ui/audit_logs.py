@@ -38,7 +38,7 @@ AUDIT_LOGS = ListSpec(
     tiebreak=a.id,
 )
 
-_COLUMNS = (a.id, a.username, a.resource, a.resource_type, a.operation, a.op_time)
+_COLUMNS = (a.id, a.username, a.resource, a.resource_type, a.operation, a.op_time, a.operation_description)
 
 
 async def list_logs(

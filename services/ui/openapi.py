@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from wharf_shared.runtime import AUTH_MODES
+from wharf_ui.configurations import KEYS as CONFIG_KEYS
+
 ID_MAX = 2**63 - 1
 
 
@@ -211,6 +214,7 @@ DEFINITIONS: dict[str, Any] = {
             "resource_type": _STR,
             "operation": _STR,
             "op_time": {"type": "string", "format": "date-time"},
+            "operation_description": {"type": "string", "description": "a login's: the auth backend"},
         },
     },
 }
@@ -364,14 +368,18 @@ def _config_item(kind: str) -> dict[str, Any]:
     }
 
 
-_CONFIG_KEYS: dict[str, tuple[str, dict[str, Any]]] = {
-    "auth_mode": ("string", {"enum": ["db_auth"]}),
-    "project_creation_restriction": ("string", {"enum": ["everyone", "adminonly"]}),
-    "self_registration": ("boolean", {}),
-    "token_expiration": ("integer", {"minimum": 1, "maximum": (2**31 - 1) // 60}),
-    "read_only": ("boolean", {}),
-    "anonymous_access": ("boolean", {}),  # Wharf's own: anonymous pulls of public projects
+_CONFIG_RULES: dict[str, dict[str, Any]] = {
+    "auth_mode": {"enum": list(AUTH_MODES)},
+    "project_creation_restriction": {"enum": ["everyone", "adminonly"]},
+    "token_expiration": {"minimum": 1, "maximum": (2**31 - 1) // 60},
+    "ldap_scope": {"enum": [0, 1, 2]},
+    "ldap_group_search_scope": {"enum": [0, 1, 2]},
+    "cas_version": {"enum": ["2.0", "3.0"]},
 }
+_CONFIG_KEYS: dict[str, tuple[str, dict[str, Any]]] = {
+    name: (key.kind, _CONFIG_RULES.get(name, {})) for name, key in CONFIG_KEYS.items()
+}
+_SHOWN_CONFIG_KEYS = [name for name, key in CONFIG_KEYS.items() if not key.secret]  # secrets: never shown
 
 DEFINITIONS.update(
     {
@@ -380,12 +388,13 @@ DEFINITIONS.update(
         "IntegerConfigItem": _config_item("integer"),
         "ConfigurationsResponse": {
             "type": "object",
-            "required": list(_CONFIG_KEYS),
+            "required": _SHOWN_CONFIG_KEYS,
             "properties": {
                 name: _ref(
                     {"string": "StringConfigItem", "boolean": "BoolConfigItem"}.get(kind, "IntegerConfigItem")
                 )
                 for name, (kind, _) in _CONFIG_KEYS.items()
+                if name in _SHOWN_CONFIG_KEYS
             },
         },
         "Configurations": {

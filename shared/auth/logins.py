@@ -13,10 +13,11 @@ A password login:
    user row whose hash no longer matches (password changed), or a user gone or renamed, voids
    it, and the login goes on cold.
 4. Cold: one SQL query reads the user by name with their roles (the only read of the user),
-   the auth backend checks the credentials (`db_auth`: argon2id against the row's hash, a dummy
-   hash for an unknown user so that it takes as long), then one Redis call: a miss is counted, a
-   success clears the count of this account from this address and remembers the credentials (a
-   keyed hash, never the password).
+   the auth backend of the mode in force checks the credentials (`wharf_shared.auth.modes`;
+   `db_auth`: argon2id against the row's hash, a dummy hash for an unknown user so that it
+   takes as long), then one Redis call: a miss is counted, a success clears the count of this
+   account from this address and remembers the credentials (a keyed hash, never the password)
+   with the backend that proved them, so that a remembered login names it too.
 
 Every failure is the same `LoginFailed`, whether the user is unknown or the password wrong.
 
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from redis.asyncio import Redis
 
-from wharf_shared.auth.backends import AuthBackend
+from wharf_shared.auth.modes import AuthModes
 from wharf_shared.db import projects
 from wharf_shared.db.accounts import USERNAME_MAX_LENGTH
 from wharf_shared.db.engine import Database
@@ -108,12 +109,22 @@ def _storable(username: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Login:
-    """Who signed in, their view of the projects asked about, and their password hash's
-    fingerprint (what a refresh token is bound to; None for anonymous callers)."""
+    """Who signed in, their view of the projects asked about, their password hash's
+    fingerprint (what a refresh token is bound to; None for anonymous callers) and the auth
+    backend that checked the password ("" when none did)."""
 
     identity: Identity
     access: dict[str, ProjectAccess] = field(default_factory=dict)
     mark: str | None = None
+    backend: str = ""
+
+
+class _Refused(Exception):
+    """Internal: credentials refused by `backend` (the caller sees `LoginFailed`)."""
+
+    def __init__(self, backend: str) -> None:
+        super().__init__(backend)
+        self.backend = backend
 
 
 class LoginMetrics(Protocol):
@@ -139,7 +150,7 @@ class Logins:
         self,
         db: Database,
         redis: Redis,
-        backend: AuthBackend,
+        backend: AuthModes,
         *,
         secret: bytes,
         cache_seconds: int,
@@ -165,13 +176,16 @@ class Logins:
         except Throttled:
             self._count("throttled", self._backend.name)
             raise
+        except _Refused as refused:
+            self._count("failure", refused.backend)
+            raise LoginFailed() from None
         except LoginFailed:
             self._count("failure", self._backend.name)
             raise
         except Exception:
             self._count("error", self._backend.name)  # no verdict: Redis or the database failed
             raise
-        self._count("success", self._backend.name)
+        self._count("success", login.backend or self._backend.name)
         return login
 
     async def _login(self, username: str, password: str, address: str, names: Collection[str]) -> Login:
@@ -208,12 +222,15 @@ class Logins:
 
     async def _remembered(self, entry: bytes, username: str, names: Collection[str]) -> Login | None:
         """The login a cache entry remembers, if the user row still matches it."""
-        user_id, _, mark = entry.decode().partition(":")
+        user_id, _, rest = entry.decode().partition(":")
+        mark, _, backend = rest.partition(":")
         async with self._db.read() as conn:
             caller, access = await projects.caller_and_access(conn, int(user_id), names)
         if caller is None or caller.username != username or fingerprint(caller.password_hash) != mark:
             return None
-        return Login(Identity(caller.id, caller.username, caller.sysadmin), access, mark)
+        return Login(
+            Identity(caller.id, caller.username, caller.sysadmin), access, mark, backend or "db_auth"
+        )
 
     async def _verify(
         self,
@@ -225,36 +242,39 @@ class Logins:
         cache_key: str | None,
     ) -> Login:
         login = await self._prove(username, password, names)
-        if login is None:
+        if not isinstance(login, Login):
             await self._count_failure(throttle_keys)
-            log.info("login_failed", username=username[:USERNAME_MAX_LENGTH], address=address)
-            raise LoginFailed()
+            log.info("login_failed", username=username[:USERNAME_MAX_LENGTH], address=address, backend=login)
+            raise _Refused(login)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.delete(throttle_keys[0])  # this address's misses on this account; not the address's
             if cache_key is not None and login.identity.user_id is not None and login.mark is not None:
-                pipe.set(cache_key, f"{login.identity.user_id}:{login.mark}", ex=self._cache_seconds)
+                entry = f"{login.identity.user_id}:{login.mark}:{login.backend}"
+                pipe.set(cache_key, entry, ex=self._cache_seconds)
             await pipe.execute()
         return login
 
-    async def _prove(self, username: str, password: str, names: Collection[str]) -> Login | None:
+    async def _prove(self, username: str, password: str, names: Collection[str]) -> Login | str:
         """The login the credentials prove (the user's row read once, the backend's verdict), else
-        None. The token service also knows the job service's account here (`wharf_token.logins`)."""
+        the name of the backend that refused them. The token service also knows the job
+        service's account here (`wharf_token.logins`)."""
         caller: projects.Caller | None = None
         access: dict[str, ProjectAccess] = {}
         if _storable(username):
             async with self._db.read() as conn:
                 caller, access = await projects.caller_and_access(conn, username, names)
-        proven = await self._backend.authenticate(username, password, caller)
+        verdict = await self._backend.verify(username, password, caller)
+        proven = verdict.caller
         if proven is None:
-            return None
-        if caller is None or proven.id != caller.id:
-            # The backend made (or swapped) the local row: read its roles afresh.
+            return verdict.backend
+        if caller is None or proven != caller:
+            # The backend made (or refreshed) the local row: read it and its roles afresh.
             async with self._db.read() as conn:
                 proven, access = await projects.caller_and_access(conn, proven.id, names)
             if proven is None:
-                return None
+                return verdict.backend
         mark = fingerprint(proven.password_hash)
-        return Login(Identity(proven.id, proven.username, proven.sysadmin), access, mark)
+        return Login(Identity(proven.id, proven.username, proven.sysadmin), access, mark, verdict.backend)
 
     async def _count_failure(self, throttle_keys: list[str]) -> None:
         t = self._throttling

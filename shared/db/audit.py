@@ -36,6 +36,7 @@ class AuditRecord:
     # A pull to count: the repository's `pull_count` and the manifest's `pull_time`.
     pulled_repository: str | None = None
     pulled_digest: str | None = None
+    description: str | None = None  # `operation_description`: a login's auth backend
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -83,6 +84,7 @@ async def record(conn: AsyncConnection, records: Sequence[AuditRecord]) -> list[
                 "operation": r.operation,
                 "username": r.username,
                 "op_time": r.op_time,
+                "operation_description": r.description,
             }
             for r in fresh
         ],

@@ -172,6 +172,8 @@ audit_log = Table(
     Column("operation", String(32), nullable=False),  # create, delete, pull, login
     Column("username", String(255), nullable=False),  # the operator; `anonymous` for none
     Column("op_time", UTCDateTime(), nullable=False),
+    # Harbor's newer entries' description; a login's: the auth backend that checked it (http_auth).
+    Column("operation_description", String(255), nullable=True),
     UniqueConstraint("event_id"),
     Index(None, "op_time"),  # /audit-logs, newest first
     Index(None, "project_id", "op_time"),  # /projects/{p}/logs
@@ -192,6 +194,8 @@ user_account = Table(
     Column("sysadmin", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # The auth mode whose directory made the user (http_auth, ldap_auth, ...); NULL: a local user.
+    Column("auth_backend", String(16), nullable=True),
     UniqueConstraint("username"),
     UniqueConstraint("email"),
 )

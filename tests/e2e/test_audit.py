@@ -190,6 +190,8 @@ def test_push_pull_and_delete_are_audited_with_their_operators(
     logs = "\n".join(p.tail(20) for p in site.jobservices)
     assert expected <= seen, f"{sorted(seen)}\n{logs}"
     assert len({r.event_id for r in rows}) == len(rows)
+    # skopeo's login (token service) and the portal's (ui) name the backend that checked them.
+    assert {r.operation_description for r in rows if r.operation == "login"} == {"db_auth"}
     artifact_rows = [r for r in rows if r.resource_type == "artifact"]
     assert {r.project_id for r in artifact_rows} == {library}
     # Every manifest GET was one pull (skopeo fetches the manifest once per copy).

@@ -14,6 +14,7 @@ from aiohttp import web
 from wharf_shared import events
 from wharf_shared.addresses import client_address
 from wharf_shared.auth.logins import Login
+from wharf_shared.auth.modes import LOCAL
 from wharf_shared.keys import EVENTS, SETTINGS
 from wharf_token import grants
 from wharf_token.errors import AuthenticationRequired, InvalidRequest, UnsupportedGrantType
@@ -110,7 +111,9 @@ def _logged_in(request: web.Request, login: Login, scopes: list[Scope], address:
     """A password check that asks for no scope is a login (`docker login`): audited. The token
     requests of pushes and pulls name scopes, and are not."""
     if not scopes:
-        request.app[EVENTS].publish_soon(events.LOGIN, operator=login.identity.username, address=address)
+        request.app[EVENTS].publish_soon(
+            events.LOGIN, operator=login.identity.username, address=address, backend=login.backend
+        )
 
 
 def _required(form: dict[str, str], name: str) -> str:
@@ -166,7 +169,14 @@ async def post_token(request: web.Request) -> web.Response:
         login = await logins.login(username, password, address, names)
         _logged_in(request, login, scopes, address)
         body = await _token(request, login, scopes, "password")
-        if form.get("access_type") == "offline" and login.identity.user_id is not None and login.mark:
+        # Only for passwords checked here: a refresh token is voided by a change of the stored
+        # hash, and a directory's user has none (their password changes where Wharf cannot see).
+        if (
+            form.get("access_type") == "offline"
+            and login.identity.user_id is not None
+            and login.mark
+            and login.backend == LOCAL
+        ):
             body["refresh_token"] = request.app[REFRESH].issue(
                 login.identity.user_id, login.identity.username, login.mark
             )

@@ -25,6 +25,8 @@ def log_json(row: Any) -> dict[str, Any]:
         "resource_type": row.resource_type,
         "operation": row.operation,
         "op_time": timestamp(row.op_time),
+        # Harbor's newer audit entries' field; a login's: the auth backend that checked it.
+        "operation_description": row.operation_description or "",
     }
 
 

@@ -29,7 +29,9 @@ async def login(request: web.Request) -> web.Response:
     address = client_address(request, trusted)
     signed_in = await request.app[LOGINS].login(principal, password, address, ())
     session = await request.app[SESSIONS].start(signed_in.identity, signed_in.mark)
-    request.app[EVENTS].publish_soon(events.LOGIN, operator=signed_in.identity.username, address=address)
+    request.app[EVENTS].publish_soon(
+        events.LOGIN, operator=signed_in.identity.username, address=address, backend=signed_in.backend
+    )
     response = empty_ok()
     set_session_cookies(response, session, secure=request.app[SECURE_COOKIES])
     return response

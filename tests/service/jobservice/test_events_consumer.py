@@ -166,7 +166,7 @@ async def test_a_batch_is_one_transaction(db: Database, redis: Redis) -> None:
 
 async def test_an_event_delivered_twice_counts_once(db: Database, redis: Redis) -> None:
     events = pushes_pulls_deletes(6)
-    login = new_event("login", operator="admin", address="127.0.0.1")
+    login = new_event("login", operator="admin", address="127.0.0.1", backend="db_auth")
     unknown = new_event("robot.create", name="robot$ci", operator="admin")
     writer = AuditWriter(db)
     reader = consumer(redis, writer)
@@ -181,6 +181,8 @@ async def test_an_event_delivered_twice_counts_once(db: Database, redis: Redis) 
     assert sorted(r.event_id for r in rows) == sorted(e["id"] for e in [*events, login])
     assert [r.username for r in rows if r.operation == "login"] == ["admin"]
     assert [r.project_id for r in rows if r.operation == "login"] == [None]
+    assert [r.operation_description for r in rows if r.operation == "login"] == ["db_auth"]
+    assert {r.operation_description for r in rows if r.operation != "login"} == {None}
     assert (await pull_state(db))[0] == 2
 
 

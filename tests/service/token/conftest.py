@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from tests.support.oa import Oa, OaUser
 from wharf_registry.app import create_app as create_registry
-from wharf_shared import rbac
+from wharf_shared import rbac, runtime
 from wharf_shared.config import Settings
 from wharf_shared.db import accounts, projects
 from wharf_shared.db.engine import Database
+from wharf_shared.keys import RUNTIME
 from wharf_shared.passwords import hash_password
 from wharf_shared.setup import ensure_accounts, ensure_files
 from wharf_token.app import create_app as create_token
@@ -62,6 +65,15 @@ class Suite:
     token: TestClient  # type: ignore[type-arg]
     registry: TestClient  # type: ignore[type-arg]
     clock: Clock
+    oa: Oa | None = None  # under http_auth: the OA stand-in that checks passwords
+
+    async def add_person(self, username: str, password: str) -> None:
+        """Someone who signs in with this password: a local user under db_auth, an OA user (made
+        here at their first login) under http_auth."""
+        if self.oa is None:
+            await self.add_user(username, password)
+        else:
+            self.oa.users[username] = OaUser(password, {})
 
     async def add_user(self, username: str, password: str, *, sysadmin: bool = False) -> int:
         db = Database(self.settings.effective_database_url, pool_size=1)
@@ -83,6 +95,25 @@ class Suite:
                 project = await projects.create_project(conn, name, admin.id, public=public)
                 for user_id, role in (members or {}).items():
                     await projects.set_member(conn, project.id, user_id, role)
+        finally:
+            await db.close()
+
+    async def set_runtime(self, **values: Any) -> None:
+        """Change runtime settings (flat keys: `auth_mode`, `http_authproxy_endpoint`, ...) as the
+        API would, and make the token service read them at once."""
+        db = Database(self.settings.effective_database_url, pool_size=1)
+        try:
+            async with db.transaction() as conn:
+                await runtime.store(conn, **values)
+        finally:
+            await db.close()
+        self.token.app[RUNTIME].invalidate()
+
+    async def find_user(self, username: str) -> accounts.User | None:
+        db = Database(self.settings.effective_database_url, pool_size=1)
+        try:
+            async with db.read() as conn:
+                return await accounts.find_user(conn, username)
         finally:
             await db.close()
 
@@ -108,3 +139,36 @@ async def start_suite(
 @pytest.fixture
 async def suite(aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str) -> Suite:
     return await start_suite(aiohttp_client, tmp_path, database_url, redis_url)
+
+
+@pytest.fixture
+async def oa() -> AsyncIterator[Oa]:
+    stand_in = Oa()
+    await stand_in.start()
+    yield stand_in
+    await stand_in.stop()
+
+
+async def start_mode_suite(
+    mode: str, aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str, oa: Oa, **extra: Any
+) -> Suite:
+    """A suite whose `auth_mode` is `mode` (db_auth or http_auth, checked by `oa`); `admin` is
+    local in both."""
+    suite = await start_suite(aiohttp_client, tmp_path, database_url, redis_url, **extra)
+    if mode == "http_auth":
+        await suite.set_runtime(auth_mode=mode, http_authproxy_endpoint=oa.url, http_authproxy_timeout=2)
+        suite.oa = oa
+    return suite
+
+
+@pytest.fixture(params=["db_auth", "http_auth"])
+async def mode_suite(
+    request: pytest.FixtureRequest,
+    aiohttp_client: Any,
+    tmp_path: Path,
+    database_url: str,
+    redis_url: str,
+    oa: Oa,
+) -> Suite:
+    """The suite under each auth mode (for the tests that must hold in every mode)."""
+    return await start_mode_suite(request.param, aiohttp_client, tmp_path, database_url, redis_url, oa)

@@ -123,3 +123,31 @@ async def test_cold_login_reads_the_user_once_warm_login_is_one_round_trip_each(
         assert await status(suite, "admin", "wrong") == 401
     assert len(failed.sql) == 1, failed.sql
     assert len(failed.redis) == 2, failed.redis  # lockouts + cache; then the miss counted
+
+
+async def test_a_remembered_login_skips_the_backend_in_every_mode(
+    mode_suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under http_auth as under db_auth: a warm login costs one SQL query and one Redis call and
+    asks the OA nothing; a wrong password is never remembered; a user gone (deleted here, and
+    refused by the directory) is noticed at once."""
+    suite = mode_suite
+    await suite.add_person("erin", "Erin-pass-1")
+    assert await status(suite, "erin", "Erin-pass-1") == 200  # verified, then remembered
+    asked = list(suite.oa.requests) if suite.oa is not None else []
+    with counting(suite, monkeypatch) as warm:
+        assert await status(suite, "erin", "Erin-pass-1") == 200
+    assert len(warm.sql) == 1, warm.sql
+    assert len(warm.redis) == 1, warm.redis
+    assert await status(suite, "erin", "wrong") == 401
+    assert await status(suite, "erin", "wrong") == 401
+    if suite.oa is not None:
+        assert [u for u, _ in suite.oa.requests] == [u for u, _ in asked] + ["erin", "erin"]
+        del suite.oa.users["erin"]
+    db = Database(suite.settings.effective_database_url, pool_size=1)
+    try:
+        async with db.transaction() as conn:
+            await conn.execute(sa.delete(t.user_account).where(t.user_account.c.username == "erin"))
+    finally:
+        await db.close()
+    assert await status(suite, "erin", "Erin-pass-1") == 401

@@ -5,6 +5,9 @@ password.
 
 Client addresses come in `X-Forwarded-For` from the test client's peer (127.0.0.1, a trusted
 proxy by default), as they would through Wharf's proxy.
+
+Every test runs under each auth mode: db_auth, and http_auth (the OA stand-in checks the
+passwords of everyone but the local admin).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.service.token.conftest import ADMIN_PASSWORD, Suite, basic, start_suite
+from tests.service.token.conftest import ADMIN_PASSWORD, Suite, basic, start_mode_suite
+from tests.support.oa import Oa
 from wharf_shared import passwords
 
 SCOPE = {"service": "wharf-registry", "scope": "repository:library/app:pull"}
@@ -24,6 +28,18 @@ GUESSER, OWNER, OTHER = "203.0.113.9", "198.51.100.7", "192.0.2.33"
 @pytest.fixture
 def db_kind() -> str:
     return "postgresql"  # the rules live in Redis; one database is enough
+
+
+@pytest.fixture(params=["db_auth", "http_auth"])
+def auth_mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def suite(
+    auth_mode: str, aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str, oa: Oa
+) -> Suite:
+    return await start_mode_suite(auth_mode, aiohttp_client, tmp_path, database_url, redis_url, oa)
 
 
 async def get(suite: Suite, username: str, password: str, address: str) -> tuple[int, Any, dict[str, str]]:
@@ -66,10 +82,16 @@ async def test_a_guesser_locks_out_only_their_own_address(suite: Suite) -> None:
 
 
 async def test_an_address_trying_many_accounts_is_locked_out(
-    aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str
+    auth_mode: str, aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str, oa: Oa
 ) -> None:
-    suite = await start_suite(
-        aiohttp_client, tmp_path, database_url, redis_url, token={"throttle_address_failures": 3}
+    suite = await start_mode_suite(
+        auth_mode,
+        aiohttp_client,
+        tmp_path,
+        database_url,
+        redis_url,
+        oa,
+        token={"throttle_address_failures": 3},
     )
     for i in range(3):
         assert await status(suite, f"user{i}", "guess", GUESSER) == 401
@@ -113,7 +135,8 @@ async def test_unknown_user_and_wrong_password_read_alike(
     suite: Suite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Same status, body and headers, and the same work (one password check each), whether the
-    account exists or not; locked, the same again."""
+    account exists or not; locked, the same again. Under http_auth the OA is asked about each,
+    and the dummy check runs beside it (no name answers faster than a local wrong password)."""
     checks: list[str | None] = []
     real = passwords.verify_password
 
@@ -122,16 +145,21 @@ async def test_unknown_user_and_wrong_password_read_alike(
         return real(stored, password)
 
     import wharf_shared.auth.backends
+    import wharf_shared.auth.modes
 
     monkeypatch.setattr(wharf_shared.auth.backends, "verify_password", counted)
-    await suite.add_user("alice", "alice-password-1")
+    monkeypatch.setattr(wharf_shared.auth.modes, "verify_password", counted)
+    await suite.add_person("alice", "alice-password-1")
     for ask in (get, post):
         wrong_password = await ask(suite, "alice", "wrong", OTHER)
         unknown_user = await ask(suite, "nobody", "wrong", GUESSER)
         impossible_user = await ask(suite, "no\0body" + "x" * 300, "wrong", OWNER)
         assert wrong_password == unknown_user == impossible_user
     assert len(checks) == 6
-    assert checks[0] is not None  # alice's hash...
+    if suite.oa is None:
+        assert checks[0] is not None  # alice's hash...
+    else:
+        assert [username for username, _ in suite.oa.requests][:2] == ["alice", "nobody"]
     assert checks[1] is None  # ...then the dummy's
     for _ in range(4):
         await get(suite, "alice", "wrong", OTHER)

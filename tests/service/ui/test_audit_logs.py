@@ -97,7 +97,15 @@ async def test_sysadmin_reads_every_row_newest_first(seeded: Seeded) -> None:
     assert "Link" not in resp.headers
     assert [row["resource"] for row in body][:2] == ["4242/x@sha256:" + "a" * 64, "bob"]
     first = body[0]
-    assert set(first) == {"id", "username", "resource", "resource_type", "operation", "op_time"}
+    assert set(first) == {
+        "id",
+        "username",
+        "resource",
+        "resource_type",
+        "operation",
+        "op_time",
+        "operation_description",
+    }
     assert first["username"] == "padmin"
     assert first["resource_type"] == "artifact"
     assert first["operation"] == "create"

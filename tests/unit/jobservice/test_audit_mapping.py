@@ -150,3 +150,17 @@ def test_every_rule_names_harbor_values() -> None:
         if rule is not None:
             assert rule.resource_type in AUDIT_RESOURCE_TYPES
             assert rule.operation in AUDIT_OPERATIONS
+
+
+def test_a_login_is_described_by_its_backend() -> None:
+    record = Mapper().map(new_event("login", operator="erin", address="10.0.0.1", backend="http_auth"))
+    assert record is not None
+    assert (record.operation, record.resource, record.description) == ("login", "erin", "http_auth")
+    older = Mapper().map(new_event("login", operator="erin", address="10.0.0.1"))  # before backends
+    assert older is not None
+    assert older.description is None
+    push = Mapper().map(
+        new_event("push", repository="library/app", digest="sha256:" + "0" * 64, operator="x")
+    )
+    assert push is not None
+    assert push.description is None

@@ -1,6 +1,7 @@
 """The runtime configuration (system admins only), read as `/api/v2.0/configurations` shows it
 (`wharf_ui.configurations.current`: Harbor's keys, straight from SQL) and saved with one PUT of
-those keys. The auth mode is shown, not offered: Wharf has one (db_auth)."""
+those keys. The auth mode is shown, not offered (the identity modes' keys are set through the
+API)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import wharf_shared.db.types
 from sqlalchemy.dialects import mysql
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 # Expand (../README.md): new tables only, which older code never reads (it sees direct members only).
 compatible_with: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
