@@ -1,7 +1,7 @@
 """user groups: directory groups, their project memberships, and who belongs to them
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-06
 """
 
