@@ -45,8 +45,8 @@ SECRET_KEYS = frozenset({"ldap_search_password", "oidc_client_secret", "cmdb_aut
 
 @dataclass(frozen=True, slots=True)
 class LdapSettings:
-    """`ldap_auth` (Harbor's keys; ours: ldap_ca_certificate, ldap_starttls and the two
-    attribute names). `ldap_search_password` is ciphertext."""
+    """`ldap_auth` (Harbor's keys; ours: ldap_ca_certificate, ldap_starttls, the two attribute
+    names and ldap_group_sync_schedule). `ldap_search_password` is ciphertext here."""
 
     ldap_url: str = ""
     ldap_search_dn: str = ""
@@ -67,6 +67,8 @@ class LdapSettings:
     ldap_starttls: bool = False
     ldap_email_attribute: str = "mail"
     ldap_realname_attribute: str = "cn"
+    # The job service's sync of LDAP groups' members (Harbor's 6-field cron; "" = never).
+    ldap_group_sync_schedule: str = "0 0 * * * *"
 
 
 @dataclass(frozen=True, slots=True)

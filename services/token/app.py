@@ -78,7 +78,9 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
         )
         app[shared_keys.EVENTS] = events
         # The backend of each login follows `auth_mode` (read per login from the runtime settings).
-        modes, closers = build_modes(db, lambda: app[shared_keys.RUNTIME].get())
+        modes, closers = build_modes(
+            db, lambda: app[shared_keys.RUNTIME].get(), secret_key=_secret_key(settings)
+        )
         for close in closers:
             stack.push_async_callback(close)
         token = settings.token

@@ -14,7 +14,9 @@ comma-separated), makes the user a system admin (others' flag is left as it is).
 
 FAIL CLOSED: a timeout, a connection or TLS error, any other status, a body that is not what
 the mapping needs: refused (None), logged, never an exception to the caller. On success the
-local row is created or refreshed (`wharf_shared.db.accounts.provision`).
+local row is created or refreshed (`wharf_shared.db.accounts.provision`) and, when
+`http_authproxy_groups_field` is set, the user's HTTP groups become exactly the answer's
+(`wharf_shared.db.groups.replace_memberships`), in the same transaction.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from wharf_shared.db import accounts
+from wharf_shared.db import accounts, groups
 from wharf_shared.db.accounts import DirectoryUser
 from wharf_shared.db.engine import Database
 from wharf_shared.db.projects import Caller
@@ -144,7 +146,11 @@ class HttpAuthBackend:
             return None
 
         async def go(conn: Any) -> accounts.User | None:
-            return await accounts.provision(conn, NAME, found)
+            user = await accounts.provision(conn, NAME, found)
+            if user is not None and config.http_authproxy_groups_field:
+                # The answer's groups are the user's HTTP groups, in the same transaction.
+                await groups.replace_memberships(conn, user.id, groups.GroupType.HTTP, found.groups)
+            return user
 
         user = await self._db.run(go)
         if user is None:

@@ -12,8 +12,9 @@ a login a few seconds, never the event loop. `authenticate` fails closed: any fa
 and a log line. The lookups for the API and the group sync raise `LdapError` instead, with a
 message fit for an admin: an outage must not read as "nobody is in this group".
 
-The settings travel with each call (they are runtime settings that an admin changes at will);
-`LdapSettings` names its fields exactly as Harbor's configuration keys.
+The settings travel with each call (they are runtime settings that an admin changes at will):
+`wharf_shared.runtime.LdapSettings`, whose fields are Harbor's configuration keys, with
+`ldap_search_password` in clear (the backend decrypts the stored one before a call).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from ldap3.core.exceptions import LDAPException, LDAPInvalidFilterError, LDAPSoc
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
+from wharf_shared.db.groups import dn_key
 from wharf_shared.logging import get_logger
+from wharf_shared.runtime import LdapSettings
 
 log = get_logger(__name__)
 
@@ -50,34 +53,8 @@ _MEMBER_DN_ATTRIBUTES = ("member", "uniqueMember")
 _MEMBER_UID_ATTRIBUTE = "memberUid"
 
 
-@dataclass(frozen=True)
-class LdapSettings:
-    """The `ldap_*` runtime settings; defaults as Harbor's where Harbor has the key."""
-
-    ldap_url: str = ""
-    ldap_search_dn: str = ""
-    ldap_search_password: str = ""
-    ldap_base_dn: str = ""
-    ldap_uid: str = "cn"
-    ldap_filter: str = ""
-    ldap_scope: int = 2  # 0 base, 1 one level, 2 subtree
-    ldap_timeout: int = 5  # seconds, per connect and per operation
-    ldap_verify_cert: bool = True
-    ldap_group_base_dn: str = ""
-    ldap_group_search_filter: str = ""
-    ldap_group_attribute_name: str = "cn"
-    ldap_group_search_scope: int = 2
-    ldap_group_admin_dn: str = ""
-    ldap_group_membership_attribute: str = "memberof"
-    # Wharf's own
-    ldap_ca_certificate: str = ""  # PEM of the CA(s) that sign the directory's certificate
-    ldap_starttls: bool = False  # StartTLS on an ldap:// URL
-    ldap_email_attribute: str = "mail"
-    ldap_realname_attribute: str = "cn"
-
-
 def ldap_settings(values: Mapping[str, Any]) -> LdapSettings:
-    """The LDAP settings among runtime settings (other keys ignored, missing ones defaulted)."""
+    """The LDAP settings among flat runtime keys (other keys ignored, missing ones defaulted)."""
     names = {f.name for f in fields(LdapSettings)}
     return LdapSettings(**{k: v for k, v in values.items() if k in names and v is not None})
 
@@ -102,16 +79,18 @@ class LdapPing:
     message: str
 
 
+__all__ = ["LdapDirectory", "LdapError", "LdapGroup", "LdapPing", "LdapSettings", "LdapUser", "ldap_settings"]
+
+
 class LdapError(Exception):
     """A directory operation that could not be done; the message says why, for an admin."""
 
 
 def same_dn(a: str, b: str) -> bool:
-    """Whether two DNs name the same entry (attribute names and values compared without case)."""
-    try:
-        return _dn_key(a) == _dn_key(b)
-    except LDAPException:
-        return a.strip().lower() == b.strip().lower()
+    """Whether two DNs name the same entry, by Wharf's one rule for DN equality: that of a
+    stored LDAP group's key (`wharf_shared.db.groups.dn_key`: case and the spaces around `=`
+    and `,` ignored), so the admin group, a login's groups and the groups in the database agree."""
+    return dn_key(a) == dn_key(b)
 
 
 def _dn_key(dn: str) -> tuple[tuple[str, str], ...]:

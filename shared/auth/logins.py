@@ -102,6 +102,19 @@ def _address_key(address: str) -> str:
     return "wharf:login:address:" + address
 
 
+_CASELESS_BACKENDS = frozenset({"ldap_auth"})  # directories whose names match without case
+
+
+def _same_name(row: str, typed: str, backend: str) -> bool:
+    """Whether a remembered login's user row still answers to the name typed. An `ldap_auth`
+    row carries the directory's spelling (its names match without case: "ALICE" signs in as
+    the row "alice"); any other name is exact. The entry exists only after these very
+    credentials were proven for this row, so this only guards against a rename."""
+    if backend in _CASELESS_BACKENDS:
+        return row.casefold() == typed.casefold()
+    return row == typed
+
+
 def _storable(username: str) -> bool:
     """Whether a user could have this name (else the database would refuse even to look)."""
     return len(username) <= USERNAME_MAX_LENGTH and "\0" not in username
@@ -226,7 +239,11 @@ class Logins:
         mark, _, backend = rest.partition(":")
         async with self._db.read() as conn:
             caller, access = await projects.caller_and_access(conn, int(user_id), names)
-        if caller is None or caller.username != username or fingerprint(caller.password_hash) != mark:
+        if (
+            caller is None
+            or not _same_name(caller.username, username, backend)
+            or (fingerprint(caller.password_hash) != mark)
+        ):
             return None
         return Login(
             Identity(caller.id, caller.username, caller.sysadmin), access, mark, backend or "db_auth"

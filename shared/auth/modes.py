@@ -5,7 +5,7 @@ the process's cached runtime settings, so a change applies within a second every
   always checked against the database, whatever the mode: a directory outage must not lock ops
   out, and a directory never takes over a local account.
 - Anyone else (no row, or a directory user's row, whose hash is NULL) is the mode's backend's
-  to decide (`http_auth`, ...); under `db_auth` they are refused. A mode whose backend this
+  to decide (`ldap_auth`, `http_auth`, ...); under `db_auth` they are refused. A mode whose backend this
   build does not have refuses them cleanly.
 
 Timing: the argon2id check of a local user is the floor of every answer. For a directory login
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from wharf_shared.auth.backends import AuthBackend, DatabaseBackend, Verdict
 from wharf_shared.auth.http import HttpAuthBackend  # loaded with the service (a fork's parent preloads it)
+from wharf_shared.auth.ldap_auth import LdapAuthBackend
 from wharf_shared.db.accounts import USERNAME_MAX_LENGTH
 from wharf_shared.db.projects import Caller
 from wharf_shared.logging import get_logger
@@ -55,6 +56,10 @@ class AuthModes:
         # error); a verdict names its own backend.
         self.name = LOCAL
 
+    def backend(self, mode: str) -> AuthBackend | None:
+        """The backend of a directory mode (`ldap_auth`, ...), None when this build has none."""
+        return self._directories.get(mode)
+
     async def verify(self, username: str, password: str, local: Caller | None) -> Verdict:
         if local is not None and local.password_hash is not None:
             return Verdict(LOCAL, await self._local.authenticate(username, password, local))
@@ -81,9 +86,11 @@ class AuthModes:
 
 
 def build_modes(
-    db: Database, runtime: Callable[[], Awaitable[RuntimeSettings]]
+    db: Database, runtime: Callable[[], Awaitable[RuntimeSettings]], *, secret_key: bytes | None = None
 ) -> tuple[AuthModes, list[Closer]]:
     """Every service's `AuthModes` with the directory backends this build has, and what to close
-    at shutdown (their HTTP clients). The LDAP, OIDC and CAS backends plug in here."""
+    at shutdown (their HTTP clients, the LDAP thread pool). `secret_key` decrypts the stored
+    secrets a backend uses (`ldap_search_password`). OIDC and CAS plug in here."""
     http = HttpAuthBackend(db, runtime)
-    return AuthModes(runtime, {http.name: http}), [http.close]
+    ldap = LdapAuthBackend(db, runtime, secret_key)
+    return AuthModes(runtime, {http.name: http, ldap.name: ldap}), [http.close, ldap.close]
