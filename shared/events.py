@@ -33,8 +33,9 @@ the first `/`:
   `sysadmin removed`; never the password itself), `member.create` / `member.update` /
   `member.delete` (project, project_id, member; `entity_type` "g" when the member is a group),
   `user_group.create` / `.update` / `.delete` (group, group_id, group_type; an update names
-  the new name), `configuration.update` (keys: Harbor's names of the settings whose value
-  changed),
+  the new name), `user_group.sync` (the job service's LDAP group sync changed a group's
+  members: group, group_id, group_type, added and removed usernames),
+  `configuration.update` (keys: Harbor's names of the settings whose value changed),
   `registry.create` / `registry.update` / `registry.delete` (registry, registry_id),
   `replication_policy.create` / `.update` / `.delete` (policy, policy_id), `replication.start` /
   `replication.stop` (policy, policy_id, execution_id: an execution started or stopped by hand).

@@ -9,7 +9,8 @@ change is named by the keys it changed (`read_only,self_registration`). An artif
 `<repository>:<tag>`, or `<repository>@<digest>` when no tag was used; a tag `<repository>:<tag>`.
 An anonymous operator is recorded as `anonymous`, as Harbor does. A login's
 `operation_description` (Harbor's newer audit field) is the auth backend that checked it
-(`db_auth`, `http_auth`, ...).
+(`db_auth`, `http_auth`, ...); a group sync's (`user_group.sync`, an `update` of the group by the
+job service's account) is who it added and removed (`group sync: +alice -bob`).
 
 An event type missing from the table is not audited: `Mapper.map` returns None and logs the
 type once per process (a newer service may emit types this consumer does not know yet). A type
@@ -64,6 +65,18 @@ def _execution(data: Data) -> str:
     return f"{data.get('policy', '')}#{data.get('execution_id', '')}"
 
 
+def _synced(data: Data) -> str:
+    """A group sync's change, as the description: `group sync: +alice,bob -carol`."""
+    added, removed = data.get("added"), data.get("removed")
+    words = ["group sync:"]
+    if isinstance(added, list) and added:
+        words.append("+" + ",".join(map(str, added)))
+    if isinstance(removed, list) and removed:
+        words.append("-" + ",".join(map(str, removed)))
+    text = " ".join(words)
+    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     resource_type: str
@@ -98,6 +111,7 @@ RULES: dict[str, Rule | None] = {
     "user_group.create": Rule("user_group", "create", _field("group")),
     "user_group.update": Rule("user_group", "update", _field("group")),
     "user_group.delete": Rule("user_group", "delete", _field("group")),
+    "user_group.sync": Rule("user_group", "update", _field("group"), description=_synced),
     "configuration.update": Rule("configuration", "update", _keys),
     "registry.create": Rule("registry", "create", _field("registry")),
     "registry.update": Rule("registry", "update", _field("registry")),

@@ -20,6 +20,7 @@ from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 
 from wharf_jobservice.consumer import StreamConsumer
+from wharf_jobservice.ldap_sync import LdapGroupSync
 from wharf_jobservice.leader import LeaderLock
 from wharf_jobservice.planning import plan_execution
 from wharf_jobservice.reconciler import Reconciler
@@ -29,6 +30,8 @@ from wharf_jobservice.transfers import Transfers, destination_repository
 from wharf_jobservice.triggers import ReplicationTrigger
 from wharf_shared import jobs as job_queue
 from wharf_shared import keys as shared_keys
+from wharf_shared import runtime
+from wharf_shared.auth.ldap_auth import LdapAuthBackend
 from wharf_shared.config import Settings
 from wharf_shared.db import jobs as jobs_db
 from wharf_shared.db.engine import Database
@@ -112,6 +115,10 @@ class Engine:
         )
         self.lock = LeaderLock(redis, LOCK_KEY, worker, jobs.scheduler_lock_seconds)
         self._scheduler = Scheduler(db, redis, self.enqueue, now=now)
+        # The LDAP group sync (its schedule is a runtime setting, read through this cache).
+        settings_now = runtime.RuntimeConfig(db, runtime.defaults(settings)).get
+        ldap = LdapAuthBackend(db, settings_now, _secret_key(settings))
+        self.ldap_sync = LdapGroupSync(db, redis, settings_now, ldap, now=now)
         self._reconciler = Reconciler(
             db,
             self.enqueue,
@@ -146,6 +153,7 @@ class Engine:
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=10)
+        await self.ldap_sync.stop()
         with contextlib.suppress(Exception):
             await self.lock.release()
         self._metrics.leader.set(0)
@@ -221,6 +229,7 @@ class Engine:
                     fired = await self._scheduler.fire_due()
                     if fired:
                         self._metrics.executions_triggered.labels("scheduled").inc(len(fired))
+                    await self.ldap_sync.tick()
                 now = time.monotonic()
                 due = reconciled_at is None or now - reconciled_at >= jobs.reconcile_interval_seconds
                 if first or (leader and due):  # every worker once at start; then the leader
@@ -231,6 +240,13 @@ class Engine:
                 log.warning("scheduler_round_failed", error=str(exc) or type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=beat)
+
+
+def _secret_key(settings: Settings) -> bytes | None:
+    try:
+        return settings.secret_key_bytes() or None
+    except OSError:
+        return None
 
 
 class EngineHost:

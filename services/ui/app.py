@@ -11,6 +11,8 @@ from aiohttp import web
 
 from wharf_shared import keys as shared_keys
 from wharf_shared.addresses import parse_networks
+from wharf_shared.auth.ldap_auth import NAME as LDAP_AUTH
+from wharf_shared.auth.ldap_auth import LdapAuthBackend
 from wharf_shared.auth.logins import Logins, Throttling
 from wharf_shared.auth.modes import build_modes
 from wharf_shared.config import Settings
@@ -72,9 +74,14 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
         app[shared_keys.REDIS] = redis
         # Logins share the token service's settings and Redis keys: one throttle for every surface.
         # The backend of each login follows `auth_mode` (read per login from the runtime settings).
-        modes, closers = build_modes(db, lambda: app[shared_keys.RUNTIME].get())
+        modes, closers = build_modes(
+            db, lambda: app[shared_keys.RUNTIME].get(), secret_key=settings.secret_key_bytes()
+        )
         for close in closers:
             stack.push_async_callback(close)
+        ldap = modes.backend(LDAP_AUTH)
+        assert isinstance(ldap, LdapAuthBackend)
+        app[keys.LDAP] = ldap  # the /ldap endpoints use its directory and settings
         token = settings.token
         logins = Logins(
             db,

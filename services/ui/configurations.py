@@ -11,7 +11,9 @@ Identity (`auth_mode`: db_auth, ldap_auth, http_auth, oidc_auth, cas_auth) takes
 
 - `ldap_ca_certificate` (PEM: the CA of the directory's certificate, for LDAPS and StartTLS),
   `ldap_starttls` (boolean: StartTLS on an `ldap://` URL), `ldap_email_attribute` (default
-  `mail`), `ldap_realname_attribute` (default `cn`);
+  `mail`), `ldap_realname_attribute` (default `cn`), `ldap_group_sync_schedule` (when the job
+  service re-reads every LDAP group's members: Harbor's 6-field cron, default hourly
+  `0 0 * * * *`; "" = never);
 - `http_authproxy_timeout` (seconds, 1-300), and where the user's attributes are in the
   endpoint's JSON answer, as dotted paths (`user.mail`): `http_authproxy_username_field`,
   `http_authproxy_email_field`, `http_authproxy_realname_field`, `http_authproxy_groups_field`
@@ -214,6 +216,7 @@ KEYS: dict[str, Key] = dict(
         _key("ldap_starttls", "boolean"),
         _key("ldap_email_attribute", "string"),
         _key("ldap_realname_attribute", "string"),
+        _key("ldap_group_sync_schedule", "string", _schedule),
         # HTTP auth (an in-house OA system)
         _key("http_authproxy_endpoint", "string", _HTTP),
         _key("http_authproxy_tokenreview_endpoint", "string", _HTTP),

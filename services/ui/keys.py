@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import ClientSession, web
 
 from wharf_shared.addresses import Network
+from wharf_shared.auth.ldap_auth import LdapAuthBackend
 from wharf_shared.auth.logins import Logins
 from wharf_shared.keys import RUNTIME
 from wharf_ui.security import AUTHENTICATOR
@@ -14,6 +15,7 @@ LOGINS = web.AppKey("logins", Logins)
 SESSIONS = web.AppKey("sessions", Sessions)
 SECURE_COOKIES = web.AppKey("secure_cookies", bool)  # the external URL is https
 TRUSTED_PROXIES: web.AppKey[list[Network]] = web.AppKey("trusted_proxies")
+LDAP = web.AppKey("ldap", LdapAuthBackend)  # the ldap_auth backend: its directory for /ldap/*
 HTTP = web.AppKey("http", ClientSession)  # outgoing calls of pages (the proxies' health)
 
 __all__ = ["AUTHENTICATOR", "LOGINS", "RUNTIME", "SECURE_COOKIES", "SESSIONS", "TRUSTED_PROXIES"]

@@ -1445,6 +1445,118 @@ PATHS.update(
     }
 )
 
+# -- the LDAP directory (Harbor's endpoints) and the group sync (Wharf's) -----------------------
+
+DEFINITIONS.update(
+    {
+        "LdapConf": {
+            "type": "object",
+            "description": "Settings to ping, over the stored ones (no password: the stored one)",
+            "properties": {
+                "ldap_url": _STR,
+                "ldap_search_dn": _STR,
+                "ldap_search_password": _STR,
+                "ldap_base_dn": _STR,
+                "ldap_filter": _STR,
+                "ldap_uid": _STR,
+                "ldap_scope": {**_INT, "minimum": 0, "maximum": 2},
+                "ldap_connection_timeout": {**_INT, "minimum": 1, "maximum": 300},
+                "ldap_verify_cert": {"type": "boolean"},
+                "ldap_starttls": {"type": "boolean"},
+                "ldap_ca_certificate": {**_STR, "description": "PEM (Wharf's)"},
+            },
+        },
+        "LdapPingResult": {"type": "object", "properties": {"success": {"type": "boolean"}, "message": _STR}},
+        "LdapUser": {"type": "object", "properties": {"username": _STR, "realname": _STR, "email": _STR}},
+        "LdapUserGroup": {"type": "object", "properties": {"group_name": _STR, "ldap_group_dn": _STR}},
+        "LdapImportUsers": {
+            "type": "object",
+            "properties": {"ldap_uid_list": {"type": "array", "items": _STR, "maxItems": 1000}},
+        },
+        "LdapFailedImportUser": {"type": "object", "properties": {"uid": _STR, "error": _STR}},
+        "LdapGroupSyncRequest": {"type": "object", "properties": {"request_id": _STR}},
+        "LdapGroupSyncReport": {
+            "type": "object",
+            "properties": {
+                "trigger": {**_STR, "description": "schedule or manual"},
+                "request_id": {**_STR, "description": "The manual request it answers"},
+                "started_at": _STR,
+                "finished_at": {**_STR, "description": "Empty while it runs"},
+                "groups": _INT,
+                "failed": {
+                    "type": "array",
+                    "items": _STR,
+                    "description": "DNs of the groups the directory could not answer for (unchanged)",
+                },
+                "added": _INT,
+                "removed": _INT,
+                "error": _STR,
+            },
+        },
+    }
+)
+_FAILED_IMPORT = {
+    "404": {
+        "description": "Some uids were not imported (the others were)",
+        "schema": {"type": "array", "items": _ref("LdapFailedImportUser")},
+    }
+}
+PATHS.update(
+    {
+        "/ldap/ping": {
+            "post": _admin(
+                "pingLdap",
+                _responses(_ok(_ref("LdapPingResult")), "400", "403"),
+                {**_body("LdapConf"), "required": False},
+                tag="ldap",
+            ),
+        },
+        "/ldap/users/search": {
+            "get": _admin(
+                "searchLdapUser",
+                _responses(_ok({"type": "array", "items": _ref("LdapUser")}), "400", "403"),
+                {"name": "username", "in": "query", "type": "string", "description": "Its uid (all: empty)"},
+                tag="ldap",
+            ),
+        },
+        "/ldap/users/import": {
+            "post": _admin(
+                "importLdapUser",
+                {**_responses(_ok(), "400", "403"), **_FAILED_IMPORT},
+                _body("LdapImportUsers"),
+                tag="ldap",
+            ),
+        },
+        "/ldap/groups/search": {
+            "get": _admin(
+                "searchLdapGroup",
+                _responses(_ok({"type": "array", "items": _ref("LdapUserGroup")}), "400", "403"),
+                {"name": "groupname", "in": "query", "type": "string"},
+                {"name": "groupdn", "in": "query", "type": "string"},
+                tag="ldap",
+            ),
+        },
+        "/ldap/groups/sync": {
+            "post": _admin(
+                "requestLdapGroupSync",
+                {
+                    "202": {
+                        "description": "Asked of the job service",
+                        "schema": _ref("LdapGroupSyncRequest"),
+                    },
+                    **_responses({}, "403"),
+                },
+                tag="ldap",
+            ),
+            "get": _admin(
+                "getLdapGroupSync",
+                _responses(_ok(_ref("LdapGroupSyncReport")), "403", "404"),
+                tag="ldap",
+            ),
+        },
+    }
+)
+
 DOCUMENT: dict[str, Any] = {
     "swagger": "2.0",
     "info": {"title": "Wharf API (Harbor API v2.0 compatible)", "version": "2.0"},

@@ -8,6 +8,7 @@ from wharf_ui.handlers import (
     artifacts,
     audit_logs,
     configurations,
+    ldap,
     members,
     projects,
     registries,
@@ -50,6 +51,13 @@ ROUTES = (
     ("GET", "/usergroups/{group_id}", usergroups.get_usergroup, "get_usergroup"),
     ("PUT", "/usergroups/{group_id}", usergroups.update_usergroup, "update_usergroup"),
     ("DELETE", "/usergroups/{group_id}", usergroups.delete_usergroup, "delete_usergroup"),
+    # the LDAP directory (Harbor's), and the group sync (ours)
+    ("POST", "/ldap/ping", ldap.ping_ldap, "ping_ldap"),
+    ("GET", "/ldap/users/search", ldap.search_ldap_users, "search_ldap_users"),
+    ("POST", "/ldap/users/import", ldap.import_ldap_users, "import_ldap_users"),
+    ("GET", "/ldap/groups/search", ldap.search_ldap_groups, "search_ldap_groups"),
+    ("POST", "/ldap/groups/sync", ldap.request_ldap_group_sync, "request_ldap_group_sync"),
+    ("GET", "/ldap/groups/sync", ldap.get_ldap_group_sync, "get_ldap_group_sync"),
     # projects, members, search
     ("GET", "/projects", projects.list_projects, "list_projects"),
     ("HEAD", "/projects", projects.head_project, "head_project"),

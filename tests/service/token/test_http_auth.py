@@ -21,6 +21,7 @@ from tests.service.token.test_metrics import counted
 from tests.support.oa import Oa, OaUser
 from tests.support.tls import self_signed
 from wharf_jobservice.writer import AuditWriter
+from wharf_shared.db import groups
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
 
@@ -272,3 +273,29 @@ async def test_an_https_endpoint_is_verified_as_configured(
         assert status == (200 if signs_in else 401), body
     finally:
         await endpoint.stop()
+
+
+async def test_the_groups_field_makes_the_http_group_memberships(
+    aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str, oa: Oa
+) -> None:
+    suite = await uncached_suite(aiohttp_client, tmp_path, database_url, redis_url, oa)
+
+    async def memberships() -> list[tuple[int, str]]:
+        user = await suite.find_user("alice")
+        assert user is not None
+        db = Database(suite.settings.effective_database_url, pool_size=1)
+        try:
+            async with db.read() as conn:
+                return [(int(g.group_type), g.group_name) for g in await groups.groups_of(conn, user.id)]
+        finally:
+            await db.close()
+
+    assert (await login(suite, "alice", "Alice-oa-1"))[0] == 200
+    assert await memberships() == [(2, "dev"), (2, "ops")]
+    oa.users["alice"] = OaUser("Alice-oa-1", {**ALICE.record, "groups": ["ops"]})
+    assert (await login(suite, "alice", "Alice-oa-1"))[0] == 200
+    assert await memberships() == [(2, "ops")]
+    # Without a groups field, the answer says nothing of groups: memberships are left alone.
+    await suite.set_runtime(http_authproxy_groups_field="")
+    assert (await login(suite, "alice", "Alice-oa-1"))[0] == 200
+    assert await memberships() == [(2, "ops")]
