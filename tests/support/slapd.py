@@ -22,7 +22,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -286,6 +286,15 @@ class Slapd:
                     "userPassword": ssha(person.password),
                 },
             )
+
+    def put_person(self, person: Person) -> None:
+        """Add the person, replacing an entry of theirs already there (a new password)."""
+        self.delete_person(person.dn)
+        self.add_person(person)
+
+    def delete_person(self, dn: str) -> None:
+        with self.admin() as conn, suppress(ldap3.core.exceptions.LDAPNoSuchObjectResult):
+            conn.delete(dn)
 
     def add_member(self, group: str, user_dn: str) -> None:
         with self.admin() as conn:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.support.oa import Oa, OaUser
+from tests.support.slapd import Person, Slapd, running_slapd
 from wharf_registry.app import create_app as create_registry
 from wharf_shared import rbac, runtime
 from wharf_shared.config import Settings
@@ -21,6 +22,7 @@ from wharf_shared.db import accounts, projects
 from wharf_shared.db.engine import Database
 from wharf_shared.keys import RUNTIME
 from wharf_shared.passwords import hash_password
+from wharf_shared.secrets import SecretBox
 from wharf_shared.setup import ensure_accounts, ensure_files
 from wharf_token.app import create_app as create_token
 
@@ -66,14 +68,18 @@ class Suite:
     registry: TestClient  # type: ignore[type-arg]
     clock: Clock
     oa: Oa | None = None  # under http_auth: the OA stand-in that checks passwords
+    slapd: Slapd | None = None  # under ldap_auth: the directory
+    mode: str = "db_auth"
 
     async def add_person(self, username: str, password: str) -> None:
-        """Someone who signs in with this password: a local user under db_auth, an OA user (made
-        here at their first login) under http_auth."""
-        if self.oa is None:
-            await self.add_user(username, password)
-        else:
+        """Someone who signs in with this password: a local user under db_auth, an OA user or a
+        directory entry (made here at their first login) under http_auth and ldap_auth."""
+        if self.oa is not None:
             self.oa.users[username] = OaUser(password, {})
+        elif self.slapd is not None:
+            self.slapd.put_person(Person(username, password, username.title(), f"{username}@example.test"))
+        else:
+            await self.add_user(username, password)
 
     async def add_user(self, username: str, password: str, *, sysadmin: bool = False) -> int:
         db = Database(self.settings.effective_database_url, pool_size=1)
@@ -150,18 +156,47 @@ async def oa() -> AsyncIterator[Oa]:
 
 
 async def start_mode_suite(
-    mode: str, aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str, oa: Oa, **extra: Any
+    mode: str,
+    aiohttp_client: Any,
+    tmp_path: Path,
+    database_url: str,
+    redis_url: str,
+    oa: Oa,
+    slapd: Slapd | None = None,
+    **extra: Any,
 ) -> Suite:
-    """A suite whose `auth_mode` is `mode` (db_auth or http_auth, checked by `oa`); `admin` is
-    local in both."""
+    """A suite whose `auth_mode` is `mode` (db_auth, http_auth checked by `oa`, or ldap_auth
+    checked by `slapd`); `admin` is local in each."""
     suite = await start_suite(aiohttp_client, tmp_path, database_url, redis_url, **extra)
+    suite.mode = mode
     if mode == "http_auth":
         await suite.set_runtime(auth_mode=mode, http_authproxy_endpoint=oa.url, http_authproxy_timeout=2)
         suite.oa = oa
+    elif mode == "ldap_auth":
+        assert slapd is not None
+        conf = slapd.configuration("ldaps")
+        box = SecretBox(suite.settings.secret_key_bytes())
+        conf["ldap_search_password"] = box.encrypt(conf["ldap_search_password"])
+        await suite.set_runtime(auth_mode=mode, **{**conf, "ldap_timeout": 2})
+        suite.slapd = slapd
     return suite
 
 
-@pytest.fixture(params=["db_auth", "http_auth"])
+@pytest.fixture
+def ldap_directory(tmp_path: Path) -> Iterator[Slapd]:
+    """A slapd of the test's own (asked for only by the ldap_auth cases)."""
+    with running_slapd(tmp_path / "slapd") as server:
+        yield server
+
+
+def directory_for(mode: str, request: pytest.FixtureRequest) -> Slapd | None:
+    if mode != "ldap_auth":
+        return None
+    server: Slapd = request.getfixturevalue("ldap_directory")
+    return server
+
+
+@pytest.fixture(params=["db_auth", "http_auth", "ldap_auth"])
 async def mode_suite(
     request: pytest.FixtureRequest,
     aiohttp_client: Any,
@@ -171,4 +206,7 @@ async def mode_suite(
     oa: Oa,
 ) -> Suite:
     """The suite under each auth mode (for the tests that must hold in every mode)."""
-    return await start_mode_suite(request.param, aiohttp_client, tmp_path, database_url, redis_url, oa)
+    mode = str(request.param)
+    return await start_mode_suite(
+        mode, aiohttp_client, tmp_path, database_url, redis_url, oa, directory_for(mode, request)
+    )

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from redis.asyncio.client import Pipeline
 
 from tests.service.token.conftest import ADMIN_PASSWORD, Suite, basic
+from tests.support.slapd import PEOPLE
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
 from wharf_shared.keys import DB, REDIS
@@ -128,9 +129,9 @@ async def test_cold_login_reads_the_user_once_warm_login_is_one_round_trip_each(
 async def test_a_remembered_login_skips_the_backend_in_every_mode(
     mode_suite: Suite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Under http_auth as under db_auth: a warm login costs one SQL query and one Redis call and
-    asks the OA nothing; a wrong password is never remembered; a user gone (deleted here, and
-    refused by the directory) is noticed at once."""
+    """Under http_auth and ldap_auth as under db_auth: a warm login costs one SQL query and one
+    Redis call and asks the OA (the directory) nothing; a wrong password is never remembered; a
+    user gone (deleted here, and refused by the directory) is noticed at once."""
     suite = mode_suite
     await suite.add_person("erin", "Erin-pass-1")
     assert await status(suite, "erin", "Erin-pass-1") == 200  # verified, then remembered
@@ -144,6 +145,8 @@ async def test_a_remembered_login_skips_the_backend_in_every_mode(
     if suite.oa is not None:
         assert [u for u, _ in suite.oa.requests] == [u for u, _ in asked] + ["erin", "erin"]
         del suite.oa.users["erin"]
+    if suite.slapd is not None:
+        suite.slapd.delete_person("uid=erin," + PEOPLE)
     db = Database(suite.settings.effective_database_url, pool_size=1)
     try:
         async with db.transaction() as conn:

@@ -6,8 +6,8 @@ password.
 Client addresses come in `X-Forwarded-For` from the test client's peer (127.0.0.1, a trusted
 proxy by default), as they would through Wharf's proxy.
 
-Every test runs under each auth mode: db_auth, and http_auth (the OA stand-in checks the
-passwords of everyone but the local admin).
+Every test runs under each auth mode: db_auth, http_auth (the OA stand-in checks the passwords
+of everyone but the local admin) and ldap_auth (a slapd of the test's own does).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.service.token.conftest import ADMIN_PASSWORD, Suite, basic, start_mode_suite
+from tests.service.token.conftest import ADMIN_PASSWORD, Suite, basic, directory_for, start_mode_suite
 from tests.support.oa import Oa
 from wharf_shared import passwords
 
@@ -30,16 +30,23 @@ def db_kind() -> str:
     return "postgresql"  # the rules live in Redis; one database is enough
 
 
-@pytest.fixture(params=["db_auth", "http_auth"])
+@pytest.fixture(params=["db_auth", "http_auth", "ldap_auth"])
 def auth_mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
 async def suite(
-    auth_mode: str, aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str, oa: Oa
+    request: pytest.FixtureRequest,
+    auth_mode: str,
+    aiohttp_client: Any,
+    tmp_path: Path,
+    database_url: str,
+    redis_url: str,
+    oa: Oa,
 ) -> Suite:
-    return await start_mode_suite(auth_mode, aiohttp_client, tmp_path, database_url, redis_url, oa)
+    directory = directory_for(auth_mode, request)
+    return await start_mode_suite(auth_mode, aiohttp_client, tmp_path, database_url, redis_url, oa, directory)
 
 
 async def get(suite: Suite, username: str, password: str, address: str) -> tuple[int, Any, dict[str, str]]:
@@ -82,7 +89,13 @@ async def test_a_guesser_locks_out_only_their_own_address(suite: Suite) -> None:
 
 
 async def test_an_address_trying_many_accounts_is_locked_out(
-    auth_mode: str, aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str, oa: Oa
+    request: pytest.FixtureRequest,
+    auth_mode: str,
+    aiohttp_client: Any,
+    tmp_path: Path,
+    database_url: str,
+    redis_url: str,
+    oa: Oa,
 ) -> None:
     suite = await start_mode_suite(
         auth_mode,
@@ -91,6 +104,7 @@ async def test_an_address_trying_many_accounts_is_locked_out(
         database_url,
         redis_url,
         oa,
+        directory_for(auth_mode, request),
         token={"throttle_address_failures": 3},
     )
     for i in range(3):
@@ -135,8 +149,9 @@ async def test_unknown_user_and_wrong_password_read_alike(
     suite: Suite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Same status, body and headers, and the same work (one password check each), whether the
-    account exists or not; locked, the same again. Under http_auth the OA is asked about each,
-    and the dummy check runs beside it (no name answers faster than a local wrong password)."""
+        account exists or not; locked, the same again. Under http_auth (ldap_auth) the OA (the
+    directory) is asked about each,
+        and the dummy check runs beside it (no name answers faster than a local wrong password)."""
     checks: list[str | None] = []
     real = passwords.verify_password
 
@@ -156,9 +171,9 @@ async def test_unknown_user_and_wrong_password_read_alike(
         impossible_user = await ask(suite, "no\0body" + "x" * 300, "wrong", OWNER)
         assert wrong_password == unknown_user == impossible_user
     assert len(checks) == 6
-    if suite.oa is None:
+    if suite.mode == "db_auth":
         assert checks[0] is not None  # alice's hash...
-    else:
+    elif suite.oa is not None:
         assert [username for username, _ in suite.oa.requests][:2] == ["alice", "nobody"]
     assert checks[1] is None  # ...then the dummy's
     for _ in range(4):

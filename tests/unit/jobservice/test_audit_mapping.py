@@ -164,3 +164,29 @@ def test_a_login_is_described_by_its_backend() -> None:
     )
     assert push is not None
     assert push.description is None
+
+
+def test_a_group_sync_is_an_update_of_the_group_described_by_its_changes() -> None:
+    event = new_event(
+        "user_group.sync",
+        operator="wharf$jobservice",
+        group="developers",
+        group_id=4,
+        group_type=1,
+        added=["carol"],
+        removed=["bob", "dave"],
+    )
+    record = Mapper().map(event)
+    assert record is not None
+    assert (record.resource_type, record.operation, record.resource, record.username) == (
+        "user_group",
+        "update",
+        "developers",
+        "wharf$jobservice",
+    )
+    assert record.description == "group sync: +carol -bob,dave"
+    many = Mapper().map({**event, "data": {**event["data"], "removed": [f"user{i}" for i in range(100)]}})
+    assert many is not None
+    assert many.description is not None
+    assert len(many.description) <= 255
+    assert many.description.endswith("…")
