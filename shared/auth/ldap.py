@@ -94,6 +94,7 @@ def same_dn(a: str, b: str) -> bool:
 
 
 def _dn_key(dn: str) -> tuple[tuple[str, str], ...]:
+    # The RDNs, parsed: for where a DN sits (under a base, at a depth), not for equality.
     return tuple((attr.lower(), value.strip().lower()) for attr, value, _ in parse_dn(dn, strip=True))
 
 

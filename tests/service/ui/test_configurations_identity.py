@@ -61,6 +61,7 @@ async def test_each_kind_of_key_is_set_and_read_back(ui: Ui, pem: str) -> None:
         "cas_version": "2.0",
         "cmdb_url": "http://cmdb.corp.test/projects.json",
         "cmdb_schedule": "0 0 * * * *",
+        "ldap_group_sync_schedule": "0 */15 * * * *",
     }
     resp = await ui.client.put(URL, json=change, headers=ADMIN)
     assert resp.status == 200, await resp.text()
@@ -127,6 +128,7 @@ async def test_secrets_are_stored_encrypted_and_never_shown(ui: Ui) -> None:
         ({"cas_version": "1.0"}, "cas_version"),
         ({"cas_url": "https://cas.corp.test/" + "x" * 2000}, "cas_url"),
         ({"cmdb_schedule": "every hour"}, "cmdb_schedule"),
+        ({"ldap_group_sync_schedule": "0 * * * *"}, "ldap_group_sync_schedule"),  # five fields
         ({"cmdb_url": "file:///etc/passwd"}, "cmdb_url"),
         ({"auth_mode": "uaa_auth"}, "auth_mode"),
     ],
