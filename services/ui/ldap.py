@@ -22,6 +22,8 @@ from wharf_shared.auth.ldap_auth import NAME, LdapAuthBackend
 from wharf_shared.db import accounts
 from wharf_shared.db.accounts import USERNAME_MAX_LENGTH, DirectoryUser
 from wharf_shared.db.engine import Database
+from wharf_shared.rbac import Identity
+from wharf_ui.changes import record
 
 IMPORT_MAX = 1000  # uids per request
 # Harbor's ping takes `ldap_connection_timeout`; ours is `ldap_timeout`.
@@ -59,8 +61,11 @@ async def search_groups(backend: LdapAuthBackend, name_or_dn: str) -> list[LdapG
     return await backend.directory.search_groups(config, name_or_dn)
 
 
-async def import_users(db: Database, backend: LdapAuthBackend, uids: list[str]) -> list[FailedImport]:
-    """Make the local rows of these directory users; those that could not be made, and why."""
+async def import_users(
+    db: Database, identity: Identity, backend: LdapAuthBackend, uids: list[str]
+) -> list[FailedImport]:
+    """Make the local rows of these directory users (each new one a `user.create` event, for
+    the audit log); those that could not be made, and why."""
     config = await backend.settings()
     failed: list[FailedImport] = []
     for uid in dict.fromkeys(uids):
@@ -80,7 +85,11 @@ async def import_users(db: Database, backend: LdapAuthBackend, uids: list[str]) 
             person = replace(person, email=None)
 
         async def go(conn: Any, person: DirectoryUser = person) -> accounts.User | None:
-            return await accounts.provision(conn, NAME, person)
+            known = await accounts.find_user(conn, person.username)
+            user = await accounts.provision(conn, NAME, person)
+            if user is not None and known is None:
+                await record(conn, "user.create", identity, username=user.username)
+            return user
 
         if await db.run(go) is None:
             failed.append(FailedImport(uid, "a local user has this name, or another user this e-mail"))

@@ -96,12 +96,12 @@ async def search_ldap_groups(request: web.Request) -> web.Response:
 
 
 async def import_ldap_users(request: web.Request) -> web.Response:
-    await sysadmin(request)
+    identity = await sysadmin(request)
     body = await read_json(request, LdapImportUsers)
     if not body.ldap_uid_list:
         raise BadRequest(message="ldap_uid_list: at least one uid is required")
     try:
-        failed = await ldap.import_users(request.app[DB], request.app[LDAP], body.ldap_uid_list)
+        failed = await ldap.import_users(request.app[DB], identity, request.app[LDAP], body.ldap_uid_list)
     except LdapError as exc:
         raise _unavailable(exc) from None
     if failed:

@@ -181,6 +181,12 @@ async def test_first_login_provisions_the_user_with_groups_and_admin_flag(site: 
     assert bob is not None
     assert not bob.sysadmin
     assert await site.group_dns("bob") == [DEVELOPERS]
+    # The audit log's logins name the backend.
+    deadline = time.monotonic() + 10
+    while len(logins := [e["data"] for e in await _events(site, "login")]) < 2:
+        assert time.monotonic() < deadline, logins
+        await asyncio.sleep(0.05)
+    assert [(d["operator"], d["backend"]) for d in logins] == [("alice", "ldap_auth"), ("bob", "ldap_auth")]
 
 
 async def test_wrong_password_and_unknown_user_are_refused_alike(site: Site) -> None:
@@ -256,6 +262,12 @@ async def _run_sync(site: Site, sync: LdapGroupSync) -> dict[str, Any]:
 
 
 async def _sync_events(site: Site) -> list[dict[str, Any]]:
+    return await _events(site, "user_group.sync")
+
+
+async def _events(site: Site, event_type: str) -> list[dict[str, Any]]:
+    """Events of this type written to the outbox, or already relayed to the stream."""
+
     async def go(conn: AsyncConnection) -> list[str]:
         o = t.event_outbox.c
         return [row[0] for row in await conn.execute(sa.select(o.payload))]
@@ -269,7 +281,7 @@ async def _sync_events(site: Site) -> list[dict[str, Any]]:
     from wharf_shared.events import decode
 
     relayed = [event for _id, fields in entries for event in decode(fields)]
-    return [e for e in [*pending, *relayed] if e["type"] == "user_group.sync"]
+    return [e for e in [*pending, *relayed] if e["type"] == event_type]
 
 
 async def test_the_group_gives_its_role_until_the_sync_removes_the_member(
@@ -409,6 +421,8 @@ async def test_import(site: Site) -> None:
     assert (carol.email, carol.password_hash) == (CAROL.mail, None)
     resp = await site.ui.post("/api/v2.0/ldap/users/import", json={"ldap_uid_list": ["carol"]}, headers=ADMIN)
     assert resp.status == 200  # again: refreshed
+    created = [e["data"] for e in await _events(site, "user.create")]
+    assert created == [{"operator": "admin", "username": "carol"}]  # once, by the admin
     resp = await site.ui.post("/api/v2.0/ldap/users/import", json={"ldap_uid_list": []}, headers=ADMIN)
     assert resp.status == 400
 
