@@ -36,6 +36,7 @@ from wharf_shared.config import Settings
 from wharf_shared.db import jobs as jobs_db
 from wharf_shared.db.engine import Database
 from wharf_shared.db.types import utcnow
+from wharf_shared.group_sync import SyncReport
 from wharf_shared.logging import get_logger
 from wharf_shared.metrics import Metrics
 from wharf_shared.redis import open_redis
@@ -76,6 +77,22 @@ class EngineMetrics:
         self.leader = Gauge(
             "wharf_jobservice_scheduler_leader", "1 while this process runs the scheduler", registry=registry
         )
+        self.ldap_group_syncs = Counter(
+            "wharf_jobservice_ldap_group_syncs",
+            "LDAP group sync runs by outcome (ok, partial: some groups left unchanged, error)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.ldap_groups_unsynced = Counter(
+            "wharf_jobservice_ldap_groups_unsynced",
+            "LDAP groups a sync left unchanged because the directory did not answer for them",
+            registry=registry,
+        )
+
+    def ldap_group_sync(self, report: SyncReport) -> None:
+        outcome = "error" if report.error else "partial" if report.failed else "ok"
+        self.ldap_group_syncs.labels(outcome).inc()
+        self.ldap_groups_unsynced.inc(len(report.failed))
 
 
 class Engine:
@@ -118,7 +135,9 @@ class Engine:
         # The LDAP group sync (its schedule is a runtime setting, read through this cache).
         settings_now = runtime.RuntimeConfig(db, runtime.defaults(settings)).get
         ldap = LdapAuthBackend(db, settings_now, _secret_key(settings))
-        self.ldap_sync = LdapGroupSync(db, redis, settings_now, ldap, now=now)
+        self.ldap_sync = LdapGroupSync(
+            db, redis, settings_now, ldap, now=now, on_report=metrics.ldap_group_sync
+        )
         self._reconciler = Reconciler(
             db,
             self.enqueue,

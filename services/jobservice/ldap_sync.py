@@ -39,15 +39,15 @@ class LdapGroupSync:
         ldap: LdapAuthBackend,
         *,
         now: Callable[[], dt.datetime],
+        on_report: Callable[[group_sync.SyncReport], None] | None = None,
     ) -> None:
         self._db = db
+        self._on_report = on_report  # the job service's metrics
         self._redis = redis
         self._runtime = runtime
         self._ldap = ldap
         self._now = now
         self.running: asyncio.Task[group_sync.SyncReport] | None = None
-        self.runs = 0
-        self.failed_groups = 0  # groups left unchanged because the directory failed, all runs
 
     async def tick(self) -> asyncio.Task[group_sync.SyncReport] | None:
         """Start a run if one is asked for or due (call it as the leader only); its task."""
@@ -96,8 +96,8 @@ class LdapGroupSync:
             log.warning("ldap_group_sync_not_run", trigger=trigger, error=str(exc) or type(exc).__name__)
             report.error = str(exc) or type(exc).__name__
             report.finished_at = self._now().isoformat()
-        self.runs += 1
-        self.failed_groups += len(report.failed)
+        if self._on_report is not None:
+            self._on_report(report)
         log.info(
             "ldap_group_sync_done",
             trigger=trigger,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from tests.service.jobservice.test_worker_process import wait_for, worker_env
+from tests.service.jobservice.test_worker_process import metrics, wait_for, worker_env
 from tests.support.processes import jobservice_worker_process
 from tests.support.slapd import USERS, Slapd, group_dn, running_slapd
 from wharf_shared import group_sync, runtime
@@ -85,6 +85,7 @@ async def test_the_worker_syncs_groups_when_asked(
         async with db.read() as conn:
             members = await groups.members_of(conn, developers)
         assert members == sorted([ids["alice"], ids["carol"]])
+        assert 'wharf_jobservice_ldap_group_syncs_total{outcome="ok"} 1.0' in metrics(worker)
     finally:
         await redis.aclose()
         if worker.process is not None and worker.process.poll() is None:

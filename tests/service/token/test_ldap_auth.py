@@ -189,6 +189,14 @@ async def test_first_login_provisions_the_user_with_groups_and_admin_flag(site: 
     assert [(d["operator"], d["backend"]) for d in logins] == [("alice", "ldap_auth"), ("bob", "ldap_auth")]
 
 
+async def test_starttls_and_a_ca_that_did_not_sign_the_certificate(site: Site) -> None:
+    await site.configure(ldap_url=site.slapd.ldap_url, ldap_starttls=True)
+    assert await site.login("bob", BOB.password) == 200
+    await site.configure(ldap_ca_certificate=site.slapd.pki.other_ca_pem)
+    assert await site.login("carol", CAROL.password) == 401  # verification fails: refused
+    assert await site.suite.find_user("carol") is None
+
+
 async def test_wrong_password_and_unknown_user_are_refused_alike(site: Site) -> None:
     resp_wrong = await site.suite.token.get("/service/token", params=LOGIN, headers=basic("alice", "nope"))
     resp_unknown = await site.suite.token.get(
