@@ -74,12 +74,31 @@ class LdapGroup:
 
 
 @dataclass(frozen=True)
+class SignIn:
+    """A login the directory proved: the user, their groups, and whether they are in
+    `ldap_group_admin_dn` (None when that is not set)."""
+
+    user: LdapUser
+    groups: list[LdapGroup]
+    admin: bool | None
+
+
+@dataclass(frozen=True)
 class LdapPing:
     success: bool
     message: str
 
 
-__all__ = ["LdapDirectory", "LdapError", "LdapGroup", "LdapPing", "LdapSettings", "LdapUser", "ldap_settings"]
+__all__ = [
+    "LdapDirectory",
+    "LdapError",
+    "LdapGroup",
+    "LdapPing",
+    "LdapSettings",
+    "LdapUser",
+    "SignIn",
+    "ldap_settings",
+]
 
 
 class LdapError(Exception):
@@ -465,55 +484,94 @@ def _group_members(settings: LdapSettings, group_dn: str) -> list[LdapUser]:
         _close(conn)
 
 
-def _user_groups(settings: LdapSettings, user_dn: str) -> list[LdapGroup]:
+def _user_groups_on(conn: ldap3.Connection, settings: LdapSettings, user_dn: str) -> list[LdapGroup]:
     attribute = settings.ldap_group_attribute_name.strip() or "cn"
     membership = settings.ldap_group_membership_attribute.strip()
     group_base = _group_base(settings)
+    groups: list[LdapGroup] = []
+    if membership:
+        # The user entry lists its groups (memberOf): read it, then each group it names.
+        found = _search(conn, settings, user_dn, "(objectClass=*)", 0, [membership], missing_ok=True)
+        for dn in _values(found[0][1], membership) if found else []:
+            if _under(dn, group_base):
+                groups += [_group(settings, d, a) for d, a in _read_group(conn, settings, dn, [attribute])]
+    else:
+        dn = escape_filter_chars(user_dn)
+        clause = "(|" + "".join(f"({name}={dn})" for name in _MEMBER_DN_ATTRIBUTES) + ")"
+        found = _search(
+            conn,
+            settings,
+            group_base,
+            _group_filter(settings, clause),
+            settings.ldap_group_search_scope,
+            [attribute],
+        )
+        groups = [_group(settings, d, a) for d, a in found]
+    return sorted(groups, key=lambda g: g.name)
+
+
+def _user_groups(settings: LdapSettings, user_dn: str) -> list[LdapGroup]:
     conn = _open(settings)
     try:
-        groups: list[LdapGroup] = []
-        if membership:
-            # The user entry lists its groups (memberOf): read it, then each group it names.
-            found = _search(conn, settings, user_dn, "(objectClass=*)", 0, [membership], missing_ok=True)
-            for dn in _values(found[0][1], membership) if found else []:
-                if _under(dn, group_base):
-                    groups += [
-                        _group(settings, d, a) for d, a in _read_group(conn, settings, dn, [attribute])
-                    ]
-        else:
-            dn = escape_filter_chars(user_dn)
-            clause = "(|" + "".join(f"({name}={dn})" for name in _MEMBER_DN_ATTRIBUTES) + ")"
-            found = _search(
-                conn,
-                settings,
-                group_base,
-                _group_filter(settings, clause),
-                settings.ldap_group_search_scope,
-                [attribute],
-            )
-            groups = [_group(settings, d, a) for d, a in found]
-        return sorted(groups, key=lambda g: g.name)
+        return _user_groups_on(conn, settings, user_dn)
     finally:
         _close(conn)
 
 
-def _is_group_admin(settings: LdapSettings, user_dn: str) -> bool:
+def _is_group_admin_on(conn: ldap3.Connection, settings: LdapSettings, user_dn: str) -> bool:
     admin_dn = settings.ldap_group_admin_dn.strip()
     if not admin_dn:
         return False
     membership = settings.ldap_group_membership_attribute.strip()
+    if membership:
+        found = _search(conn, settings, user_dn, "(objectClass=*)", 0, [membership], missing_ok=True)
+        return any(same_dn(dn, admin_dn) for dn in (_values(found[0][1], membership) if found else []))
+    found = _search(
+        conn, settings, admin_dn, "(objectClass=*)", 0, list(_MEMBER_DN_ATTRIBUTES), missing_ok=True
+    )
+    members = [dn for name in _MEMBER_DN_ATTRIBUTES for dn in (_values(found[0][1], name) if found else [])]
+    return any(same_dn(dn, user_dn) for dn in members)
+
+
+def _is_group_admin(settings: LdapSettings, user_dn: str) -> bool:
+    if not settings.ldap_group_admin_dn.strip():
+        return False
     conn = _open(settings)
     try:
-        if membership:
-            found = _search(conn, settings, user_dn, "(objectClass=*)", 0, [membership], missing_ok=True)
-            return any(same_dn(dn, admin_dn) for dn in (_values(found[0][1], membership) if found else []))
-        found = _search(
-            conn, settings, admin_dn, "(objectClass=*)", 0, list(_MEMBER_DN_ATTRIBUTES), missing_ok=True
-        )
-        members = [
-            dn for name in _MEMBER_DN_ATTRIBUTES for dn in (_values(found[0][1], name) if found else [])
-        ]
-        return any(same_dn(dn, user_dn) for dn in members)
+        return _is_group_admin_on(conn, settings, user_dn)
+    finally:
+        _close(conn)
+
+
+def _sign_in(settings: LdapSettings, username: str, password: str) -> SignIn | None:
+    """`_authenticate`, then the user's groups and admin flag, on one connection: the password
+    proven by a bind as the user, the reads done as the service account again (rebound)."""
+    conn = _open(settings)
+    try:
+        found = _find_users(conn, settings, username, size_limit=2)
+        if len(found) != 1:
+            log.info(
+                "ldap_login_refused", username=username, reason="no such user" if not found else "ambiguous"
+            )
+            return None
+        user = found[0]
+        if not conn.rebind(user=user.dn, password=password, authentication=ldap3.SIMPLE):
+            log.info("ldap_login_refused", username=username, reason=_describe(conn))
+            return None
+        search_dn = settings.ldap_search_dn.strip()
+        if search_dn:
+            back = conn.rebind(
+                user=search_dn, password=settings.ldap_search_password, authentication=ldap3.SIMPLE
+            )
+        else:
+            # ldap3's rebind keeps the last user when given none, and refuses a name in an
+            # anonymous bind: forget the user's DN and password first.
+            conn.user, conn.password = None, None
+            back = conn.rebind(authentication=ldap3.ANONYMOUS)
+        if not back:
+            raise LdapError(f"cannot bind again as the search account: {_describe(conn)}")
+        admin = _is_group_admin_on(conn, settings, user.dn) if settings.ldap_group_admin_dn.strip() else None
+        return SignIn(user, _user_groups_on(conn, settings, user.dn), admin)
     finally:
         _close(conn)
 
@@ -563,6 +621,21 @@ class LdapDirectory:
             return None
         try:
             return await self._run(settings, functools.partial(_authenticate, settings, username, password))
+        except LdapError as exc:
+            log.warning("ldap_login_failed", username=username, error=str(exc))
+            return None
+        except Exception:  # a bug here must refuse the login too, never let it through or crash it
+            log.exception("ldap_login_failed", username=username)
+            return None
+
+    async def sign_in(self, settings: LdapSettings, username: str, password: str) -> SignIn | None:
+        """`authenticate`, with the user's groups and admin flag read on the same connection;
+        None on any failure, the groups' included (fail closed: access unknown is no access)."""
+        if not password or not username.strip():
+            await self.authenticate(settings, username, password)  # refused there, and logged
+            return None
+        try:
+            return await self._run(settings, functools.partial(_sign_in, settings, username, password))
         except LdapError as exc:
             log.warning("ldap_login_failed", username=username, error=str(exc))
             return None

@@ -86,21 +86,13 @@ class LdapAuthBackend:
         if not config.ldap_url.strip():
             log.warning("ldap_auth_not_configured")
             return None
-        found = await self.directory.authenticate(config, username, password)
-        if found is None:
+        # One connection: the bind that proves the password, then the groups and the admin
+        # group read as the service account. The groups unreadable: refused, rather than let
+        # in with memberships (or an admin flag) the directory may have withdrawn.
+        signed = await self.directory.sign_in(config, username, password)
+        if signed is None:
             return None
-        try:
-            member_of = await self.directory.user_groups(config, found.dn)
-            admin = (
-                await self.directory.is_group_admin(config, found.dn)
-                if config.ldap_group_admin_dn.strip()
-                else None
-            )
-        except LdapError as exc:
-            # The password was right, but what the user may do is unknown: refuse rather than
-            # let them in with memberships (or an admin flag) the directory may have withdrawn.
-            log.warning("ldap_login_groups_unreadable", username=username[:255], error=str(exc))
-            return None
+        found, member_of, admin = signed.user, signed.groups, signed.admin
         person = _person(found, member_of, admin)
 
         async def go(conn: Any) -> accounts.User | None:

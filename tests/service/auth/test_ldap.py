@@ -346,3 +346,36 @@ async def test_groups_and_members_stay_within_the_configured_bases(
         "alice",
         "bob",
     ]
+
+
+async def test_sign_in_reads_the_groups_and_admin_flag_on_one_connection(
+    directory: LdapDirectory, ldaps: LdapSettings
+) -> None:
+    anonymous = replace(ldaps, ldap_search_dn="", ldap_search_password="")
+    by_search = replace(ldaps, ldap_group_membership_attribute="")
+    for settings in (ldaps, anonymous, by_search):
+        signed = await directory.sign_in(settings, "ALICE", ALICE.password)
+        assert signed is not None
+        assert signed.user.username == "alice"
+        assert [g.name for g in signed.groups] == ["admins", "developers"]
+        assert signed.admin is True
+    bob = await directory.sign_in(ldaps, "bob", USERS["bob"].password)
+    assert bob is not None
+    assert (bob.admin, [g.name for g in bob.groups]) == (False, ["developers"])
+    no_admin_group = await directory.sign_in(
+        replace(ldaps, ldap_group_admin_dn=""), "bob", USERS["bob"].password
+    )
+    assert no_admin_group is not None
+    assert no_admin_group.admin is None
+    assert await directory.sign_in(ldaps, "alice", "wrong") is None
+    assert await directory.sign_in(ldaps, "alice", "") is None
+    assert await directory.sign_in(ldaps, "nobody", "x") is None
+    # The groups unreadable (a filter the directory refuses): no sign-in, not one without groups.
+    assert (
+        await directory.sign_in(
+            replace(ldaps, ldap_group_search_scope=7, ldap_group_membership_attribute=""),
+            "alice",
+            ALICE.password,
+        )
+        is None
+    )
