@@ -9,8 +9,9 @@ system's CAs while `ldap_verify_cert` is on.
 ldap3 is synchronous: every call runs in this directory's own small thread pool, each socket
 operation bounded by `ldap_timeout` and the whole call by a deadline, so a hung directory costs
 a login a few seconds, never the event loop. `authenticate` and `sign_in` (a login with the
-user's groups and admin flag, on one connection) fail closed: any failure is None and a log line. The lookups for the API and the group sync raise `LdapError` instead, with a
-message fit for an admin: an outage must not read as "nobody is in this group".
+user's groups and admin flag, on one connection) fail closed: any failure is None and a log
+line. The lookups for the API and the group sync raise `LdapError` instead, with a message fit
+for an admin: an outage must not read as "nobody is in this group".
 
 The settings travel with each call (they are runtime settings that an admin changes at will):
 `wharf_shared.runtime.LdapSettings`, whose fields are Harbor's configuration keys, with
