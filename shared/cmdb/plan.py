@@ -28,7 +28,7 @@ from wharf_shared.cmdb.source import Entry, Skipped
 from wharf_shared.db import accounts, groups
 from wharf_shared.db import cmdb as rows
 from wharf_shared.db import tables as t
-from wharf_shared.db.projects import create_project, find_project
+from wharf_shared.db.projects import find_project
 from wharf_shared.errors.domain import InvalidInput, PreconditionFailed
 from wharf_shared.events import new_event, write_events
 from wharf_shared.rbac import RANK, Role
@@ -138,9 +138,10 @@ async def sync_entry(conn: AsyncConnection, entry: Entry, config: CmdbSettings, 
         if owners:  # a named owner's membership is the sync's; admin's fallback is not
             granted.add((rows.USER, creator.id))
         if apply:
-            project = await create_project(conn, entry.project, creator.id, public=config.cmdb_public)
-            project_id = project.id
-            await _event(conn, "project.create", project=project.name, project_id=project_id)
+            # A plain INSERT: a run racing this one that created the project first fails this
+            # transaction on the name's key (reported), rather than both announcing a creation.
+            project_id = await rows.create_project(conn, entry.project, creator.id, public=config.cmdb_public)
+            await _event(conn, "project.create", project=entry.project, project_id=project_id)
             if owners:
                 await rows.grant(conn, project_id, (rows.USER, creator.id))
     else:

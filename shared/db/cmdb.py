@@ -49,6 +49,19 @@ async def members(conn: AsyncConnection, project_id: int) -> dict[MemberKey, Mem
     return found
 
 
+async def create_project(conn: AsyncConnection, name: str, owner_id: int, *, public: bool) -> int:
+    """A new project (IntegrityError when the name is taken), its owner its project admin; its id."""
+    now = utcnow()
+    result = await conn.execute(
+        t.project.insert().values(name=name, public=public, owner_id=owner_id, created_at=now, updated_at=now)
+    )
+    key = result.inserted_primary_key
+    assert key is not None
+    project_id = int(key[0])
+    await add_member(conn, project_id, (USER, owner_id), Role.PROJECT_ADMIN)
+    return project_id
+
+
 async def add_member(conn: AsyncConnection, project_id: int, key: MemberKey, role: Role) -> None:
     table, id_column, _ = _table(key[0])
     now = utcnow()

@@ -7,6 +7,7 @@ refusing or answering garbage fails cleanly (503) and changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -313,3 +314,57 @@ async def test_only_system_admins_and_only_when_configured(ui: Ui, cmdb: Cmdb) -
     bad = await ui.client.post(URL, params={"dry_run": "maybe"}, headers=ADMIN)
     assert bad.status == 400
     assert cmdb.requests == 0
+
+
+async def test_two_runs_at_once_change_each_project_once(ui: Ui, cmdb: Cmdb) -> None:
+    await ui.add_user("bob", "Bob-secret-12")
+    await configure(ui, cmdb)
+    names = [f"team-{i}" for i in range(8)]
+    cmdb.document = projects(
+        *({"name": name, "owners": ["alice", "bob"], "teams": ["ops"]} for name in names)
+    )
+    first, second = await asyncio.gather(sync(ui), sync(ui))
+    created = [c["project"] for r in (first, second) for c in r["changes"] if c["action"] == "project.create"]
+    failed = [f["project"] for r in (first, second) for f in r["failed"]]
+    assert sorted(created) == names  # each project created by one run; the other found it or failed
+    assert set(failed) <= set(names)
+    for name in names:
+        assert await members(ui, name) == {("u", "alice", 1), ("u", "bob", 1), ("g", "ops", 2)}
+    assert (await sync(ui))["changes"] == []
+    assert len(await ui.events("project.create", count=8)) == 8
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("cmdb_owner_role", 6),
+        ("cmdb_team_role", 0),
+        ("cmdb_team_group_type", 5),
+        ("cmdb_timeout", 0),
+        ("cmdb_timeout", 301),
+        ("cmdb_projects_field", "data..projects"),
+    ],
+)
+async def test_settings_are_checked(ui: Ui, key: str, value: Any) -> None:
+    resp = await ui.client.put("/api/v2.0/configurations", json={key: value}, headers=ADMIN)
+    assert resp.status == 400
+    assert key in (await resp.json())["errors"][0]["message"]
+
+
+async def test_settings_are_shown_with_their_defaults(ui: Ui) -> None:
+    shown = await (await ui.client.get("/api/v2.0/configurations", headers=ADMIN)).json()
+    assert {k: shown[k]["value"] for k in shown if k.startswith("cmdb_") and k != "cmdb_url"} == {
+        "cmdb_projects_field": "",
+        "cmdb_name_field": "name",
+        "cmdb_owner_field": "owner",
+        "cmdb_team_field": "",
+        "cmdb_schedule": "",
+        "cmdb_timeout": 30,
+        "cmdb_verify_cert": True,
+        "cmdb_owner_role": 1,
+        "cmdb_team_role": 2,
+        "cmdb_team_group_type": 2,
+        "cmdb_remove_members": False,
+        "cmdb_public": False,
+    }
+    assert "cmdb_auth_header" not in shown
