@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,11 +47,12 @@ class Cmdb:
             return web.Response(text="<html>maintenance</html>", content_type="text/html")
         return web.Response(body=json.dumps(self.document).encode(), content_type="application/json")
 
-    async def start(self) -> None:
+    async def start(self, tls: ssl.SSLContext | None = None) -> None:
+        """On a free port; over HTTPS with `tls` (a server context)."""
         app = web.Application()
         app.router.add_get("/api/projects", self._projects)
-        self.server = TestServer(app, host="127.0.0.1")
-        await self.server.start_server()
+        self.server = TestServer(app, host="127.0.0.1", scheme="https" if tls else "http")
+        await self.server.start_server(ssl=tls)
 
     async def stop(self) -> None:
         if self.server is not None:

@@ -8,7 +8,9 @@ refusing or answering garbage fails cleanly (503) and changes nothing."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ import sqlalchemy as sa
 
 from tests.service.ui.conftest import ADMIN, ALICE, ANONYMOUS, Ui
 from tests.support.cmdb import TOKEN, Cmdb
+from tests.support.tls import self_signed
 from wharf_jobservice.writer import AuditWriter
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
@@ -368,3 +371,48 @@ async def test_settings_are_shown_with_their_defaults(ui: Ui) -> None:
         "cmdb_public": False,
     }
     assert "cmdb_auth_header" not in shown
+
+
+async def test_teams_as_ldap_groups_by_dn(ui: Ui, cmdb: Cmdb) -> None:
+    await configure(ui, cmdb, cmdb_team_group_type=1)
+    cmdb.document = projects(
+        {"name": "payments", "owners": [], "teams": ["cn=Pay Devs,ou=groups,dc=corp,dc=test"]}
+    )
+    report = await sync(ui)
+    assert actions(report) == [
+        ("member.create", "payments", "Pay Devs", "g", 2),
+        ("project.create", "payments", "admin", None, None),  # no owner named: admin's
+    ]
+
+    async def group(conn: Any) -> tuple[Any, ...]:
+        g = t.user_group.c
+        row = (await conn.execute(sa.select(g.group_type, g.group_key, g.ldap_group_dn))).one()
+        return tuple(row)
+
+    assert await ui.db_call(group) == (
+        1,
+        "cn=pay devs,ou=groups,dc=corp,dc=test",
+        "cn=Pay Devs,ou=groups,dc=corp,dc=test",
+    )
+    # The same group however the CMDB spells its DN.
+    cmdb.document = projects(
+        {"name": "payments", "owners": [], "teams": ["CN=Pay Devs, OU=Groups,DC=corp,DC=test"]}
+    )
+    assert (await sync(ui))["changes"] == []
+
+
+async def test_tls_is_verified_unless_turned_off(ui: Ui, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    server = Cmdb(document=projects({"name": "payments", "owners": ["alice"]}))
+    await server.start(tls)
+    try:
+        assert server.url.startswith("https://")
+        await configure(ui, server)
+        body = await sync(ui, dry_run=True, status=503)
+        assert "unreachable" in body["errors"][0]["message"]
+        await ui.set_runtime(cmdb_verify_cert=False)
+        assert actions(await sync(ui, dry_run=True)) == [("project.create", "payments", "alice", None, None)]
+    finally:
+        await server.stop()
