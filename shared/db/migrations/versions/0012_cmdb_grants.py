@@ -1,6 +1,6 @@
 """cmdb grants: the project memberships the CMDB sync made (the only ones it may remove)
 
-Revision ID: 0013
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-06
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 import wharf_shared.db.types
 
-revision: str = "0013"
+revision: str = "0012"
 down_revision: str | None = "0011"
 # Expand (../README.md): a new table, which older code never reads.
 compatible_with: str | None = "0003"
