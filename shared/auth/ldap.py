@@ -240,6 +240,7 @@ def _open(settings: LdapSettings) -> ldap3.Connection:
         auto_referrals=False,  # AD's referrals name servers we were not told to trust
         raise_exceptions=False,
     )
+    _close_failed_sockets(conn)
     try:
         try:
             conn.open(read_server_info=False)
@@ -254,6 +255,25 @@ def _open(settings: LdapSettings) -> ldap3.Connection:
         _close(conn)
         raise
     return conn
+
+
+def _close_failed_sockets(conn: ldap3.Connection) -> None:
+    """ldap3 tries each address a name resolves to (localhost: ::1, then 127.0.0.1) and drops the
+    socket of a failed try without closing it: close it as the try fails (this connection only)."""
+    strategy = conn.strategy
+    open_socket = strategy._open_socket
+
+    def closing(address: Any, use_ssl: bool = False, unix_socket: bool = False) -> None:
+        try:
+            open_socket(address, use_ssl, unix_socket)
+        except BaseException:
+            sock = getattr(conn, "socket", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+            raise
+
+    strategy._open_socket = closing
 
 
 def _close(conn: ldap3.Connection) -> None:
