@@ -18,6 +18,7 @@ from wharf_shared.health import add_health_and_metrics, dependency_checks
 from wharf_shared.metrics import Metrics, metrics_middleware
 from wharf_shared.request_ids import request_id_middleware
 from wharf_shared.runtime_watch import runtime_context
+from wharf_shared.secrets import SecretBox
 from wharf_shared.stores import open_stores
 from wharf_shared.tokens import TokenIssuer, load_private_key
 from wharf_token import keys
@@ -78,7 +79,9 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
         )
         app[shared_keys.EVENTS] = events
         # The backend of each login follows `auth_mode` (read per login from the runtime settings).
-        modes, closers = build_modes(db, lambda: app[shared_keys.RUNTIME].get())
+        key = _secret_key(settings)
+        box = SecretBox(key) if key else None
+        modes, closers = build_modes(db, lambda: app[shared_keys.RUNTIME].get(), box=lambda: box)
         for close in closers:
             stack.push_async_callback(close)
         token = settings.token

@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from redis.asyncio import Redis
 
+from wharf_shared.auth.cli_secrets import credential_mark
 from wharf_shared.auth.modes import AuthModes
 from wharf_shared.db import projects
 from wharf_shared.db.accounts import USERNAME_MAX_LENGTH
 from wharf_shared.db.engine import Database
 from wharf_shared.errors.domain import LoginFailed, Throttled
 from wharf_shared.logging import get_logger
-from wharf_shared.passwords import fingerprint
 from wharf_shared.rbac import ANONYMOUS, Identity, ProjectAccess
 from wharf_shared.redis import Script
 
@@ -226,7 +226,7 @@ class Logins:
         mark, _, backend = rest.partition(":")
         async with self._db.read() as conn:
             caller, access = await projects.caller_and_access(conn, int(user_id), names)
-        if caller is None or caller.username != username or fingerprint(caller.password_hash) != mark:
+        if caller is None or caller.username != username or credential_mark(caller) != mark:
             return None
         return Login(
             Identity(caller.id, caller.username, caller.sysadmin), access, mark, backend or "db_auth"
@@ -273,7 +273,7 @@ class Logins:
                 proven, access = await projects.caller_and_access(conn, proven.id, names)
             if proven is None:
                 return verdict.backend
-        mark = fingerprint(proven.password_hash)
+        mark = credential_mark(proven)
         return Login(Identity(proven.id, proven.username, proven.sysadmin), access, mark, verdict.backend)
 
     async def _count_failure(self, throttle_keys: list[str]) -> None:

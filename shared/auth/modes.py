@@ -21,12 +21,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from wharf_shared.auth.backends import AuthBackend, DatabaseBackend, Verdict
+from wharf_shared.auth.cli_secrets import SSO_MODES, CliSecretBackend
 from wharf_shared.auth.http import HttpAuthBackend  # loaded with the service (a fork's parent preloads it)
 from wharf_shared.db.accounts import USERNAME_MAX_LENGTH
 from wharf_shared.db.projects import Caller
 from wharf_shared.logging import get_logger
 from wharf_shared.passwords import verify_password
 from wharf_shared.runtime import RuntimeSettings
+from wharf_shared.secrets import SecretBox
 
 if TYPE_CHECKING:
     from wharf_shared.db.engine import Database
@@ -81,9 +83,16 @@ class AuthModes:
 
 
 def build_modes(
-    db: Database, runtime: Callable[[], Awaitable[RuntimeSettings]]
+    db: Database,
+    runtime: Callable[[], Awaitable[RuntimeSettings]],
+    *,
+    box: Callable[[], SecretBox | None] = lambda: None,
 ) -> tuple[AuthModes, list[Closer]]:
     """Every service's `AuthModes` with the directory backends this build has, and what to close
-    at shutdown (their HTTP clients). The LDAP, OIDC and CAS backends plug in here."""
+    at shutdown (their HTTP clients). The LDAP, OIDC and CAS backends plug in here. `box`: the
+    SecretBox of the process's secret key, which CLI secrets (the SSO modes' passwords) need."""
     http = HttpAuthBackend(db, runtime)
-    return AuthModes(runtime, {http.name: http}), [http.close]
+    directories: dict[str, AuthBackend] = {http.name: http}
+    for mode in SSO_MODES:  # the portal signs in through the provider; docker with a CLI secret
+        directories[mode] = CliSecretBackend(mode, box)
+    return AuthModes(runtime, directories), [http.close]

@@ -196,6 +196,8 @@ user_account = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     # The auth mode whose directory made the user (http_auth, ldap_auth, ...); NULL: a local user.
     Column("auth_backend", String(16), nullable=True),
+    # A CAS or OIDC user's CLI secret (docker/skopeo logins), SecretBox ciphertext; NULL otherwise.
+    Column("cli_secret", String(1024), nullable=True),
     UniqueConstraint("username"),
     UniqueConstraint("email"),
 )

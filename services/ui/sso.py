@@ -1,0 +1,166 @@
+"""Single sign-on in the portal (`oidc_auth`, `cas_auth`): what happens between the provider's
+redirects, apart from HTTP (`wharf_ui.handlers.sso`).
+
+- A sign-in in progress (OIDC's state, nonce and PKCE verifier; where to go afterwards) is kept
+  in Redis under a hash of a random value in a short-lived cookie, never in the browser and
+  never in one process: the provider's redirect back may reach any ui instance. It is taken
+  once (GETDEL), so a redirect replayed finds nothing.
+- Onboarding: the provider's person becomes a local user (`accounts.provision`, tagged with the
+  mode), their groups of the provider's type the groups the provider named
+  (`groups.replace_memberships`), and a user without a CLI secret gets one
+  (`wharf_shared.auth.cli_secrets`), all in one transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wharf_shared.auth.cas import CasClient, CasSettings, cas_settings
+from wharf_shared.auth.cli_secrets import generate_secret, store_secret, stored_secret
+from wharf_shared.auth.oidc import OidcClient, OidcSettings, oidc_settings
+from wharf_shared.db import accounts, groups
+from wharf_shared.db.engine import Database
+from wharf_shared.logging import get_logger
+from wharf_shared.runtime import RuntimeSettings
+from wharf_shared.secrets import SecretBox, SecretError
+
+log = get_logger(__name__)
+
+OIDC = "oidc_auth"
+CAS = "cas_auth"
+OIDC_LOGIN, OIDC_CALLBACK = "/c/oidc/login", "/c/oidc/callback"  # Harbor's paths
+CAS_LOGIN, CAS_CALLBACK = "/c/cas/login", "/c/cas/callback"
+PENDING_COOKIE = "wharf_sso"
+PENDING_SECONDS = 600  # time to sign in at the provider
+_PENDING = "wharf:sso:pending:"
+
+
+class SsoRefused(Exception):
+    """A sign-in that cannot go on; the message is for the person signing in."""
+
+
+@dataclass(frozen=True)
+class SsoClients:
+    oidc: OidcClient
+    cas: CasClient
+
+
+SSO = web.AppKey("sso", SsoClients)
+
+
+def oidc_config(runtime: RuntimeSettings, box: SecretBox) -> OidcSettings:
+    """The OIDC client's settings, the client secret decrypted."""
+    values = dataclasses.asdict(runtime.oidc)
+    if values.get("oidc_client_secret"):
+        try:
+            values["oidc_client_secret"] = box.decrypt(values["oidc_client_secret"])
+        except SecretError:
+            log.error("oidc_client_secret_undecryptable")
+            raise SsoRefused("the OIDC client secret cannot be read: an admin must set it again") from None
+    return oidc_settings(values)
+
+
+def cas_config(runtime: RuntimeSettings) -> CasSettings:
+    return cas_settings(dataclasses.asdict(runtime.cas))
+
+
+def provider_name(runtime: RuntimeSettings) -> str:
+    """What the sign-in button names ("" when the mode has no single sign-on)."""
+    if runtime.auth_mode == OIDC:
+        return runtime.oidc.oidc_name or "OIDC provider"
+    if runtime.auth_mode == CAS:
+        return "CAS"
+    return ""
+
+
+def sso_login_path(runtime: RuntimeSettings) -> str:
+    return OIDC_LOGIN if runtime.auth_mode == OIDC else CAS_LOGIN
+
+
+def _pending_key(value: str) -> str:
+    return _PENDING + hashlib.sha256(value.encode()).hexdigest()
+
+
+async def put_pending(redis: Redis, entry: dict[str, Any]) -> str:
+    """Keep a sign-in in progress; the cookie value that finds it."""
+    value = secrets.token_urlsafe(32)
+    await redis.set(_pending_key(value), json.dumps(entry), ex=PENDING_SECONDS)
+    return value
+
+
+async def take_pending(redis: Redis, value: str | None) -> dict[str, Any] | None:
+    """The sign-in in progress of this cookie, removed (None: none, expired or already used)."""
+    if not value or len(value) > 128:
+        return None
+    raw = await redis.getdel(_pending_key(value))
+    if raw is None:
+        return None
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+@dataclass(frozen=True)
+class Person:
+    """Who a provider says signed in. `sysadmin`: None leaves the local flag alone."""
+
+    username: str
+    email: str | None
+    realname: str
+    groups: tuple[str, ...]
+    sysadmin: bool | None
+
+
+async def onboard(
+    db: Database,
+    box: SecretBox,
+    mode: str,
+    person: Person,
+    group_type: groups.GroupType,
+    *,
+    create: bool = True,
+) -> accounts.User:
+    """The local user of a provider's person (made when `create`), their groups replaced."""
+    if not person.username or len(person.username) > accounts.USERNAME_MAX_LENGTH:
+        raise SsoRefused("the provider gave no usable username")
+
+    async def go(conn: AsyncConnection) -> accounts.User | None:
+        if not create and await accounts.find_user(conn, person.username) is None:
+            raise SsoRefused(
+                f"{person.username} has no account here yet, and automatic onboarding is off: "
+                "ask a system administrator"
+            )
+        found = accounts.DirectoryUser(
+            username=person.username,
+            email=person.email or None,
+            realname=person.realname[:255],
+            sysadmin=person.sysadmin,
+            groups=person.groups,
+        )
+        user = await accounts.provision(conn, mode, found)
+        if user is None:
+            return None
+        await groups.replace_memberships(conn, user.id, group_type, person.groups)
+        if await stored_secret(conn, user.id) is None:
+            await store_secret(conn, box, user.id, generate_secret())
+        return user
+
+    user = await db.run(go)
+    if user is None:
+        # A local account of that name, or an e-mail address another user holds (logged).
+        raise SsoRefused(
+            f"the account {person.username} cannot be used with single sign-on here: "
+            "ask a system administrator"
+        )
+    return user
