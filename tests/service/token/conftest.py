@@ -16,11 +16,13 @@ from aiohttp.test_utils import TestClient
 from tests.support.oa import Oa, OaUser
 from wharf_registry.app import create_app as create_registry
 from wharf_shared import rbac, runtime
+from wharf_shared.auth import cli_secrets
 from wharf_shared.config import Settings
 from wharf_shared.db import accounts, projects
 from wharf_shared.db.engine import Database
 from wharf_shared.keys import RUNTIME
 from wharf_shared.passwords import hash_password
+from wharf_shared.secrets import SecretBox
 from wharf_shared.setup import ensure_accounts, ensure_files
 from wharf_token.app import create_app as create_token
 
@@ -66,11 +68,15 @@ class Suite:
     registry: TestClient  # type: ignore[type-arg]
     clock: Clock
     oa: Oa | None = None  # under http_auth: the OA stand-in that checks passwords
+    mode: str = "db_auth"
 
     async def add_person(self, username: str, password: str) -> None:
         """Someone who signs in with this password: a local user under db_auth, an OA user (made
-        here at their first login) under http_auth."""
-        if self.oa is None:
+        here at their first login) under http_auth, a single sign-on user whose CLI secret it is
+        under oidc_auth."""
+        if self.mode == "oidc_auth":
+            await self.add_sso_user(username, password)
+        elif self.oa is None:
             await self.add_user(username, password)
         else:
             self.oa.users[username] = OaUser(password, {})
@@ -80,6 +86,18 @@ class Suite:
         try:
             async with db.transaction() as conn:
                 user = await accounts.create_user(conn, username, hash_password(password), sysadmin=sysadmin)
+        finally:
+            await db.close()
+        return user.id
+
+    async def add_sso_user(self, username: str, cli_secret: str) -> int:
+        """A user onboarded by single sign-on: no password here, this CLI secret."""
+        box = SecretBox(self.settings.secret_key_bytes())
+        db = Database(self.settings.effective_database_url, pool_size=1)
+        try:
+            async with db.transaction() as conn:
+                user = await accounts.create_user(conn, username, None, auth_backend="oidc_auth")
+                await cli_secrets.store_secret(conn, box, user.id, cli_secret)
         finally:
             await db.close()
         return user.id
@@ -152,16 +170,19 @@ async def oa() -> AsyncIterator[Oa]:
 async def start_mode_suite(
     mode: str, aiohttp_client: Any, tmp_path: Path, database_url: str, redis_url: str, oa: Oa, **extra: Any
 ) -> Suite:
-    """A suite whose `auth_mode` is `mode` (db_auth or http_auth, checked by `oa`); `admin` is
-    local in both."""
+    """A suite whose `auth_mode` is `mode` (db_auth, http_auth checked by `oa`, or oidc_auth: CLI
+    secrets); `admin` is local in each."""
     suite = await start_suite(aiohttp_client, tmp_path, database_url, redis_url, **extra)
+    suite.mode = mode
+    if mode == "oidc_auth":
+        await suite.set_runtime(auth_mode=mode)
     if mode == "http_auth":
         await suite.set_runtime(auth_mode=mode, http_authproxy_endpoint=oa.url, http_authproxy_timeout=2)
         suite.oa = oa
     return suite
 
 
-@pytest.fixture(params=["db_auth", "http_auth"])
+@pytest.fixture(params=["db_auth", "http_auth", "oidc_auth"])
 async def mode_suite(
     request: pytest.FixtureRequest,
     aiohttp_client: Any,
