@@ -1,18 +1,21 @@
 """Single sign-on in a browser: a Wharf of its own (the auth mode changes only while `admin` is
 the only user, so not on the shared site) switched to `cas_auth` against a real CAS server
 (django-mama-cas). The sign-in page's "Sign in with CAS" leads to CAS's form and back, signed in;
-the account page shows the CLI secret, which Harbor's API then takes with the username."""
+the account page shows the CLI secret, which Harbor's API and skopeo (a push through the front
+door) then take with the username."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.portal.conftest import PORTAL, Site
+from tests.images import make_image, write_layout
 from tests.support.cas_server import CasServer, CasUserSeed, running_cas_server
 from tests.support.portal import Portal
 
@@ -40,7 +43,7 @@ def cas_site(tmp_path_factory: pytest.TempPathFactory, cas: CasServer) -> Iterat
         site.stop()
 
 
-def test_sign_in_with_cas_and_the_cli_secret(cas_site: Site, browser: Any) -> None:
+def test_sign_in_with_cas_and_the_cli_secret(cas_site: Site, browser: Any, tmp_path: Path) -> None:
     portal = Portal(browser, cas_site.url, "carol")
     try:
         page = portal.page
@@ -52,6 +55,7 @@ def test_sign_in_with_cas_and_the_cli_secret(cas_site: Site, browser: Any) -> No
         page.locator("input[name=password]").press("Enter")
         expect(page).to_have_url(re.compile(re.escape(cas_site.url) + r"/harbor/projects"))
         expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        portal.console_errors.clear()  # CAS's own page asks for assets it does not have: not ours
 
         portal.visit("/harbor/account", shot="account-cli-secret")
         secret = page.locator("#cli-secret").inner_text().strip()
@@ -62,3 +66,14 @@ def test_sign_in_with_cas_and_the_cli_secret(cas_site: Site, browser: Any) -> No
         assert me["oidc_user_meta"]["secret"] == secret
     finally:
         portal.close()
+
+    # docker/skopeo with the CLI secret, through the front door: a project of carol's, a push.
+    status, _, answer = cas_site.api("POST", "/projects", {"project_name": "carols"}, auth=("carol", secret))
+    assert status == 201, answer
+    layout = tmp_path / "layout"
+    write_layout(layout, [make_image("portal-sso-cli-secret", layer_sizes=(50_000,))])
+    skopeo = cas_site.skopeo("carol")
+    ref = f"docker://{cas_site.address}/carols/app:v1"
+    creds = f"carol:{secret}"
+    skopeo.ok("copy", "--dest-tls-verify=false", "--dest-creds", creds, f"oci:{layout}:latest", ref)
+    skopeo.ok("inspect", "--tls-verify=false", "--creds", creds, ref)
