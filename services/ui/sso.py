@@ -24,11 +24,13 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wharf_shared.accounts import check_profile, check_username
 from wharf_shared.auth.cas import CasClient, CasSettings, cas_settings
 from wharf_shared.auth.cli_secrets import generate_secret, store_secret, stored_secret
 from wharf_shared.auth.oidc import OidcClient, OidcSettings, oidc_settings
 from wharf_shared.db import accounts, groups
 from wharf_shared.db.engine import Database
+from wharf_shared.errors.domain import InvalidInput
 from wharf_shared.logging import get_logger
 from wharf_shared.runtime import RuntimeSettings
 from wharf_shared.secrets import SecretBox, SecretError
@@ -122,6 +124,17 @@ class Person:
     sysadmin: bool | None
 
 
+def _usable_email(email: str | None) -> str | None:
+    """The provider's e-mail address, or None when it is not one (the user is still let in)."""
+    if not email:
+        return None
+    try:
+        check_profile(email, None, None)
+    except InvalidInput:
+        return None
+    return email
+
+
 async def onboard(
     db: Database,
     box: SecretBox,
@@ -132,8 +145,14 @@ async def onboard(
     create: bool = True,
 ) -> accounts.User:
     """The local user of a provider's person (made when `create`), their groups replaced."""
-    if not person.username or len(person.username) > accounts.USERNAME_MAX_LENGTH:
-        raise SsoRefused("the provider gave no usable username")
+    try:
+        # Harbor's username rule: a name with a colon or a space could not log in to docker.
+        check_username(person.username)
+    except InvalidInput as exc:
+        raise SsoRefused(
+            f"the provider's username {person.username[:80]!r} cannot be used here ({exc.message}): "
+            "ask a system administrator (oidc_user_claim, cas_username_attribute)"
+        ) from None
 
     async def go(conn: AsyncConnection) -> accounts.User | None:
         if not create and await accounts.find_user(conn, person.username) is None:
@@ -143,7 +162,7 @@ async def onboard(
             )
         found = accounts.DirectoryUser(
             username=person.username,
-            email=person.email or None,
+            email=_usable_email(person.email),
             realname=person.realname[:255],
             sysadmin=person.sysadmin,
             groups=person.groups,

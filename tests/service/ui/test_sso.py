@@ -282,6 +282,11 @@ async def test_oidc_onboarding_off_and_a_local_namesake_are_refused(
     assert done.status == 403
     assert "cannot be used with single sign-on" in await done.text()
     assert (await current(client, wharf))[0] == 401
+    # A username docker could not log in with (the `name` claim has a space): refused, said why.
+    await wharf.configure(oidc_user_claim="name")
+    done = await sso_sign_in(client, wharf, "/c/oidc/login", "olivia", "Olivia-pass-1")
+    assert done.status == 403
+    assert "cannot be used here" in await done.text()
 
 
 async def test_cli_secret_rules(wharf: Wharf) -> None:
