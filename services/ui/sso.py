@@ -8,7 +8,9 @@ redirects, apart from HTTP (`wharf_ui.handlers.sso`).
 - Onboarding: the provider's person becomes a local user (`accounts.provision`, tagged with the
   mode), their groups of the provider's type the groups the provider named
   (`groups.replace_memberships`), and a user without a CLI secret gets one
-  (`wharf_shared.auth.cli_secrets`), all in one transaction.
+  (`wharf_shared.auth.cli_secrets`), all in one transaction. An OIDC account is bound to the
+  provider's issuer and subject at its first sign-in, as Harbor's are: it follows them, not the
+  username claim, and a name bound to another identity refuses.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 from redis.asyncio import Redis
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wharf_shared.accounts import check_profile, check_username
@@ -29,6 +32,7 @@ from wharf_shared.auth.cas import CasClient, CasSettings, cas_settings
 from wharf_shared.auth.cli_secrets import generate_secret, store_secret, stored_secret
 from wharf_shared.auth.oidc import OidcClient, OidcSettings, oidc_settings
 from wharf_shared.db import accounts, groups
+from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
 from wharf_shared.errors.domain import InvalidInput
 from wharf_shared.logging import get_logger
@@ -122,6 +126,25 @@ class Person:
     realname: str
     groups: tuple[str, ...]
     sysadmin: bool | None
+    subject: str = ""  # OIDC: `subject_key` of the ID token's iss and sub; CAS has none
+
+
+def subject_key(issuer: str, subject: str) -> str:
+    """What `user_account.sso_subject` holds for an OIDC identity (fixed size, unique)."""
+    return hashlib.sha256(f"{issuer}\0{subject}".encode()).hexdigest()
+
+
+async def _by_subject(conn: AsyncConnection, subject: str) -> str | None:
+    """The username of the account bound to this OIDC identity."""
+    u = t.user_account.c
+    name: str | None = (await conn.execute(select(u.username).where(u.sso_subject == subject))).scalar()
+    return name
+
+
+async def _subject_of(conn: AsyncConnection, username: str) -> str | None:
+    u = t.user_account.c
+    value: str | None = (await conn.execute(select(u.sso_subject).where(u.username == username))).scalar()
+    return value
 
 
 def _usable_email(email: str | None) -> str | None:
@@ -155,13 +178,25 @@ async def onboard(
         ) from None
 
     async def go(conn: AsyncConnection) -> accounts.User | None:
-        if not create and await accounts.find_user(conn, person.username) is None:
+        username = person.username
+        if person.subject:
+            # The account follows the provider's identity: a changed username claim keeps it,
+            # and a name bound to another identity is not this person's.
+            bound = await _by_subject(conn, person.subject)
+            if bound is not None:
+                username = bound
+            elif await _subject_of(conn, username) not in (None, person.subject):
+                raise SsoRefused(
+                    f"the account {username} belongs to another identity at the provider: "
+                    "ask a system administrator"
+                )
+        if not create and await accounts.find_user(conn, username) is None:
             raise SsoRefused(
-                f"{person.username} has no account here yet, and automatic onboarding is off: "
+                f"{username} has no account here yet, and automatic onboarding is off: "
                 "ask a system administrator"
             )
         found = accounts.DirectoryUser(
-            username=person.username,
+            username=username,
             email=_usable_email(person.email),
             realname=person.realname[:255],
             sysadmin=person.sysadmin,
@@ -170,6 +205,10 @@ async def onboard(
         user = await accounts.provision(conn, mode, found)
         if user is None:
             return None
+        if person.subject:
+            u = t.user_account.c
+            bind = update(t.user_account).where(u.id == user.id, u.sso_subject.is_(None))
+            await conn.execute(bind.values(sso_subject=person.subject))
         await groups.replace_memberships(conn, user.id, group_type, person.groups)
         if await stored_secret(conn, user.id) is None:
             await store_secret(conn, box, user.id, generate_secret())

@@ -37,6 +37,7 @@ from wharf_ui.sso import (
     oidc_config,
     onboard,
     put_pending,
+    subject_key,
     take_pending,
 )
 
@@ -151,6 +152,7 @@ async def oidc_callback(request: web.Request) -> web.Response:
             groups=user.groups,
             # Admin by oidc_admin_group when one is set: leaving the group takes it away.
             sysadmin=user.admin if settings.oidc_admin_group else None,
+            subject=subject_key(user.issuer, user.subject),
         )
         return await _signed_in(
             request,

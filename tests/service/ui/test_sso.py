@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
+import sqlalchemy as sa
 from yarl import URL
 
 from tests.service.ui.conftest import ADMIN, ADMIN_PASSWORD, Ui, basic, ui_settings
@@ -24,6 +25,7 @@ from tests.support.oidc_provider import OidcProvider, OidcUserSeed, running_oidc
 from tests.support.processes import free_port
 from tests.support.sign_in import browser, sign_in
 from wharf_shared.config import Settings
+from wharf_shared.db import tables as t
 from wharf_shared.setup import ensure_accounts
 from wharf_token.app import create_app as create_token
 from wharf_ui.app import create_app as create_ui
@@ -308,3 +310,33 @@ async def test_cli_secret_rules(wharf: Wharf) -> None:
     assert resp.status == 404
     resp = await wharf.ui.put(f"/api/v2.0/users/{me['user_id']}/cli_secret", json={}, headers=ADMIN)
     assert resp.status == 400
+
+
+async def test_an_oidc_account_follows_the_providers_subject(
+    wharf: Wharf, oidc: OidcProvider, client: aiohttp.ClientSession
+) -> None:
+    await wharf.configure(auth_mode="oidc_auth", **oidc.configuration())
+    done = await sso_sign_in(client, wharf, "/c/oidc/login", "olivia", "Olivia-pass-1")
+    assert done.status == 302, await done.text()
+    first = (await current(client, wharf))[1]
+    await client.get(wharf.url + "/c/logout")
+    # The username claim changes: the same person keeps the same account.
+    await wharf.configure(oidc_user_claim="email")
+    done = await sso_sign_in(client, wharf, "/c/oidc/login", "olivia", "Olivia-pass-1")
+    assert done.status == 302, await done.text()
+    again = (await current(client, wharf))[1]
+    assert (again["user_id"], again["username"]) == (first["user_id"], "olivia")
+    await client.get(wharf.url + "/c/logout")
+
+    # An account bound to another identity at the provider is not this person's.
+    async def rebind(conn: Any) -> None:
+        u = t.user_account.c
+        await conn.execute(
+            sa.update(t.user_account).where(u.username == "olivia").values(sso_subject="0" * 64)
+        )
+
+    await Ui(wharf.settings, wharf.ui, 0, 0).db_call(rebind)
+    await wharf.configure(oidc_user_claim="preferred_username")
+    done = await sso_sign_in(client, wharf, "/c/oidc/login", "olivia", "Olivia-pass-1")
+    assert done.status == 403
+    assert "belongs to another identity" in await done.text()
