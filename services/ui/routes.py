@@ -116,6 +116,8 @@ PORTAL = (
     ("GET", "/c/log_out", sessions.logout, "log_out"),  # Harbor's portal's path
     ("GET", "/c/oidc/login", sso.oidc_login, "oidc_login"),
     ("GET", "/c/oidc/callback", sso.oidc_callback, "oidc_callback"),
+    ("POST", "/c/oidc/onboard", sso.oidc_onboard, "oidc_onboard"),  # Harbor's onboarding form
+    ("GET", "/harbor/oidc-onboard", sso.onboarding_page, "portal_oidc_onboard"),
     ("GET", "/c/cas/login", sso.cas_login, "cas_login"),
     ("GET", "/c/cas/callback", sso.cas_callback, "cas_callback"),
     ("POST", "/c/cas/callback", sso.cas_logout, "cas_single_logout"),  # CAS's single-logout POST

@@ -10,7 +10,9 @@ redirects, apart from HTTP (`wharf_ui.handlers.sso`).
   (`groups.replace_memberships`), and a user without a CLI secret gets one
   (`wharf_shared.auth.cli_secrets`), all in one transaction. An OIDC account is bound to the
   provider's issuer and subject at its first sign-in, as Harbor's are: it follows them, not the
-  username claim, and a name bound to another identity refuses.
+  username claim, and a name bound to another identity refuses. With `oidc_auto_onboard` off a
+  new person chooses their username first (`NeedsOnboarding`: Harbor's onboarding form), what
+  the provider proved waiting in Redis meanwhile.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ log = get_logger(__name__)
 OIDC = "oidc_auth"
 CAS = "cas_auth"
 OIDC_LOGIN, OIDC_CALLBACK = "/c/oidc/login", "/c/oidc/callback"  # Harbor's paths
+OIDC_ONBOARD, ONBOARD_PAGE = "/c/oidc/onboard", "/harbor/oidc-onboard"
 CAS_LOGIN, CAS_CALLBACK = "/c/cas/login", "/c/cas/callback"
 PENDING_COOKIE = "wharf_sso"
 PENDING_SECONDS = 600  # time to sign in at the provider
@@ -52,6 +55,15 @@ _PENDING = "wharf:sso:pending:"
 
 class SsoRefused(Exception):
     """A sign-in that cannot go on; the message is for the person signing in."""
+
+
+class UsernameTaken(SsoRefused):
+    """The name chosen on the onboarding form is someone else's: the form asks again."""
+
+
+class NeedsOnboarding(Exception):
+    """A person the provider proved has no account here and may not get one by the claim alone:
+    they choose a username first (Harbor's onboarding). The message: the suggested name."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,11 @@ def provider_name(runtime: RuntimeSettings) -> str:
     return ""
 
 
+async def drop_pending(redis: Redis, value: str | None) -> None:
+    if value and len(value) <= 128:
+        await redis.delete(_pending_key(value))
+
+
 def sso_login_path(runtime: RuntimeSettings) -> str:
     return OIDC_LOGIN if runtime.auth_mode == OIDC else CAS_LOGIN
 
@@ -103,11 +120,12 @@ async def put_pending(redis: Redis, entry: dict[str, Any]) -> str:
     return value
 
 
-async def take_pending(redis: Redis, value: str | None) -> dict[str, Any] | None:
-    """The sign-in in progress of this cookie, removed (None: none, expired or already used)."""
+async def take_pending(redis: Redis, value: str | None, *, keep: bool = False) -> dict[str, Any] | None:
+    """The sign-in in progress of this cookie, removed unless `keep` (None: none, expired or
+    already used)."""
     if not value or len(value) > 128:
         return None
-    raw = await redis.getdel(_pending_key(value))
+    raw = await (redis.get if keep else redis.getdel)(_pending_key(value))
     if raw is None:
         return None
     try:
@@ -166,35 +184,39 @@ async def onboard(
     group_type: groups.GroupType,
     *,
     create: bool = True,
+    chosen: bool = False,
 ) -> accounts.User:
-    """The local user of a provider's person (made when `create`), their groups replaced."""
-    try:
-        # Harbor's username rule: a name with a colon or a space could not log in to docker.
-        check_username(person.username)
-    except InvalidInput as exc:
-        raise SsoRefused(
-            f"the provider's username {person.username[:80]!r} cannot be used here ({exc.message}): "
-            "ask a system administrator (oidc_user_claim, cas_username_attribute)"
-        ) from None
+    """The local user of a provider's person, their groups replaced. A person with no account
+    yet gets one when `create`; otherwise `NeedsOnboarding` (Harbor's onboarding form, where they
+    choose a name: `chosen`, which must then be free)."""
 
     async def go(conn: AsyncConnection) -> accounts.User | None:
         username = person.username
-        if person.subject:
-            # The account follows the provider's identity: a changed username claim keeps it,
-            # and a name bound to another identity is not this person's.
-            bound = await _by_subject(conn, person.subject)
-            if bound is not None:
-                username = bound
-            elif await _subject_of(conn, username) not in (None, person.subject):
+        bound = await _by_subject(conn, person.subject) if person.subject else None
+        if bound is not None:
+            # The account follows the provider's identity: a changed username claim keeps it.
+            username = bound
+        else:
+            if chosen and await accounts.find_user(conn, username) is not None:
+                raise UsernameTaken(f"the username {username} is taken: choose another")
+            try:
+                # Harbor's username rule: a name with a colon or a space could not log in to docker.
+                check_username(username)
+            except InvalidInput as exc:
+                if not create:
+                    raise NeedsOnboarding(username) from None
+                raise SsoRefused(
+                    f"the provider's username {username[:80]!r} cannot be used here ({exc.message}): "
+                    "ask a system administrator (oidc_user_claim, cas_username_attribute)"
+                ) from None
+            if person.subject and await _subject_of(conn, username) not in (None, person.subject):
+                # A name bound to another identity is not this person's.
                 raise SsoRefused(
                     f"the account {username} belongs to another identity at the provider: "
                     "ask a system administrator"
                 )
-        if not create and await accounts.find_user(conn, username) is None:
-            raise SsoRefused(
-                f"{username} has no account here yet, and automatic onboarding is off: "
-                "ask a system administrator"
-            )
+            if not create and await accounts.find_user(conn, username) is None:
+                raise NeedsOnboarding(username)
         found = accounts.DirectoryUser(
             username=username,
             email=_usable_email(person.email),

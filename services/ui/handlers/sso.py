@@ -4,16 +4,20 @@ message (and a log line with the detail), never a 500; every sign-in is a login 
 
 from __future__ import annotations
 
+import dataclasses
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from wharf_shared import events
+from wharf_shared.accounts import check_username
 from wharf_shared.addresses import client_address
 from wharf_shared.auth.cas import CasError, CasTicketError, login_url, logout_url, parse_logout_request
 from wharf_shared.auth.oidc import AuthorizationRequest, OidcError
 from wharf_shared.db.groups import GroupType
+from wharf_shared.errors.domain import InvalidInput
 from wharf_shared.keys import DB, EVENTS, REDIS, RUNTIME, SETTINGS
 from wharf_shared.logging import get_logger
 from wharf_shared.passwords import fingerprint
@@ -21,19 +25,25 @@ from wharf_shared.rbac import Identity
 from wharf_ui.keys import BOX, SECURE_COOKIES, SESSIONS, TRUSTED_PROXIES
 from wharf_ui.portal.errors import error_page
 from wharf_ui.portal.pages.session import safe_next
+from wharf_ui.portal.render import page
 from wharf_ui.portal.viewer import SIGN_IN
-from wharf_ui.security import expired_cookie, set_session_cookies
+from wharf_ui.security import set_session_cookies
 from wharf_ui.sso import (
     CAS,
     CAS_CALLBACK,
     OIDC,
     OIDC_CALLBACK,
+    OIDC_ONBOARD,
+    ONBOARD_PAGE,
     PENDING_COOKIE,
     PENDING_SECONDS,
     SSO,
+    NeedsOnboarding,
     Person,
     SsoRefused,
+    UsernameTaken,
     cas_config,
+    drop_pending,
     oidc_config,
     onboard,
     put_pending,
@@ -44,6 +54,7 @@ from wharf_ui.sso import (
 log = get_logger(__name__)
 
 _MAX_FORM = 64 * 1024  # a logout request is a few hundred bytes
+ONBOARDING = "oidc_onboard"  # a sign-in in progress that waits for the chosen username
 
 
 def _external(request: web.Request) -> str:
@@ -58,8 +69,7 @@ async def _refused(request: web.Request, status: int, message: str) -> web.Respo
 
 def _drop_pending(request: web.Request, response: web.StreamResponse) -> None:
     if request.cookies.get(PENDING_COOKIE):
-        secure = request.app[SECURE_COOKIES]
-        response.headers.add("Set-Cookie", expired_cookie(PENDING_COOKIE, secure=secure, http_only=True))
+        response.del_cookie(PENDING_COOKIE, path="/c/")
 
 
 async def _to_provider(request: web.Request, url: str, entry: dict[str, Any]) -> web.Response:
@@ -86,10 +96,13 @@ async def _signed_in(
     pending: dict[str, Any] | None,
     *,
     create: bool = True,
+    chosen: bool = False,
     sso: dict[str, str],
     index: str | None = None,
 ) -> web.Response:
-    user = await onboard(request.app[DB], request.app[BOX], mode, person, group_type, create=create)
+    user = await onboard(
+        request.app[DB], request.app[BOX], mode, person, group_type, create=create, chosen=chosen
+    )
     identity = Identity(user.id, user.username, user.sysadmin)
     # An SSO user has no password: the session is bound to that (a password set later ends it).
     session = await request.app[SESSIONS].start(identity, fingerprint(None), sso=sso, index=index)
@@ -163,12 +176,83 @@ async def oidc_callback(request: web.Request) -> web.Response:
             create=settings.oidc_auto_onboard,
             sso={"mode": OIDC, "id_token": user.id_token},
         )
+    except NeedsOnboarding as suggested:
+        # Harbor's onboarding: the person chooses their username; what the provider proved waits.
+        entry = {
+            "mode": ONBOARDING,
+            "next": (pending or {}).get("next", ""),
+            "person": dataclasses.asdict(person),
+            "id_token": user.id_token,
+        }
+        target = ONBOARD_PAGE + "?" + urllib.parse.urlencode({"username": str(suggested)})
+        return await _to_provider(request, target, entry)
     except SsoRefused as exc:
         log.info("oidc_login_refused", reason=str(exc)[:300])
         return await _refused(request, 403, str(exc))
     except OidcError as exc:
         log.warning("oidc_login_failed", error=str(exc)[:500])
         return await _refused(request, 401, "The sign-in through the OIDC provider failed: start again.")
+
+
+async def oidc_onboard(request: web.Request) -> web.Response:
+    """The onboarding form's POST (`username`): the account made under the chosen name, signed in.
+    A name taken or not allowed shows the form again; the sign-in in progress waits meanwhile."""
+    redis, value = request.app[REDIS], request.cookies.get(PENDING_COOKIE)
+    pending = await take_pending(redis, value, keep=True)
+    runtime = await request.app[RUNTIME].get()
+    if runtime.auth_mode != OIDC:
+        return await _refused(request, 404, "Single sign-on through OIDC is not configured here.")
+    if pending is None or pending.get("mode") != ONBOARDING or not isinstance(pending.get("person"), dict):
+        return await _refused(
+            request, 400, "No sign-in is in progress in this browser (it expired): start again."
+        )
+    form = await request.post()
+    username = form.get("username")
+    username = username.strip() if isinstance(username, str) else ""
+    try:
+        check_username(username)
+        known = pending["person"]
+        person = Person(**{**known, "username": username, "groups": tuple(known.get("groups") or ())})
+    except InvalidInput as exc:
+        return await onboarding_form(request, username, exc.message, status=400)
+    except TypeError:
+        return await _refused(request, 400, "The sign-in in progress is damaged: start again.")
+    try:
+        response = await _signed_in(
+            request,
+            OIDC,
+            person,
+            GroupType.OIDC,
+            pending,
+            chosen=True,
+            sso={"mode": OIDC, "id_token": str(pending.get("id_token", ""))},
+        )
+    except UsernameTaken as exc:
+        return await onboarding_form(request, username, str(exc), status=409)
+    except SsoRefused as exc:
+        log.info("oidc_onboarding_refused", reason=str(exc)[:300])
+        return await _refused(request, 403, str(exc))
+    await drop_pending(redis, value)
+    return response
+
+
+async def onboarding_form(
+    request: web.Request, username: str, error: str = "", *, status: int = 200
+) -> web.Response:
+    return await page(
+        request,
+        "oidc_onboard.html",
+        title="Choose your username",
+        status=status,
+        username=username,
+        error=error,
+        action=OIDC_ONBOARD,
+    )
+
+
+async def onboarding_page(request: web.Request) -> web.Response:
+    """`/harbor/oidc-onboard?username=…`: the form, the provider's suggestion filled in."""
+    return await onboarding_form(request, request.query.get("username", "")[:255])
 
 
 # -- CAS -------------------------------------------------------------------------------------------

@@ -268,16 +268,48 @@ async def test_cas_refusals_are_clean_pages(
     assert resp.status == 200
 
 
-async def test_oidc_onboarding_off_and_a_local_namesake_are_refused(
+async def test_oidc_onboarding_form_when_automatic_onboarding_is_off(
     wharf: Wharf, oidc: OidcProvider, client: aiohttp.ClientSession
 ) -> None:
+    """Harbor's onboarding: a new person chooses their username (the claim suggested); a name
+    taken or not allowed asks again; the account is theirs by subject from then on."""
     await wharf.configure(auth_mode="oidc_auth", **oidc.configuration(oidc_auto_onboard=False))
+    ui = Ui(wharf.settings, wharf.ui, 0, 0)
+    await ui.add_user("taken", "Taken-pass-1", email="taken@example.test")
+    done = await sso_sign_in(client, wharf, "/c/oidc/login?next=/harbor/account", "olivia", "Olivia-pass-1")
+    assert done.status == 302, await done.text()
+    assert done.headers["Location"] == "/harbor/oidc-onboard?username=olivia"
+    form = await client.get(wharf.url + done.headers["Location"])
+    assert form.status == 200
+    assert 'value="olivia"' in await form.text()
+    assert (await current(client, wharf))[0] == 401  # no session before the name is chosen
+
+    onboard = wharf.url + "/c/oidc/onboard"
+    taken = await client.post(onboard, data={"username": "taken"}, allow_redirects=False)
+    assert taken.status == 409
+    assert "is taken" in await taken.text()
+    bad = await client.post(onboard, data={"username": "o livia"}, allow_redirects=False)
+    assert bad.status == 400
+    chosen = await client.post(onboard, data={"username": "olivia-o"}, allow_redirects=False)
+    assert chosen.status == 302, await chosen.text()
+    assert chosen.headers["Location"] == "/harbor/account"
+    me = (await current(client, wharf))[1]
+    assert (me["username"], me["email"]) == ("olivia-o", "olivia@example.test")
+    assert me["oidc_user_meta"]["secret"]
+    # The onboarding was used up; the next sign-in finds the account by the provider's subject.
+    again = await client.post(onboard, data={"username": "olivia-2"}, allow_redirects=False)
+    assert again.status == 400
+    await client.get(wharf.url + "/c/logout")
     done = await sso_sign_in(client, wharf, "/c/oidc/login", "olivia", "Olivia-pass-1")
-    assert done.status == 403
-    assert "automatic onboarding is off" in await done.text()
-    assert (await current(client, wharf))[0] == 401
+    assert done.headers["Location"] == "/harbor/projects"
+    assert (await current(client, wharf))[1]["username"] == "olivia-o"
+
+
+async def test_a_local_namesake_and_an_unusable_username_are_refused(
+    wharf: Wharf, oidc: OidcProvider, client: aiohttp.ClientSession
+) -> None:
+    await wharf.configure(auth_mode="oidc_auth", **oidc.configuration())
     # A local account of that name is never taken over by the provider's person.
-    await wharf.configure(oidc_auto_onboard=True)
     # (made in the database: the API makes no local users under single sign-on)
     await Ui(wharf.settings, wharf.ui, 0, 0).add_user("olivia", "Local-pass-1", email="o@example.test")
     done = await sso_sign_in(client, wharf, "/c/oidc/login", "olivia", "Olivia-pass-1")
