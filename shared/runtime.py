@@ -119,8 +119,10 @@ class CasSettings:
 
 @dataclass(frozen=True, slots=True)
 class CmdbSettings:
-    """The CMDB ownership sync (Wharf's keys). `cmdb_auth_header` (the whole header line's
-    value, e.g. `Bearer …`) is ciphertext; `cmdb_schedule` is Harbor's 6-field cron, "" = off."""
+    """The CMDB ownership sync (Wharf's keys; `wharf_shared.cmdb`). `cmdb_auth_header` (the whole
+    header line's value, e.g. `Bearer …`) is ciphertext; `cmdb_schedule` is Harbor's 6-field
+    cron, "" = off. Roles are Harbor's ids; nothing is removed or downgraded unless
+    `cmdb_remove_members` says so."""
 
     cmdb_url: str = ""
     cmdb_auth_header: str = ""
@@ -129,6 +131,13 @@ class CmdbSettings:
     cmdb_owner_field: str = "owner"
     cmdb_team_field: str = ""
     cmdb_schedule: str = ""
+    cmdb_timeout: int = 30  # seconds, the whole fetch
+    cmdb_verify_cert: bool = True
+    cmdb_owner_role: int = 1  # projectAdmin
+    cmdb_team_role: int = 2  # developer
+    cmdb_team_group_type: int = 2  # the user groups teams name: 2 HTTP (by name), 1 LDAP (by DN), ...
+    cmdb_remove_members: bool = False  # remove (and downgrade) what the sync itself granted
+    cmdb_public: bool = False  # projects the sync creates
 
 
 @dataclass(frozen=True, slots=True)

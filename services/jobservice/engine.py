@@ -19,6 +19,7 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 
+from wharf_jobservice.cmdb import CmdbSchedule
 from wharf_jobservice.consumer import StreamConsumer
 from wharf_jobservice.leader import LeaderLock
 from wharf_jobservice.planning import plan_execution
@@ -112,6 +113,7 @@ class Engine:
         )
         self.lock = LeaderLock(redis, LOCK_KEY, worker, jobs.scheduler_lock_seconds)
         self._scheduler = Scheduler(db, redis, self.enqueue, now=now)
+        self._cmdb = CmdbSchedule(settings, db, redis, session, now=now)
         self._reconciler = Reconciler(
             db,
             self.enqueue,
@@ -146,6 +148,7 @@ class Engine:
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=10)
+        await self._cmdb.stop()
         with contextlib.suppress(Exception):
             await self.lock.release()
         self._metrics.leader.set(0)
@@ -206,6 +209,12 @@ class Engine:
         if self._trigger.executions > before:
             self._metrics.executions_triggered.labels("event_based").inc(self._trigger.executions - before)
 
+    async def _fire_cmdb(self) -> None:
+        try:
+            await self._cmdb.fire_due()
+        except Exception as exc:  # Redis or SQL away: the replication schedules still go on
+            log.warning("cmdb_schedule_failed", error=str(exc) or type(exc).__name__)
+
     async def _lead(self) -> None:
         """Leadership, schedules and reconciling; once a second (or a third of the lock's lease)."""
         jobs = self.settings.jobservice
@@ -221,6 +230,7 @@ class Engine:
                     fired = await self._scheduler.fire_due()
                     if fired:
                         self._metrics.executions_triggered.labels("scheduled").inc(len(fired))
+                    await self._fire_cmdb()
                 now = time.monotonic()
                 due = reconciled_at is None or now - reconciled_at >= jobs.reconcile_interval_seconds
                 if first or (leader and due):  # every worker once at start; then the leader

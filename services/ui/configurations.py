@@ -20,7 +20,11 @@ Identity (`auth_mode`: db_auth, ldap_auth, http_auth, oidc_auth, cas_auth) takes
   `cas_username_attribute`, `cas_email_attribute`, `cas_groups_attribute`;
 - the CMDB ownership sync: `cmdb_url`, `cmdb_auth_header` (the Authorization header's value),
   `cmdb_projects_field`, `cmdb_name_field`, `cmdb_owner_field`, `cmdb_team_field` (dotted
-  paths), `cmdb_schedule` (Harbor's 6-field cron; "" = not scheduled).
+  paths), `cmdb_schedule` (Harbor's 6-field cron; "" = not scheduled), `cmdb_timeout`
+  (seconds, 1-300), `cmdb_verify_cert`, `cmdb_owner_role` and `cmdb_team_role` (Harbor's role
+  ids 1-5), `cmdb_team_group_type` (the user groups teams name: 1 LDAP, by DN; 2 HTTP, 3 OIDC,
+  4 CAS, by name), `cmdb_remove_members` (the explicit rule that lets the sync remove and
+  downgrade what it granted), `cmdb_public` (projects it creates).
 
 Secrets (`ldap_search_password`, `oidc_client_secret`, `cmdb_auth_header`) are taken, stored
 encrypted with the secret key (`SecretBox`) and never shown: GET leaves them out, as Harbor
@@ -46,8 +50,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from wharf_shared import cron, runtime
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
+from wharf_shared.db.groups import GroupType
 from wharf_shared.errors.domain import InvalidInput
-from wharf_shared.rbac import Identity
+from wharf_shared.rbac import Identity, Role
 from wharf_shared.runtime import AUTH_MODES, SECRET_KEYS, RuntimeConfig, RuntimeSettings
 from wharf_shared.runtime_watch import announce
 from wharf_shared.secrets import SecretBox
@@ -182,6 +187,7 @@ def _key(name: str, kind: str, check: Check | None = None, **more: Any) -> tuple
 
 _HTTP = _url("http", "https")
 _SCOPE = _one_of(0, 1, 2)
+_ROLE = _one_of(*(int(role) for role in Role))
 
 KEYS: dict[str, Key] = dict(
     [
@@ -254,6 +260,13 @@ KEYS: dict[str, Key] = dict(
         _key("cmdb_owner_field", "string", _path),
         _key("cmdb_team_field", "string", _path),
         _key("cmdb_schedule", "string", _schedule),
+        _key("cmdb_timeout", "integer", _range(1, TIMEOUT_MAX)),
+        _key("cmdb_verify_cert", "boolean"),
+        _key("cmdb_owner_role", "integer", _ROLE),
+        _key("cmdb_team_role", "integer", _ROLE),
+        _key("cmdb_team_group_type", "integer", _one_of(*(int(kind) for kind in GroupType))),
+        _key("cmdb_remove_members", "boolean"),
+        _key("cmdb_public", "boolean"),
     ]
 )
 assert {k.field for k in KEYS.values()} == set(runtime.KEYS), "every runtime setting has its key"

@@ -15,6 +15,7 @@ TABLE: dict[type[d.DomainError], type[h.HarborError]] = {
     d.PreconditionFailed: h.PreconditionFailed,
     d.Unauthenticated: h.Unauthorized,
     d.Throttled: h.TooManyRequests,
+    d.Unavailable: h.Unavailable,
 }
 
 

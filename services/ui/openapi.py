@@ -1462,6 +1462,75 @@ PATHS.update(
     }
 )
 
+# -- the CMDB ownership sync (Wharf's own) ---------------------------------------------------------
+
+_ROLE_ID = {
+    **_INT,
+    "description": "Harbor's role id: 1 projectAdmin, 2 developer, 3 guest, 4 maintainer, 5 limitedGuest",
+}
+DEFINITIONS.update(
+    {
+        "CmdbChange": {
+            "type": "object",
+            "properties": {
+                "action": {
+                    **_STR,
+                    "enum": ["project.create", "member.create", "member.update", "member.delete"],
+                },
+                "project": _STR,
+                "member": {**_STR, "description": "The username, or the group's name"},
+                "entity_type": {**_STR, "enum": ["u", "g"]},
+                "role_id": _ROLE_ID,
+                "previous_role_id": _ROLE_ID,
+                "public": {**_BOOL, "description": "A created project's visibility"},
+                "owner": {**_STR, "description": "A created project's owner"},
+            },
+        },
+        "CmdbSkipped": {
+            "type": "object",
+            "properties": {
+                "index": {**_INT, "description": "The entry's place in the CMDB's list"},
+                "project": {**_STR, "x-nullable": True},
+                "reason": _STR,
+            },
+        },
+        "CmdbSyncReport": {
+            "type": "object",
+            "properties": {
+                "dry_run": _BOOL,
+                "entries": {**_INT, "description": "Entries the CMDB listed"},
+                "changes": {"type": "array", "items": _ref("CmdbChange")},
+                "skipped": {"type": "array", "items": _ref("CmdbSkipped")},
+                "failed": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"index": _INT, "project": _STR, "error": _STR},
+                    },
+                },
+            },
+        },
+    }
+)
+PATHS.update(
+    {
+        "/system/cmdb/sync": {
+            "post": _admin(
+                "syncCmdb",
+                _responses(_ok(_ref("CmdbSyncReport")), "400", "403", "412"),
+                {
+                    "name": "dry_run",
+                    "in": "query",
+                    "type": "boolean",
+                    "default": False,
+                    "description": "Only plan: answer what would change, change nothing",
+                },
+                tag="cmdb",
+            ),
+        },
+    }
+)
+
 DOCUMENT: dict[str, Any] = {
     "swagger": "2.0",
     "info": {"title": "Wharf API (Harbor API v2.0 compatible)", "version": "2.0"},

@@ -7,6 +7,7 @@ from aiohttp import web
 from wharf_ui.handlers import (
     artifacts,
     audit_logs,
+    cmdb,
     configurations,
     members,
     projects,
@@ -35,6 +36,7 @@ ROUTES = (
     ("GET", "/health", system.health, "api_health"),
     ("GET", "/systeminfo", system.systeminfo, "systeminfo"),
     ("GET", "/swagger.json", system.swagger, "swagger"),
+    ("POST", "/system/cmdb/sync", cmdb.sync_cmdb, "sync_cmdb"),
     ("GET", "/users", users.list_users, "list_users"),
     ("POST", "/users", users.create_user, "create_user"),
     ("GET", "/users/search", users.search_users, "search_users"),

@@ -278,6 +278,19 @@ user_group_member = Table(
     Index(None, "group_id"),
 )
 
+# Project memberships the CMDB sync granted (`wharf_shared.cmdb`): only these may it remove or
+# downgrade later (under `cmdb_remove_members`); members added by hand are never its to touch.
+# `member_type` "u" (a user, `member_id` = user id) or "g" (a group, `member_id` = group id).
+cmdb_grant = Table(
+    "cmdb_grant",
+    metadata,
+    Column("project_id", BigId, ForeignKey("project.id", ondelete="CASCADE"), nullable=False),
+    Column("member_type", String(1), nullable=False),
+    Column("member_id", BigId, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("project_id", "member_type", "member_id"),
+)
+
 # Settings an admin changes at run time (Harbor's /configurations); env variables only seed them.
 configuration = Table(
     "configuration",

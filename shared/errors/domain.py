@@ -131,6 +131,12 @@ class PreconditionFailed(DomainError):
     default_message = "a precondition of the request is not met"
 
 
+class Unavailable(DomainError):
+    """A system Wharf reads from (a CMDB, a directory) did not answer usably: nothing was changed."""
+
+    default_message = "a system Wharf depends on is unavailable"
+
+
 # -- identity ------------------------------------------------------------------------------------
 
 

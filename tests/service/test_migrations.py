@@ -202,6 +202,10 @@ SEED: dict[str, list[dict[str, Any]]] = {
         {"user_id": 2, "group_id": 1, "synced_at": NOW},
         {"user_id": 2, "group_id": 2, "synced_at": NOW},
     ],
+    "cmdb_grant": [
+        {"project_id": 2, "member_type": "u", "member_id": 2, "created_at": NOW},
+        {"project_id": 2, "member_type": "g", "member_id": 1, "created_at": NOW},
+    ],
     "configuration": [{"key": "anonymous_access", "value": "false", "updated_at": NOW}],
     "audit_log": [
         {

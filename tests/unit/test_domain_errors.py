@@ -11,8 +11,9 @@ from wharf_shared.errors import oci
 
 # Failed logins and lockouts happen at the token service; its own table maps them
 # (`wharf_token.errors`, tests/unit/test_token_errors.py). Preconditions are the management
-# API's (`wharf_ui.errors`, tests/unit/ui/test_ui_errors.py).
-_NOT_ON_V2 = (d.Unauthenticated, d.Throttled, d.PreconditionFailed)
+# API's (`wharf_ui.errors`, tests/unit/ui/test_ui_errors.py), and so are the failures of systems
+# Wharf reads from (a CMDB: `Unavailable`).
+_NOT_ON_V2 = (d.Unauthenticated, d.Throttled, d.PreconditionFailed, d.Unavailable)
 
 
 def _concrete() -> list[type[d.DomainError]]:

@@ -1,5 +1,6 @@
 """The `/api/` edge's table from domain errors to Harbor's codes: every domain error answers a
-4xx with its own message (none falls through to 500)."""
+4xx with its own message (none falls through to 500), except a system Wharf reads from that did
+not answer (`Unavailable`): 503."""
 
 from __future__ import annotations
 
@@ -34,7 +35,10 @@ ALL = sorted(
 def test_every_domain_error_is_a_4xx(cls: type[d.DomainError]) -> None:
     exc = _instance(cls)
     error = to_harbor(exc)
-    assert 400 <= error.status < 500
+    if issubclass(cls, d.Unavailable):
+        assert error.status == 503
+    else:
+        assert 400 <= error.status < 500
     assert error.text == exc.message
 
 

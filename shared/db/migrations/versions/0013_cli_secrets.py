@@ -1,7 +1,7 @@
 """single sign-on users: CLI secrets (what docker and skopeo take instead of a password), OIDC subjects
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-06
 
 `user_account.cli_secret`: the CLI secret of a user who signs in through CAS or OIDC, as
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012"
-down_revision: str | None = "0011"
+revision: str = "0013"
+down_revision: str | None = "0012"
 # Expand (../README.md): nullable columns (one with a unique index), which older code neither
 # reads nor needs to fill.
 compatible_with: str | None = "0003"
