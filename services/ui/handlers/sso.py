@@ -57,6 +57,12 @@ _MAX_FORM = 64 * 1024  # a logout request is a few hundred bytes
 ONBOARDING = "oidc_onboard"  # a sign-in in progress that waits for the chosen username
 
 
+def _wanted_next(request: web.Request) -> str:
+    """Where to land after signing in: `next` (our portal's), or `redirect_url` (Harbor's portal
+    passes it); checked to be a path of this site when used (`safe_next`)."""
+    return request.query.get("next") or request.query.get("redirect_url", "")
+
+
 def _external(request: web.Request) -> str:
     return request.app[SETTINGS].external_url.rstrip("/")
 
@@ -134,7 +140,7 @@ async def oidc_login(request: web.Request) -> web.Response:
         return await _refused(
             request, 502, "The OIDC provider cannot be reached or is misconfigured: try again later."
         )
-    entry = {"mode": OIDC, "next": request.query.get("next", ""), "request": auth.as_dict()}
+    entry = {"mode": OIDC, "next": _wanted_next(request), "request": auth.as_dict()}
     return await _to_provider(request, auth.url, entry)
 
 
@@ -272,7 +278,7 @@ async def cas_login(request: web.Request) -> web.Response:
     except CasError as exc:
         log.warning("cas_login_failed", error=str(exc)[:500])
         return await _refused(request, 502, "CAS is misconfigured here: ask a system administrator.")
-    return await _to_provider(request, url, {"mode": CAS, "next": request.query.get("next", "")})
+    return await _to_provider(request, url, {"mode": CAS, "next": _wanted_next(request)})
 
 
 async def cas_callback(request: web.Request) -> web.Response:

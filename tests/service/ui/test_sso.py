@@ -228,9 +228,11 @@ async def test_cas_sign_in_groups_cli_secret_and_single_logout(
     page = await (await client.get(wharf.url + "/harbor/sign-in")).text()
     assert "Sign in with CAS" in page
 
-    done = await sso_sign_in(client, wharf, "/c/cas/login", "carol", "Carol-pass-1")
+    done = await sso_sign_in(
+        client, wharf, "/c/cas/login?redirect_url=/harbor/account", "carol", "Carol-pass-1"
+    )
     assert done.status == 302, await done.text()
-    assert done.headers["Location"] == "/harbor/projects"
+    assert done.headers["Location"] == "/harbor/account"  # Harbor's portal's parameter
     status, me = await current(client, wharf)
     assert status == 200
     assert (me["username"], me["email"], me["sysadmin_flag"]) == ("carol", "carol@example.test", False)
