@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from wharf_shared.auth.cli_secrets import credential_mark
 from wharf_shared.auth.logins import Login, Logins
 from wharf_shared.db import projects
 from wharf_shared.errors.domain import RefreshTokenInvalid
-from wharf_shared.passwords import fingerprint
 from wharf_shared.rbac import JOBSERVICE, Identity
 from wharf_shared.secrets import is_jobservice_password
 from wharf_token.metrics import REFRESH_BACKEND
@@ -53,10 +53,6 @@ class TokenLogins(Logins):
         claims = self._refresh_tokens.read(token)
         async with self._db.read() as conn:
             caller, access = await projects.caller_and_access(conn, claims.user_id, names)
-        if (
-            caller is None
-            or caller.username != claims.username
-            or fingerprint(caller.password_hash) != claims.mark
-        ):
+        if caller is None or caller.username != claims.username or credential_mark(caller) != claims.mark:
             raise RefreshTokenInvalid("the refresh token is no longer valid: sign in again")
         return Login(Identity(caller.id, caller.username, caller.sysadmin), access, claims.mark)

@@ -11,16 +11,19 @@ from aiohttp import web
 
 from wharf_shared import keys as shared_keys
 from wharf_shared.addresses import parse_networks
+from wharf_shared.auth.cas import CasClient
 from wharf_shared.auth.ldap_auth import NAME as LDAP_AUTH
 from wharf_shared.auth.ldap_auth import LdapAuthBackend
 from wharf_shared.auth.logins import Logins, Throttling
 from wharf_shared.auth.modes import build_modes
+from wharf_shared.auth.oidc import OidcClient
 from wharf_shared.config import Settings
 from wharf_shared.events import EventPublisher, EventRelay
 from wharf_shared.health import add_health_and_metrics, dependency_checks
 from wharf_shared.metrics import Metrics, metrics_middleware
 from wharf_shared.request_ids import request_id_middleware
 from wharf_shared.runtime_watch import runtime_context
+from wharf_shared.secrets import SecretBox
 from wharf_shared.stores import open_stores
 from wharf_ui import keys
 from wharf_ui.changes import RELAY, relay_middleware
@@ -31,6 +34,7 @@ from wharf_ui.readonly import read_only_middleware
 from wharf_ui.routes import add_routes
 from wharf_ui.security import SESSION, Authenticator, BasicAuth, SessionCookie, set_csrf
 from wharf_ui.sessions import CSRF_HEADER, Sessions
+from wharf_ui.sso import SSO, SsoClients
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
@@ -53,6 +57,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.cleanup_ctx.append(lambda app: _resources(app, clock))
     app.cleanup_ctx.append(runtime_context)
     app.cleanup_ctx.append(_http_client)
+    app.cleanup_ctx.append(_sso_clients)
     app.on_response_prepare.append(_csrf_token)
     add_routes(app)
     add_portal_routes(app)
@@ -74,6 +79,7 @@ async def _resources(app: web.Application, clock: Callable[[], float]) -> AsyncI
         app[shared_keys.REDIS] = redis
         # Logins share the token service's settings and Redis keys: one throttle for every surface.
         # The backend of each login follows `auth_mode` (read per login from the runtime settings).
+        app[keys.BOX] = SecretBox(settings.secret_key_bytes())
         modes, closers = build_modes(
             db, lambda: app[shared_keys.RUNTIME].get(), secret_key=settings.secret_key_bytes()
         )
@@ -134,6 +140,12 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
         app[keys.HTTP] = session
         yield
+
+
+async def _sso_clients(app: web.Application) -> AsyncIterator[None]:
+    """The single sign-on clients (their discovery and key caches live as long as the process)."""
+    app[SSO] = SsoClients(OidcClient(app[keys.HTTP]), CasClient(app[keys.HTTP]))
+    yield
 
 
 async def _csrf_token(request: web.Request, response: web.StreamResponse) -> None:

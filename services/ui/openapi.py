@@ -129,9 +129,18 @@ DEFINITIONS: dict[str, Any] = {
             "comment": _STR,
             "sysadmin_flag": {"type": "boolean"},
             "admin_role_in_auth": {"type": "boolean"},
+            "oidc_user_meta": _ref("OIDCUserInfo"),  # /users/current of a CAS or OIDC user
             "creation_time": _TIME,
             "update_time": _TIME,
         },
+    },
+    "OIDCUserInfo": {
+        "type": "object",
+        "properties": {"user_id": {"type": "integer"}, "secret": _STR},
+    },
+    "OIDCCliSecretReq": {
+        "type": "object",
+        "properties": {"secret": _STR},
     },
     "UserSearchRespItem": {
         "type": "object",
@@ -327,6 +336,14 @@ PATHS: dict[str, Any] = {
             _responses(_ok(), "400", "403", "404", "413"),
             _USER_ID,
             _body("UserSysAdminFlag"),
+        ),
+    },
+    "/users/{user_id}/cli_secret": {
+        "put": _op(
+            "setCliSecret",
+            _responses(_ok(), "400", "403", "404", "412", "413"),
+            _USER_ID,
+            _body("OIDCCliSecretReq"),
         ),
     },
     # audit log

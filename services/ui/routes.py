@@ -17,6 +17,7 @@ from wharf_ui.handlers import (
     repositories,
     search,
     sessions,
+    sso,
     statistics,
     system,
     usergroups,
@@ -47,6 +48,7 @@ ROUTES = (
     ("DELETE", "/users/{user_id}", users.delete_user, "delete_user"),
     ("PUT", "/users/{user_id}/password", users.update_password, "update_password"),
     ("PUT", "/users/{user_id}/sysadmin", users.set_sysadmin, "set_sysadmin"),
+    ("PUT", "/users/{user_id}/cli_secret", users.set_cli_secret, "set_cli_secret"),
     ("GET", "/usergroups", usergroups.list_usergroups, "list_usergroups"),
     ("POST", "/usergroups", usergroups.create_usergroup, "create_usergroup"),
     ("GET", "/usergroups/search", usergroups.search_usergroups, "search_usergroups"),
@@ -122,6 +124,13 @@ PORTAL = (
     ("POST", "/c/login", sessions.login, "login"),
     ("GET", "/c/logout", sessions.logout, "logout"),
     ("GET", "/c/log_out", sessions.logout, "log_out"),  # Harbor's portal's path
+    ("GET", "/c/oidc/login", sso.oidc_login, "oidc_login"),
+    ("GET", "/c/oidc/callback", sso.oidc_callback, "oidc_callback"),
+    ("POST", "/c/oidc/onboard", sso.oidc_onboard, "oidc_onboard"),  # Harbor's onboarding form
+    ("GET", "/harbor/oidc-onboard", sso.onboarding_page, "portal_oidc_onboard"),
+    ("GET", "/c/cas/login", sso.cas_login, "cas_login"),
+    ("GET", "/c/cas/callback", sso.cas_callback, "cas_callback"),
+    ("POST", "/c/cas/callback", sso.cas_logout, "cas_single_logout"),  # CAS's single-logout POST
 )
 
 

@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from redis.asyncio import Redis
 
+from wharf_shared.auth.cli_secrets import credential_mark
 from wharf_shared.auth.modes import AuthModes
 from wharf_shared.db import projects
 from wharf_shared.db.accounts import USERNAME_MAX_LENGTH
 from wharf_shared.db.engine import Database
 from wharf_shared.errors.domain import LoginFailed, Throttled
 from wharf_shared.logging import get_logger
-from wharf_shared.passwords import fingerprint
 from wharf_shared.rbac import ANONYMOUS, Identity, ProjectAccess
 from wharf_shared.redis import Script
 
@@ -242,7 +242,7 @@ class Logins:
         if (
             caller is None
             or not _same_name(caller.username, username, backend)
-            or (fingerprint(caller.password_hash) != mark)
+            or credential_mark(caller) != mark
         ):
             return None
         return Login(
@@ -290,7 +290,7 @@ class Logins:
                 proven, access = await projects.caller_and_access(conn, proven.id, names)
             if proven is None:
                 return verdict.backend
-        mark = fingerprint(proven.password_hash)
+        mark = credential_mark(proven)
         return Login(Identity(proven.id, proven.username, proven.sysadmin), access, mark, verdict.backend)
 
     async def _count_failure(self, throttle_keys: list[str]) -> None:

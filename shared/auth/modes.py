@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from wharf_shared.auth.backends import AuthBackend, DatabaseBackend, Verdict
+from wharf_shared.auth.cli_secrets import SSO_MODES, CliSecretBackend
 from wharf_shared.auth.http import HttpAuthBackend  # loaded with the service (a fork's parent preloads it)
 from wharf_shared.auth.ldap_auth import LdapAuthBackend
 from wharf_shared.db.accounts import USERNAME_MAX_LENGTH
@@ -28,6 +29,7 @@ from wharf_shared.db.projects import Caller
 from wharf_shared.logging import get_logger
 from wharf_shared.passwords import verify_password
 from wharf_shared.runtime import RuntimeSettings
+from wharf_shared.secrets import SecretBox
 
 if TYPE_CHECKING:
     from wharf_shared.db.engine import Database
@@ -86,11 +88,18 @@ class AuthModes:
 
 
 def build_modes(
-    db: Database, runtime: Callable[[], Awaitable[RuntimeSettings]], *, secret_key: bytes | None = None
+    db: Database,
+    runtime: Callable[[], Awaitable[RuntimeSettings]],
+    *,
+    secret_key: bytes | None = None,
 ) -> tuple[AuthModes, list[Closer]]:
     """Every service's `AuthModes` with the directory backends this build has, and what to close
     at shutdown (their HTTP clients, the LDAP thread pool). `secret_key` decrypts the stored
-    secrets a backend uses (`ldap_search_password`). OIDC and CAS plug in here."""
+    secrets a backend uses (`ldap_search_password`, the SSO users' CLI secrets)."""
+    box = SecretBox(secret_key) if secret_key else None
     http = HttpAuthBackend(db, runtime)
     ldap = LdapAuthBackend(db, runtime, secret_key)
-    return AuthModes(runtime, {http.name: http, ldap.name: ldap}), [http.close, ldap.close]
+    directories: dict[str, AuthBackend] = {http.name: http, ldap.name: ldap}
+    for mode in SSO_MODES:  # the portal signs in through the provider; docker with a CLI secret
+        directories[mode] = CliSecretBackend(mode, lambda: box)
+    return AuthModes(runtime, directories), [http.close, ldap.close]

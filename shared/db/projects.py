@@ -71,6 +71,7 @@ class Caller:
     username: str
     sysadmin: bool
     password_hash: str | None
+    cli_secret: str | None = None  # SecretBox ciphertext (CAS and OIDC users), what it checks
 
 
 def _access_statement(with_user: str | None, *, one: bool = False) -> Select[Any]:
@@ -101,6 +102,7 @@ def _access_statement(with_user: str | None, *, one: bool = False) -> Select[Any
             u.username,
             u.sysadmin,
             u.password_hash,
+            u.cli_secret,
             p.id,
             p.name,
             p.public,
@@ -134,11 +136,11 @@ async def caller_and_access(
     if not rows:
         return None, {}
     first = rows[0]
-    caller = Caller(first[0], first[1], bool(first[2]), first[3])
+    caller = Caller(first[0], first[1], bool(first[2]), first[3], first[4])
     access = {
-        row[5]: ProjectAccess(row[4], bool(row[6]), effective_role(row[7], row[8]))
+        row[6]: ProjectAccess(row[5], bool(row[7]), effective_role(row[8], row[9]))
         for row in rows
-        if row[4] is not None
+        if row[5] is not None
     }
     return caller, access
 

@@ -196,8 +196,14 @@ user_account = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     # The auth mode whose directory made the user (http_auth, ldap_auth, ...); NULL: a local user.
     Column("auth_backend", String(16), nullable=True),
+    # A CAS or OIDC user's CLI secret (docker/skopeo logins), SecretBox ciphertext; NULL otherwise.
+    Column("cli_secret", String(1024), nullable=True),
+    # An OIDC user's identity at the provider (sha256 hex of issuer NUL subject): the account
+    # follows it, not the username claim, so a reused name never gets someone else's account.
+    Column("sso_subject", String(64), nullable=True),
     UniqueConstraint("username"),
     UniqueConstraint("email"),
+    Index(None, "sso_subject", unique=True),
 )
 
 project = Table(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,8 +64,10 @@ def running_oidc_provider(
     *,
     token_auth_method: str = "client_secret_basic",  # noqa: S107 - a method's name
     https: bool = False,
+    redirect_uris: Sequence[str] = (REDIRECT_URI,),
 ) -> Iterator[OidcProvider]:
-    """The provider, over HTTPS with a self-signed certificate for 127.0.0.1 when `https`."""
+    """The provider, over HTTPS with a self-signed certificate for 127.0.0.1 when `https`;
+    `redirect_uris`: where client `wharf` may be sent back (a real ui's callback)."""
     python = peer_python()
     folder.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
@@ -74,7 +76,7 @@ def running_oidc_provider(
             {
                 "client_id": CLIENT_ID,
                 "client_secret": CLIENT_SECRET,
-                "redirect_uris": [REDIRECT_URI],
+                "redirect_uris": list(redirect_uris),
                 "token_endpoint_auth_method": token_auth_method,
             },
         ],

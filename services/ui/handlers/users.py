@@ -9,13 +9,16 @@ from pydantic import BaseModel
 
 from wharf_shared import rbac
 from wharf_shared.accounts import MAX_NAME
+from wharf_shared.auth import cli_secrets
 from wharf_shared.db import projects
 from wharf_shared.db.accounts import User
-from wharf_shared.errors.harbor import BadRequest, Forbidden, Unauthorized
+from wharf_shared.errors.domain import PreconditionFailed as DomainPreconditionFailed
+from wharf_shared.errors.harbor import BadRequest, Forbidden, PreconditionFailed, Unauthorized
 from wharf_shared.keys import DB
+from wharf_shared.passwords import PASSWORD_RULE, meets_policy
 from wharf_ui import users
 from wharf_ui.bodies import Text, read_json
-from wharf_ui.keys import RUNTIME
+from wharf_ui.keys import BOX, RUNTIME
 from wharf_ui.listing import order_by, where
 from wharf_ui.pages import list_query, listed
 from wharf_ui.paths import path_id
@@ -47,6 +50,10 @@ class PasswordReq(BaseModel):
 
 class UserSysAdminFlag(BaseModel):
     sysadmin_flag: bool
+
+
+class OIDCCliSecretReq(BaseModel):
+    secret: Text
 
 
 def user_json(user: User) -> dict[str, Any]:
@@ -109,7 +116,13 @@ async def current_user(request: web.Request) -> web.Response:
     assert identity.user_id is not None
     async with request.app[DB].read() as conn:
         user = await users.get(conn, identity.user_id)
-    return json_response(user_json(user))
+        stored = await cli_secrets.stored_secret(conn, identity.user_id)
+    body = user_json(user)
+    secret = cli_secrets.shown_secret(request.app[BOX], stored)
+    if secret is not None:
+        # Harbor's `oidc_user_meta`: the user's own CLI secret, shown to them again (CAS users too).
+        body["oidc_user_meta"] = {"user_id": user.id, "secret": secret}
+    return json_response(body)
 
 
 def _project_scope(scope: str) -> int | None:
@@ -185,6 +198,30 @@ async def set_sysadmin(request: web.Request) -> web.Response:
     user_id = path_id(request, "user_id")
     body = await read_json(request, UserSysAdminFlag)
     await users.set_sysadmin(request.app[DB], identity, user_id, body.sysadmin_flag)
+    return empty_ok()
+
+
+async def set_cli_secret(request: web.Request) -> web.Response:
+    """Harbor's `PUT /users/{id}/cli_secret` (`{"secret": …}`): a single sign-on user's new CLI
+    secret, by Harbor's rule for passwords; the old one stops working at once."""
+    identity = await signed_in(request)
+    user_id = path_id(request, "user_id")
+    users.may_see(identity, user_id)
+    body = await read_json(request, OIDCCliSecretReq)
+    runtime = await request.app[RUNTIME].get()
+    if runtime.auth_mode not in cli_secrets.SSO_MODES:
+        raise PreconditionFailed(message="CLI secrets are for the single sign-on modes (oidc_auth, cas_auth)")
+    if not meets_policy(body.secret):
+        raise BadRequest(message="the secret: " + PASSWORD_RULE.removeprefix("the password "))
+    box = request.app[BOX]
+
+    async def go(conn: Any) -> None:
+        user = await users.get(conn, user_id)  # NotFound for a user that is not there
+        if user.password_hash is not None:
+            raise DomainPreconditionFailed(f"{user.username} signs in with a password, not a CLI secret")
+        await cli_secrets.store_secret(conn, box, user_id, body.secret)
+
+    await request.app[DB].run(go)
     return empty_ok()
 
 

@@ -17,6 +17,7 @@ from tests.support.oa import Oa, OaUser
 from tests.support.slapd import Person, Slapd, running_slapd
 from wharf_registry.app import create_app as create_registry
 from wharf_shared import rbac, runtime
+from wharf_shared.auth import cli_secrets
 from wharf_shared.config import Settings
 from wharf_shared.db import accounts, projects
 from wharf_shared.db.engine import Database
@@ -73,8 +74,11 @@ class Suite:
 
     async def add_person(self, username: str, password: str) -> None:
         """Someone who signs in with this password: a local user under db_auth, an OA user or a
-        directory entry (made here at their first login) under http_auth and ldap_auth."""
-        if self.oa is not None:
+        directory entry (made here at their first login) under http_auth and ldap_auth, a single
+        sign-on user whose CLI secret it is under oidc_auth."""
+        if self.mode == "oidc_auth":
+            await self.add_sso_user(username, password)
+        elif self.oa is not None:
             self.oa.users[username] = OaUser(password, {})
         elif self.slapd is not None:
             self.slapd.put_person(Person(username, password, username.title(), f"{username}@example.test"))
@@ -86,6 +90,18 @@ class Suite:
         try:
             async with db.transaction() as conn:
                 user = await accounts.create_user(conn, username, hash_password(password), sysadmin=sysadmin)
+        finally:
+            await db.close()
+        return user.id
+
+    async def add_sso_user(self, username: str, cli_secret: str) -> int:
+        """A user onboarded by single sign-on: no password here, this CLI secret."""
+        box = SecretBox(self.settings.secret_key_bytes())
+        db = Database(self.settings.effective_database_url, pool_size=1)
+        try:
+            async with db.transaction() as conn:
+                user = await accounts.create_user(conn, username, None, auth_backend="oidc_auth")
+                await cli_secrets.store_secret(conn, box, user.id, cli_secret)
         finally:
             await db.close()
         return user.id
@@ -165,10 +181,12 @@ async def start_mode_suite(
     slapd: Slapd | None = None,
     **extra: Any,
 ) -> Suite:
-    """A suite whose `auth_mode` is `mode` (db_auth, http_auth checked by `oa`, or ldap_auth
-    checked by `slapd`); `admin` is local in each."""
+    """A suite whose `auth_mode` is `mode` (db_auth, http_auth checked by `oa`, ldap_auth
+    checked by `slapd`, or oidc_auth: CLI secrets); `admin` is local in each."""
     suite = await start_suite(aiohttp_client, tmp_path, database_url, redis_url, **extra)
     suite.mode = mode
+    if mode == "oidc_auth":
+        await suite.set_runtime(auth_mode=mode)
     if mode == "http_auth":
         await suite.set_runtime(auth_mode=mode, http_authproxy_endpoint=oa.url, http_authproxy_timeout=2)
         suite.oa = oa
@@ -196,7 +214,7 @@ def directory_for(mode: str, request: pytest.FixtureRequest) -> Slapd | None:
     return server
 
 
-@pytest.fixture(params=["db_auth", "http_auth", "ldap_auth"])
+@pytest.fixture(params=["db_auth", "http_auth", "ldap_auth", "oidc_auth"])
 async def mode_suite(
     request: pytest.FixtureRequest,
     aiohttp_client: Any,

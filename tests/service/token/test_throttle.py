@@ -30,7 +30,7 @@ def db_kind() -> str:
     return "postgresql"  # the rules live in Redis; one database is enough
 
 
-@pytest.fixture(params=["db_auth", "http_auth", "ldap_auth"])
+@pytest.fixture(params=["db_auth", "http_auth", "ldap_auth", "oidc_auth"])  # oidc_auth: CLI secrets
 def auth_mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

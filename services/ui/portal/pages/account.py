@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from wharf_shared.auth import cli_secrets
 from wharf_shared.keys import DB, RUNTIME
 from wharf_shared.passwords import PASSWORD_RULE
 from wharf_ui import users
-from wharf_ui.keys import SECURE_COOKIES
+from wharf_ui.keys import BOX, SECURE_COOKIES
 from wharf_ui.portal.pages.session import HOME
 from wharf_ui.portal.render import page
 from wharf_ui.portal.viewer import SIGN_IN, PortalNotFound, current_viewer, require_viewer
@@ -31,6 +32,7 @@ async def account(request: web.Request) -> web.Response:
     assert viewer.identity.user_id is not None  # a session is a user's
     async with request.app[DB].read() as conn:
         user = await users.get(conn, viewer.identity.user_id)
+        stored = await cli_secrets.stored_secret(conn, user.id)
     return await page(
         request,
         "account.html",
@@ -39,6 +41,10 @@ async def account(request: web.Request) -> web.Response:
         user=user,
         password_rule=password_rule(),
         sign_in_again=SIGN_IN + "?next=/harbor/account",
+        # A single sign-on user's CLI secret (docker and skopeo), shown again as Harbor does,
+        # and a fresh one offered for the form that replaces it.
+        cli_secret=cli_secrets.shown_secret(request.app[BOX], stored),
+        new_cli_secret=cli_secrets.generate_secret(),
     )
 
 

@@ -3,21 +3,27 @@ and `/harbor` lead to the projects, or to the sign-in page for someone not signe
 
 from __future__ import annotations
 
+import urllib.parse
+
 from aiohttp import web
 
 from wharf_shared.keys import RUNTIME
 from wharf_ui.portal.render import page
 from wharf_ui.portal.viewer import SIGN_IN, current_viewer
+from wharf_ui.sso import provider_name, sso_login_path
 
 HOME = "/harbor/projects"
 
 
-def _next(request: web.Request) -> str:
+def safe_next(target: str) -> str:
     """Where to go after signing in: a path of this site only (never `//elsewhere`)."""
-    target = request.query.get("next", "")
     if not target.startswith("/") or target.startswith(("//", "/\\", SIGN_IN)):
         return HOME
     return target
+
+
+def _next(request: web.Request) -> str:
+    return safe_next(request.query.get("next", ""))
 
 
 async def home(request: web.Request) -> web.Response:
@@ -35,6 +41,8 @@ async def sign_in(request: web.Request) -> web.Response:
         title="Sign in",
         next=_next(request),
         self_registration=runtime.self_registration,
+        sso_name=provider_name(runtime),
+        sso_url=sso_login_path(runtime) + "?" + urllib.parse.urlencode({"next": _next(request)}),
     )
 
 

@@ -167,8 +167,12 @@
   }
 
   async function signOut() {
-    await fetch("/c/logout", { credentials: "same-origin" });
-    location.href = "/harbor/sign-in";
+    const response = await fetch("/c/logout", { credentials: "same-origin" });
+    // A single sign-on session: end the provider's session too (it comes back to the sign-in page).
+    const body = response.headers.get("Content-Type")?.startsWith("application/json")
+      ? await response.json().catch(() => ({}))
+      : {};
+    location.href = typeof body.redirect_url === "string" ? body.redirect_url : "/harbor/sign-in";
   }
 
   async function copy(button) {
