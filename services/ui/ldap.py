@@ -17,11 +17,12 @@ from typing import Any
 from redis.asyncio import Redis
 
 from wharf_shared import group_sync
-from wharf_shared.auth.ldap import LdapError, LdapGroup, LdapPing, LdapUser
+from wharf_shared.auth.ldap import LdapError, LdapGroup, LdapPing, LdapSettings, LdapUser
 from wharf_shared.auth.ldap_auth import NAME, LdapAuthBackend
 from wharf_shared.db import accounts
 from wharf_shared.db.accounts import USERNAME_MAX_LENGTH, DirectoryUser
 from wharf_shared.db.engine import Database
+from wharf_shared.errors.domain import PreconditionFailed
 from wharf_shared.rbac import Identity
 from wharf_ui.changes import record
 
@@ -51,13 +52,22 @@ async def ping(backend: LdapAuthBackend, draft: dict[str, Any]) -> LdapPing:
     return await backend.directory.ping(config)
 
 
-async def search_users(backend: LdapAuthBackend, username: str) -> list[LdapUser]:
+async def _configured(backend: LdapAuthBackend) -> LdapSettings:
+    """The stored settings, when they name a directory: without `ldap_url` there is nothing
+    to ask (the admin's to fix, not an outage)."""
     config = await backend.settings()
+    if not config.ldap_url.strip():
+        raise PreconditionFailed("LDAP is not configured: set ldap_url in /configurations first")
+    return config
+
+
+async def search_users(backend: LdapAuthBackend, username: str) -> list[LdapUser]:
+    config = await _configured(backend)
     return await backend.directory.search_users(config, username)
 
 
 async def search_groups(backend: LdapAuthBackend, name_or_dn: str) -> list[LdapGroup]:
-    config = await backend.settings()
+    config = await _configured(backend)
     return await backend.directory.search_groups(config, name_or_dn)
 
 
@@ -66,7 +76,7 @@ async def import_users(
 ) -> list[FailedImport]:
     """Make the local rows of these directory users (each new one a `user.create` event, for
     the audit log); those that could not be made, and why."""
-    config = await backend.settings()
+    config = await _configured(backend)
     failed: list[FailedImport] = []
     for uid in dict.fromkeys(uids):
         if not uid.strip() or len(uid) > USERNAME_MAX_LENGTH:

@@ -1600,7 +1600,7 @@ PATHS.update(
         "/ldap/users/search": {
             "get": _admin(
                 "searchLdapUser",
-                _responses(_ok({"type": "array", "items": _ref("LdapUser")}), "400", "403"),
+                _responses(_ok({"type": "array", "items": _ref("LdapUser")}), "400", "403", "412"),
                 {"name": "username", "in": "query", "type": "string", "description": "Its uid (all: empty)"},
                 tag="ldap",
             ),
@@ -1608,7 +1608,7 @@ PATHS.update(
         "/ldap/users/import": {
             "post": _admin(
                 "importLdapUser",
-                {**_responses(_ok(), "400", "403"), **_FAILED_IMPORT},
+                {**_responses(_ok(), "400", "403", "412"), **_FAILED_IMPORT},
                 _body("LdapImportUsers"),
                 tag="ldap",
             ),
@@ -1616,7 +1616,7 @@ PATHS.update(
         "/ldap/groups/search": {
             "get": _admin(
                 "searchLdapGroup",
-                _responses(_ok({"type": "array", "items": _ref("LdapUserGroup")}), "400", "403"),
+                _responses(_ok({"type": "array", "items": _ref("LdapUserGroup")}), "400", "403", "412"),
                 {"name": "groupname", "in": "query", "type": "string"},
                 {"name": "groupdn", "in": "query", "type": "string"},
                 tag="ldap",

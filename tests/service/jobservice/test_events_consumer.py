@@ -234,6 +234,7 @@ async def test_the_audit_file_gets_a_line_per_record_and_follows_rotation(
         "resource": "library/app:v0",
         "project": "library",
         "project_id": None,
+        "operation_description": None,  # said of logins only (their backend)
     }
 
 

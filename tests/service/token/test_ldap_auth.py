@@ -459,3 +459,17 @@ async def test_admins_only_and_an_outage_is_a_clean_error(own_site: Site) -> Non
         assert (await resp.json())["errors"][0]["code"] == "UNAVAILABLE"
     resp = await site.ui.post("/api/v2.0/ldap/users/import", json={"ldap_uid_list": ["carol"]}, headers=ADMIN)
     assert resp.status == 503
+
+
+async def test_searches_and_import_without_a_directory_are_a_precondition(own_site: Site) -> None:
+    """No `ldap_url`: nothing to ask, the admin's to fix (412), not an outage (503)."""
+    site = own_site
+    await site.configure(ldap_url="")
+    for method, path, body in (
+        ("GET", "/api/v2.0/ldap/users/search?username=alice", None),
+        ("GET", "/api/v2.0/ldap/groups/search?groupname=x", None),
+        ("POST", "/api/v2.0/ldap/users/import", {"ldap_uid_list": ["carol"]}),
+    ):
+        resp = await site.ui.request(method, path, json=body, headers=ADMIN)
+        assert resp.status == 412, (method, path)
+        assert (await resp.json())["errors"][0]["code"] == "PRECONDITION", (method, path)
