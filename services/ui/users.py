@@ -191,6 +191,10 @@ async def change_password(
     may_see(identity, user_id)
     async with db.read() as conn:
         user = await get(conn, user_id)
+    if user.password_hash is None:
+        # A directory's or a single sign-on user: a password set here would take the account
+        # from the directory (a local password is never taken over), so it is refused.
+        raise Forbidden(f"{user.username} signs in through the company directory: change the password there")
     if identity.user_id == user_id:
         proven = bool(old_password) and await asyncio.to_thread(
             verify_password, user.password_hash, old_password or ""

@@ -13,6 +13,9 @@ import asyncio
 import base64
 import binascii
 import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,3 +76,22 @@ class Oa:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.close()
+
+
+@contextmanager
+def serving(oa: Oa) -> Iterator[Oa]:
+    """The stand-in served from an event loop in a thread of its own, for tests that are not
+    async (the browser's): change its fields from the test as usual."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="oa-stand-in", daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(oa.start(), loop).result(timeout=30)
+        try:
+            yield oa
+        finally:
+            asyncio.run_coroutine_threadsafe(oa.stop(), loop).result(timeout=30)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()

@@ -10,7 +10,7 @@ what the portal did; what a test proves is done in the browser.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ PORTAL = pytest.mark.xdist_group("portal")
 class Site:
     """One `wharf run`, started as a new user would: a data dir, a front port, the admin's password."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, env: Mapping[str, str] | None = None) -> None:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.address}"
@@ -40,6 +40,7 @@ class Site:
                 "WHARF_DATA_DIR": str(tmp / "site"),
                 "WHARF_HTTP_PORT": str(self.port),
                 "WHARF_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                **(env or {}),
             }
         )
         env.pop("WHARF_REDIS_URL", None)  # the private Redis, as make run

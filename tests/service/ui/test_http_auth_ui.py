@@ -10,6 +10,7 @@ import pytest
 
 from tests.service.ui.conftest import ADMIN, ADMIN_PASSWORD, Ui, basic
 from tests.service.ui.test_configurations import drop_alice
+from tests.service.ui.test_portal_admin import sign_in, text
 from tests.support.oa import Oa, OaUser
 
 URL = "/api/v2.0/configurations"
@@ -66,3 +67,26 @@ async def test_the_portal_sign_in_names_its_backend(http_ui: Ui, oa: Oa) -> None
         ("olga", "http_auth"),
         ("admin", "db_auth"),
     ]
+
+
+async def test_a_directory_users_password_is_the_directorys(http_ui: Ui) -> None:
+    """Neither the user nor an admin sets a password here for a directory user: it would take the
+    account from the directory (a local password is never taken over). The account page says
+    where the password is changed instead of offering a form that cannot work."""
+    olga = basic("olga", "Olga-oa-1")
+    me = await http_ui.client.get("/api/v2.0/users/current", headers=olga)
+    assert me.status == 200, await me.text()
+    url = f"/api/v2.0/users/{(await me.json())['user_id']}/password"
+    own = await http_ui.client.put(
+        url, json={"old_password": "Olga-oa-1", "new_password": "Olga-new-2"}, headers=olga
+    )
+    assert own.status == 403
+    assert "change the password there" in (await own.json())["errors"][0]["message"]
+    by_admin = await http_ui.client.put(url, json={"new_password": "Olga-new-2"}, headers=ADMIN)
+    assert by_admin.status == 403
+    assert (await http_ui.client.get("/api/v2.0/users/current", headers=olga)).status == 200
+
+    await sign_in(http_ui, "olga", "Olga-oa-1")
+    page = await text(http_ui, "/harbor/account")
+    assert 'id="directory-password"' in page
+    assert "/password" not in page
