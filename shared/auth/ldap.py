@@ -382,21 +382,27 @@ def _find_users(
     return [_user(settings, dn, attributes, uid) for dn, attributes in found]
 
 
+def _bind_as_user(
+    conn: ldap3.Connection, settings: LdapSettings, username: str, password: str
+) -> LdapUser | None:
+    """Search-then-bind on `conn`: the one user `username` names, once a bind as them proves
+    `password` (the connection is then bound as them); None, logged, otherwise."""
+    # Two at most: more than one match is as much a refusal as none.
+    found = _find_users(conn, settings, username, size_limit=2)
+    if len(found) != 1:
+        log.info("ldap_login_refused", username=username, reason="no such user" if not found else "ambiguous")
+        return None
+    user = found[0]
+    if not conn.rebind(user=user.dn, password=password, authentication=ldap3.SIMPLE):
+        log.info("ldap_login_refused", username=username, reason=_describe(conn))
+        return None
+    return user
+
+
 def _authenticate(settings: LdapSettings, username: str, password: str) -> LdapUser | None:
     conn = _open(settings)
     try:
-        # Two at most: more than one match is as much a refusal as none.
-        found = _find_users(conn, settings, username, size_limit=2)
-        if len(found) != 1:
-            log.info(
-                "ldap_login_refused", username=username, reason="no such user" if not found else "ambiguous"
-            )
-            return None
-        user = found[0]
-        if not conn.rebind(user=user.dn, password=password, authentication=ldap3.SIMPLE):
-            log.info("ldap_login_refused", username=username, reason=_describe(conn))
-            return None
-        return user
+        return _bind_as_user(conn, settings, username, password)
     finally:
         _close(conn)
 
@@ -569,15 +575,8 @@ def _sign_in(settings: LdapSettings, username: str, password: str) -> SignIn | N
     proven by a bind as the user, the reads done as the service account again (rebound)."""
     conn = _open(settings)
     try:
-        found = _find_users(conn, settings, username, size_limit=2)
-        if len(found) != 1:
-            log.info(
-                "ldap_login_refused", username=username, reason="no such user" if not found else "ambiguous"
-            )
-            return None
-        user = found[0]
-        if not conn.rebind(user=user.dn, password=password, authentication=ldap3.SIMPLE):
-            log.info("ldap_login_refused", username=username, reason=_describe(conn))
+        user = _bind_as_user(conn, settings, username, password)
+        if user is None:
             return None
         search_dn = settings.ldap_search_dn.strip()
         if search_dn:

@@ -212,21 +212,26 @@ def test_http_auth(browser: Browser, tmp_path: Path) -> None:
         admin_still_signs_in(browser, site)
 
 
-def sso_sign_in(portal: Portal, button: str, username: str, password: str, site: Site) -> str:
+def sso_sign_in(browser: Browser, site: Site, mode: str, button: str, username: str, password: str) -> str:
     """Through the sign-in page's button, the provider's own form and back, signed in: the CLI
-    secret the account page shows."""
-    page = portal.page
-    page.goto("/harbor/sign-in")
-    page.get_by_role("link", name=button).click()
-    page.locator("input[name=username]").fill(username)
-    page.locator("input[name=password]").fill(password)
-    page.locator("input[name=password]").press("Enter")
-    expect(page).to_have_url(re.compile(re.escape(site.url) + r"/harbor/projects"))
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-    portal.console_errors.clear()  # the peer's own page asks for assets it does not have: not ours
-    sees_team(page)
-    portal.visit("/harbor/account")
-    secret = page.locator("#cli-secret").inner_text().strip()
+    secret the account page shows (both pages checked and shot as `<mode>-…`)."""
+    portal = Portal(browser, site.url, username)
+    try:
+        page = portal.page
+        page.goto("/harbor/sign-in")
+        portal.check(f"{mode}-sign-in")
+        page.get_by_role("link", name=button).click()
+        page.locator("input[name=username]").fill(username)
+        page.locator("input[name=password]").fill(password)
+        page.locator("input[name=password]").press("Enter")
+        expect(page).to_have_url(re.compile(re.escape(site.url) + r"/harbor/projects"))
+        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        portal.console_errors.clear()  # the peer's own page asks for assets it does not have: not ours
+        sees_team(page)
+        portal.visit("/harbor/account", shot=f"{mode}-account-cli-secret")
+        secret = page.locator("#cli-secret").inner_text().strip()
+    finally:
+        portal.close()
     assert len(secret) >= 32
     status, _, me = site.api("GET", "/users/current", auth=(username, secret))
     assert status == 200, me
@@ -253,14 +258,9 @@ def test_oidc_auth(browser: Browser, tmp_path: Path) -> None:
         with running_oidc_provider(tmp_path / "oidc", users, redirect_uris=[callback]) as provider:
             configure(site, {"auth_mode": "oidc_auth", **provider.configuration()})
             team_for_group(site, {"group_name": "devs", "group_type": OIDC})
-            portal = Portal(browser, site.url, "olivia")
-            try:
-                portal.page.goto("/harbor/sign-in")
-                portal.check("sign-in-oidc")
-                secret = sso_sign_in(portal, "Sign in with Test provider", "olivia", "Olivia-pass-1", site)
-                portal.check("oidc-account-cli-secret")
-            finally:
-                portal.close()
+            secret = sso_sign_in(
+                browser, site, "oidc", "Sign in with Test provider", "olivia", "Olivia-pass-1"
+            )
             pusher = Pusher(site, tmp_path, "olivia", secret)
             pusher.pushes("1")
         # The provider is down: the CLI secret does not depend on it (the field report's
@@ -279,14 +279,7 @@ def test_cas_auth(browser: Browser, tmp_path: Path) -> None:
         with running_cas_server(tmp_path / "cas", users) as cas:
             configure(site, {"auth_mode": "cas_auth", **cas.configuration()})
             team_for_group(site, {"group_name": "devs", "group_type": CAS})
-            portal = Portal(browser, site.url, "carol")
-            try:
-                portal.page.goto("/harbor/sign-in")
-                portal.check("sign-in-cas")
-                secret = sso_sign_in(portal, "Sign in with CAS", "carol", "Carol-pass-1", site)
-                portal.check("account-cli-secret")
-            finally:
-                portal.close()
+            secret = sso_sign_in(browser, site, "cas", "Sign in with CAS", "carol", "Carol-pass-1")
             pusher = Pusher(site, tmp_path, "carol", secret)
             pusher.pushes("1")
         pusher.pushes("2")  # CAS is down: the CLI secret still works, and so does the admin
