@@ -15,7 +15,7 @@ from wharf_shared import events
 from wharf_shared.accounts import check_username
 from wharf_shared.addresses import client_address
 from wharf_shared.auth.cas import CasError, CasTicketError, login_url, logout_url, parse_logout_request
-from wharf_shared.auth.oidc import AuthorizationRequest, OidcError
+from wharf_shared.auth.oidc import AuthorizationRequest, OidcError, subject_key
 from wharf_shared.db.groups import GroupType
 from wharf_shared.errors.domain import InvalidInput
 from wharf_shared.keys import DB, EVENTS, REDIS, RUNTIME, SETTINGS
@@ -47,7 +47,6 @@ from wharf_ui.sso import (
     oidc_config,
     onboard,
     put_pending,
-    subject_key,
     take_pending,
 )
 
