@@ -33,6 +33,7 @@ from wharf_shared.accounts import check_profile, check_username
 from wharf_shared.auth.cas import CasClient, CasSettings, cas_settings
 from wharf_shared.auth.cli_secrets import generate_secret, store_secret, stored_secret
 from wharf_shared.auth.oidc import OidcClient, OidcError, OidcSettings, decrypted_settings
+from wharf_shared.auth.refresh_tokens import store_refresh_token
 from wharf_shared.db import accounts, groups
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
@@ -177,10 +178,12 @@ async def onboard(
     *,
     create: bool = True,
     chosen: bool = False,
+    refresh_token: str = "",
 ) -> accounts.User:
     """The local user of a provider's person, their groups replaced. A person with no account
     yet gets one when `create`; otherwise `NeedsOnboarding` (Harbor's onboarding form, where they
-    choose a name: `chosen`, which must then be free)."""
+    choose a name: `chosen`, which must then be free). An OIDC `refresh_token` replaces the one
+    stored (the group sync's; a sign-in without one leaves the stored one)."""
 
     async def go(conn: AsyncConnection) -> accounts.User | None:
         username = person.username
@@ -224,6 +227,8 @@ async def onboard(
             bind = update(t.user_account).where(u.id == user.id, u.sso_subject.is_(None))
             await conn.execute(bind.values(sso_subject=person.subject))
         await groups.replace_memberships(conn, user.id, group_type, person.groups)
+        if refresh_token:
+            await store_refresh_token(conn, box, user.id, refresh_token)
         if await stored_secret(conn, user.id) is None:
             await store_secret(conn, box, user.id, generate_secret())
         return user
