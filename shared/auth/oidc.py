@@ -10,10 +10,15 @@ the username from `oidc_user_claim` (else the `name` claim, what Harbor's onboar
 groups from `oidc_groups_claim` kept by the regular expression `oidc_group_filter`, and system
 admin for members of `oidc_admin_group` (checked before the filter, as Harbor does).
 
+`refresh` trades a stored refresh token for who the person is now (their groups, the admin flag),
+for the job service's OIDC group sync (`wharf_shared.oidc_group_sync`).
+
 Discovery (`<oidc_endpoint>/.well-known/openid-configuration`) and the provider's keys are cached
 for a while; an ID token signed by a key the cache does not know refetches the keys once (the
 provider rotated them). Every failure is an `OidcError` whose message says what went wrong, for
-the log and for an admin; the portal turns it into a refused login, never a 500.
+the log and for an admin; the portal turns it into a refused login, never a 500. Two kinds are
+told apart: `OidcUnavailable` (the provider unreachable, or a 5xx) and `OidcGrantRefused` (a
+refresh token refused).
 
 The settings travel with each call (runtime settings); `OidcSettings` names its fields exactly as
 Harbor's configuration keys.
