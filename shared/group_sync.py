@@ -21,7 +21,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from sqlalchemy import select
@@ -39,8 +39,9 @@ from wharf_shared.runtime import LdapSettings
 
 log = get_logger(__name__)
 
-REQUEST_KEY = "wharf:ldap_group_sync:requested"  # a run asked for (its request id)
-REPORT_KEY = "wharf:ldap_group_sync:report"  # the last run's report (JSON)
+PREFIX = "wharf:ldap_group_sync"  # of its Redis keys (the job service's scheduling adds its own)
+REQUEST_KEY = f"{PREFIX}:requested"  # a run asked for (its request id)
+REPORT_KEY = f"{PREFIX}:report"  # the last run's report (JSON)
 REPORT_TTL_SECONDS = 30 * 24 * 3600
 SYNC_EVENT = "user_group.sync"
 _PAGE = 500
@@ -65,27 +66,35 @@ class SyncReport:
         return asdict(self)
 
 
-async def request(redis: Redis) -> str:
+class Report(Protocol):
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+# The Redis side of a sync, shared with the OIDC group sync (`wharf_shared.oidc_group_sync`),
+# which passes its own keys.
+
+
+async def request(redis: Redis, key: str = REQUEST_KEY) -> str:
     """Ask the job service's leader for a run now; the request id its report will carry."""
     request_id = os.urandom(8).hex()
-    await redis.set(REQUEST_KEY, request_id)
+    await redis.set(key, request_id)
     return request_id
 
 
-async def take_request(redis: Redis) -> str | None:
+async def take_request(redis: Redis, key: str = REQUEST_KEY) -> str | None:
     """The pending request's id (taken: one run answers it), None when there is none."""
-    raw = await redis.getdel(REQUEST_KEY)
+    raw = await redis.getdel(key)
     if raw is None:
         return None
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
-async def save_report(redis: Redis, report: SyncReport) -> None:
-    await redis.set(REPORT_KEY, json.dumps(report.as_dict()), ex=REPORT_TTL_SECONDS)
+async def save_report(redis: Redis, report: Report, key: str = REPORT_KEY) -> None:
+    await redis.set(key, json.dumps(report.as_dict()), ex=REPORT_TTL_SECONDS)
 
 
-async def last_report(redis: Redis) -> dict[str, Any] | None:
-    raw = await redis.get(REPORT_KEY)
+async def last_report(redis: Redis, key: str = REPORT_KEY) -> dict[str, Any] | None:
+    raw = await redis.get(key)
     if raw is None:
         return None
     try:

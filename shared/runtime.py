@@ -92,7 +92,8 @@ class HttpAuthSettings:
 
 @dataclass(frozen=True, slots=True)
 class OidcSettings:
-    """`oidc_auth` (Harbor's keys). `oidc_client_secret` is ciphertext."""
+    """`oidc_auth` (Harbor's keys; ours: oidc_group_sync_schedule). `oidc_client_secret` is
+    ciphertext."""
 
     oidc_name: str = ""
     oidc_endpoint: str = ""
@@ -106,6 +107,9 @@ class OidcSettings:
     oidc_verify_cert: bool = True
     oidc_auto_onboard: bool = False
     oidc_extra_redirect_parms: str = "{}"  # a JSON object, as Harbor takes it
+    # Ours: the job service's sync of OIDC users' groups by their refresh tokens (Harbor's
+    # 6-field cron; "" = never).
+    oidc_group_sync_schedule: str = "0 0 * * * *"
 
 
 @dataclass(frozen=True, slots=True)

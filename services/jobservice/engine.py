@@ -23,6 +23,7 @@ from wharf_jobservice.cmdb import CmdbSchedule
 from wharf_jobservice.consumer import StreamConsumer
 from wharf_jobservice.ldap_sync import LdapGroupSync
 from wharf_jobservice.leader import LeaderLock
+from wharf_jobservice.oidc_sync import OidcGroupSync
 from wharf_jobservice.planning import plan_execution
 from wharf_jobservice.reconciler import Reconciler
 from wharf_jobservice.scheduler import Scheduler
@@ -33,6 +34,7 @@ from wharf_shared import jobs as job_queue
 from wharf_shared import keys as shared_keys
 from wharf_shared import runtime
 from wharf_shared.auth.ldap_auth import LdapAuthBackend
+from wharf_shared.auth.oidc import OidcClient
 from wharf_shared.config import Settings
 from wharf_shared.db import jobs as jobs_db
 from wharf_shared.db.engine import Database
@@ -40,7 +42,9 @@ from wharf_shared.db.types import utcnow
 from wharf_shared.group_sync import SyncReport
 from wharf_shared.logging import get_logger
 from wharf_shared.metrics import Metrics
+from wharf_shared.oidc_group_sync import OidcSyncReport
 from wharf_shared.redis import open_redis
+from wharf_shared.secrets import SecretBox
 
 log = get_logger(__name__)
 
@@ -89,6 +93,17 @@ class EngineMetrics:
             "LDAP groups a sync left unchanged because the directory did not answer for them",
             registry=registry,
         )
+
+        self.oidc_group_syncs = Counter(
+            "wharf_jobservice_oidc_group_syncs",
+            "OIDC group sync runs by outcome (ok, partial: some users left unchanged, error: none changed)",
+            ["outcome"],
+            registry=registry,
+        )
+
+    def oidc_group_sync(self, report: OidcSyncReport) -> None:
+        outcome = "error" if report.error else "partial" if report.failed else "ok"
+        self.oidc_group_syncs.labels(outcome).inc()
 
     def ldap_group_sync(self, report: SyncReport) -> None:
         outcome = "error" if report.error else "partial" if report.failed else "ok"
@@ -140,6 +155,17 @@ class Engine:
         self.ldap_sync = LdapGroupSync(
             db, redis, settings_now, ldap, now=now, on_report=metrics.ldap_group_sync
         )
+        # The OIDC group sync (its schedule too), with the process's HTTP client.
+        key = _secret_key(settings)
+        self.oidc_sync = OidcGroupSync(
+            db=db,
+            redis=redis,
+            runtime=settings_now,
+            client=OidcClient(session),
+            box=SecretBox(key) if key else None,
+            now=now,
+            on_report=metrics.oidc_group_sync,
+        )
         self._reconciler = Reconciler(
             db,
             self.enqueue,
@@ -176,6 +202,7 @@ class Engine:
                 await asyncio.wait_for(task, timeout=10)
         await self._cmdb.stop()
         await self.ldap_sync.stop()
+        await self.oidc_sync.stop()
         with contextlib.suppress(Exception):
             await self.lock.release()
         self._metrics.leader.set(0)
@@ -259,6 +286,7 @@ class Engine:
                         self._metrics.executions_triggered.labels("scheduled").inc(len(fired))
                     await self._fire_cmdb()
                     await self.ldap_sync.tick()
+                    await self.oidc_sync.tick()
                 now = time.monotonic()
                 due = reconciled_at is None or now - reconciled_at >= jobs.reconcile_interval_seconds
                 if first or (leader and due):  # every worker once at start; then the leader

@@ -14,6 +14,9 @@ Identity (`auth_mode`: db_auth, ldap_auth, http_auth, oidc_auth, cas_auth) takes
   `mail`), `ldap_realname_attribute` (default `cn`), `ldap_group_sync_schedule` (when the job
   service re-reads every LDAP group's members: Harbor's 6-field cron, default hourly
   `0 0 * * * *`; "" = never);
+- `oidc_group_sync_schedule` (when the job service asks the OIDC provider for each OIDC user's
+  groups with their refresh token: Harbor's 6-field cron, default hourly `0 0 * * * *`; "" =
+  never);
 - `http_authproxy_timeout` (seconds, 1-300), and where the user's attributes are in the
   endpoint's JSON answer, as dotted paths (`user.mail`): `http_authproxy_username_field`,
   `http_authproxy_email_field`, `http_authproxy_realname_field`, `http_authproxy_groups_field`
@@ -249,6 +252,7 @@ KEYS: dict[str, Key] = dict(
         _key("oidc_verify_cert", "boolean"),
         _key("oidc_auto_onboard", "boolean"),
         _key("oidc_extra_redirect_parms", "string", _redirect_parms),
+        _key("oidc_group_sync_schedule", "string", _schedule),
         # CAS
         _key("cas_url", "string", _HTTP),
         _key("cas_version", "string", _one_of("2.0", "3.0")),

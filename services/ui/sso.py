@@ -32,14 +32,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from wharf_shared.accounts import check_profile, check_username
 from wharf_shared.auth.cas import CasClient, CasSettings, cas_settings
 from wharf_shared.auth.cli_secrets import generate_secret, store_secret, stored_secret
-from wharf_shared.auth.oidc import OidcClient, OidcSettings, oidc_settings
+from wharf_shared.auth.oidc import OidcClient, OidcError, OidcSettings, decrypted_settings
+from wharf_shared.auth.refresh_tokens import store_refresh_token
 from wharf_shared.db import accounts, groups
 from wharf_shared.db import tables as t
 from wharf_shared.db.engine import Database
 from wharf_shared.errors.domain import InvalidInput
 from wharf_shared.logging import get_logger
 from wharf_shared.runtime import RuntimeSettings
-from wharf_shared.secrets import SecretBox, SecretError
+from wharf_shared.secrets import SecretBox
 
 log = get_logger(__name__)
 
@@ -77,14 +78,11 @@ SSO = web.AppKey("sso", SsoClients)
 
 def oidc_config(runtime: RuntimeSettings, box: SecretBox) -> OidcSettings:
     """The OIDC client's settings, the client secret decrypted."""
-    values = dataclasses.asdict(runtime.oidc)
-    if values.get("oidc_client_secret"):
-        try:
-            values["oidc_client_secret"] = box.decrypt(values["oidc_client_secret"])
-        except SecretError:
-            log.error("oidc_client_secret_undecryptable")
-            raise SsoRefused("the OIDC client secret cannot be read: an admin must set it again") from None
-    return oidc_settings(values)
+    try:
+        return decrypted_settings(dataclasses.asdict(runtime.oidc), box)
+    except OidcError:
+        log.error("oidc_client_secret_undecryptable")
+        raise SsoRefused("the OIDC client secret cannot be read: an admin must set it again") from None
 
 
 def cas_config(runtime: RuntimeSettings) -> CasSettings:
@@ -147,11 +145,6 @@ class Person:
     subject: str = ""  # OIDC: `subject_key` of the ID token's iss and sub; CAS has none
 
 
-def subject_key(issuer: str, subject: str) -> str:
-    """What `user_account.sso_subject` holds for an OIDC identity (fixed size, unique)."""
-    return hashlib.sha256(f"{issuer}\0{subject}".encode()).hexdigest()
-
-
 async def _by_subject(conn: AsyncConnection, subject: str) -> str | None:
     """The username of the account bound to this OIDC identity."""
     u = t.user_account.c
@@ -185,10 +178,12 @@ async def onboard(
     *,
     create: bool = True,
     chosen: bool = False,
+    refresh_token: str = "",
 ) -> accounts.User:
     """The local user of a provider's person, their groups replaced. A person with no account
     yet gets one when `create`; otherwise `NeedsOnboarding` (Harbor's onboarding form, where they
-    choose a name: `chosen`, which must then be free)."""
+    choose a name: `chosen`, which must then be free). An OIDC `refresh_token` replaces the one
+    stored (the group sync's; a sign-in without one leaves the stored one)."""
 
     async def go(conn: AsyncConnection) -> accounts.User | None:
         username = person.username
@@ -232,6 +227,8 @@ async def onboard(
             bind = update(t.user_account).where(u.id == user.id, u.sso_subject.is_(None))
             await conn.execute(bind.values(sso_subject=person.subject))
         await groups.replace_memberships(conn, user.id, group_type, person.groups)
+        if refresh_token:
+            await store_refresh_token(conn, box, user.id, refresh_token)
         if await stored_secret(conn, user.id) is None:
             await store_secret(conn, box, user.id, generate_secret())
         return user

@@ -10,10 +10,15 @@ the username from `oidc_user_claim` (else the `name` claim, what Harbor's onboar
 groups from `oidc_groups_claim` kept by the regular expression `oidc_group_filter`, and system
 admin for members of `oidc_admin_group` (checked before the filter, as Harbor does).
 
+`refresh` trades a stored refresh token for who the person is now (their groups, the admin flag),
+for the job service's OIDC group sync (`wharf_shared.oidc_group_sync`).
+
 Discovery (`<oidc_endpoint>/.well-known/openid-configuration`) and the provider's keys are cached
 for a while; an ID token signed by a key the cache does not know refetches the keys once (the
 provider rotated them). Every failure is an `OidcError` whose message says what went wrong, for
-the log and for an admin; the portal turns it into a refused login, never a 500.
+the log and for an admin; the portal turns it into a refused login, never a 500. Two kinds are
+told apart: `OidcUnavailable` (the provider unreachable, or a 5xx) and `OidcGrantRefused` (a
+refresh token refused).
 
 The settings travel with each call (runtime settings); `OidcSettings` names its fields exactly as
 Harbor's configuration keys.
@@ -39,6 +44,7 @@ import jwt
 
 from wharf_shared.auth.answers import read_capped
 from wharf_shared.logging import get_logger
+from wharf_shared.secrets import SecretBox, SecretError
 
 log = get_logger(__name__)
 
@@ -80,8 +86,37 @@ def oidc_settings(values: Mapping[str, Any]) -> OidcSettings:
     return OidcSettings(**picked)
 
 
+def decrypted_settings(values: Mapping[str, Any], box: SecretBox) -> OidcSettings:
+    """`oidc_settings` of the stored runtime settings, whose `oidc_client_secret` is SecretBox
+    ciphertext: decrypted (OidcError when this secret key cannot)."""
+    values = dict(values)
+    if values.get("oidc_client_secret"):
+        try:
+            values["oidc_client_secret"] = box.decrypt(values["oidc_client_secret"])
+        except SecretError:
+            raise OidcError(
+                "the OIDC client secret cannot be decrypted: an admin must set it again"
+            ) from None
+    return oidc_settings(values)
+
+
 class OidcError(Exception):
-    """A login or provider exchange that failed; the message says why."""
+    """A login or provider exchange that failed; the message says why. `status` and `error`: the
+    provider's HTTP status and OAuth error code when it answered with one (0 and "" otherwise)."""
+
+    def __init__(self, message: str, *, status: int = 0, error: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+
+
+class OidcUnavailable(OidcError):
+    """The provider could not be reached, timed out or answered 5xx: it said nothing about anyone."""
+
+
+class OidcGrantRefused(OidcError):
+    """The token endpoint refused a refresh token (`invalid_grant`): the person was removed, their
+    session or consent revoked. The provider no longer vouches for them."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +167,11 @@ class OidcUser:
     access_token: str
     refresh_token: str
     claims: Mapping[str, Any] = field(repr=False)  # the ID token's claims, userinfo's added
+
+
+def subject_key(issuer: str, subject: str) -> str:
+    """What `user_account.sso_subject` holds for an OIDC identity (fixed size, unique)."""
+    return hashlib.sha256(f"{issuer}\0{subject}".encode()).hexdigest()
 
 
 def _b64url(data: bytes) -> str:
@@ -296,7 +336,7 @@ class OidcClient:
                 body = await read_capped(response, _BODY_LIMIT)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise OidcError(
+            raise OidcUnavailable(
                 f"{what} at {url}: cannot reach the provider: {type(exc).__name__}: {exc}"
             ) from None
         if len(body) > _BODY_LIMIT:
@@ -306,12 +346,14 @@ class OidcClient:
         except ValueError:
             value = None
         if status != 200:
-            detail = ""
+            detail, error = "", ""
             if isinstance(value, dict) and value.get("error"):
-                detail = f": {value.get('error')}"
+                error = str(value.get("error"))
+                detail = f": {error}"
                 if value.get("error_description"):
                     detail += f": {value.get('error_description')}"
-            raise OidcError(f"{what} at {url} answered {status}{detail}")
+            kind = OidcUnavailable if status >= 500 else OidcError
+            raise kind(f"{what} at {url} answered {status}{detail}", status=status, error=error)
         if not isinstance(value, dict):
             raise OidcError(f"{what} at {url} did not answer a JSON object")
         return value
@@ -409,18 +451,10 @@ class OidcClient:
         url = metadata.authorization_endpoint + separator + urlencode(query, quote_via=quote)
         return AuthorizationRequest(url, state, nonce, verifier, redirect_uri)
 
-    async def exchange_code(
-        self, settings: OidcSettings, code: str, *, redirect_uri: str, code_verifier: str
-    ) -> dict[str, Any]:
-        """The token endpoint's answer for an authorization code, the client authenticated by
-        client_secret_basic or client_secret_post, as the provider supports."""
+    async def _token_request(self, settings: OidcSettings, form: dict[str, str]) -> dict[str, Any]:
+        """The token endpoint's answer to `form`, the client authenticated by client_secret_basic
+        or client_secret_post, as the provider supports."""
         metadata = await self.discover(settings)
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "code_verifier": code_verifier,
-        }
         headers: dict[str, str] = {}
         methods = metadata.token_endpoint_auth_methods
         if "client_secret_basic" in methods:
@@ -428,7 +462,11 @@ class OidcClient:
             pair = f"{quote(settings.oidc_client_id, safe='')}:{quote(settings.oidc_client_secret, safe='')}"
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         elif "client_secret_post" in methods:
-            form |= {"client_id": settings.oidc_client_id, "client_secret": settings.oidc_client_secret}
+            form = {
+                **form,
+                "client_id": settings.oidc_client_id,
+                "client_secret": settings.oidc_client_secret,
+            }
         else:
             raise OidcError(
                 "the token endpoint supports neither client_secret_basic nor client_secret_post "
@@ -437,12 +475,28 @@ class OidcClient:
         answer: dict[str, Any] = await self._json(
             settings, "POST", metadata.token_endpoint, "the token endpoint", headers=headers, data=form
         )
+        return answer
+
+    async def exchange_code(
+        self, settings: OidcSettings, code: str, *, redirect_uri: str, code_verifier: str
+    ) -> dict[str, Any]:
+        """The token endpoint's answer for an authorization code."""
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": code_verifier,
+        }
+        answer = await self._token_request(settings, form)
         if not isinstance(answer.get("id_token"), str):
             raise OidcError("the token endpoint gave no ID token (is 'openid' among the scopes?)")
         return answer
 
-    async def verify_id_token(self, settings: OidcSettings, id_token: str, *, nonce: str) -> dict[str, Any]:
-        """The claims of an ID token once its signature, issuer, audience, times and nonce hold."""
+    async def verify_id_token(
+        self, settings: OidcSettings, id_token: str, *, nonce: str | None
+    ) -> dict[str, Any]:
+        """The claims of an ID token once its signature, issuer, audience, times and nonce hold
+        (`nonce` None: a refreshed ID token, which carries none to check, OIDC Core 12.2)."""
         metadata = await self.discover(settings)
         try:
             header = jwt.get_unverified_header(id_token)
@@ -480,6 +534,8 @@ class OidcClient:
         # OIDC Core 3.1.3.7: with several audiences, azp names who the token was issued to.
         if (len(audiences) > 1 or "azp" in claims) and claims.get("azp") != settings.oidc_client_id:
             raise OidcError("the ID token was issued to another party (azp)")
+        if nonce is None:
+            return claims
         if not isinstance(claims.get("nonce"), str) or not hmac.compare_digest(claims["nonce"], nonce):
             raise OidcError("the ID token's nonce is not this login's (a replayed token?)")
         return claims
@@ -530,15 +586,65 @@ class OidcClient:
         id_token = str(tokens["id_token"])
         access_token = str(tokens.get("access_token") or "")
         claims = await self.verify_id_token(settings, id_token, nonce=request.nonce)
-        if access_token and _needs_userinfo(settings, claims):
-            info = await self.userinfo(settings, access_token)
-            # OIDC Core 5.3.2: userinfo's sub must be the ID token's, else it speaks of someone else.
-            if info and info.get("sub") != claims["sub"]:
-                raise OidcError("the userinfo endpoint answered for another subject")
-            claims = {**info, **claims}
+        claims = await self._with_userinfo(settings, claims, access_token)
         user = user_from_claims(settings, claims, id_token=id_token, access_token=access_token)
         refresh = tokens.get("refresh_token")
         return replace(user, refresh_token=refresh if isinstance(refresh, str) else "")
+
+    async def _with_userinfo(
+        self, settings: OidcSettings, claims: dict[str, Any], access_token: str
+    ) -> dict[str, Any]:
+        """An ID token's claims, with userinfo's added when the ID token lacks one we use."""
+        if not access_token or not _needs_userinfo(settings, claims):
+            return claims
+        info = await self.userinfo(settings, access_token)
+        # OIDC Core 5.3.2: userinfo's sub must be the ID token's, else it speaks of someone else.
+        if info and info.get("sub") != claims["sub"]:
+            raise OidcError("the userinfo endpoint answered for another subject")
+        return {**info, **claims}
+
+    async def refresh(self, settings: OidcSettings, refresh_token: str, *, subject: str) -> OidcUser:
+        """Who a stored refresh token's person is now (their groups, the admin flag), for the
+        account bound to `subject` (`subject_key` of its issuer and sub); `refresh_token` of the
+        answer: the rotated token when the provider sent one, else "".
+
+        The token endpoint with grant_type=refresh_token, the client authenticated as for a code.
+        A new ID token is verified as at sign-in but for the nonce, which a refreshed one does not
+        carry (OIDC Core 12.2); without one, userinfo (with the new access token) speaks, the
+        issuer being the configured provider's. The username claim is not needed: the account
+        follows the subject. OidcGrantRefused: the provider refused the grant (`invalid_grant`),
+        or the identity it names is not the account's; OidcUnavailable: the provider is down."""
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        try:
+            tokens = await self._token_request(settings, form)
+        except OidcUnavailable:
+            raise
+        except OidcError as exc:
+            if exc.error == "invalid_grant":
+                raise OidcGrantRefused(str(exc), status=exc.status, error=exc.error) from None
+            raise
+        settings = replace(settings, oidc_user_claim="")
+        access_token = str(tokens.get("access_token") or "")
+        id_token = tokens.get("id_token")
+        if isinstance(id_token, str) and id_token:
+            claims = await self.verify_id_token(settings, id_token, nonce=None)
+            claims = await self._with_userinfo(settings, claims, access_token)
+        else:
+            id_token = ""
+            metadata = await self.discover(settings)
+            if not access_token or not metadata.userinfo_endpoint:
+                raise OidcError(
+                    "the refresh gave no ID token, and no userinfo endpoint or access token to ask"
+                )
+            info = await self.userinfo(settings, access_token)
+            if not isinstance(info.get("sub"), str) or not info["sub"]:
+                raise OidcError("the userinfo endpoint named no subject")
+            claims = {**info, "iss": metadata.issuer}
+        if not hmac.compare_digest(subject_key(str(claims["iss"]), str(claims["sub"])), subject):
+            raise OidcGrantRefused("the refresh token names another identity than the account's")
+        user = user_from_claims(settings, claims, id_token=id_token, access_token=access_token)
+        rotated = tokens.get("refresh_token")
+        return replace(user, refresh_token=rotated if isinstance(rotated, str) else "")
 
     async def end_session_url(
         self, settings: OidcSettings, *, id_token: str = "", post_logout_redirect_uri: str = ""

@@ -102,8 +102,9 @@ async def set_password(conn: AsyncConnection, user_id: int, password_hash: str) 
 
 
 async def delete_user(conn: AsyncConnection, user_id: int) -> None:
-    """Remove a user and their memberships (of projects and of groups); refused while they own
-    projects (a project keeps an owner: it is deleted or handed over first)."""
+    """Remove a user, their memberships (of projects and of groups) and OIDC refresh token;
+    refused while they own projects (a project keeps an owner: it is deleted or handed over
+    first)."""
     p = t.project.c
     owned = [row.name for row in await conn.execute(select(p.name).where(p.owner_id == user_id).limit(5))]
     if owned:
@@ -112,6 +113,7 @@ async def delete_user(conn: AsyncConnection, user_id: int) -> None:
         )
     await conn.execute(delete(t.project_member).where(t.project_member.c.user_id == user_id))
     await conn.execute(delete(t.user_group_member).where(t.user_group_member.c.user_id == user_id))
+    await conn.execute(delete(t.oidc_refresh_token).where(t.oidc_refresh_token.c.user_id == user_id))
     await conn.execute(delete(t.user_account).where(t.user_account.c.id == user_id))
 
 

@@ -206,6 +206,16 @@ user_account = Table(
     Index(None, "sso_subject", unique=True),
 )
 
+# An OIDC user's refresh token from their last sign-in (SecretBox ciphertext), with which the job
+# service's group sync asks the provider for their groups (`wharf_shared.oidc_group_sync`).
+oidc_refresh_token = Table(
+    "oidc_refresh_token",
+    metadata,
+    Column("user_id", BigId, ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True),
+    Column("token", Text, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
 project = Table(
     "project",
     metadata,

@@ -9,6 +9,12 @@ endpoint with a username/password form (PKCE with S256 required), the token endp
 (client_secret_basic or client_secret_post, as each client is registered; Authlib checks the
 PKCE verifier), userinfo and an end-session endpoint.
 
+Refresh tokens are issued when the scope has `offline_access`, rotated at each use (the old one
+revoked); a refresh answers an access token (no ID token, as Authlib's grant does), so userinfo
+tells the groups. Test controls: POST /users/<name>/groups sets a user's groups, POST
+/users/<name>/revoke revokes their refresh tokens, POST /fail makes the token endpoint answer a
+status (a 5xx) until set back to 0.
+
 The `groups` claim goes into the ID token only when the scope has `groups`; userinfo always
 gives it, so that a relying party without that scope must ask userinfo.
 """
@@ -68,7 +74,7 @@ class Client(ClientMixin):
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type == "authorization_code"
+        return grant_type in ("authorization_code", "refresh_token")
 
 
 class Code(AuthorizationCodeMixin):
@@ -91,6 +97,7 @@ class Code(AuthorizationCodeMixin):
 class Token(TokenMixin):
     def __init__(self, user: dict[str, Any], client: Client, scope: str, expires_at: float) -> None:
         self.user, self.client, self.scope, self.expires_at = user, client, scope, expires_at
+        self.revoked = False
 
     def check_client(self, client: Client) -> bool:
         return client.client_id == self.client.client_id
@@ -105,7 +112,7 @@ class Token(TokenMixin):
         return time.time() > self.expires_at
 
     def is_revoked(self) -> bool:
-        return False
+        return self.revoked
 
     def get_user(self) -> dict[str, Any]:
         return self.user
@@ -126,6 +133,8 @@ def create_app(config: dict[str, Any]) -> Flask:
     keys = [_new_key(1)]  # the last signs; all are published (a rotation keeps the old ones)
     codes: dict[str, Code] = {}
     tokens: dict[str, Token] = {}
+    refresh_tokens: dict[str, Token] = {}
+    failing = {"status": 0}  # test control: the token endpoint's answer while set (a 5xx)
     nonces: set[str] = set()
 
     def claims_of(user: dict[str, Any], scope: str, *, for_id_token: bool) -> UserInfo:
@@ -193,19 +202,41 @@ def create_app(config: dict[str, Any]) -> Flask:
             return claims_of(user, scope, for_id_token=True)
 
     def save_token(token: dict[str, Any], req: Any) -> None:
-        tokens[token["access_token"]] = Token(
-            req.user, req.client, token.get("scope", ""), time.time() + int(token.get("expires_in", 3600))
-        )
+        scope = token.get("scope", "")
+        if "offline_access" not in scope.split():
+            # As Dex and others: no refresh token unless offline_access was granted. (The dict is
+            # the answer Authlib sends.)
+            token.pop("refresh_token", None)
+        issued = Token(req.user, req.client, scope, time.time() + int(token.get("expires_in", 3600)))
+        tokens[token["access_token"]] = issued
+        if token.get("refresh_token"):
+            refresh_tokens[token["refresh_token"]] = issued
+
+    class RefreshTokenGrant(grants.RefreshTokenGrant):
+        TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+        INCLUDE_NEW_REFRESH_TOKEN = True  # rotated at each use, the old one revoked
+
+        def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
+            found = refresh_tokens.get(refresh_token)
+            return found if found is not None and not found.revoked else None
+
+        def authenticate_user(self, refresh_token: Token) -> dict[str, Any]:
+            return refresh_token.user
+
+        def revoke_old_credential(self, refresh_token: Token) -> None:
+            refresh_token.revoked = True
 
     class Bearer(BearerTokenValidator):
         def authenticate_token(self, token_string: str) -> Token | None:
             return tokens.get(token_string)
 
     app = Flask(__name__)
+    app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = True  # Authlib's random refresh tokens
     server = AuthorizationServer(app, query_client=clients.get, save_token=save_token)
     server.register_grant(
         AuthorizationCodeGrant, [CodeChallenge(required=True), IdTokens(require_nonce=True)]
     )
+    server.register_grant(RefreshTokenGrant)
     require_oauth = ResourceProtector()
     require_oauth.register_token_validator(Bearer())
 
@@ -240,6 +271,27 @@ def create_app(config: dict[str, Any]) -> Flask:
         keys.append(_new_key(len(keys) + 1))
         return jsonify(kid=keys[-1].kid)
 
+    @app.post("/users/<name>/groups")
+    def set_groups(name: str) -> Response:
+        """Test control: the user's groups from now on (`{"groups": [...]}`)."""
+        users[name]["groups"] = list((request.get_json() or {}).get("groups", []))
+        return jsonify(groups=users[name]["groups"])
+
+    @app.post("/users/<name>/revoke")
+    def revoke(name: str) -> Response:
+        """Test control: revoke every refresh token of the user (their session ended here)."""
+        subject = users[name]["sub"]
+        gone = [t for t in refresh_tokens.values() if t.user["sub"] == subject and not t.revoked]
+        for token in gone:
+            token.revoked = True
+        return jsonify(revoked=len(gone))
+
+    @app.post("/fail")
+    def fail() -> Response:
+        """Test control: the token endpoint answers this status (`{"status": 503}`; 0 ends it)."""
+        failing["status"] = int((request.get_json() or {}).get("status", 0))
+        return jsonify(failing)
+
     def form(message: str = "") -> str:
         # Posted back to this same URL: the authorization request stays in the query string.
         note = f"<p class=error>{html.escape(message)}</p>" if message else ""
@@ -269,6 +321,8 @@ def create_app(config: dict[str, Any]) -> Flask:
 
     @app.post("/token")
     def token() -> Any:
+        if failing["status"]:
+            return Response("unavailable", status=failing["status"])
         return server.create_token_response()
 
     @app.route("/userinfo", methods=["GET", "POST"])

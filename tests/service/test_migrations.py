@@ -206,6 +206,7 @@ SEED: dict[str, list[dict[str, Any]]] = {
         {"project_id": 2, "member_type": "u", "member_id": 2, "created_at": NOW},
         {"project_id": 2, "member_type": "g", "member_id": 1, "created_at": NOW},
     ],
+    "oidc_refresh_token": [{"user_id": 2, "token": "gAAAAA" + "r" * 300, "updated_at": NOW}],
     "configuration": [{"key": "anonymous_access", "value": "false", "updated_at": NOW}],
     "audit_log": [
         {

@@ -35,11 +35,30 @@ class OidcUserSeed:
 class OidcProvider:
     issuer: str
 
+    def _post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = json.dumps(body or {}).encode()
+        request = urllib.request.Request(  # noqa: S310 - loopback
+            self.issuer + path, data=data, method="POST", headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            answer: dict[str, Any] = json.load(response)
+            return answer
+
     def rotate_keys(self) -> str:
         """Make the provider sign with a new key (the old stays published); its key id."""
-        request = urllib.request.Request(f"{self.issuer}/rotate", method="POST")  # noqa: S310 - loopback
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
-            return str(json.load(response)["kid"])
+        return str(self._post("/rotate")["kid"])
+
+    def set_groups(self, username: str, groups: Sequence[str]) -> None:
+        """The user's groups at the provider from now on."""
+        self._post(f"/users/{username}/groups", {"groups": list(groups)})
+
+    def revoke_refresh_tokens(self, username: str) -> int:
+        """Revoke the user's refresh tokens (their session ended at the provider); how many."""
+        return int(self._post(f"/users/{username}/revoke")["revoked"])
+
+    def fail_token_endpoint(self, status: int) -> None:
+        """The token endpoint answers `status` (a 5xx) from now on; 0 ends it."""
+        self._post("/fail", {"status": status})
 
     def configuration(self, **overrides: Any) -> dict[str, Any]:
         """Runtime settings (Harbor's `oidc_*` keys) for this provider as client `wharf`."""
@@ -49,7 +68,7 @@ class OidcProvider:
             "oidc_client_id": CLIENT_ID,
             "oidc_client_secret": CLIENT_SECRET,
             "oidc_groups_claim": "groups",
-            "oidc_scope": "openid,profile,email,groups",
+            "oidc_scope": "openid,profile,email,groups,offline_access",
             "oidc_user_claim": "preferred_username",
             "oidc_verify_cert": True,
             "oidc_auto_onboard": True,

@@ -15,13 +15,14 @@ from wharf_shared import events
 from wharf_shared.accounts import check_username
 from wharf_shared.addresses import client_address
 from wharf_shared.auth.cas import CasError, CasTicketError, login_url, logout_url, parse_logout_request
-from wharf_shared.auth.oidc import AuthorizationRequest, OidcError
+from wharf_shared.auth.oidc import AuthorizationRequest, OidcError, subject_key
 from wharf_shared.db.groups import GroupType
 from wharf_shared.errors.domain import InvalidInput
 from wharf_shared.keys import DB, EVENTS, REDIS, RUNTIME, SETTINGS
 from wharf_shared.logging import get_logger
 from wharf_shared.passwords import fingerprint
 from wharf_shared.rbac import Identity
+from wharf_shared.secrets import SecretError
 from wharf_ui.keys import BOX, SECURE_COOKIES, SESSIONS, TRUSTED_PROXIES
 from wharf_ui.portal.errors import error_page
 from wharf_ui.portal.pages.session import safe_next
@@ -47,7 +48,6 @@ from wharf_ui.sso import (
     oidc_config,
     onboard,
     put_pending,
-    subject_key,
     take_pending,
 )
 
@@ -105,9 +105,17 @@ async def _signed_in(
     chosen: bool = False,
     sso: dict[str, str],
     index: str | None = None,
+    refresh_token: str = "",
 ) -> web.Response:
     user = await onboard(
-        request.app[DB], request.app[BOX], mode, person, group_type, create=create, chosen=chosen
+        request.app[DB],
+        request.app[BOX],
+        mode,
+        person,
+        group_type,
+        create=create,
+        chosen=chosen,
+        refresh_token=refresh_token,
     )
     identity = Identity(user.id, user.username, user.sysadmin)
     # An SSO user has no password: the session is bound to that (a password set later ends it).
@@ -181,14 +189,17 @@ async def oidc_callback(request: web.Request) -> web.Response:
             pending,
             create=settings.oidc_auto_onboard,
             sso={"mode": OIDC, "id_token": user.id_token},
+            refresh_token=user.refresh_token,
         )
     except NeedsOnboarding as suggested:
-        # Harbor's onboarding: the person chooses their username; what the provider proved waits.
+        # Harbor's onboarding: the person chooses their username; what the provider proved waits
+        # (the refresh token encrypted: Redis holds it meanwhile).
         entry = {
             "mode": ONBOARDING,
             "next": (pending or {}).get("next", ""),
             "person": dataclasses.asdict(person),
             "id_token": user.id_token,
+            "refresh_token": request.app[BOX].encrypt(user.refresh_token) if user.refresh_token else "",
         }
         target = ONBOARD_PAGE + "?" + urllib.parse.urlencode({"username": str(suggested)})
         return await _to_provider(request, target, entry)
@@ -232,6 +243,7 @@ async def oidc_onboard(request: web.Request) -> web.Response:
             pending,
             chosen=True,
             sso={"mode": OIDC, "id_token": str(pending.get("id_token", ""))},
+            refresh_token=_pending_refresh_token(request, pending),
         )
     except UsernameTaken as exc:
         return await onboarding_form(request, username, str(exc), status=409)
@@ -240,6 +252,17 @@ async def oidc_onboard(request: web.Request) -> web.Response:
         return await _refused(request, 403, str(exc))
     await drop_pending(redis, value)
     return response
+
+
+def _pending_refresh_token(request: web.Request, pending: Mapping[str, Any]) -> str:
+    """The refresh token an onboarding kept (encrypted), "" when none or unreadable."""
+    stored = pending.get("refresh_token")
+    if not isinstance(stored, str) or not stored:
+        return ""
+    try:
+        return request.app[BOX].decrypt(stored)
+    except SecretError:
+        return ""
 
 
 async def onboarding_form(

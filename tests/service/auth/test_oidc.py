@@ -1,6 +1,7 @@
 """OidcClient against a real OpenID Connect provider (Authlib on Flask, its own process): the
 authorization code flow with PKCE driven through the provider's login form, ID token checks,
-groups, userinfo, and every refusal a precise OidcError."""
+groups, userinfo, the refresh grant (groups read again, the token rotated), and every refusal a
+precise OidcError."""
 
 from __future__ import annotations
 
@@ -27,9 +28,12 @@ from wharf_shared.auth.oidc import (
     AuthorizationRequest,
     OidcClient,
     OidcError,
+    OidcGrantRefused,
     OidcSettings,
+    OidcUnavailable,
     code_challenge,
     oidc_settings,
+    subject_key,
 )
 
 USERS = {
@@ -80,7 +84,7 @@ async def test_authorization_code_with_pkce_round_trip(client: OidcClient, setti
     query = parse_qs(urlsplit(request.url).query)
     assert query["code_challenge_method"] == ["S256"]
     assert query["code_challenge"] == [code_challenge(request.code_verifier)]
-    assert query["scope"] == ["openid profile email groups"]
+    assert query["scope"] == ["openid profile email groups offline_access"]
     assert query["state"] == [request.state]
     assert state == request.state
     assert query["nonce"] == [request.nonce]
@@ -126,6 +130,9 @@ async def test_client_secret_post(tmp_path: Path, http: aiohttp.ClientSession) -
         request, code, state = await start_login(client, settings)
         user = await client.complete_login(settings, request, code=code, state=state)
         assert user.username == "alice"
+        # The refresh grant authenticates the client the same way.
+        subject = subject_key(user.issuer, user.subject)
+        assert (await client.refresh(settings, user.refresh_token, subject=subject)).subject == user.subject
 
 
 async def test_verify_cert(tmp_path: Path, http: aiohttp.ClientSession) -> None:
@@ -311,3 +318,48 @@ async def test_extra_parameters_and_end_session(client: OidcClient, settings: Oi
         "id_token_hint": ["abc"],
         "post_logout_redirect_uri": ["http://x/"],
     }
+
+
+async def test_refresh_reads_the_groups_now_and_rotates_the_token(
+    client: OidcClient, settings: OidcSettings, provider: OidcProvider
+) -> None:
+    request, code, state = await start_login(client, settings)
+    user = await client.complete_login(settings, request, code=code, state=state)
+    assert user.refresh_token  # the scope has offline_access
+    subject = subject_key(user.issuer, user.subject)
+    provider.set_groups("alice", ["dev", "x-ops"])
+    try:
+        again = await client.refresh(settings, user.refresh_token, subject=subject)
+        # Through the same rules as a sign-in: the filter, and the admin group left.
+        assert (again.subject, again.groups, again.admin) == (user.subject, ("dev",), False)
+        assert again.refresh_token not in ("", user.refresh_token)
+        with pytest.raises(OidcGrantRefused, match="answered 400: invalid_grant"):
+            await client.refresh(settings, user.refresh_token, subject=subject)  # spent by the rotation
+        with pytest.raises(OidcGrantRefused, match="another identity"):
+            await client.refresh(settings, again.refresh_token, subject="0" * 64)
+    finally:
+        provider.set_groups("alice", USERS["alice"].groups)
+
+
+async def test_refresh_refusals_and_outages(
+    client: OidcClient, settings: OidcSettings, provider: OidcProvider
+) -> None:
+    online = oidc_settings(provider.configuration(oidc_scope="openid,profile,email"))
+    request, code, state = await start_login(client, online)
+    assert (await client.complete_login(online, request, code=code, state=state)).refresh_token == ""
+
+    request, code, state = await start_login(client, settings)
+    user = await client.complete_login(settings, request, code=code, state=state)
+    subject = subject_key(user.issuer, user.subject)
+    provider.fail_token_endpoint(503)
+    try:
+        with pytest.raises(OidcUnavailable, match="answered 503"):
+            await client.refresh(settings, user.refresh_token, subject=subject)
+    finally:
+        provider.fail_token_endpoint(0)
+    down = oidc_settings(provider.configuration(oidc_endpoint=f"http://127.0.0.1:{free_port()}"))
+    with pytest.raises(OidcUnavailable, match="cannot reach the provider"):
+        await client.refresh(down, user.refresh_token, subject=subject)
+    assert provider.revoke_refresh_tokens("alice") >= 1
+    with pytest.raises(OidcGrantRefused, match="invalid_grant"):
+        await client.refresh(settings, user.refresh_token, subject=subject)

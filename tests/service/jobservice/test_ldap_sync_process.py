@@ -4,16 +4,13 @@ back; a member removed in the directory loses the group, a known user added gain
 
 from __future__ import annotations
 
-import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
-from tests.service.jobservice.test_worker_process import metrics, wait_for, worker_env
-from tests.support.processes import jobservice_worker_process
+from tests.service.jobservice.test_worker_process import finished_report, metrics, running_worker
 from tests.support.slapd import USERS, Slapd, group_dn, running_slapd
 from wharf_shared import group_sync, runtime
 from wharf_shared.db import accounts, groups
@@ -59,23 +56,9 @@ async def test_the_worker_syncs_groups_when_asked(
     slapd.remove_member("developers", USERS["bob"].dn)
     slapd.add_member("developers", USERS["carol"].dn)
 
-    (tmp_path / "data").mkdir()
-    worker = jobservice_worker_process(
-        worker_env(database_url, redis_url, tmp_path / "data"), tmp_path / "logs"
-    )
-    redis = Redis.from_url(redis_url)
-    try:
-        worker.start(timeout=60)
+    async with running_worker(database_url, redis_url, tmp_path) as (worker, redis):
         request_id = await group_sync.request(redis)
-
-        async def reported() -> dict[str, Any] | None:
-            report = await group_sync.last_report(redis)
-            done = report is not None and report["request_id"] == request_id and report["finished_at"]
-            return report if done else None
-
-        await wait_for(reported, 30)
-        report = await reported()
-        assert report is not None
+        report = await finished_report(request_id, lambda: group_sync.last_report(redis))
         assert (report["trigger"], report["groups"], report["failed"], report["error"]) == (
             "manual",
             1,
@@ -86,8 +69,3 @@ async def test_the_worker_syncs_groups_when_asked(
             members = await groups.members_of(conn, developers)
         assert members == sorted([ids["alice"], ids["carol"]])
         assert 'wharf_jobservice_ldap_group_syncs_total{outcome="ok"} 1.0' in metrics(worker)
-    finally:
-        await redis.aclose()
-        if worker.process is not None and worker.process.poll() is None:
-            worker.process.send_signal(signal.SIGTERM)
-            worker.process.wait(timeout=30)

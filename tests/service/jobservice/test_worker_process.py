@@ -9,11 +9,14 @@ import asyncio
 import signal
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from redis.asyncio import Redis
 
 from tests.support.processes import ServiceProcess, jobservice_worker_process
 from tests.support.replication_rows import add_policy, add_registry
@@ -56,6 +59,41 @@ async def wait_for(condition: Callable[[], object], within: float = 30.0) -> Non
 def metrics(process: ServiceProcess) -> str:
     with urllib.request.urlopen(f"{process.url}/metrics", timeout=5) as response:  # noqa: S310
         return str(response.read().decode())
+
+
+@asynccontextmanager
+async def running_worker(
+    database_url: str, redis_url: str, folder: Path
+) -> AsyncIterator[tuple[ServiceProcess, Redis]]:
+    """A worker started with `worker_env` (its data and logs under `folder`), and a Redis client;
+    the worker stopped with SIGTERM at the end."""
+    (folder / "data").mkdir()
+    worker = jobservice_worker_process(worker_env(database_url, redis_url, folder / "data"), folder / "logs")
+    redis = Redis.from_url(redis_url)
+    try:
+        worker.start(timeout=60)
+        yield worker, redis
+    finally:
+        await redis.aclose()
+        if worker.process is not None and worker.process.poll() is None:
+            worker.process.send_signal(signal.SIGTERM)
+            worker.process.wait(timeout=30)
+
+
+async def finished_report(
+    request_id: str, last_report: Callable[[], Awaitable[dict[str, Any] | None]]
+) -> dict[str, Any]:
+    """A directory sync's report once the run answering `request_id` finished."""
+
+    async def reported() -> dict[str, Any] | None:
+        report = await last_report()
+        done = report is not None and report["request_id"] == request_id and report["finished_at"]
+        return report if done else None
+
+    await wait_for(reported, 30)
+    report = await reported()
+    assert report is not None
+    return report
 
 
 @pytest.fixture

@@ -3,11 +3,16 @@
 client follows the redirects with its cookies: the user is onboarded, their provider groups give
 a project role, their CLI secret (shown to them) gets a push token at the token service and stops
 working once replaced; CAS's single logout ends the portal session; a provider that is down or a
-forged redirect is a clean refusal page; the local admin still signs in."""
+forged redirect is a clean refusal page; the local admin still signs in. The job service's OIDC
+group sync (its leader's code) takes a group the provider removed away from the CLI secret, drops
+a user whose refresh token the provider revoked, changes nobody while the provider is down, and
+fires on its schedule."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +22,7 @@ import aiohttp
 import jwt
 import pytest
 import sqlalchemy as sa
+from redis.asyncio import Redis
 from yarl import URL
 
 from tests.service.ui.conftest import ADMIN, ADMIN_PASSWORD, Ui, basic, ui_settings
@@ -24,8 +30,15 @@ from tests.support.cas_server import CasServer, CasUserSeed, running_cas_server
 from tests.support.oidc_provider import OidcProvider, OidcUserSeed, running_oidc_provider
 from tests.support.processes import free_port
 from tests.support.sign_in import browser, sign_in
+from wharf_jobservice.oidc_sync import OidcGroupSync
+from wharf_shared import oidc_group_sync, runtime
+from wharf_shared.auth.oidc import OidcClient
 from wharf_shared.config import Settings
+from wharf_shared.db import accounts, groups
 from wharf_shared.db import tables as t
+from wharf_shared.db.engine import Database
+from wharf_shared.events import decode
+from wharf_shared.secrets import SecretBox
 from wharf_shared.setup import ensure_accounts
 from wharf_token.app import create_app as create_token
 from wharf_ui.app import create_app as create_ui
@@ -298,6 +311,7 @@ async def test_oidc_onboarding_form_when_automatic_onboarding_is_off(
     me = (await current(client, wharf))[1]
     assert (me["username"], me["email"]) == ("olivia-o", "olivia@example.test")
     assert me["oidc_user_meta"]["secret"]
+    assert await stored_token(wharf, "olivia-o")  # kept (encrypted) while she chose the name
     # The onboarding was used up; the next sign-in finds the account by the provider's subject.
     again = await client.post(onboard, data={"username": "olivia-2"}, allow_redirects=False)
     assert again.status == 400
@@ -374,3 +388,216 @@ async def test_an_oidc_account_follows_the_providers_subject(
     done = await sso_sign_in(client, wharf, "/c/oidc/login", "olivia", "Olivia-pass-1")
     assert done.status == 403
     assert "belongs to another identity" in await done.text()
+
+
+# -- the OIDC group sync (the job service leader's code, on the site's database and Redis) ---------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = dt.datetime.now(dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@dataclass
+class Leader:
+    sync: OidcGroupSync
+    clock: Clock
+    redis: Redis
+
+    async def run(self) -> dict[str, Any]:
+        """A run asked for (as an admin would), started by the leader's tick; its saved report."""
+        request_id = await oidc_group_sync.request(self.redis)
+        task = await self.sync.tick()
+        assert task is not None
+        await task
+        report = await oidc_group_sync.last_report(self.redis)
+        assert report is not None
+        assert (report["request_id"], bool(report["finished_at"])) == (request_id, True)
+        return report
+
+
+@pytest.fixture
+async def leader(wharf: Wharf, oidc: OidcProvider) -> AsyncIterator[Leader]:
+    settings = wharf.settings
+    db = Database(settings.effective_database_url, pool_size=2)
+    redis = Redis.from_url(settings.redis_url)
+    config = runtime.RuntimeConfig(db, runtime.defaults(settings), cache_seconds=0)
+    clock = Clock()
+    async with aiohttp.ClientSession() as session:
+        box = SecretBox(settings.secret_key_bytes())
+        sync = OidcGroupSync(
+            db=db, redis=redis, runtime=config.get, client=OidcClient(session), box=box, now=clock
+        )
+        try:
+            yield Leader(sync, clock, redis)
+        finally:
+            await sync.stop()
+            await redis.aclose()
+            await db.close()
+            # The provider is the module's: olivia as seeded again, its token endpoint up.
+            oidc.fail_token_endpoint(0)
+            oidc.set_groups("olivia", OIDC_USERS["olivia"].groups)
+
+
+async def stored_token(wharf: Wharf, username: str = "olivia") -> str | None:
+    """The user's stored refresh token, decrypted."""
+
+    async def go(conn: Any) -> str | None:
+        r = t.oidc_refresh_token.c
+        u = t.user_account.c
+        query = sa.select(r.token).join(t.user_account, u.id == r.user_id).where(u.username == username)
+        value: str | None = (await conn.execute(query)).scalar()
+        return value
+
+    found: str | None = await Ui(wharf.settings, wharf.ui, 0, 0).db_call(go)
+    return None if found is None else SecretBox(wharf.settings.secret_key_bytes()).decrypt(found)
+
+
+async def olivia_groups_and_admin(wharf: Wharf) -> tuple[list[str], bool]:
+    async def go(conn: Any) -> tuple[list[str], bool]:
+        user = await accounts.find_user(conn, "olivia")
+        assert user is not None
+        names = [g.group_name for g in await groups.groups_of(conn, user.id) if g.group_type == 3]
+        return names, user.sysadmin
+
+    found: tuple[list[str], bool] = await Ui(wharf.settings, wharf.ui, 0, 0).db_call(go)
+    return found
+
+
+async def sync_events(wharf: Wharf) -> list[dict[str, Any]]:
+    """The group sync's audit events: in the outbox, or relayed to the stream already."""
+
+    async def go(conn: Any) -> list[str]:
+        return [row[0] for row in await conn.execute(sa.select(t.event_outbox.c.payload))]
+
+    found = [json.loads(p) for p in await Ui(wharf.settings, wharf.ui, 0, 0).db_call(go)]
+    redis = Redis.from_url(wharf.settings.redis_url)
+    try:
+        found += [e for _, fields in await redis.xrange(wharf.settings.events_stream) for e in decode(fields)]
+    finally:
+        await redis.aclose()
+    return [e for e in found if e["type"] == "user_group.sync"]
+
+
+async def signed_in_olivia(
+    wharf: Wharf, oidc: OidcProvider, client: aiohttp.ClientSession, *, admin_group: str = ""
+) -> str:
+    """olivia onboarded (devs: a developer in `team`); her CLI secret."""
+    await wharf.configure(auth_mode="oidc_auth", **oidc.configuration(oidc_admin_group=admin_group))
+    await wharf.team_project_for_group(3)
+    done = await sso_sign_in(client, wharf, "/c/oidc/login", "olivia", "Olivia-pass-1")
+    assert done.status == 302, await done.text()
+    secret: str = (await current(client, wharf))[1]["oidc_user_meta"]["secret"]
+    assert await wharf.push_access("olivia", secret) == (200, ["pull", "push"])
+    return secret
+
+
+async def test_oidc_group_sync_takes_a_removed_group_away_from_the_cli_secret(
+    wharf: Wharf, oidc: OidcProvider, client: aiohttp.ClientSession, leader: Leader
+) -> None:
+    secret = await signed_in_olivia(wharf, oidc, client)
+    first = await stored_token(wharf)
+    assert first  # the sign-in's refresh token (offline_access), kept encrypted
+    me = await (await client.get(wharf.url + "/api/v2.0/users/current")).text()
+    assert first not in me
+
+    oidc.set_groups("olivia", ["wharf-admins"])  # out of devs at the provider
+    assert await wharf.push_access("olivia", secret) == (200, ["pull", "push"])  # until the sync
+    report = await leader.run()
+    assert (report["trigger"], report["checked"], report["changed"], report["dropped"]) == ("manual", 1, 1, 0)
+    assert (report["failed"], report["error"]) == ([], "")
+    assert await olivia_groups_and_admin(wharf) == (["wharf-admins"], False)
+    # The CLI secret still logs in; the project's access is read afresh: none.
+    assert await wharf.push_access("olivia", secret) == (200, [])
+    rotated = await stored_token(wharf)
+    assert rotated not in (None, first)  # the provider rotated it: the new one is kept
+    events = await sync_events(wharf)
+    assert [(e["data"]["group"], e["data"]["added"], e["data"]["removed"]) for e in events] == [
+        ("devs", [], ["olivia"])
+    ]
+    assert events[0]["data"]["operator"] == "wharf$jobservice"
+
+    # Back in devs: the next run gives it back, with the rotated token.
+    oidc.set_groups("olivia", ["devs", "wharf-admins"])
+    report = await leader.run()
+    assert (report["checked"], report["changed"], report["failed"]) == (1, 1, [])
+    assert await wharf.push_access("olivia", secret) == (200, ["pull", "push"])
+    # Nothing new: nothing changes.
+    assert (await leader.run())["changed"] == 0
+    # A deleted user's token goes with her.
+    user_id = (await current(client, wharf))[1]["user_id"]
+    assert (await wharf.ui.delete(f"/api/v2.0/users/{user_id}", headers=ADMIN)).status == 200
+    assert await stored_token(wharf) is None
+    assert (await leader.run())["checked"] == 0
+
+
+async def test_oidc_group_sync_drops_a_revoked_user_and_keeps_all_while_the_provider_is_down(
+    wharf: Wharf, oidc: OidcProvider, client: aiohttp.ClientSession, leader: Leader
+) -> None:
+    secret = await signed_in_olivia(wharf, oidc, client, admin_group="wharf-admins")
+    assert await olivia_groups_and_admin(wharf) == (["devs", "wharf-admins"], True)
+    oidc.set_groups("olivia", [])
+    # The token endpoint answers 503: nobody changes, the report says so.
+    oidc.fail_token_endpoint(503)
+    report = await leader.run()
+    assert (report["checked"], report["changed"], report["dropped"], report["failed"]) == (
+        0,
+        0,
+        0,
+        ["olivia"],
+    )
+    assert "unavailable" in report["error"]
+    assert await olivia_groups_and_admin(wharf) == (["devs", "wharf-admins"], True)
+    # Unreachable: the same.
+    oidc.fail_token_endpoint(0)
+    await wharf.configure(oidc_endpoint=f"http://127.0.0.1:{free_port()}")
+    report = await leader.run()
+    assert (report["changed"], report["failed"]) == (0, ["olivia"])
+    assert "cannot reach" in report["error"]
+    assert await wharf.push_access("olivia", secret) == (200, ["pull", "push"])
+    assert await stored_token(wharf)
+
+    # Her session revoked at the provider: the refresh is refused, her OIDC groups dropped (the
+    # admin flag they gave too) and the token; her CLI secret still logs in, to no project.
+    await wharf.configure(oidc_endpoint=oidc.issuer)
+    assert oidc.revoke_refresh_tokens("olivia") >= 1  # (the module's earlier tests left some too)
+    report = await leader.run()
+    assert (report["checked"], report["changed"], report["dropped"], report["failed"]) == (1, 1, 1, [])
+    assert await olivia_groups_and_admin(wharf) == ([], False)
+    assert await stored_token(wharf) is None
+    assert await wharf.push_access("olivia", secret) == (200, [])
+    assert (await leader.run())["checked"] == 0  # no token left to ask with
+    # Signing in again brings the groups and a token back.
+    await client.get(wharf.url + "/c/logout")
+    oidc.set_groups("olivia", OIDC_USERS["olivia"].groups)
+    done = await sso_sign_in(client, wharf, "/c/oidc/login", "olivia", "Olivia-pass-1")
+    assert done.status == 302, await done.text()
+    assert await stored_token(wharf)
+    assert await wharf.push_access("olivia", secret) == (200, ["pull", "push"])
+
+
+async def test_oidc_group_sync_schedule_fires_once_per_fire_time(
+    wharf: Wharf, oidc: OidcProvider, leader: Leader
+) -> None:
+    await wharf.configure(auth_mode="oidc_auth", **oidc.configuration(oidc_group_sync_schedule="0 0 * * * *"))
+    sync, clock = leader.sync, leader.clock
+    assert await sync.tick() is None  # the first look only notes the time
+    clock.now += dt.timedelta(minutes=30)
+    assert await sync.tick() is None  # not yet
+    clock.now += dt.timedelta(hours=1)
+    task = await sync.tick()
+    assert task is not None
+    report = await task
+    assert (report.trigger, report.error, report.checked, report.failed) == ("schedule", "", 0, [])
+    assert await sync.tick() is None  # that fire time is done
+    await wharf.configure(oidc_group_sync_schedule="")
+    clock.now += dt.timedelta(hours=3)
+    assert await sync.tick() is None  # off
+    await wharf.configure(oidc_group_sync_schedule="0 0 * * * *", auth_mode="db_auth")
+    clock.now += dt.timedelta(hours=3)
+    assert await sync.tick() is None  # not under oidc_auth
+    resp = await wharf.ui.put(CONFIG, json={"oidc_group_sync_schedule": "often"}, headers=ADMIN)
+    assert resp.status == 400
