@@ -1643,6 +1643,49 @@ PATHS.update(
     }
 )
 
+# -- the OIDC group sync (Wharf's): each OIDC user's groups asked again with their refresh token ---
+
+DEFINITIONS.update(
+    {
+        "OidcGroupSyncReport": {
+            "type": "object",
+            "properties": {
+                "trigger": {**_STR, "description": "schedule or manual"},
+                "request_id": {**_STR, "description": "The manual request it answers"},
+                "started_at": _STR,
+                "finished_at": {**_STR, "description": "Empty while it runs"},
+                "checked": {**_INT, "description": "Users the provider answered for"},
+                "changed": {**_INT, "description": "Users whose groups or admin flag changed"},
+                "dropped": {**_INT, "description": "Users the provider refused: their OIDC groups dropped"},
+                "failed": {"type": "array", "items": _STR, "description": "Users left unchanged"},
+                "error": {**_STR, "description": "Why the run changed nothing (the provider down, …)"},
+            },
+        },
+    }
+)
+PATHS.update(
+    {
+        "/system/oidc/groups/sync": {
+            "post": _admin(
+                "requestOidcGroupSync",
+                {
+                    "202": {
+                        "description": "Asked of the job service",
+                        "schema": _ref("LdapGroupSyncRequest"),
+                    },
+                    **_responses({}, "403"),
+                },
+                tag="oidc",
+            ),
+            "get": _admin(
+                "getOidcGroupSync",
+                _responses(_ok(_ref("OidcGroupSyncReport")), "403", "404"),
+                tag="oidc",
+            ),
+        },
+    }
+)
+
 
 DOCUMENT: dict[str, Any] = {
     "swagger": "2.0",

@@ -11,6 +11,7 @@ from wharf_ui.handlers import (
     configurations,
     ldap,
     members,
+    oidc_sync,
     projects,
     registries,
     replication,
@@ -62,6 +63,8 @@ ROUTES = (
     ("GET", "/ldap/groups/search", ldap.search_ldap_groups, "search_ldap_groups"),
     ("POST", "/ldap/groups/sync", ldap.request_ldap_group_sync, "request_ldap_group_sync"),
     ("GET", "/ldap/groups/sync", ldap.get_ldap_group_sync, "get_ldap_group_sync"),
+    ("POST", "/system/oidc/groups/sync", oidc_sync.request_oidc_group_sync, "request_oidc_group_sync"),
+    ("GET", "/system/oidc/groups/sync", oidc_sync.get_oidc_group_sync, "get_oidc_group_sync"),
     # projects, members, search
     ("GET", "/projects", projects.list_projects, "list_projects"),
     ("HEAD", "/projects", projects.head_project, "head_project"),

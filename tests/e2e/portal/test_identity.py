@@ -2,8 +2,9 @@
 portal in the browser, their project role comes from a group the directory (or provider) says
 they are in, skopeo pushes through the front door with their password (ldap_auth, http_auth) or
 CLI secret (oidc_auth, cas_auth), and the directory's word is followed: removed from the group,
-their next push is refused after the sync (LDAP's group sync, the OA's next answer); the peer
-down, its users are refused with the usual message while the local admin still signs in.
+their next push is refused after the sync (LDAP's and OIDC's group syncs, the OA's next
+answer; CAS says nothing between sign-ins); the peer down, its users are refused with the usual
+message while the local admin still signs in.
 
 Each mode is a `wharf run` of its own: the auth mode changes only while `admin` is the only user,
 so not on the shared site."""
@@ -128,20 +129,20 @@ def admin_still_signs_in(browser: Browser, site: Site) -> None:
         portal.close()
 
 
-def ldap_sync(site: Site) -> dict[str, Any]:
-    """An admin's group sync request (Harbor's API), answered by the job service's leader."""
-    status, _, asked = site.api("POST", "/ldap/groups/sync")
+def group_sync(site: Site, path: str) -> dict[str, Any]:
+    """An admin's group sync request (`/ldap/groups/sync`, `/system/oidc/groups/sync`), answered
+    by the job service's leader: its report."""
+    status, _, asked = site.api("POST", path)
     assert status == 202, asked
-
     reports: list[dict[str, Any]] = []
 
     def answered() -> bool:
-        status, _, answer = site.api("GET", "/ldap/groups/sync")
+        status, _, answer = site.api("GET", path)
         if status == 200 and answer["request_id"] == asked["request_id"] and answer["finished_at"]:
             reports.append(answer)
         return bool(reports)
 
-    wait_until(answered, "the job service answered the LDAP group sync request", timeout=60)
+    wait_until(answered, f"the job service answered the request at {path}", timeout=60)
     return reports[0]
 
 
@@ -163,7 +164,7 @@ def test_ldap_auth(browser: Browser, tmp_path: Path) -> None:
         pusher.pushes("1")
 
         slapd.remove_member("developers", bob.dn)
-        report = ldap_sync(site)
+        report = group_sync(site, "/ldap/groups/sync")
         assert (report["removed"], report["failed"]) == (1, []), report
         pusher.is_refused("2")
 
@@ -263,9 +264,18 @@ def test_oidc_auth(browser: Browser, tmp_path: Path) -> None:
             )
             pusher = Pusher(site, tmp_path, "olivia", secret)
             pusher.pushes("1")
+            # The provider drops her from `devs`: the next group sync (her refresh token) tells.
+            provider.set_groups("olivia", [])
+            report = group_sync(site, "/system/oidc/groups/sync")
+            assert (report["checked"], report["changed"], report["failed"]) == (1, 1, []), report
+            pusher.is_refused("2")
+            provider.set_groups("olivia", ["devs"])
+            report = group_sync(site, "/system/oidc/groups/sync")
+            assert report["changed"] == 1, report
+            pusher.pushes("3")
         # The provider is down: the CLI secret does not depend on it (the field report's
         # "docker login 401" once the SSO session ended)...
-        pusher.pushes("2")
+        pusher.pushes("4")
         # ...and its button says so plainly. The ui remembers discovery for minutes, so the
         # provider to reach at sign-in is one on a closed port.
         configure(site, {"oidc_endpoint": f"http://127.0.0.1:{free_port()}"})

@@ -401,20 +401,27 @@ class Clock:
         return self.now
 
 
+SYNC_API = "/api/v2.0/system/oidc/groups/sync"
+
+
 @dataclass
 class Leader:
     sync: OidcGroupSync
     clock: Clock
     redis: Redis
+    ui: Any  # the ui's TestClient: the admin asks and reads through the API
 
     async def run(self) -> dict[str, Any]:
-        """A run asked for (as an admin would), started by the leader's tick; its saved report."""
-        request_id = await oidc_group_sync.request(self.redis)
+        """A run asked for by an admin (the API), started by the leader's tick; its report."""
+        resp = await self.ui.post(SYNC_API, headers=ADMIN)
+        assert resp.status == 202, await resp.text()
+        request_id = (await resp.json())["request_id"]
         task = await self.sync.tick()
         assert task is not None
         await task
-        report = await oidc_group_sync.last_report(self.redis)
-        assert report is not None
+        resp = await self.ui.get(SYNC_API, headers=ADMIN)
+        assert resp.status == 200, await resp.text()
+        report: dict[str, Any] = await resp.json()
         assert (report["request_id"], bool(report["finished_at"])) == (request_id, True)
         return report
 
@@ -432,7 +439,7 @@ async def leader(wharf: Wharf, oidc: OidcProvider) -> AsyncIterator[Leader]:
             db=db, redis=redis, runtime=config.get, client=OidcClient(session), box=box, now=clock
         )
         try:
-            yield Leader(sync, clock, redis)
+            yield Leader(sync, clock, redis, wharf.ui)
         finally:
             await sync.stop()
             await redis.aclose()
@@ -601,3 +608,21 @@ async def test_oidc_group_sync_schedule_fires_once_per_fire_time(
     assert await sync.tick() is None  # not under oidc_auth
     resp = await wharf.ui.put(CONFIG, json={"oidc_group_sync_schedule": "often"}, headers=ADMIN)
     assert resp.status == 400
+
+
+async def test_the_oidc_group_sync_api_is_for_system_admins(wharf: Wharf, leader: Leader) -> None:
+    resp = await wharf.ui.get(SYNC_API, headers=ADMIN)
+    assert resp.status == 404  # no run yet
+    assert "no OIDC group sync has run yet" in (await resp.json())["errors"][0]["message"]
+    resp = await wharf.ui.post(
+        "/api/v2.0/users",
+        json={"username": "ursula", "password": "Ursula-pass-1", "email": "u@example.test", "realname": "U"},
+        headers=ADMIN,
+    )
+    assert resp.status == 201, await resp.text()
+    for method in ("POST", "GET"):
+        resp = await wharf.ui.request(method, SYNC_API, headers=basic("ursula", "Ursula-pass-1"))
+        assert resp.status == 403, method
+        resp = await wharf.ui.request(method, SYNC_API)
+        assert resp.status == 401, method
+    assert await oidc_group_sync.last_report(leader.redis) is None  # nobody's request was taken
