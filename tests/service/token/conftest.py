@@ -18,6 +18,7 @@ from tests.support.slapd import Person, Slapd, running_slapd
 from wharf_registry.app import create_app as create_registry
 from wharf_shared import rbac, runtime
 from wharf_shared.auth import cli_secrets
+from wharf_shared.auth.cli_secrets import SSO_MODES
 from wharf_shared.config import Settings
 from wharf_shared.db import accounts, projects
 from wharf_shared.db.engine import Database
@@ -75,8 +76,8 @@ class Suite:
     async def add_person(self, username: str, password: str) -> None:
         """Someone who signs in with this password: a local user under db_auth, an OA user or a
         directory entry (made here at their first login) under http_auth and ldap_auth, a single
-        sign-on user whose CLI secret it is under oidc_auth."""
-        if self.mode == "oidc_auth":
+        sign-on user whose CLI secret it is under oidc_auth and cas_auth."""
+        if self.mode in SSO_MODES:
             await self.add_sso_user(username, password)
         elif self.oa is not None:
             self.oa.users[username] = OaUser(password, {})
@@ -100,7 +101,7 @@ class Suite:
         db = Database(self.settings.effective_database_url, pool_size=1)
         try:
             async with db.transaction() as conn:
-                user = await accounts.create_user(conn, username, None, auth_backend="oidc_auth")
+                user = await accounts.create_user(conn, username, None, auth_backend=self.mode)
                 await cli_secrets.store_secret(conn, box, user.id, cli_secret)
         finally:
             await db.close()
@@ -182,10 +183,10 @@ async def start_mode_suite(
     **extra: Any,
 ) -> Suite:
     """A suite whose `auth_mode` is `mode` (db_auth, http_auth checked by `oa`, ldap_auth
-    checked by `slapd`, or oidc_auth: CLI secrets); `admin` is local in each."""
+    checked by `slapd`, or oidc_auth and cas_auth: CLI secrets); `admin` is local in each."""
     suite = await start_suite(aiohttp_client, tmp_path, database_url, redis_url, **extra)
     suite.mode = mode
-    if mode == "oidc_auth":
+    if mode in SSO_MODES:
         await suite.set_runtime(auth_mode=mode)
     if mode == "http_auth":
         await suite.set_runtime(auth_mode=mode, http_authproxy_endpoint=oa.url, http_authproxy_timeout=2)
@@ -214,7 +215,11 @@ def directory_for(mode: str, request: pytest.FixtureRequest) -> Slapd | None:
     return server
 
 
-@pytest.fixture(params=["db_auth", "http_auth", "ldap_auth", "oidc_auth"])
+# Every auth mode, each with its own kind of non-local user (oidc_auth and cas_auth: CLI secrets).
+AUTH_MODES = ("db_auth", "http_auth", "ldap_auth", *SSO_MODES)
+
+
+@pytest.fixture(params=AUTH_MODES)
 async def mode_suite(
     request: pytest.FixtureRequest,
     aiohttp_client: Any,

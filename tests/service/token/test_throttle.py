@@ -17,7 +17,14 @@ from typing import Any
 
 import pytest
 
-from tests.service.token.conftest import ADMIN_PASSWORD, Suite, basic, directory_for, start_mode_suite
+from tests.service.token.conftest import (
+    ADMIN_PASSWORD,
+    AUTH_MODES,
+    Suite,
+    basic,
+    directory_for,
+    start_mode_suite,
+)
 from tests.support.oa import Oa
 from wharf_shared import passwords
 
@@ -30,7 +37,7 @@ def db_kind() -> str:
     return "postgresql"  # the rules live in Redis; one database is enough
 
 
-@pytest.fixture(params=["db_auth", "http_auth", "ldap_auth", "oidc_auth"])  # oidc_auth: CLI secrets
+@pytest.fixture(params=AUTH_MODES)
 def auth_mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
