@@ -28,6 +28,7 @@ from wharf_shared.logging import get_logger
 from wharf_shared.metrics import Metrics, metrics_middleware
 from wharf_shared.redis import open_redis
 from wharf_shared.request_ids import request_id_middleware
+from wharf_shared.runtime_watch import runtime_context
 
 log = get_logger(__name__)
 
@@ -50,6 +51,9 @@ def create_app(
     app[shared_keys.SETTINGS] = settings
     app[shared_keys.METRICS] = metrics
     app.cleanup_ctx.append(_events)
+    # The runtime settings (the syncs' schedules and directories), changes heard within a second
+    # as in every other service, after the context that opens the database.
+    app.cleanup_ctx.append(runtime_context)
     app.cleanup_ctx.extend(contexts)
     add_routes(app, metrics, lambda: _readiness(app, checks))
     return app

@@ -122,6 +122,7 @@ class Engine:
         broker: Redis,
         session: aiohttp.ClientSession,
         metrics: EngineMetrics,
+        runtime_config: runtime.RuntimeConfig,
         *,
         worker: str,
         now: Callable[[], dt.datetime] = utcnow,
@@ -148,9 +149,10 @@ class Engine:
         )
         self.lock = LeaderLock(redis, LOCK_KEY, worker, jobs.scheduler_lock_seconds)
         self._scheduler = Scheduler(db, redis, self.enqueue, now=now)
-        self._cmdb = CmdbSchedule(settings, db, redis, session, now=now)
-        # The LDAP group sync (its schedule is a runtime setting, read through this cache).
-        settings_now = runtime.RuntimeConfig(db, runtime.defaults(settings)).get
+        self._cmdb = CmdbSchedule(settings, db, redis, session, now=now, runtime_config=runtime_config)
+        # The LDAP and OIDC group syncs: their schedules and directories are runtime settings,
+        # read through the process's cache, which hears every change (`runtime_watch`).
+        settings_now = runtime_config.get
         ldap = LdapAuthBackend(db, settings_now, _secret_key(settings))
         self.ldap_sync = LdapGroupSync(
             db, redis, settings_now, ldap, now=now, on_report=metrics.ldap_group_sync
@@ -345,6 +347,7 @@ class EngineHost:
                 broker,
                 session,
                 EngineMetrics(app[shared_keys.METRICS]),
+                app[shared_keys.RUNTIME],
                 worker=worker_id(),
                 now=self.now,
             )

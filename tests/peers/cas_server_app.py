@@ -6,7 +6,9 @@ file to write its port to (it binds a free one), a folder for the SQLite databas
 services allowed (regular expressions) and the seeded users with their groups. CAS lives under
 /cas/ (`/cas/login`, `/cas/serviceValidate`, `/cas/p3/serviceValidate`, `/cas/logout`); each
 validation releases the attributes `mail`, `displayName` and `groups` (one element per group),
-and a logout sends the services a user signed in to the single-logout POST.
+and a logout sends the services a user signed in to the single-logout POST. A test control:
+`POST /users/<name>/groups` with `{"groups": [...]}` replaces a user's groups (what CAS releases
+at their next sign-in).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import django
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
+from django.views.decorators.csrf import csrf_exempt
 
 urlpatterns: list[Any] = []
 
@@ -38,6 +41,21 @@ def attributes(user: Any, service: str) -> dict[str, Any]:
 
 def health(request: Any) -> HttpResponse:
     return HttpResponse("ok")
+
+
+@csrf_exempt
+def set_groups(request: HttpRequest, name: str) -> HttpResponse:
+    """Test control: the user's groups become the body's `groups`."""
+    from django.contrib.auth.models import Group, User
+
+    if request.method != "POST":
+        return HttpResponse(status=405)
+    user = User.objects.filter(username=name).first()
+    if user is None:
+        return HttpResponse(status=404)
+    names = [str(g) for g in json.loads(request.body)["groups"]]
+    user.groups.set([Group.objects.get_or_create(name=g)[0] for g in names])
+    return JsonResponse({"groups": sorted(names)})
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -99,7 +117,13 @@ def main() -> None:
         PASSWORD_HASHERS=["django.contrib.auth.hashers.PBKDF2PasswordHasher"],
     )
     django.setup()
-    urlpatterns.extend([path("cas/", include("mama_cas.urls")), path("health", health)])
+    urlpatterns.extend(
+        [
+            path("cas/", include("mama_cas.urls")),
+            path("health", health),
+            path("users/<str:name>/groups", set_groups),
+        ]
+    )
 
     from django.contrib.auth.models import Group, User
     from django.core.management import call_command

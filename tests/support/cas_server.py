@@ -7,7 +7,8 @@ Services on 127.0.0.1 (any port and path) may use it, and get single-logout POST
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,18 @@ class CasUserSeed:
 @dataclass(frozen=True)
 class CasServer:
     url: str  # the CAS base URL (cas_url)
+
+    def set_groups(self, username: str, groups: Sequence[str]) -> None:
+        """What CAS releases as the user's groups from their next sign-in on."""
+        base = self.url.removesuffix("/cas")
+        request = urllib.request.Request(  # noqa: S310 - loopback
+            f"{base}/users/{username}/groups",
+            data=json.dumps({"groups": list(groups)}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            assert response.status == 200
 
     def configuration(self, **overrides: Any) -> dict[str, Any]:
         """Runtime settings (`cas_*`) for this server."""

@@ -101,10 +101,12 @@ class Pusher:
         assert self.skopeo.mentions(result, *DENIED), self.skopeo.describe(result)
 
 
-def sees_team(page: Page) -> None:
-    """The projects page lists `team`: the group membership reached the portal too."""
+def sees_team(page: Page, member: bool = True) -> None:
+    """The projects page lists `team` (private) only to a member: the group membership (or its
+    end) reached the portal too."""
     page.goto("/harbor/projects")
-    expect(page.get_by_role("link", name="team", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="library", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="team", exact=True)).to_have_count(1 if member else 0)
 
 
 def form_sign_in_refused(browser: Browser, site: Site, username: str, password: str) -> None:
@@ -165,7 +167,7 @@ def test_ldap_auth(browser: Browser, tmp_path: Path) -> None:
 
         slapd.remove_member("developers", bob.dn)
         report = group_sync(site, "/ldap/groups/sync")
-        assert (report["removed"], report["failed"]) == (1, []), report
+        assert (report["removed"], report["failed"]) == (1, []), str(report)
         pusher.is_refused("2")
 
         slapd.stop()
@@ -213,9 +215,12 @@ def test_http_auth(browser: Browser, tmp_path: Path) -> None:
         admin_still_signs_in(browser, site)
 
 
-def sso_sign_in(browser: Browser, site: Site, mode: str, button: str, username: str, password: str) -> str:
+def sso_sign_in(
+    browser: Browser, site: Site, mode: str, button: str, username: str, password: str, *, member: bool = True
+) -> str:
     """Through the sign-in page's button, the provider's own form and back, signed in: the CLI
-    secret the account page shows (both pages checked and shot as `<mode>-…`)."""
+    secret the account page shows (both pages checked and shot as `<mode>-…`); `member`: whether
+    the provider's groups make them a member of `team`."""
     portal = Portal(browser, site.url, username)
     try:
         page = portal.page
@@ -228,7 +233,7 @@ def sso_sign_in(browser: Browser, site: Site, mode: str, button: str, username: 
         expect(page).to_have_url(re.compile(re.escape(site.url) + r"/harbor/projects"))
         expect(page.get_by_role("button", name="Sign out")).to_be_visible()
         portal.console_errors.clear()  # the peer's own page asks for assets it does not have: not ours
-        sees_team(page)
+        sees_team(page, member)
         portal.visit("/harbor/account", shot=f"{mode}-account-cli-secret")
         secret = page.locator("#cli-secret").inner_text().strip()
     finally:
@@ -292,5 +297,14 @@ def test_cas_auth(browser: Browser, tmp_path: Path) -> None:
             secret = sso_sign_in(browser, site, "cas", "Sign in with CAS", "carol", "Carol-pass-1")
             pusher = Pusher(site, tmp_path, "carol", secret)
             pusher.pushes("1")
-        pusher.pushes("2")  # CAS is down: the CLI secret still works, and so does the admin
+            # CAS has no way to ask about someone between sign-ins: her next sign-in is the sync.
+            cas.set_groups("carol", [])
+            again = sso_sign_in(
+                browser, site, "cas", "Sign in with CAS", "carol", "Carol-pass-1", member=False
+            )
+            assert again == secret  # the CLI secret outlives sign-ins
+            pusher.is_refused("2")
+            cas.set_groups("carol", ["devs"])
+            sso_sign_in(browser, site, "cas", "Sign in with CAS", "carol", "Carol-pass-1")
+        pusher.pushes("3")  # CAS is down: the CLI secret still works, and so does the admin
         admin_still_signs_in(browser, site)
