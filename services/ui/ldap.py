@@ -1,6 +1,6 @@
 """Harbor's `/ldap` endpoints' work: a ping of the directory (stored settings, or an admin's
 draft over them), user and group searches, the import of users (their local rows made ahead of
-a first login), and the request of a group sync. Domain code: `LdapError` for a directory
+a first login). Domain code: `LdapError` for a directory
 that cannot answer, no HTTP.
 
 Import: each uid must name exactly one entry of the user search (as at a login); its row is
@@ -14,9 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from redis.asyncio import Redis
-
-from wharf_shared import group_sync
 from wharf_shared.auth.ldap import LdapError, LdapGroup, LdapPing, LdapSettings, LdapUser
 from wharf_shared.auth.ldap_auth import NAME, LdapAuthBackend
 from wharf_shared.db import accounts
@@ -104,11 +101,3 @@ async def import_users(
         if await db.run(go) is None:
             failed.append(FailedImport(uid, "a local user has this name, or another user this e-mail"))
     return failed
-
-
-async def request_sync(redis: Redis) -> str:
-    return await group_sync.request(redis)
-
-
-async def last_sync(redis: Redis) -> dict[str, Any] | None:
-    return await group_sync.last_report(redis)

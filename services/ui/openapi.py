@@ -1560,7 +1560,7 @@ DEFINITIONS.update(
             "properties": {"ldap_uid_list": {"type": "array", "items": _STR, "maxItems": 1000}},
         },
         "LdapFailedImportUser": {"type": "object", "properties": {"uid": _STR, "error": _STR}},
-        "LdapGroupSyncRequest": {"type": "object", "properties": {"request_id": _STR}},
+        "SyncRequest": {"type": "object", "properties": {"request_id": _STR}},
         "LdapGroupSyncReport": {
             "type": "object",
             "properties": {
@@ -1581,6 +1581,18 @@ DEFINITIONS.update(
         },
     }
 )
+
+
+def _sync_path(name: str, *, tag: str) -> dict[str, Any]:
+    """A sync the job service's leader runs: POST asks for a run (202, its request id), GET
+    answers the last run's report (`<name>Report`)."""
+    asked = {"202": {"description": "Asked of the job service", "schema": _ref("SyncRequest")}}
+    return {
+        "post": _admin(f"request{name}", {**asked, **_responses({}, "403")}, tag=tag),
+        "get": _admin(f"get{name}", _responses(_ok(_ref(f"{name}Report")), "403", "404"), tag=tag),
+    }
+
+
 _FAILED_IMPORT = {
     "404": {
         "description": "Some uids were not imported (the others were)",
@@ -1622,24 +1634,7 @@ PATHS.update(
                 tag="ldap",
             ),
         },
-        "/ldap/groups/sync": {
-            "post": _admin(
-                "requestLdapGroupSync",
-                {
-                    "202": {
-                        "description": "Asked of the job service",
-                        "schema": _ref("LdapGroupSyncRequest"),
-                    },
-                    **_responses({}, "403"),
-                },
-                tag="ldap",
-            ),
-            "get": _admin(
-                "getLdapGroupSync",
-                _responses(_ok(_ref("LdapGroupSyncReport")), "403", "404"),
-                tag="ldap",
-            ),
-        },
+        "/ldap/groups/sync": _sync_path("LdapGroupSync", tag="ldap"),
     }
 )
 
@@ -1665,24 +1660,7 @@ DEFINITIONS.update(
 )
 PATHS.update(
     {
-        "/system/oidc/groups/sync": {
-            "post": _admin(
-                "requestOidcGroupSync",
-                {
-                    "202": {
-                        "description": "Asked of the job service",
-                        "schema": _ref("LdapGroupSyncRequest"),
-                    },
-                    **_responses({}, "403"),
-                },
-                tag="oidc",
-            ),
-            "get": _admin(
-                "getOidcGroupSync",
-                _responses(_ok(_ref("OidcGroupSyncReport")), "403", "404"),
-                tag="oidc",
-            ),
-        },
+        "/system/oidc/groups/sync": _sync_path("OidcGroupSync", tag="oidc"),
     }
 )
 

@@ -3,10 +3,7 @@ request. A directory that cannot answer: the ping says so in its answer (200,
 `{"success": false, "message": …}`, as Harbor's portal expects), the searches and the import
 are a 503 `UNAVAILABLE` naming the directory's failure. An import with uids that could not be
 imported is Harbor's 404, whose body lists them (`[{"uid", "error"}]`); the others are imported.
-
-`POST /ldap/groups/sync` (ours) asks the job service's leader for a group sync now (202, with
-its `request_id`); `GET /ldap/groups/sync` shows the last run's report (404 before any), whose
-`request_id` names the request it answered and `finished_at` is "" while it runs.
+The group sync's endpoints (ours) are in `wharf_ui.handlers.syncs`.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from wharf_shared.auth.ldap import LdapError, LdapGroup, LdapUser
 from wharf_shared.errors.harbor import BadRequest, NotFound, Unavailable
-from wharf_shared.keys import DB, REDIS
+from wharf_shared.keys import DB
 from wharf_ui import ldap
 from wharf_ui.bodies import Text, read_json
 from wharf_ui.keys import LDAP
@@ -107,17 +104,3 @@ async def import_ldap_users(request: web.Request) -> web.Response:
     if failed:
         return json_response([{"uid": f.uid, "error": f.error} for f in failed], status=NotFound.status)
     return empty_ok()
-
-
-async def request_ldap_group_sync(request: web.Request) -> web.Response:
-    await sysadmin(request)
-    request_id = await ldap.request_sync(request.app[REDIS])
-    return json_response({"request_id": request_id}, status=202)
-
-
-async def get_ldap_group_sync(request: web.Request) -> web.Response:
-    await sysadmin(request)
-    report = await ldap.last_sync(request.app[REDIS])
-    if report is None:
-        raise NotFound(message="no LDAP group sync has run yet")
-    return json_response(report)

@@ -394,8 +394,10 @@ async def test_an_oidc_account_follows_the_providers_subject(
 
 
 class Clock:
+    """The leader's clock, from five past an hour: the schedule tests step it over fire times."""
+
     def __init__(self) -> None:
-        self.now = dt.datetime.now(dt.UTC)
+        self.now = dt.datetime(2026, 12, 6, 10, 5, tzinfo=dt.UTC)
 
     def __call__(self) -> dt.datetime:
         return self.now
