@@ -104,6 +104,22 @@ async def last_report(redis: Redis, key: str = REPORT_KEY) -> dict[str, Any] | N
     return value if isinstance(value, dict) else None
 
 
+def sync_event(
+    group_name: str, group_id: int, group_type: groups.GroupType, *, added: list[str], removed: list[str]
+) -> dict[str, Any]:
+    """The audit event of a group's members changed by a sync (LDAP's or OIDC's): the usernames
+    added and removed, by the job service."""
+    return new_event(
+        SYNC_EVENT,
+        operator=JOBSERVICE.username,
+        group=group_name,
+        group_id=group_id,
+        group_type=int(group_type),
+        added=added,
+        removed=removed,
+    )
+
+
 async def _ldap_groups(db: Database) -> list[groups.UserGroup]:
     found: list[groups.UserGroup] = []
     async with db.read() as conn:
@@ -155,12 +171,10 @@ async def sync_group(
         added = sorted(set(wanted) - before)
         removed = sorted(before - set(wanted))
         if added or removed:
-            event = new_event(
-                SYNC_EVENT,
-                operator=JOBSERVICE.username,
-                group=group.group_name,
-                group_id=group.id,
-                group_type=int(group.group_type),
+            event = sync_event(
+                group.group_name,
+                group.id,
+                group.group_type,
                 added=[wanted[i] for i in added],
                 removed=await _names(conn, removed),
             )

@@ -95,14 +95,6 @@ async def request(redis: Redis) -> str:
     return await group_sync.request(redis, REQUEST_KEY)
 
 
-async def take_request(redis: Redis) -> str | None:
-    return await group_sync.take_request(redis, REQUEST_KEY)
-
-
-async def save_report(redis: Redis, report: OidcSyncReport) -> None:
-    await group_sync.save_report(redis, report, REPORT_KEY)
-
-
 async def last_report(redis: Redis) -> dict[str, Any] | None:
     return await group_sync.last_report(redis, REPORT_KEY)
 
@@ -136,12 +128,10 @@ async def apply_answer(db: Database, box: SecretBox, settings: OidcSettings, ans
         await groups.replace_memberships(conn, stored.user_id, GroupType.OIDC, user.groups if user else ())
         after = await _oidc_groups(conn, stored.user_id)
         events = [
-            new_event(
-                group_sync.SYNC_EVENT,
-                operator=JOBSERVICE.username,
-                group=name,
-                group_id=group_id,
-                group_type=int(GroupType.OIDC),
+            group_sync.sync_event(
+                name,
+                group_id,
+                GroupType.OIDC,
                 added=[stored.username] if group_id in after else [],
                 removed=[stored.username] if group_id in before else [],
             )

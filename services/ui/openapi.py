@@ -1533,6 +1533,14 @@ PATHS.update(
 
 # -- the LDAP directory (Harbor's endpoints) and the group sync (Wharf's) -----------------------
 
+# What every sync's report starts with (the LDAP and the OIDC group syncs).
+_SYNC_RUN = {
+    "trigger": {**_STR, "description": "schedule or manual"},
+    "request_id": {**_STR, "description": "The manual request it answers"},
+    "started_at": _STR,
+    "finished_at": {**_STR, "description": "Empty while it runs"},
+}
+
 DEFINITIONS.update(
     {
         "LdapConf": {
@@ -1564,10 +1572,7 @@ DEFINITIONS.update(
         "LdapGroupSyncReport": {
             "type": "object",
             "properties": {
-                "trigger": {**_STR, "description": "schedule or manual"},
-                "request_id": {**_STR, "description": "The manual request it answers"},
-                "started_at": _STR,
-                "finished_at": {**_STR, "description": "Empty while it runs"},
+                **_SYNC_RUN,
                 "groups": _INT,
                 "failed": {
                     "type": "array",
@@ -1645,10 +1650,7 @@ DEFINITIONS.update(
         "OidcGroupSyncReport": {
             "type": "object",
             "properties": {
-                "trigger": {**_STR, "description": "schedule or manual"},
-                "request_id": {**_STR, "description": "The manual request it answers"},
-                "started_at": _STR,
-                "finished_at": {**_STR, "description": "Empty while it runs"},
+                **_SYNC_RUN,
                 "checked": {**_INT, "description": "Users the provider answered for"},
                 "changed": {**_INT, "description": "Users whose groups or admin flag changed"},
                 "dropped": {**_INT, "description": "Users the provider refused: their OIDC groups dropped"},
